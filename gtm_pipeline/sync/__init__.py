@@ -1,0 +1,1 @@
+"""Extract pages, transform, run the quality gates, load; cursors. Pure functions plus one orchestrator."""

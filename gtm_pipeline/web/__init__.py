@@ -1,0 +1,1 @@
+"""The Starlette app: OAuth connect and callback, connectors and mapping pages."""

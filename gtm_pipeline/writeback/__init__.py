@@ -1,0 +1,1 @@
+"""Score payloads, diffing, 200-record batches and per-record results."""

@@ -1,0 +1,70 @@
+"""Fixtures shared by the whole suite.
+
+Databases: every store test runs on SQLite (a file in tmp_path) and on the real PostgreSQL named
+by GTM_TEST_POSTGRES_URL (default: the machine's server on 127.0.0.1:5432, user postgres). The
+suite creates one throw-away database per session on that server and drops it at the end.
+
+Emulator: `emulator` starts the local Salesforce emulator over HTTPS in a background thread.
+REQUESTS_CA_BUNDLE is left as the machine sets it, so tests see the wire as production does.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _admin_url() -> str:
+    return os.environ.get("GTM_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session; dropped afterwards."""
+    admin = sa.create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
+    name = f"gtm_test_{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:  # pragma: no cover - environment problem
+        pytest.fail(f"PostgreSQL is not reachable at GTM_TEST_POSTGRES_URL: {exc.orig}")
+    url = sa.engine.make_url(_admin_url()).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _reset_postgres(url: str) -> None:
+    """Drop every table so each test starts from an empty database."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """An empty database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.db'}"
+    url = request.getfixturevalue("postgres_server_url")
+    _reset_postgres(url)
+    return url
+
+
+@pytest.fixture()
+def gtm_home(tmp_path, monkeypatch) -> str:
+    """An isolated GTM_HOME so nothing a test does lands in the working tree."""
+    home = tmp_path / "gtm-home"
+    home.mkdir()
+    monkeypatch.setenv("GTM_HOME", str(home))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    return str(home)
