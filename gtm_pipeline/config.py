@@ -24,7 +24,7 @@ def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 def gtm_home(environ: Mapping[str, str] | None = None) -> Path:
-    """Where local state lives (SQLite store, emulator state, Dagster home): `GTM_HOME`, default ./.gtm."""
+    """Where local state lives (SQLite store, emulator state, Dagster home): `GTM_HOME`."""
     return Path(_env(environ).get("GTM_HOME") or ".gtm").expanduser().resolve()
 
 

@@ -1,0 +1,1 @@
+"""Dagster objects: assets, asset checks, sensors, schedules, resources. Thin: they call sync/ and writeback/."""

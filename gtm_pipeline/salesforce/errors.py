@@ -1,0 +1,52 @@
+"""Errors of the Salesforce layer.
+
+One hierarchy, so callers can catch `SalesforceClientError` and still tell apart what a user must
+act on (budget spent, connection needs re-authorising) from what a retry might fix. Messages carry
+the Salesforce error code and message, never a token.
+"""
+
+from __future__ import annotations
+
+
+class SalesforceClientError(Exception):
+    """Base class of every error raised by gtm_pipeline.salesforce."""
+
+
+class SalesforceApiError(SalesforceClientError):
+    """Salesforce answered with an error that retrying will not fix."""
+
+    def __init__(self, status: int, error_code: str, message: str, *, resource: str = "") -> None:
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+        self.resource = resource
+        where = f" on {resource}" if resource else ""
+        super().__init__(f"Salesforce returned HTTP {status} {error_code}{where}: {message}")
+
+
+class SalesforceUnavailable(SalesforceClientError):
+    """Transient failures (5xx, dropped connections, timeouts) outlasted every retry."""
+
+
+class SessionInvalid(SalesforceClientError):
+    """The access token was refused and could not be refreshed: reconnect the org."""
+
+
+class ApiLimitExceeded(SalesforceClientError):
+    """Salesforce refused the call with REQUEST_LIMIT_EXCEEDED: the org's daily API budget is spent.
+
+    Never retried: every further call would be refused too, and would delay the user's other tools.
+    """
+
+
+class ApiUsageGuardTripped(ApiLimitExceeded):
+    """The connector stopped itself before the org's API usage passed the configured share."""
+
+    def __init__(self, used: int, total: int, share: float) -> None:
+        self.used = used
+        self.total = total
+        self.share = share
+        super().__init__(
+            f"Stopped before passing {share:.0%} of the org's daily API budget "
+            f"({used}/{total} calls used); the next run resumes from the last committed page"
+        )

@@ -1,0 +1,41 @@
+"""The HTTP session the client hands to simple-salesforce.
+
+requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override `session.verify` for every call that does
+not pass `verify=` itself, and simple-salesforce never passes it. A configured CA bundle would then
+be silently ignored, so this session passes its own `verify` explicitly on every request. It also
+applies a default timeout and counts the requests it sends, retries included, since that is what
+the org's API budget is charged for.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import requests
+
+DEFAULT_TIMEOUT_SECONDS = 120.0
+
+
+class PinnedSession(requests.Session):
+    """A requests.Session whose CA bundle and timeout win over the environment."""
+
+    def __init__(self, ca_bundle: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS):
+        super().__init__()
+        self.verify = ca_bundle if ca_bundle else True
+        self.timeout = timeout
+        self._count_lock = threading.Lock()
+        self._requests_sent = 0
+
+    @property
+    def requests_sent(self) -> int:
+        return self._requests_sent
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any):  # type: ignore[override]
+        if kwargs.get("verify") is None:
+            kwargs["verify"] = self.verify
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        with self._count_lock:
+            self._requests_sent += 1
+        return super().request(method, url, *args, **kwargs)

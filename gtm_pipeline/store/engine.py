@@ -1,0 +1,89 @@
+"""Engine creation with the per-database settings the store relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+
+from gtm_pipeline import config
+from gtm_pipeline.store.errors import StoreConfigError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with any password masked, for logs and error messages."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable database URL>"
+
+
+def parse_url(url: str | URL) -> URL:
+    """Parse a database URL, failing with a message that never echoes a password."""
+    try:
+        return sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise StoreConfigError(
+            "the database URL could not be parsed; expected sqlite:///PATH or "
+            "postgresql+psycopg://USER@HOST/DB"
+        ) from None
+
+
+def make_engine(url: str | URL | None = None, **engine_options: Any) -> Engine:
+    """An engine for the store: `url`, else `DATABASE_URL`, else the SQLite file under GTM_HOME.
+
+    SQLite gets WAL (readers do not block the writer), a busy timeout, enforced foreign keys and
+    real transactions (see `_configure_sqlite`). PostgreSQL gets `pool_pre_ping` so a connection
+    dropped by a restart or idle timeout is replaced instead of failing the next run.
+    """
+    parsed = parse_url(url if url is not None else config.database_url())
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        _ensure_sqlite_folder(parsed)
+        engine = sa.create_engine(parsed, **engine_options)
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        engine_options.setdefault("pool_pre_ping", True)
+        return sa.create_engine(parsed, **engine_options)
+    raise StoreConfigError(
+        f"unsupported database {backend!r} in {safe_url(parsed)}; use SQLite or PostgreSQL"
+    )
+
+
+def _ensure_sqlite_folder(url: URL) -> None:
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """Take transaction control away from the sqlite3 module and give it to SQLAlchemy.
+
+    The sqlite3 module's legacy mode does not BEGIN before SELECT or DDL, so a transaction that
+    reads a cursor and then writes rows is not atomic. Emitting our own `BEGIN IMMEDIATE` makes
+    every transaction take the write lock up front: concurrent writers then wait for each other
+    (up to the busy timeout) instead of failing with "database is locked" when a read snapshot
+    turns stale, and with WAL, readers outside transactions are never blocked.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

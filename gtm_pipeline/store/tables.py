@@ -1,0 +1,203 @@
+"""The store's schema as SQLAlchemy Core tables, the single source the migrations must match.
+
+Canonical entity tables (`accounts`, `persons`, `opportunities`) share one shape: keyed by
+`(tenant_id, external_id)`, carrying the Salesforce `system_modstamp` that orders versions of a
+record, soft-delete columns, mapped custom fields as JSON and when the store last wrote the row.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from gtm_pipeline.store.types import UTCDateTime, json_type
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+TENANT_ID = sa.String(64)
+RECORD_ID = sa.String(64)
+
+CONNECTOR_STATUSES = ("connected", "reconnect_needed", "disconnected")
+MAPPING_DIRECTIONS = ("sync", "writeback")
+
+
+def _in_check(column: str, values: tuple[str, ...], name: str) -> sa.CheckConstraint:
+    allowed = ", ".join(f"'{value}'" for value in values)
+    return sa.CheckConstraint(f"{column} IN ({allowed})", name=name)
+
+
+connectors = sa.Table(
+    "connectors",
+    metadata,
+    sa.Column("tenant_id", TENANT_ID, primary_key=True),
+    sa.Column("connector_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("instance_url", sa.Text, nullable=True),
+    sa.Column("org_id", sa.String(18), nullable=True),
+    sa.Column("status", sa.String(32), nullable=False, server_default="connected"),
+    sa.Column("status_detail", sa.Text, nullable=True),
+    sa.Column("connected_at", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    _in_check("status", CONNECTOR_STATUSES, "status"),
+)
+
+connector_tokens = sa.Table(
+    "connector_tokens",
+    metadata,
+    sa.Column(
+        "tenant_id",
+        TENANT_ID,
+        sa.ForeignKey("connectors.tenant_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("connector_id", sa.String(64), primary_key=True),
+    # Ciphertext only, as text (e.g. base64 or a Fernet token); plaintext never reaches the store.
+    sa.Column("access_token_ct", sa.Text, nullable=False),
+    sa.Column("refresh_token_ct", sa.Text, nullable=True),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+)
+
+field_mappings = sa.Table(
+    "field_mappings",
+    metadata,
+    sa.Column("tenant_id", TENANT_ID, primary_key=True),
+    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("direction", sa.String(16), primary_key=True),
+    sa.Column("target_field", sa.String(255), primary_key=True),
+    sa.Column("source_path", sa.String(255), nullable=False),
+    sa.Column("transform", sa.String(64), nullable=True),
+    sa.Column("required", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("sf_object", sa.String(64), nullable=True),
+    _in_check("direction", MAPPING_DIRECTIONS, "direction"),
+)
+
+sync_state = sa.Table(
+    "sync_state",
+    metadata,
+    sa.Column("tenant_id", TENANT_ID, primary_key=True),
+    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("cursor_modstamp", UTCDateTime, nullable=True),
+    sa.Column("cursor_id", RECORD_ID, nullable=True),
+    sa.Column("mode", sa.String(16), nullable=True),
+    sa.Column("last_started_at", UTCDateTime, nullable=True),
+    sa.Column("last_succeeded_at", UTCDateTime, nullable=True),
+    sa.Column("last_stats", json_type(), nullable=True),
+)
+
+
+def _canonical_table(name: str, *columns: sa.Column) -> sa.Table:
+    """Build an entity table: key, entity columns, then the versioning and bookkeeping columns."""
+    table = sa.Table(
+        name,
+        metadata,
+        sa.Column("tenant_id", TENANT_ID, primary_key=True),
+        sa.Column("external_id", RECORD_ID, primary_key=True),
+        *columns,
+        sa.Column("system_modstamp", UTCDateTime, nullable=False),
+        sa.Column("is_deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("deleted_at", UTCDateTime, nullable=True),
+        sa.Column("custom_fields", json_type(), nullable=True),
+        sa.Column("synced_at", UTCDateTime, nullable=False),
+    )
+    # Incremental reads and "what changed since" queries walk this index.
+    sa.Index(f"ix_{name}_tenant_id_system_modstamp", table.c.tenant_id, table.c.system_modstamp)
+    return table
+
+
+accounts = _canonical_table(
+    "accounts",
+    sa.Column("name", sa.Text, nullable=True),
+    sa.Column("domain", sa.Text, nullable=True),
+    sa.Column("website", sa.Text, nullable=True),
+    sa.Column("industry", sa.Text, nullable=True),
+    sa.Column("employee_count", sa.Integer, nullable=True),
+    sa.Column("annual_revenue", sa.Float, nullable=True),
+)
+
+persons = _canonical_table(
+    "persons",
+    sa.Column("email", sa.Text, nullable=True),
+    sa.Column("first_name", sa.Text, nullable=True),
+    sa.Column("last_name", sa.Text, nullable=True),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("phone", sa.Text, nullable=True),
+    sa.Column("account_external_id", RECORD_ID, nullable=True),
+)
+sa.Index(
+    "ix_persons_tenant_id_account_external_id", persons.c.tenant_id, persons.c.account_external_id
+)
+
+opportunities = _canonical_table(
+    "opportunities",
+    sa.Column("name", sa.Text, nullable=True),
+    sa.Column("stage", sa.Text, nullable=True),
+    sa.Column("close_date", sa.Date, nullable=True),
+    sa.Column("amount", sa.Float, nullable=True),
+    sa.Column("account_external_id", RECORD_ID, nullable=True),
+)
+sa.Index(
+    "ix_opportunities_tenant_id_account_external_id",
+    opportunities.c.tenant_id,
+    opportunities.c.account_external_id,
+)
+
+CANONICAL_TABLES: dict[str, sa.Table] = {
+    "accounts": accounts,
+    "persons": persons,
+    "opportunities": opportunities,
+}
+
+quality_failures = sa.Table(
+    "quality_failures",
+    metadata,
+    sa.Column("tenant_id", TENANT_ID, primary_key=True),
+    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("external_id", RECORD_ID, primary_key=True),
+    sa.Column("stage", sa.String(64), primary_key=True),
+    sa.Column("field", sa.String(255), nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw", json_type(), nullable=True),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Index(
+        "ix_quality_failures_tenant_id_entity_last_seen_at", "tenant_id", "entity", "last_seen_at"
+    ),
+)
+
+scores = sa.Table(
+    "scores",
+    metadata,
+    sa.Column("tenant_id", TENANT_ID, primary_key=True),
+    sa.Column("entity_type", sa.String(32), primary_key=True),
+    sa.Column("external_id", RECORD_ID, primary_key=True),
+    sa.Column("fit_score", sa.Float, nullable=True),
+    sa.Column("engagement_score", sa.Float, nullable=True),
+    sa.Column("combined_score", sa.Float, nullable=True),
+    sa.Column("tier", sa.String(16), nullable=True),
+    sa.Column("scored_at", UTCDateTime, nullable=False),
+)
+
+writeback_state = sa.Table(
+    "writeback_state",
+    metadata,
+    sa.Column("tenant_id", TENANT_ID, primary_key=True),
+    sa.Column("entity_type", sa.String(32), primary_key=True),
+    sa.Column("external_id", RECORD_ID, primary_key=True),
+    # The field values last accepted by Salesforce, so only changed scores are sent again.
+    sa.Column("last_written_values", json_type(), nullable=True),
+    sa.Column("last_status", sa.String(16), nullable=True),
+    sa.Column("last_error_code", sa.String(64), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("written_at", UTCDateTime, nullable=True),
+    sa.Index("ix_writeback_state_tenant_id_last_status", "tenant_id", "last_status"),
+)

@@ -1,0 +1,60 @@
+"""Column types whose behaviour must be identical on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+
+
+class NaiveDatetimeError(ValueError):
+    """A datetime without a timezone reached the store, where its meaning would be a guess."""
+
+
+def ensure_aware_utc(value: datetime, what: str = "datetime") -> datetime:
+    """Return `value` in UTC, refusing naive datetimes instead of assuming a zone for them."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"{what} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise NaiveDatetimeError(
+            f"{what} is a naive datetime ({value.isoformat()}); "
+            "pass a timezone-aware one, e.g. datetime(..., tzinfo=UTC)"
+        )
+    return value.astimezone(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back as an aware UTC datetime.
+
+    PostgreSQL keeps the instant in `timestamptz` but answers in the session's zone; SQLite has
+    no zone at all and would hand back naive values. Normalising both to UTC here means no
+    caller ever compares a naive with an aware datetime. On SQLite the value is stored as
+    SQLAlchemy's fixed-width text form, so string comparison in SQL orders instants correctly.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        utc = ensure_aware_utc(value, "timestamp column value")
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def json_type() -> sa.types.TypeEngine[Any]:
+    """JSON everywhere, JSONB on PostgreSQL; Python None is stored as SQL NULL, not JSON 'null'.
+
+    Storing None as SQL NULL keeps `IS NULL` meaningful and makes both databases agree.
+    """
+    return sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")

@@ -1,0 +1,163 @@
+"""Bulk upserts keyed by primary key, guarded by `system_modstamp`, on each database's fast path.
+
+A row is applied only when its `system_modstamp` is not older than the stored one, so
+re-reading an overlap window rewrites identical data and an older version read late can never
+overwrite a newer one. Work happens inside the caller's transaction; nothing here commits, so
+the sync can commit a page of rows together with the cursor that covers them.
+
+- SQLite: multi-row `INSERT ... VALUES (...), (...) ON CONFLICT DO UPDATE ... WHERE`, in chunks
+  that stay under the connection's bound-variable limit.
+- PostgreSQL: `COPY` into a temporary staging table, then one
+  `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE`.
+
+SQL text is assembled here only from names taken from the `Table` (incoming column names are
+checked against it first) and quoted by the dialect; every value travels as a bound parameter
+or through COPY.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+from typing import Any
+
+import sqlalchemy as sa
+
+from gtm_pipeline.store.errors import InvalidRowsError, StoreError
+from gtm_pipeline.store.rows import MODSTAMP_COLUMN, PreparedRows, Rows, prepare_rows
+
+# SQLite's compiled-in default before 3.32; used only if the driver cannot report the limit.
+FALLBACK_SQLITE_VARIABLE_LIMIT = 999
+
+_staging_names = itertools.count(1)
+# One reusable encoder: `json.dumps` with options builds a new encoder on every call. NaN is
+# refused because PostgreSQL's JSON has no NaN; the error names it instead of the server.
+_encode_json = json.JSONEncoder(allow_nan=False).encode
+
+
+def upsert_records(conn: sa.Connection, table: sa.Table, rows: Rows) -> int:
+    """Insert or update `rows` in `table`; return how many rows were inserted or updated.
+
+    Rows whose `system_modstamp` is older than the stored version are skipped and not counted.
+    Only the columns present in `rows` are written, so a caller can, for example, mark rows
+    deleted by sending just the key, `system_modstamp`, `is_deleted` and `deleted_at`.
+    `synced_at` is filled with the current time when the rows do not carry it, and a key
+    repeated within `rows` counts once (its newest version; see `rows.prepare_rows`).
+    """
+    prepared = prepare_rows(table, rows)
+    if len(prepared) == 0:
+        return 0
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        return _upsert_sqlite(conn, prepared)
+    if dialect == "postgresql":
+        return _upsert_postgresql(conn, prepared)
+    raise StoreError(f"bulk upsert supports SQLite and PostgreSQL, not {dialect}")
+
+
+def _quoted_columns(conn: sa.Connection, names: tuple[str, ...]) -> str:
+    quote = conn.dialect.identifier_preparer.quote
+    return ", ".join(quote(name) for name in names)
+
+
+def _on_conflict_clause(conn: sa.Connection, prepared: PreparedRows) -> str:
+    """`ON CONFLICT (key) DO UPDATE SET ... WHERE newer-or-equal`, shared by both databases."""
+    preparer = conn.dialect.identifier_preparer
+    target = preparer.format_table(prepared.table)
+    keys = prepared.key_columns
+    updates = [name for name in prepared.columns if name not in keys]
+    conflict = f"ON CONFLICT ({_quoted_columns(conn, keys)})"
+    if not updates:
+        return f"{conflict} DO NOTHING"
+    assignments = ", ".join(
+        f"{preparer.quote(name)} = excluded.{preparer.quote(name)}" for name in updates
+    )
+    clause = f"{conflict} DO UPDATE SET {assignments}"
+    if prepared.guarded_by_modstamp:
+        modstamp = preparer.quote(MODSTAMP_COLUMN)
+        clause += f" WHERE excluded.{modstamp} >= {target}.{modstamp}"
+    return clause
+
+
+def _sqlite_variable_limit(conn: sa.Connection) -> int:
+    driver_connection = conn.connection.driver_connection
+    getlimit = getattr(driver_connection, "getlimit", None)
+    if getlimit is None:
+        return FALLBACK_SQLITE_VARIABLE_LIMIT
+    return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+
+
+def _json_texts(prepared: PreparedRows, name: str, values: list[Any]) -> list[str | None]:
+    """Encode a JSON column the same way for both databases, naming the column on failure."""
+    try:
+        return [None if value is None else _encode_json(value) for value in values]
+    except (TypeError, ValueError) as exc:
+        raise InvalidRowsError(
+            f"column {prepared.table.name}.{name} holds a value that is not valid JSON: {exc}"
+        ) from None
+
+
+def _sqlite_bound_columns(conn: sa.Connection, prepared: PreparedRows) -> list[list[Any]]:
+    """Apply each column type's SQLAlchemy bind processing, as a compiled statement would."""
+    dialect = conn.dialect
+    bound = []
+    for name, values in zip(prepared.columns, prepared.values, strict=True):
+        column_type = prepared.table.c[name].type
+        if isinstance(column_type, sa.JSON):
+            bound.append(_json_texts(prepared, name, values))
+            continue
+        process = column_type.dialect_impl(dialect).bind_processor(dialect)
+        bound.append([process(value) for value in values] if process else values)
+    return bound
+
+
+def _upsert_sqlite(conn: sa.Connection, prepared: PreparedRows) -> int:
+    width = len(prepared.columns)
+    rows_per_statement = max(1, _sqlite_variable_limit(conn) // width)
+    target = conn.dialect.identifier_preparer.format_table(prepared.table)
+    columns = _quoted_columns(conn, prepared.columns)
+    head = f"INSERT INTO {target} ({columns}) VALUES "  # noqa: S608 - quoted metadata names
+    tail = " " + _on_conflict_clause(conn, prepared)
+    placeholders = "(" + ", ".join(["?"] * width) + ")"
+    rows = list(zip(*_sqlite_bound_columns(conn, prepared), strict=True))
+    changed = 0
+    for start in range(0, len(rows), rows_per_statement):
+        chunk = rows[start : start + rows_per_statement]
+        sql = head + ", ".join([placeholders] * len(chunk)) + tail
+        params = tuple(value for row in chunk for value in row)
+        changed += conn.exec_driver_sql(sql, params).rowcount
+    return changed
+
+
+def _postgres_copy_columns(prepared: PreparedRows) -> list[list[Any]]:
+    """Values as COPY takes them: JSON columns as JSON text, everything else as is."""
+    return [
+        _json_texts(prepared, name, values)
+        if isinstance(prepared.table.c[name].type, sa.JSON)
+        else values
+        for name, values in zip(prepared.columns, prepared.values, strict=True)
+    ]
+
+
+def _upsert_postgresql(conn: sa.Connection, prepared: PreparedRows) -> int:
+    preparer = conn.dialect.identifier_preparer
+    target = preparer.format_table(prepared.table)
+    columns = _quoted_columns(conn, prepared.columns)
+    staging = preparer.quote(f"gtm_stage_{prepared.table.name}_{next(_staging_names)}")
+    # Executed through SQLAlchemy first so the caller's transaction has begun before COPY. The
+    # staging table is dropped below; if anything fails first, the rollback removes it.
+    conn.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE {staging} AS "  # noqa: S608 - quoted names
+        f"SELECT {columns} FROM {target} WITH NO DATA"
+    )
+    copy_sql = f"COPY {staging} ({columns}) FROM STDIN"
+    driver_connection: Any = conn.connection.driver_connection
+    with driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
+        for row in zip(*_postgres_copy_columns(prepared), strict=True):
+            copy.write_row(row)
+    insert = f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "  # noqa: S608
+    result = conn.exec_driver_sql(insert + _on_conflict_clause(conn, prepared))
+    changed = result.rowcount
+    conn.exec_driver_sql(f"DROP TABLE {staging}")
+    return changed

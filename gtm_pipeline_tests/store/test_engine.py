@@ -1,0 +1,120 @@
+"""Engine creation: per-database settings, default URL, and passwords kept out of messages."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from gtm_pipeline.store import (
+    Cursor,
+    StoreConfigError,
+    get_cursor,
+    make_engine,
+    persons,
+    safe_url,
+    save_cursor,
+    upgrade,
+    upsert_records,
+)
+from gtm_pipeline_tests.store.conftest import T0
+
+ROW = {"external_id": "003A", "system_modstamp": T0, "email": "a@x.io"}
+
+
+def test_sqlite_engine_creates_its_folder_and_sets_pragmas(tmp_path) -> None:
+    path = tmp_path / "nested" / "deeper" / "warehouse.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+            foreign_keys = conn.exec_driver_sql("PRAGMA foreign_keys").scalar()
+            busy_timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    finally:
+        engine.dispose()
+    assert path.parent.is_dir()
+    assert journal == "wal"
+    assert foreign_keys == 1
+    assert busy_timeout >= 1000
+
+
+def test_sqlite_transactions_cover_reads_and_ddl(tmp_path) -> None:
+    """A rolled-back transaction undoes DDL too, which sqlite3's legacy mode would autocommit."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'tx.db'}")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("CREATE TABLE probe (x INTEGER)")
+            conn.rollback()
+        assert "probe" not in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_default_url_is_the_sqlite_file_under_gtm_home(gtm_home) -> None:
+    engine = make_engine()
+    try:
+        assert engine.url.get_backend_name() == "sqlite"
+        assert engine.url.database.startswith(gtm_home)
+    finally:
+        engine.dispose()
+
+
+def test_postgres_engine_pings_pooled_connections() -> None:
+    engine = make_engine("postgresql+psycopg://reader:hunter2@127.0.0.1:5432/nowhere")
+    try:
+        assert engine.pool._pre_ping is True
+    finally:
+        engine.dispose()
+
+
+def test_safe_url_masks_the_password() -> None:
+    rendered = safe_url("postgresql+psycopg://reader:hunter2@db.example/warehouse")
+    assert "hunter2" not in rendered
+    assert "reader:***@db.example/warehouse" in rendered
+
+
+def test_unparseable_url_is_refused_without_echoing_it() -> None:
+    with pytest.raises(StoreConfigError) as raised:
+        make_engine("not a url with secret hunter2")
+    assert "hunter2" not in str(raised.value)
+
+
+def test_unsupported_database_is_refused_without_the_password() -> None:
+    with pytest.raises(StoreConfigError, match="unsupported database 'mysql'") as raised:
+        make_engine("mysql://reader:hunter2@db.example/warehouse")
+    assert "hunter2" not in str(raised.value)
+
+
+def test_sqlite_concurrent_read_then_write_transactions_both_commit(tmp_path) -> None:
+    """Two syncs that read their cursor and then write must queue, not fail as 'locked'."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'concurrent.db'}")
+    upgrade(engine)
+    both_reading = threading.Barrier(2, timeout=5)
+    errors: list[BaseException] = []
+
+    def sync(tenant: str) -> None:
+        try:
+            with engine.begin() as conn:
+                get_cursor(conn, tenant, "persons")
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    # Only one can be inside a write transaction; the other waits at BEGIN.
+                    both_reading.wait(timeout=0.3)
+                upsert_records(conn, persons, [{**ROW, "tenant_id": tenant}])
+                save_cursor(conn, tenant, "persons", Cursor(T0, "003A"), "full")
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sync, args=(tenant,)) for tenant in ("t1", "t2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    try:
+        with engine.connect() as conn:
+            tenants = conn.execute(sa.select(persons.c.tenant_id).order_by("tenant_id")).scalars()
+            assert list(tenants) == ["t1", "t2"]
+    finally:
+        engine.dispose()
+    assert errors == []

@@ -1,0 +1,372 @@
+"""Bulk upserts on both databases: versions ordered by system_modstamp, types, tenants, batches."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from gtm_pipeline.store import (
+    InvalidRowsError,
+    accounts,
+    opportunities,
+    persons,
+    scores,
+    upsert_records,
+)
+from gtm_pipeline_tests.store.conftest import T0
+
+
+def person(external_id: str, modstamp: datetime, tenant: str = "t1", **fields: Any) -> dict:
+    return {"tenant_id": tenant, "external_id": external_id, "system_modstamp": modstamp, **fields}
+
+
+def upsert(engine: sa.Engine, table: sa.Table, rows: Any) -> int:
+    with engine.begin() as conn:
+        return upsert_records(conn, table, rows)
+
+
+def stored(engine: sa.Engine, table: sa.Table, tenant: str = "t1") -> dict[str, Any]:
+    with engine.connect() as conn:
+        result = conn.execute(
+            sa.select(table).where(table.c.tenant_id == tenant).order_by(table.c.external_id)
+        )
+        return {row.external_id: row for row in result}
+
+
+def test_insert_then_update(engine: sa.Engine) -> None:
+    inserted = upsert(
+        engine,
+        persons,
+        [person("003A", T0, email="a@x.io"), person("003B", T0, email="b@x.io")],
+    )
+    updated = upsert(engine, persons, [person("003A", T0 + timedelta(seconds=1), email="new@x.io")])
+    rows = stored(engine, persons)
+    assert (inserted, updated) == (2, 1)
+    assert rows["003A"].email == "new@x.io"
+    assert rows["003A"].system_modstamp == T0 + timedelta(seconds=1)
+    assert rows["003B"].email == "b@x.io"
+
+
+def test_older_version_is_ignored(engine: sa.Engine) -> None:
+    upsert(engine, persons, [person("003A", T0, email="current@x.io")])
+    applied = upsert(engine, persons, [person("003A", T0 - timedelta(hours=1), email="stale@x.io")])
+    row = stored(engine, persons)["003A"]
+    assert applied == 0
+    assert row.email == "current@x.io"
+    assert row.system_modstamp == T0
+
+
+def test_equal_modstamp_is_applied(engine: sa.Engine) -> None:
+    """Re-reading the lookback overlap must be able to deliver a same-stamp late commit."""
+    upsert(engine, persons, [person("003A", T0, email="first@x.io")])
+    applied = upsert(engine, persons, [person("003A", T0, email="same-stamp@x.io")])
+    assert applied == 1
+    assert stored(engine, persons)["003A"].email == "same-stamp@x.io"
+
+
+def test_mixed_batch_counts_only_applied_rows(engine: sa.Engine) -> None:
+    upsert(engine, persons, [person("003A", T0), person("003B", T0)])
+    applied = upsert(
+        engine,
+        persons,
+        [
+            person("003A", T0 - timedelta(seconds=1), email="stale"),
+            person("003B", T0 + timedelta(seconds=1), email="newer"),
+            person("003C", T0, email="brand new"),
+        ],
+    )
+    rows = stored(engine, persons)
+    assert applied == 2
+    assert (rows["003A"].email, rows["003B"].email, rows["003C"].email) == (
+        None,
+        "newer",
+        "brand new",
+    )
+
+
+def test_duplicates_in_one_batch_keep_the_newest_then_the_last(engine: sa.Engine) -> None:
+    batch = pd.DataFrame(
+        [
+            person("003A", T0 + timedelta(seconds=5), email="newest"),
+            person("003A", T0, email="older, later in batch"),
+            person("003B", T0, email="tie, first"),
+            person("003B", T0, email="tie, last"),
+            person("003C", T0, email="only"),
+        ]
+    )
+    applied = upsert(engine, persons, batch)
+    rows = stored(engine, persons)
+    assert applied == 3
+    assert rows["003A"].email == "newest"
+    assert rows["003B"].email == "tie, last"
+    assert rows["003C"].email == "only"
+
+
+def test_missing_values_become_null(engine: sa.Engine) -> None:
+    frame = pd.DataFrame(
+        {
+            "tenant_id": ["t1", "t1", "t1"],
+            "external_id": ["001A", "001B", "001C"],
+            "name": ["Acme", None, np.nan],
+            "employee_count": [10, None, np.nan],
+            "annual_revenue": [np.nan, 1.5e6, None],
+            "system_modstamp": pd.to_datetime([T0, T0, T0], utc=True),
+            "deleted_at": pd.to_datetime([None, T0, None], utc=True),
+            "custom_fields": [None, np.nan, {"Tier__c": "A"}],
+        }
+    )
+    assert upsert(engine, accounts, frame) == 3
+    rows = stored(engine, accounts)
+    assert rows["001A"].name == "Acme"
+    assert rows["001A"].employee_count == 10
+    assert isinstance(rows["001A"].employee_count, int)
+    assert rows["001A"].annual_revenue is None
+    assert rows["001A"].deleted_at is None
+    assert rows["001A"].custom_fields is None
+    assert rows["001B"].name is None
+    assert rows["001B"].employee_count is None
+    assert rows["001B"].annual_revenue == 1.5e6
+    assert rows["001B"].deleted_at == T0
+    assert rows["001B"].custom_fields is None
+    assert rows["001C"].custom_fields == {"Tier__c": "A"}
+    with engine.connect() as conn:
+        null_json = conn.execute(
+            sa.select(sa.func.count()).where(accounts.c.custom_fields.is_(None))
+        ).scalar_one()
+    assert null_json == 2, "missing JSON must be SQL NULL, not the JSON literal null"
+
+
+def test_json_round_trip(engine: sa.Engine) -> None:
+    custom = {
+        "Region__c": "EMEA",
+        "Score__c": 81.5,
+        "Tags__c": ["a", "b"],
+        "Nested__c": {"deep": [1, {"x": None}]},
+        "Unicode__c": "Zoë — 東京",
+        "Flag__c": True,
+    }
+    upsert(engine, persons, [person("003A", T0, custom_fields=custom)])
+    assert stored(engine, persons)["003A"].custom_fields == custom
+
+
+def test_timestamps_round_trip_as_aware_utc(engine: sa.Engine) -> None:
+    plus_five = timezone(timedelta(hours=5, minutes=30))
+    local = datetime(2024, 3, 1, 17, 30, 0, 123456, tzinfo=plus_five)
+    upsert(engine, persons, [person("003A", local, deleted_at=local, is_deleted=True)])
+    row = stored(engine, persons)["003A"]
+    assert row.system_modstamp == local
+    assert row.system_modstamp.utcoffset() == timedelta(0)
+    assert row.system_modstamp.replace(tzinfo=None) == datetime(2024, 3, 1, 12, 0, 0, 123456)
+    assert row.deleted_at.tzinfo is not None
+    assert row.synced_at.utcoffset() == timedelta(0)
+    assert row.is_deleted is True
+
+
+def test_modstamp_ordering_uses_the_instant_not_the_local_clock(engine: sa.Engine) -> None:
+    """12:00 at +05:00 is earlier than 08:00 UTC; a naive text comparison would get it wrong."""
+    upsert(engine, persons, [person("003A", datetime(2024, 3, 1, 8, 0, tzinfo=UTC), email="utc")])
+    earlier = datetime(2024, 3, 1, 12, 0, tzinfo=timezone(timedelta(hours=5)))
+    assert upsert(engine, persons, [person("003A", earlier, email="older")]) == 0
+    assert stored(engine, persons)["003A"].email == "utc"
+
+
+def test_naive_datetimes_are_refused(engine: sa.Engine) -> None:
+    naive = datetime(2024, 3, 1, 12, 0)
+    with pytest.raises(InvalidRowsError, match="naive"):
+        upsert(engine, persons, [person("003A", naive)])
+    frame = pd.DataFrame([person("003A", naive)])
+    assert frame["system_modstamp"].dtype.kind == "M"
+    with pytest.raises(InvalidRowsError, match="naive"):
+        upsert(engine, persons, frame)
+    with pytest.raises(InvalidRowsError, match="naive"):
+        upsert(engine, persons, [person("003A", T0, deleted_at=naive)])
+    assert stored(engine, persons) == {}
+
+
+def test_naive_datetime_is_refused_by_the_column_type(engine: sa.Engine) -> None:
+    with pytest.raises(sa.exc.StatementError, match="naive"), engine.begin() as conn:
+        conn.execute(sa.insert(persons).values(person("003A", datetime(2024, 1, 1), synced_at=T0)))
+
+
+def test_tenants_are_isolated(engine: sa.Engine) -> None:
+    upsert(
+        engine,
+        persons,
+        [
+            person("003A", T0, tenant="t1", email="one@t1.io"),
+            person("003A", T0, tenant="t2", email="one@t2.io"),
+        ],
+    )
+    upsert(engine, persons, [person("003A", T0 + timedelta(1), tenant="t2", email="two@t2.io")])
+    assert stored(engine, persons, "t1")["003A"].email == "one@t1.io"
+    assert stored(engine, persons, "t2")["003A"].email == "two@t2.io"
+
+
+def test_rollback_discards_the_upsert(engine: sa.Engine) -> None:
+    upsert(engine, persons, [person("003A", T0, email="committed")])
+    with engine.connect() as conn:
+        conn.begin()
+        assert upsert_records(conn, persons, [person("003A", T0 + timedelta(1), email="x")]) == 1
+        assert upsert_records(conn, persons, [person("003B", T0)]) == 1
+        conn.rollback()
+    rows = stored(engine, persons)
+    assert list(rows) == ["003A"]
+    assert rows["003A"].email == "committed"
+
+
+def test_two_upserts_in_one_transaction(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        first = upsert_records(conn, persons, [person("003A", T0, email="one")])
+        second = upsert_records(conn, persons, [person("003A", T0, email="two")])
+    assert (first, second) == (1, 1)
+    assert stored(engine, persons)["003A"].email == "two"
+
+
+def test_partial_columns_update_only_those_columns(engine: sa.Engine) -> None:
+    upsert(engine, persons, [person("003A", T0, email="keep@x.io", title="CTO")])
+    later = T0 + timedelta(minutes=1)
+    upsert(engine, persons, [person("003A", later, is_deleted=True, deleted_at=later)])
+    row = stored(engine, persons)["003A"]
+    assert (row.email, row.title, row.is_deleted, row.deleted_at) == (
+        "keep@x.io",
+        "CTO",
+        True,
+        later,
+    )
+
+
+def test_dates_and_amounts(engine: sa.Engine) -> None:
+    rows = pd.DataFrame(
+        {
+            "tenant_id": ["t1"] * 3,
+            "external_id": ["006A", "006B", "006C"],
+            "close_date": [date(2024, 6, 30), "2024-07-01", None],
+            "amount": [1200.5, None, 0.0],
+            "system_modstamp": [T0] * 3,
+        }
+    )
+    upsert(engine, opportunities, rows)
+    stored_rows = stored(engine, opportunities)
+    assert stored_rows["006A"].close_date == date(2024, 6, 30)
+    assert stored_rows["006B"].close_date == date(2024, 7, 1)
+    assert stored_rows["006C"].close_date is None
+    assert (stored_rows["006A"].amount, stored_rows["006B"].amount) == (1200.5, None)
+
+
+def test_table_without_modstamp_takes_the_last_row(engine: sa.Engine) -> None:
+    def score(value: float) -> dict:
+        return {
+            "tenant_id": "t1",
+            "entity_type": "persons",
+            "external_id": "003A",
+            "fit_score": value,
+            "scored_at": T0,
+        }
+
+    assert upsert(engine, scores, [score(10.0), score(20.0)]) == 1
+    assert upsert(engine, scores, [score(5.0)]) == 1
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(scores.c.fit_score)).scalar_one() == 5.0
+
+
+def test_large_batch_on_the_fast_path(engine: sa.Engine) -> None:
+    count = 5_000
+    frame = pd.DataFrame(
+        {
+            "tenant_id": "t1",
+            "external_id": [f"003{i:012d}" for i in range(count)],
+            "email": [f"p{i}@x.io" for i in range(count)],
+            "system_modstamp": pd.date_range(T0, periods=count, freq="s"),
+            "custom_fields": [{"i": i} for i in range(count)],
+        }
+    )
+    assert upsert(engine, persons, frame) == count
+    assert upsert(engine, persons, frame.assign(email="changed")) == count
+    with engine.connect() as conn:
+        total, changed = conn.execute(
+            sa.select(sa.func.count(), sa.func.count().filter(persons.c.email == "changed"))
+        ).one()
+    assert (total, changed) == (count, count)
+
+
+def test_sqlite_splits_statements_under_the_variable_limit(tmp_path) -> None:
+    from gtm_pipeline.store import make_engine, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'limit.db'}")
+    upgrade(engine)
+    rows = [person(f"003{i:04d}", T0, email=f"{i}@x.io") for i in range(250)]
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    try:
+        with engine.begin() as conn:
+            conn.connection.driver_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
+            applied = upsert_records(conn, persons, rows)
+        inserts = [s for s in statements if s.startswith("INSERT")]
+        assert applied == 250
+        assert len(stored(engine, persons)) == 250
+        # 5 columns (4 given + synced_at) → 20 rows per statement under a limit of 100.
+        assert len(inserts) == 13
+    finally:
+        engine.dispose()
+
+
+def test_empty_input_writes_nothing(engine: sa.Engine) -> None:
+    assert upsert(engine, persons, []) == 0
+    assert upsert(engine, persons, pd.DataFrame(columns=["tenant_id", "external_id"])) == 0
+    assert stored(engine, persons) == {}
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            [{"tenant_id": "t1", "external_id": "003A", "system_modstamp": T0, "Email": "x"}],
+            "Email",
+        ),
+        ([{"tenant_id": "t1", "system_modstamp": T0}], "external_id"),
+        ([{"tenant_id": "t1", "external_id": "003A"}], "system_modstamp"),
+        ([person("003A", None)], "system_modstamp must not be empty"),
+        ([person(None, T0)], "external_id must not be empty"),
+        ([person("003A", "2024-03-01T12:00:00Z")], "timezone-aware datetimes, got str"),
+        ([person("003A", T0, is_deleted=None)], "is_deleted must not be empty"),
+        ([{}], "lack required column"),
+        ("not rows", "DataFrame or a list of dicts"),
+    ],
+)
+def test_bad_rows_are_refused_with_a_clear_error(
+    engine: sa.Engine, rows: Any, message: str
+) -> None:
+    with pytest.raises(InvalidRowsError, match=message):
+        upsert(engine, persons, rows)
+
+
+def test_wrong_value_types_are_refused(engine: sa.Engine) -> None:
+    row = {"tenant_id": "t1", "external_id": "001A", "system_modstamp": T0}
+    with pytest.raises(InvalidRowsError, match="employee_count"):
+        upsert(engine, accounts, [{**row, "employee_count": 12.5}])
+    with pytest.raises(InvalidRowsError, match="close_date"):
+        upsert(engine, opportunities, [{**row, "close_date": "30/06/2024"}])
+    with pytest.raises(InvalidRowsError, match="custom_fields .*not valid JSON"):
+        upsert(engine, accounts, [{**row, "custom_fields": {"Score__c": float("nan")}}])
+    with pytest.raises(InvalidRowsError, match="custom_fields .*not valid JSON"):
+        upsert(engine, accounts, [{**row, "custom_fields": {"When__c": T0}}])
+    assert stored(engine, accounts) == {}
+
+
+def test_postgres_staging_tables_do_not_outlive_the_upsert(engine: sa.Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("COPY staging exists only on PostgreSQL")
+    with engine.begin() as conn:
+        upsert_records(conn, persons, [person("003A", T0)])
+        upsert_records(conn, persons, [person("003B", T0)])
+        leftovers = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_class WHERE relpersistence = 't' AND relkind = 'r'"
+        ).scalar_one()
+    assert leftovers == 0
+    assert set(stored(engine, persons)) == {"003A", "003B"}
