@@ -34,6 +34,7 @@ from gtm_pipeline.salesforce.errors import (
     SalesforceApiError,
     SalesforceUnavailable,
     SessionInvalid,
+    TlsVerificationFailed,
 )
 from gtm_pipeline.salesforce.http import DEFAULT_TIMEOUT_SECONDS, PinnedSession
 
@@ -114,6 +115,8 @@ def _error_code(exc: SalesforceError) -> tuple[str, str]:
 
 
 def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False
     if isinstance(exc, _TRANSIENT_NETWORK_ERRORS):
         return True
     return isinstance(exc, SalesforceError) and exc.status >= 500
@@ -250,6 +253,11 @@ class SalesforceClient:
         )
         try:
             return retrying(fn, sf)
+        except requests.exceptions.SSLError:
+            raise TlsVerificationFailed(
+                f"TLS verification of {self._credentials.instance_url} failed: set "
+                "SALESFORCE_CA_BUNDLE to the CA file that signs its certificate"
+            ) from None
         except RetryError as exc:
             last = exc.last_attempt.exception()
             raise SalesforceUnavailable(

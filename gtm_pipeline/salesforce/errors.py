@@ -28,6 +28,10 @@ class SalesforceUnavailable(SalesforceClientError):
     """Transient failures (5xx, dropped connections, timeouts) outlasted every retry."""
 
 
+class TlsVerificationFailed(SalesforceClientError):
+    """Salesforce's TLS certificate did not verify; never retried, since it will not change."""
+
+
 class SessionInvalid(SalesforceClientError):
     """The access token was refused and could not be refreshed: reconnect the org."""
 

@@ -1,0 +1,332 @@
+"""The Salesforce client against the emulator over HTTPS, REQUESTS_CA_BUNDLE left set."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+
+import pytest
+import requests
+
+from gtm_pipeline.emulator.testing import CAPinnedSession, EmulatorHandle
+from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
+from gtm_pipeline.salesforce.errors import (
+    ApiLimitExceeded,
+    ApiUsageGuardTripped,
+    SalesforceApiError,
+    SalesforceUnavailable,
+    SessionInvalid,
+    TlsVerificationFailed,
+)
+
+CONTACT_SOQL = "SELECT Id, Email, SystemModstamp FROM Contact ORDER BY SystemModstamp, Id"
+
+
+def no_sleep(_seconds: float) -> None:
+    """Backoff waits are skipped in tests; the retry count is what is checked."""
+
+
+def live_contact_ids(emulator: EmulatorHandle) -> list[str]:
+    return [r["Id"] for r in emulator.control.truth("Contact") if not r["IsDeleted"]]
+
+
+class Refresher:
+    """A refresh hook that runs the real refresh_token grant against the emulator."""
+
+    def __init__(self, emulator: EmulatorHandle, refresh_token: str) -> None:
+        self.info = emulator.info
+        self.refresh_token = refresh_token
+        self.calls = 0
+        self._http = CAPinnedSession(self.info["ca_bundle"])
+
+    def __call__(self, refused: Credentials) -> Credentials:
+        self.calls += 1
+        response = self._http.post(
+            f"{self.info['login_url']}/services/oauth2/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": self.refresh_token,
+                "client_id": self.info["client_id"],
+                "client_secret": self.info["client_secret"],
+            },
+            timeout=30,
+        )
+        response.raise_for_status()
+        body = response.json()
+        return Credentials(body["instance_url"], body["access_token"])
+
+
+def make_client(
+    emulator: EmulatorHandle, tokens: dict[str, str], refresh=None, **config
+) -> SalesforceClient:
+    config.setdefault("ca_bundle", emulator.info["ca_bundle"])
+    config.setdefault("api_version", emulator.info["api_version"])
+    return SalesforceClient(
+        Credentials(tokens["instance_url"], tokens["access_token"]),
+        config=ClientConfig(**config),
+        refresh=refresh,
+        sleep=no_sleep,
+    )
+
+
+def test_requests_ca_bundle_is_set_so_the_pinned_ca_is_really_tested():
+    assert os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+
+
+def test_pages_follow_next_records_url_and_return_every_live_record_once(emulator, tokens):
+    client = make_client(emulator, tokens, batch_size=200)
+    pages = list(client.query_pages(CONTACT_SOQL))
+    ids = [r["Id"] for p in pages for r in p.records]
+    expected = live_contact_ids(emulator)
+    assert sorted(set(ids)) == sorted(expected)
+    assert len(pages) == math.ceil(pages[0].total_size / 200)
+    assert [p.page_number for p in pages] == list(range(1, len(pages) + 1))
+    assert pages[-1].done and not any(p.done for p in pages[:-1])
+    assert client.calls_made == len(pages)
+    stats = emulator.control.stats()
+    assert stats["calls"]["query"] == 1 and stats["calls"]["query_more"] == len(pages) - 1
+    assert stats["api_usage"]["used"] == len(pages)
+
+
+def test_default_batch_size_2000_makes_ten_times_fewer_calls_than_200(emulator, tokens):
+    small = make_client(emulator, tokens, batch_size=200)
+    large = make_client(emulator, tokens)
+    assert large.config.batch_size == 2000
+    small_records = sum(1 for _ in small.query_records(CONTACT_SOQL))
+    large_records = sum(1 for _ in large.query_records(CONTACT_SOQL))
+    assert small_records == large_records > 1000
+    assert large.calls_made == 1
+    assert small.calls_made == math.ceil(small_records / 200)
+
+
+def test_smaller_pages_than_asked_still_yield_everything(emulator, tokens):
+    emulator.control.configure(page_size={"mode": "random", "minimum": 37, "seed": 3})
+    client = make_client(emulator, tokens)
+    pages = list(client.query_pages(CONTACT_SOQL))
+    assert len(pages) > 1
+    assert any(len(p.records) < 2000 for p in pages[:-1])
+    ids = [r["Id"] for p in pages for r in p.records]
+    assert sorted(set(ids)) == sorted(live_contact_ids(emulator))
+
+
+def test_query_all_returns_deleted_rows_that_query_does_not(emulator, tokens):
+    victim = live_contact_ids(emulator)[0]
+    emulator.control.mutate({"op": "delete", "object": "Contact", "id": victim})
+    try:
+        client = make_client(emulator, tokens)
+        soql = f"SELECT Id, IsDeleted FROM Contact WHERE Id = '{victim}'"
+        assert list(client.query_records(soql)) == []
+        [row] = list(client.query_records(soql, include_deleted=True))
+        assert row["Id"] == victim and row["IsDeleted"] is True
+    finally:
+        emulator.control.mutate({"op": "undelete", "object": "Contact", "id": victim})
+
+
+def test_refresh_in_the_middle_of_pagination_retries_once_and_loses_nothing(emulator, tokens):
+    refresher = Refresher(emulator, tokens["refresh_token"])
+    client = make_client(emulator, tokens, refresh=refresher, batch_size=200)
+    emulator.control.add_fault(kind="expire_sessions", after_calls=2)
+    pages = list(client.query_pages(CONTACT_SOQL))
+    ids = [r["Id"] for p in pages for r in p.records]
+    assert refresher.calls == 1
+    assert len(ids) == pages[0].total_size
+    assert sorted(set(ids)) == sorted(live_contact_ids(emulator))
+    # One call was refused with 401 and sent again with the new token.
+    assert client.calls_made == len(pages) + 1
+
+
+def test_expired_session_without_refresh_hook_is_a_clear_error(emulator, tokens):
+    client = make_client(emulator, tokens)
+    emulator.control.add_fault(kind="expire_sessions")
+    with pytest.raises(SessionInvalid, match="reconnect"):
+        client.describe("Contact")
+
+
+def test_refresh_that_returns_a_refused_token_fails_after_one_retry(emulator, tokens):
+    stale = Credentials(tokens["instance_url"], "00Dbogus!token")
+    calls = []
+
+    def refresh(refused: Credentials) -> Credentials:
+        calls.append(refused)
+        return stale
+
+    client = make_client(emulator, tokens, refresh=refresh)
+    emulator.control.add_fault(kind="expire_sessions")
+    with pytest.raises(SessionInvalid):
+        client.describe("Contact")
+    assert len(calls) == 1
+    assert client.calls_made == 2
+
+
+def test_concurrent_calls_on_an_expired_session_refresh_once(emulator, tokens):
+    refresher = Refresher(emulator, tokens["refresh_token"])
+    client = make_client(emulator, tokens, refresh=refresher)
+    emulator.control.add_fault(kind="expire_sessions")
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def work() -> None:
+        start.wait()
+        try:
+            client.describe("Account")
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert refresher.calls == 1
+
+
+def test_503_is_retried_with_backoff_and_then_succeeds(emulator, tokens):
+    waits: list[float] = []
+    client = SalesforceClient(
+        Credentials(tokens["instance_url"], tokens["access_token"]),
+        config=ClientConfig(
+            ca_bundle=emulator.info["ca_bundle"], api_version=emulator.info["api_version"]
+        ),
+        sleep=waits.append,
+    )
+    emulator.control.add_fault(kind="status", status=503, times=2)
+    describe = client.describe("Contact")
+    assert describe["name"] == "Contact"
+    assert client.calls_made == 3
+    assert len(waits) == 2 and all(0 <= w <= client.config.backoff_max_seconds for w in waits)
+
+
+def test_503_mid_pagination_resumes_from_the_same_locator(emulator, tokens):
+    client = make_client(emulator, tokens, batch_size=200)
+    emulator.control.add_fault(kind="status", status=503, times=1, path=r"/query/01g")
+    ids = [r["Id"] for r in client.query_records(CONTACT_SOQL)]
+    assert sorted(set(ids)) == sorted(live_contact_ids(emulator))
+
+
+def test_dropped_connection_is_retried(emulator, tokens):
+    client = make_client(emulator, tokens, batch_size=200)
+    emulator.control.add_fault(kind="drop", times=1, path=r"/query")
+    ids = [r["Id"] for r in client.query_records(CONTACT_SOQL)]
+    assert sorted(set(ids)) == sorted(live_contact_ids(emulator))
+    assert client.calls_made == math.ceil(len(ids) / 200) + 1
+
+
+def test_retries_are_bounded(emulator, tokens):
+    client = make_client(emulator, tokens, max_attempts=3)
+    emulator.control.add_fault(kind="status", status=500, times=10)
+    with pytest.raises(SalesforceUnavailable, match="after 3 attempts: HTTP 500"):
+        client.describe("Contact")
+    assert client.calls_made == 3
+
+
+def test_request_limit_exceeded_is_typed_and_never_retried(emulator, tokens):
+    client = make_client(emulator, tokens, usage_guard_share=1.0)
+    other_tool = make_client(emulator, tokens)
+    emulator.control.configure(daily_api_limit=2)
+    client.describe("Account")
+    other_tool.describe("Contact")  # spends the budget behind the client's back
+    with pytest.raises(ApiLimitExceeded, match="REQUEST_LIMIT_EXCEEDED"):
+        client.describe("Opportunity")
+    assert client.calls_made == 2
+
+
+def test_usage_guard_stops_before_the_share_is_passed(emulator, tokens):
+    emulator.control.configure(daily_api_limit=10)
+    client = make_client(emulator, tokens, usage_guard_share=0.5)
+    for _ in range(5):
+        client.describe("Account")
+    assert client.api_usage.used == 5 and client.api_usage.total == 10
+    with pytest.raises(ApiUsageGuardTripped, match="50%"):
+        client.describe("Account")
+    assert client.calls_made == 5
+
+
+def test_api_usage_is_read_from_sforce_limit_info(emulator, tokens):
+    emulator.control.configure(daily_api_limit=1234)
+    client = make_client(emulator, tokens)
+    assert client.api_usage is None
+    client.describe("Account")
+    client.describe("Contact")
+    assert (client.api_usage.used, client.api_usage.total) == (2, 1234)
+
+
+def test_describe_and_bad_names(emulator, tokens):
+    client = make_client(emulator, tokens)
+    fields = {f["name"]: f for f in client.describe("Contact")["fields"]}
+    assert fields["Fit_Score__c"]["updateable"] is True
+    assert fields["MailingAddress"]["type"] == "address"
+    with pytest.raises(ValueError, match="not a Salesforce API name"):
+        client.describe("Contact/../Account")
+    with pytest.raises(SalesforceApiError) as info:
+        client.describe("NoSuchObject")
+    assert info.value.status == 404 and info.value.error_code == "NOT_FOUND"
+    assert client.calls_made == 2
+
+
+def test_malformed_query_is_a_typed_error_with_the_code(emulator, tokens):
+    client = make_client(emulator, tokens)
+    with pytest.raises(SalesforceApiError) as info:
+        list(client.query_records("SELECT Id, Bogus__c FROM Contact"))
+    assert info.value.error_code == "INVALID_FIELD"
+    assert client.calls_made == 1
+
+
+def test_update_collection_reports_per_record_results_in_order(emulator, tokens):
+    client = make_client(emulator, tokens)
+    good, deleted = live_contact_ids(emulator)[:2]
+    emulator.control.mutate({"op": "delete", "object": "Contact", "id": deleted})
+    try:
+        results = client.update_collection(
+            [
+                {"attributes": {"type": "Contact"}, "id": good, "Fit_Score__c": 81.5},
+                {"attributes": {"type": "Contact"}, "id": deleted, "Fit_Score__c": 12.0},
+            ]
+        )
+    finally:
+        emulator.control.mutate({"op": "undelete", "object": "Contact", "id": deleted})
+    assert results[0]["success"] is True and results[0]["id"] == good
+    assert results[1]["success"] is False
+    assert results[1]["errors"][0]["statusCode"] == "ENTITY_IS_DELETED"
+    truth = {r["Id"]: r for r in emulator.control.truth("Contact")}
+    assert truth[good]["Fit_Score__c"] == 81.5
+
+
+def test_update_collection_refuses_more_than_200_records_without_calling(emulator, tokens):
+    client = make_client(emulator, tokens)
+    records = [{"attributes": {"type": "Contact"}, "id": f"003{i:015d}"} for i in range(201)]
+    with pytest.raises(ValueError, match="at most 200"):
+        client.update_collection(records)
+    with pytest.raises(ValueError, match="attributes.type"):
+        client.update_collection([{"id": "003000000000000AAA"}])
+    assert client.calls_made == 0
+
+
+def test_without_the_emulator_ca_tls_fails_clearly_and_is_not_retried(emulator, tokens):
+    client = make_client(emulator, tokens, ca_bundle=None)
+    with pytest.raises(TlsVerificationFailed, match="SALESFORCE_CA_BUNDLE"):
+        client.describe("Account")
+    assert client.calls_made == 1
+
+
+def test_tokens_never_appear_in_reprs_or_errors(emulator, tokens):
+    client = make_client(emulator, tokens)
+    creds = Credentials(tokens["instance_url"], tokens["access_token"])
+    assert tokens["access_token"] not in repr(client)
+    assert tokens["access_token"] not in repr(creds)
+    emulator.control.add_fault(kind="expire_sessions")
+    with pytest.raises(SessionInvalid) as info:
+        client.describe("Contact")
+    assert tokens["access_token"] not in str(info.value)
+
+
+def test_batch_size_is_validated():
+    with pytest.raises(ValueError, match="between 200 and 2000"):
+        ClientConfig(batch_size=100)
+
+
+def test_simple_salesforce_session_subclass_is_a_requests_session():
+    from gtm_pipeline.salesforce.http import PinnedSession
+
+    assert isinstance(PinnedSession("/nonexistent"), requests.Session)
