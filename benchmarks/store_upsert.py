@@ -147,6 +147,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: GTM_TEST_POSTGRES_URL or postgres@127.0.0.1:5432)",
     )
     parser.add_argument("--no-postgres", action="store_true", help="benchmark SQLite only")
+    parser.add_argument("--no-write", action="store_true", help="print only; keep result files")
     args = parser.parse_args(argv)
     if args.rows < 1 or args.page_size < 1:
         parser.error("--rows and --page-size must be positive")
@@ -169,8 +170,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine_info(),
         "results": results,
     }
-    json_path, md_path = write_results(NAME, payload, render_markdown(payload))
-    print(f"wrote {json_path} and {md_path}")
+    print(render_markdown(payload))
+    if not args.no_write:
+        json_path, md_path = write_results(NAME, payload, render_markdown(payload))
+        print(f"wrote {json_path} and {md_path}")
     return payload
 
 

@@ -1,1 +1,4 @@
-"""Dagster objects: assets, asset checks, sensors, schedules, resources. Thin: they call sync/ and writeback/."""
+"""Dagster objects: assets, checks, sensors, schedules, resources.
+
+Thin: they call sync/ and writeback/, which know nothing of Dagster.
+"""

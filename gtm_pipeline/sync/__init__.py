@@ -1,1 +1,1 @@
-"""Extract pages, transform, run the quality gates, load; cursors. Pure functions plus one orchestrator."""
+"""Extract pages, transform, quality gates, load, cursors: pure functions plus one orchestrator."""

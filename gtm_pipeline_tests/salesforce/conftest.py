@@ -22,7 +22,9 @@ def emulator(sf_emulator: EmulatorHandle) -> Iterator[EmulatorHandle]:
     """The module's emulator with no faults, default paging, a fresh budget and fresh stats."""
     control = sf_emulator.control
     control.clear_faults()
-    control.configure(page_size=None, daily_api_limit=15000, reset_usage=True, session_lifetime=7200)
+    control.configure(
+        page_size=None, daily_api_limit=15000, reset_usage=True, session_lifetime=7200
+    )
     control.reset_stats()
     yield sf_emulator
     control.clear_faults()

@@ -1,0 +1,43 @@
+"""`gtm-pipeline`: the command line. Exit 0 on success, else non-zero with a one-line reason."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from gtm_pipeline.config import ConfigError
+from gtm_pipeline.salesforce.errors import SalesforceClientError
+
+
+class _Group(click.Group):
+    """Turns the project's expected errors into one clear line and exit code 1."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, SalesforceClientError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
+def main(verbose: bool) -> None:
+    """gtm-pipeline: a Salesforce connector for go-to-market data, as a Dagster code location."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _register() -> None:
+    from gtm_pipeline.demo import demo
+    from gtm_pipeline.emulator.command import emulator
+
+    main.add_command(emulator)
+    main.add_command(demo)
+
+
+_register()

@@ -1,0 +1,63 @@
+"""The Dagster code location loads, in-process and through Dagster's own CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import sqlalchemy as sa
+
+from gtm_pipeline.definitions import defs
+from gtm_pipeline.defs.partitions import salesforce_tenants
+from gtm_pipeline.defs.resources import WarehouseResource
+from gtm_pipeline.store import current_revision, head_revision
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_definitions_validate_in_process():
+    dg.Definitions.validate_loadable(defs)
+    assert "warehouse" in defs.resources
+
+
+def test_dagster_cli_loads_the_code_location(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "GTM_HOME": str(tmp_path / "gtm")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "definitions",
+            "validate",
+            "-m",
+            "gtm_pipeline.definitions",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_tenant_partitions_are_dynamic_and_named():
+    assert isinstance(salesforce_tenants, dg.DynamicPartitionsDefinition)
+    assert salesforce_tenants.name == "salesforce_tenants"
+
+
+def test_warehouse_resource_migrates_the_store_it_opens(database_url):
+    resource = WarehouseResource(database_url=database_url)
+    engine = resource.engine()
+    assert resource.engine() is engine
+    assert current_revision(engine) == head_revision()
+    assert "persons" in sa.inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_warehouse_resource_defaults_to_gtm_home(gtm_home):
+    resource = WarehouseResource()
+    assert resource.resolved_url() == f"sqlite:///{Path(gtm_home) / 'warehouse.db'}"
