@@ -95,3 +95,43 @@ class SalesforceSettings:
             client_id=(env.get("SALESFORCE_CLIENT_ID") or "").strip(),
             client_secret=(env.get("SALESFORCE_CLIENT_SECRET") or "").strip(),
         )
+
+
+DEFAULT_CALLBACK_URL = "http://127.0.0.1:8765/api/connectors/salesforce/callback"
+MIN_STATE_SECRET_LENGTH = 32
+
+
+def callback_url(environ: Mapping[str, str] | None = None) -> str:
+    """`SALESFORCE_CALLBACK_URL`: where Salesforce sends the user back after consent.
+
+    It must match the connected app's callback URL exactly. https, or http on loopback only
+    (Salesforce itself allows plain http for localhost callbacks and nothing else).
+    """
+    raw = (_env(environ).get("SALESFORCE_CALLBACK_URL") or DEFAULT_CALLBACK_URL).strip()
+    loopback = raw.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
+    if not (raw.startswith("https://") or loopback):
+        raise ConfigError(
+            "SALESFORCE_CALLBACK_URL must be an https:// URL (http:// only on 127.0.0.1/localhost)"
+        )
+    return raw
+
+
+def state_secret(environ: Mapping[str, str] | None = None) -> str:
+    """`CLERK_SECRET_KEY`: the HMAC key that signs the OAuth state."""
+    raw = (_env(environ).get("CLERK_SECRET_KEY") or "").strip()
+    if len(raw) < MIN_STATE_SECRET_LENGTH:
+        raise ConfigError(
+            f"CLERK_SECRET_KEY must be set to a random string of at least "
+            f"{MIN_STATE_SECRET_LENGTH} characters"
+        )
+    return raw
+
+
+def encryption_key_hex(
+    environ: Mapping[str, str] | None = None, variable: str = "CONNECTOR_ENCRYPTION_KEY"
+) -> str:
+    """The AES-256 key for tokens at rest: exactly 64 hex characters (32 bytes)."""
+    raw = (_env(environ).get(variable) or "").strip()
+    if len(raw) != 64 or any(c not in "0123456789abcdefABCDEF" for c in raw):
+        raise ConfigError(f"{variable} must be exactly 64 hex characters (a 32-byte key)")
+    return raw.lower()
