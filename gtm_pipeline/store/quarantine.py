@@ -1,0 +1,83 @@
+"""`quality_failures`: records a quality gate rejected, kept with their reason and raw values.
+
+A record is quarantined per (tenant, entity, external id, stage). Each page of a sync replaces the
+quarantine entries of the records it carried: a record that passes now leaves the quarantine, one
+that fails again keeps its `first_seen_at`. Runs in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from gtm_pipeline.store.tables import quality_failures
+from gtm_pipeline.store.types import ensure_aware_utc
+
+_CHUNK = 1000
+
+
+def _chunks(values: Sequence[str]) -> list[Sequence[str]]:
+    return [values[i : i + _CHUNK] for i in range(0, len(values), _CHUNK)]
+
+
+def replace_failures(
+    conn: sa.Connection,
+    tenant_id: str,
+    entity: str,
+    seen_ids: Sequence[str],
+    failures: Sequence[Mapping[str, Any]],
+    *,
+    run_id: str | None,
+    now: datetime,
+) -> None:
+    """Make `failures` the quarantine entries of the records in `seen_ids`.
+
+    Each failure needs `external_id`, `stage`, `field`, `reason` and `raw` (JSON-able).
+    """
+    now = ensure_aware_utc(now, "now")
+    table = quality_failures
+    scope = (table.c.tenant_id == tenant_id, table.c.entity == entity)
+    ids = list(dict.fromkeys(seen_ids))
+    first_seen: dict[tuple[str, str], datetime] = {}
+    for chunk in _chunks(ids):
+        rows = conn.execute(
+            sa.select(table.c.external_id, table.c.stage, table.c.first_seen_at).where(
+                *scope, table.c.external_id.in_(chunk)
+            )
+        )
+        first_seen.update({(r.external_id, r.stage): r.first_seen_at for r in rows})
+        conn.execute(sa.delete(table).where(*scope, table.c.external_id.in_(chunk)))
+    if not failures:
+        return
+    conn.execute(
+        sa.insert(table),
+        [
+            {
+                "tenant_id": tenant_id,
+                "entity": entity,
+                "external_id": f["external_id"],
+                "stage": f["stage"],
+                "field": f.get("field"),
+                "reason": f["reason"],
+                "raw": f.get("raw"),
+                "first_seen_at": first_seen.get((f["external_id"], f["stage"]), now),
+                "last_seen_at": now,
+                "run_id": run_id,
+            }
+            for f in failures
+        ],
+    )
+
+
+def failures_for(conn: sa.Connection, tenant_id: str, entity: str) -> list[dict[str, Any]]:
+    """Every quarantined record of one entity, oldest first."""
+    table = quality_failures
+    rows = conn.execute(
+        sa.select(table)
+        .where(table.c.tenant_id == tenant_id, table.c.entity == entity)
+        .order_by(table.c.first_seen_at, table.c.external_id)
+    )
+    return [dict(row._mapping) for row in rows]

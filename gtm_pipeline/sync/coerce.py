@@ -1,0 +1,41 @@
+"""Vectorized parsing of the values Salesforce data really holds into numbers and dates.
+
+Numbers arrive as JSON numbers, but dirty orgs also hold text such as "1,200", "$3.5M" or "12k".
+Those are read; anything ambiguous ("1.200,50", "approx. 500", "N/A", "-") is left missing so the
+type gate reports it instead of guessing.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+_THOUSANDS = r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$"
+_SUFFIXED = r"^(-?\d+(?:\.\d+)?)\s*([kmb])$"
+_MULTIPLIERS = {"k": 1e3, "m": 1e6, "b": 1e9}
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def to_number(values: pd.Series) -> pd.Series:
+    """Float64 values; what cannot be read unambiguously becomes missing."""
+    direct = pd.to_numeric(values, errors="coerce").astype("Float64")
+    pending = values.notna() & direct.isna()
+    if not pending.any():
+        return direct
+    text = values[pending].astype("str").str.strip().str.lower()
+    text = text.str.replace(r"^[$€£]\s*", "", regex=True)
+    thousands = text.str.match(_THOUSANDS)
+    text = text.where(~thousands, text.str.replace(",", "", regex=False))
+    parsed = pd.to_numeric(text, errors="coerce").astype("Float64")
+    parts = text.str.extract(_SUFFIXED)
+    scaled = pd.to_numeric(parts[0], errors="coerce") * parts[1].map(_MULTIPLIERS)
+    parsed = parsed.fillna(scaled.astype("Float64"))
+    result = direct.copy()
+    result[pending] = parsed
+    return result
+
+
+def to_date(values: pd.Series) -> pd.Series:
+    """`YYYY-MM-DD` strings to datetime64 dates; impossible dates (2024-02-30) become missing."""
+    text = values.astype("str").where(values.notna()).str.strip()
+    text = text.where(text.str.match(_ISO_DATE).fillna(False).astype(bool))
+    return pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")

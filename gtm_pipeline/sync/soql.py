@@ -1,0 +1,67 @@
+"""SOQL for the sync: the field list, the incremental window and the order that makes cursors safe.
+
+Every name that reaches SOQL is checked to be a plain Salesforce identifier (or a dot path of
+them), so nothing from a mapping can inject SOQL. Datetime literals are unquoted UTC with whole
+seconds, floored: flooring only widens the `>=` window, never skips a record.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
+ORDER = "ORDER BY SystemModstamp ASC, Id ASC"
+
+
+class SoqlBuildError(ValueError):
+    """A field or object name that is not a plain Salesforce identifier."""
+
+
+def check_identifier(name: str) -> str:
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise SoqlBuildError(f"not a Salesforce identifier: {str(name)[:80]!r}")
+    return name
+
+
+def check_path(path: str) -> str:
+    """A field path like `Account.Industry`: identifiers joined by dots, at most 5 levels."""
+    parts = path.split(".") if isinstance(path, str) else [path]
+    if not 1 <= len(parts) <= 5:
+        raise SoqlBuildError(f"not a Salesforce field path: {str(path)[:80]!r}")
+    for part in parts:
+        check_identifier(part)
+    return path
+
+
+def datetime_literal(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("SOQL datetimes must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def select_fields(fields: Sequence[str], *extra: str) -> list[str]:
+    """The field list with the ones the sync always needs, each once (case-insensitively)."""
+    seen: dict[str, str] = {}
+    for name in ("Id", *fields, "SystemModstamp", *extra):
+        check_path(name)
+        seen.setdefault(name.lower(), name)
+    return list(seen.values())
+
+
+def modified_query(sf_object: str, fields: Sequence[str], since: datetime | None) -> str:
+    """Live records modified at or after `since` (all of them when None), in cursor order."""
+    check_identifier(sf_object)
+    where = f" WHERE SystemModstamp >= {datetime_literal(since)}" if since else ""
+    return f"SELECT {', '.join(select_fields(fields))} FROM {sf_object}{where} {ORDER}"  # noqa: S608
+
+
+def deleted_query(sf_object: str, since: datetime | None) -> str:
+    """Records in the recycle bin deleted at or after `since` (run through queryAll)."""
+    check_identifier(sf_object)
+    window = f" AND SystemModstamp >= {datetime_literal(since)}" if since else ""
+    return (
+        f"SELECT Id, SystemModstamp, IsDeleted FROM {sf_object} "  # noqa: S608
+        f"WHERE IsDeleted = true{window} {ORDER}"
+    )

@@ -1,0 +1,44 @@
+"""A fresh emulator per test (syncs mutate it), a migrated store on both databases, a client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from gtm_pipeline.emulator.testing import EmulatorHandle, obtain_tokens, running_emulator
+from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
+from gtm_pipeline.store import make_engine, upgrade
+
+COUNTS = {"Account": 120, "Contact": 900, "Opportunity": 250}
+
+
+@pytest.fixture()
+def emulator(tmp_path) -> Iterator[EmulatorHandle]:
+    with running_emulator(tmp_path / "emulator", counts=COUNTS, seed=11, dirty_ratio=0.08) as h:
+        yield h
+
+
+@pytest.fixture()
+def engine(database_url) -> Iterator[sa.Engine]:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def client_for(emulator: EmulatorHandle, **config) -> SalesforceClient:
+    tokens = obtain_tokens(emulator.info)
+    return SalesforceClient(
+        Credentials(tokens["instance_url"], tokens["access_token"]),
+        config=ClientConfig(
+            ca_bundle=emulator.info["ca_bundle"], api_version=emulator.info["api_version"], **config
+        ),
+        sleep=lambda _s: None,
+    )
+
+
+@pytest.fixture()
+def client(emulator) -> SalesforceClient:
+    return client_for(emulator)
