@@ -68,5 +68,9 @@ def reconcile(engine: sa.Engine, tenant_id: str, emulator: EmulatorHandle, entit
             assert getattr(row, column) == expected(record), (external_id, column)
     for external_id in set(deleted) & set(rows):
         assert rows[external_id].is_deleted, f"{external_id} deleted in Salesforce, live in store"
-    return {"live": len(live), "stored": len(stored_live), "quarantined": len(quarantined & set(live)),
-            "deleted": len(deleted)}  # fmt: skip
+    return {
+        "live": len(live),
+        "stored": len(stored_live),
+        "quarantined": len(quarantined & set(live)),
+        "deleted": len(deleted),
+    }
