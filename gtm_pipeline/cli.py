@@ -33,11 +33,14 @@ def main(verbose: bool) -> None:
 
 
 def _register() -> None:
+    from gtm_pipeline.connect.cli import connect, operator, web
+    from gtm_pipeline.connect.commands import rotate_key_command
+    from gtm_pipeline.defs.commands import sync
     from gtm_pipeline.demo import demo
     from gtm_pipeline.emulator.command import emulator
 
-    main.add_command(emulator)
-    main.add_command(demo)
+    for command in (emulator, demo, web, connect, operator, sync, rotate_key_command):
+        main.add_command(command)
 
 
 _register()

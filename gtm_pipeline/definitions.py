@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import dagster as dg
 
-from gtm_pipeline.defs.resources import WarehouseResource
+from gtm_pipeline.defs.assets import sync_assets
+from gtm_pipeline.defs.automation import sync_job, tenant_sync_schedule, tenant_sync_sensor
+from gtm_pipeline.defs.resources import WarehouseResource, salesforce_resource_from_env
 
 defs = dg.Definitions(
-    # An empty database_url means DATABASE_URL, read when the run needs the store.
-    resources={"warehouse": WarehouseResource()},
+    assets=sync_assets(),
+    jobs=[sync_job],
+    sensors=[tenant_sync_sensor],
+    schedules=[tenant_sync_schedule],
+    resources={
+        # An empty database_url means DATABASE_URL, read when the run needs the store.
+        "warehouse": WarehouseResource(),
+        "salesforce": salesforce_resource_from_env(),
+    },
 )

@@ -1,51 +1,122 @@
-"""`gtm-pipeline demo`: the whole pipeline as far as it exists, against a local emulator.
+"""`gtm-pipeline demo`: the whole pipeline against a local Salesforce emulator, no org needed.
 
-It needs no Salesforce org: it starts the emulator with a generated org, connects through the real
-OAuth web server flow (consent auto-approved), brings the store to the latest migration, and reads
-every page of Accounts, Contacts and Opportunities with the production client, reporting pages,
-records and API calls.
+1. Start the emulator with a generated org (consent auto-approved) and point the settings at it.
+2. Connect the `demo` tenant through the real OAuth web server flow (`gtm-pipeline connect`).
+3. Full sync of accounts → contacts → opportunities (Dagster, in-process, persistent instance).
+4. Change records in the emulator (updates, deletes, a new contact, a late-visible commit).
+5. Incremental sync, and what it picked up.
+6. Unless `--no-ui`: `dagster dev` on the same instance, while the emulator keeps serving.
+
+The demo tenant's synced data is cleared at the start, so each run tells the same story.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import click
 
 from gtm_pipeline.config import database_url, gtm_home
+from gtm_pipeline.connect.cli import connect
+from gtm_pipeline.defs.commands import run_sync, summary_table
+from gtm_pipeline.defs.instance import local_instance
 from gtm_pipeline.emulator.org import Org
-from gtm_pipeline.emulator.testing import obtain_tokens, running_emulator
-from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
-from gtm_pipeline.store import current_revision, make_engine, safe_url, upgrade
+from gtm_pipeline.emulator.testing import EmulatorHandle, running_emulator
+from gtm_pipeline.store import make_engine, safe_url, upgrade
+from gtm_pipeline.store.tenants import delete_synced_data
 
-DEFAULT_FIELDS = {
-    "Account": "Id, Name, Website, Industry, NumberOfEmployees, AnnualRevenue, SystemModstamp",
-    "Contact": "Id, Email, FirstName, LastName, Title, Phone, AccountId, SystemModstamp",
-    "Opportunity": "Id, Name, StageName, CloseDate, AccountId, Amount, SystemModstamp",
-}
+DEMO_TENANT = "demo"
 
 
-def _prepare_store() -> str:
-    url = database_url()
-    engine = make_engine(url)
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _demo_secrets(home: Path) -> dict[str, str]:
+    """The demo's encryption key and state secret, made once and kept (0600) under GTM_HOME."""
+    path = home / "demo-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {
+        "CONNECTOR_ENCRYPTION_KEY": secrets.token_hex(32),
+        "CLERK_SECRET_KEY": secrets.token_urlsafe(48),
+    }
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(values))
+    return values
+
+
+def _point_settings_at(emulator: EmulatorHandle, home: Path) -> None:
+    info = emulator.info
+    os.environ.update(
+        {
+            **_demo_secrets(home),
+            "SALESFORCE_LOGIN_URL": info["login_url"],
+            "SALESFORCE_CA_BUNDLE": info["ca_bundle"],
+            "SALESFORCE_API_VERSION": info["api_version"],
+            "SALESFORCE_CLIENT_ID": info["client_id"],
+            "SALESFORCE_CLIENT_SECRET": info["client_secret"],
+            "SALESFORCE_CALLBACK_URL": (
+                f"http://127.0.0.1:{_free_port()}/api/connectors/salesforce/callback"
+            ),
+        }
+    )
+
+
+def _change_records(emulator: EmulatorHandle) -> list[str]:
+    """A few realistic changes made in 'Salesforce' between the two syncs."""
+    contacts = [r for r in emulator.control.truth("Contact") if not r["IsDeleted"]]
+    clean = [r for r in contacts if not r.get("_dirty")]
+    updated, deleted = clean[:5], clean[5:8]
+    ops = [
+        {"op": "update", "object": "Contact", "id": r["Id"], "fields": {"Title": "VP Revenue"}}
+        for r in updated
+    ]
+    ops += [{"op": "delete", "object": "Contact", "id": r["Id"]} for r in deleted]
+    ops.append(
+        {
+            "op": "insert",
+            "object": "Contact",
+            "fields": {"FirstName": "Ada", "LastName": "Lovelace", "Email": "ada@example.com"},
+        }
+    )
+    ops.append(
+        {
+            "op": "late_commit",
+            "object": "Contact",
+            "id": clean[8]["Id"],
+            "fields": {"Phone": "+1 555 0100"},
+            "age_seconds": 120,
+        }
+    )
+    emulator.control.mutate(ops)
+    return [
+        f"updated the title of {len(updated)} contacts",
+        f"deleted {len(deleted)} contacts",
+        "inserted 1 contact",
+        "committed 1 phone change that became visible 2 minutes late",
+    ]
+
+
+def _serve_ui(port: int) -> None:
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "gtm_pipeline.definitions",
+               "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    click.echo(f"Starting the Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it and the demo)")
+    process = subprocess.Popen(command, env=os.environ.copy())  # noqa: S603
     try:
-        upgrade(engine)
-        revision = current_revision(engine)
-    finally:
-        engine.dispose()
-    click.echo(f"Store ready at {safe_url(url)} (schema revision {revision})")
-    return url
-
-
-def _read_object(client: SalesforceClient, sobject: str, batch_size: int) -> tuple[int, int]:
-    # Object and field names come from the constant above, never from input.
-    soql = f"SELECT {DEFAULT_FIELDS[sobject]} FROM {sobject} ORDER BY SystemModstamp, Id"  # noqa: S608
-    pages = records = 0
-    for page in client.query_pages(soql, batch_size=batch_size):
-        pages += 1
-        records += len(page.records)
-    return pages, records
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @click.command("demo")
@@ -53,38 +124,50 @@ def _read_object(client: SalesforceClient, sobject: str, batch_size: int) -> tup
 @click.option("--accounts", type=click.IntRange(1), default=800, show_default=True)
 @click.option("--opportunities", type=click.IntRange(1), default=1500, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(200, 2000),
-    default=2000,
-    show_default=True,
-    help="Records per query page asked of Salesforce.",
-)
-def demo(contacts: int, accounts: int, opportunities: int, seed: int, batch_size: int) -> None:
+@click.option("--no-ui", is_flag=True, help="Stop after the syncs instead of starting dagster dev.")
+@click.option("--ui-port", type=click.IntRange(1, 65535), default=3000, show_default=True)
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    contacts: int,
+    accounts: int,
+    opportunities: int,
+    seed: int,
+    no_ui: bool,
+    ui_port: int,
+) -> None:
     """Run the pipeline end to end against a local Salesforce emulator."""
-    _prepare_store()
+    home = gtm_home()
+    home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(database_url())
+    upgrade(engine)
+    with engine.begin() as conn:
+        delete_synced_data(conn, DEMO_TENANT)
+    click.echo(f"Store: {safe_url(database_url())}")
     counts = {"Account": accounts, "Contact": contacts, "Opportunity": opportunities}
     started = time.perf_counter()
     org = Org.generate(seed=seed, counts=counts)
-    click.echo(f"Generated an org with {counts} in {time.perf_counter() - started:.1f} s")
-    state_dir = Path(gtm_home()) / "emulator"
-    with running_emulator(state_dir, org=org) as emulator:
-        info = emulator.info
-        click.echo(f"Emulator serving {info['instance_url']} (CA file {info['ca_bundle']})")
-        tokens = obtain_tokens(info)
-        click.echo(f"Connected through OAuth: org {tokens['id'].rsplit('/', 2)[-2]}")
-        client = SalesforceClient(
-            Credentials(tokens["instance_url"], tokens["access_token"]),
-            config=ClientConfig(ca_bundle=info["ca_bundle"], api_version=info["api_version"]),
-        )
-        click.echo(f"{'object':<12} {'pages':>6} {'records':>8} {'seconds':>8}")
-        for sobject in DEFAULT_FIELDS:
-            started = time.perf_counter()
-            pages, records = _read_object(client, sobject, batch_size)
-            took = time.perf_counter() - started
-            click.echo(f"{sobject:<12} {pages:>6} {records:>8} {took:>8.2f}")
-        usage = client.api_usage
-        click.echo(
-            f"API calls made: {client.calls_made}"
-            + (f" (org usage {usage.used}/{usage.total})" if usage else "")
-        )
+    click.echo(f"Generated a Salesforce org with {counts} in {time.perf_counter() - started:.1f} s")
+    with (
+        local_instance() as instance,
+        running_emulator(home / "emulator", org=org, auto_approve=True) as emulator,
+    ):
+        click.echo(f"Emulator: {emulator.info['instance_url']}")
+        _point_settings_at(emulator, home)
+        ctx.invoke(connect, tenant=DEMO_TENANT, auto_approve=True, timeout=60.0)
+        click.echo("\nFull sync:")
+        first = run_sync(DEMO_TENANT, full=True, instance=instance)
+        click.echo(summary_table(first.summary))
+        if not first.success:
+            raise click.ClickException(first.failure or "the full sync failed")
+        click.echo("\nChanges made in Salesforce meanwhile:")
+        for line in _change_records(emulator):
+            click.echo(f"  - {line}")
+        click.echo("\nIncremental sync:")
+        second = run_sync(DEMO_TENANT, instance=instance)
+        click.echo(summary_table(second.summary))
+        if not second.success:
+            raise click.ClickException(second.failure or "the incremental sync failed")
+        click.echo(f"\nDagster home: {os.environ['DAGSTER_HOME']}")
+        if not no_ui:
+            _serve_ui(ui_port)

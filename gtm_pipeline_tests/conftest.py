@@ -68,3 +68,4 @@ def gtm_home(tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("GTM_HOME", str(home))
     monkeypatch.delenv("DATABASE_URL", raising=False)
     return str(home)
+

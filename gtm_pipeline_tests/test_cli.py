@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -9,7 +10,7 @@ from click.testing import CliRunner
 
 from gtm_pipeline.cli import main
 
-COMMANDS = ["demo", "emulator"]
+COMMANDS = ["demo", "emulator", "web", "connect", "operator", "sync", "rotate-key"]
 
 
 def test_top_level_help_lists_the_commands():
@@ -26,21 +27,42 @@ def test_each_command_has_help(name):
     assert "Usage:" in result.output
 
 
-def test_demo_reads_every_object_through_oauth_and_the_client(gtm_home):
-    result = CliRunner().invoke(
-        main, ["demo", "--accounts", "50", "--contacts", "2500", "--opportunities", "120"]
-    )
+def _table(output: str, title: str) -> dict[str, list[str]]:
+    """The summary table printed after `title` (Dagster's own log lines may sit in between)."""
+    section = output.split(title, 1)[1]
+    rows = {}
+    for line in section.splitlines():
+        cells = line.split()
+        if cells and cells[0] in ("accounts", "contacts", "opportunities") and cells[0] not in rows:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.fixture()
+def restored_environ():
+    """The demo points this process's settings at its emulator; put them back afterwards."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_demo_connects_syncs_changes_and_syncs_again(gtm_home, monkeypatch, restored_environ):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    args = ["demo", "--no-ui", "--accounts", "50", "--contacts", "700", "--opportunities", "120"]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "Connected through OAuth" in result.output
-    rows = dict(
-        (m.group(1), (int(m.group(2)), int(m.group(3))))
-        for m in re.finditer(r"^(Account|Contact|Opportunity)\s+(\d+)\s+(\d+)", result.output, re.M)
-    )
-    assert set(rows) == {"Account", "Contact", "Opportunity"}
-    # 2500 contacts (plus any served twice) at 2000 a page take two pages.
-    assert rows["Contact"][0] == 2 and rows["Contact"][1] >= 2500
-    assert rows["Account"][1] >= 50 and rows["Opportunity"][1] >= 120
-    assert re.search(r"API calls made: 4 \(org usage 4/15000\)", result.output)
+    assert "Connected: tenant demo" in result.output
+    full = _table(result.output, "Full sync:")
+    incremental = _table(result.output, "Incremental sync:")
+    assert set(full) == {"accounts", "contacts", "opportunities"}
+    assert all(row[0] == "full" for row in full.values())
+    assert all(row[0] == "incremental" for row in incremental.values())
+    # mode, rows_read, rows_loaded, rows_rejected, rows_deleted, pages, api_calls
+    assert int(full["contacts"][1]) >= 700
+    assert int(incremental["contacts"][4]) == 3  # the three deletions
+    assert int(incremental["contacts"][1]) >= 7  # 5 updates, 1 insert, 1 late commit
+    assert all(int(row[6]) == 2 for row in incremental.values())
 
 
 def test_bad_setting_is_one_line_and_non_zero(gtm_home, monkeypatch):

@@ -11,6 +11,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from gtm_pipeline.definitions import defs
+from gtm_pipeline.defs.instance import on_instance
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.resources import WarehouseResource
 from gtm_pipeline.store import current_revision, head_revision
@@ -19,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_definitions_validate_in_process():
-    dg.Definitions.validate_loadable(defs)
+    with dg.instance_for_test() as instance, on_instance(instance):
+        dg.Definitions.validate_loadable(defs)
     assert "warehouse" in defs.resources
 
 

@@ -326,6 +326,6 @@ class SalesforceClient:
 
     @staticmethod
     def _identifier(name: str) -> str:
-        if not _IDENTIFIER.match(name or ""):
+        if not _IDENTIFIER.fullmatch(name or ""):
             raise ValueError(f"not a Salesforce API name: {name[:80]!r}")
         return name

@@ -35,12 +35,16 @@ def replace_failures(
 ) -> None:
     """Make `failures` the quarantine entries of the records in `seen_ids`.
 
-    Each failure needs `external_id`, `stage`, `field`, `reason` and `raw` (JSON-able).
+    Each failure needs `external_id`, `stage`, `field`, `reason` and `raw` (JSON-able). A record
+    served twice on one page and rejected twice is kept once (the last failure), and a failure's
+    own id is replaced even when it is not in `seen_ids` (the placeholder key of a record that
+    has no id): either would otherwise hit the primary key and fail the page on every run.
     """
     now = ensure_aware_utc(now, "now")
     table = quality_failures
     scope = (table.c.tenant_id == tenant_id, table.c.entity == entity)
-    ids = list(dict.fromkeys(seen_ids))
+    failures = list({(f["external_id"], f["stage"]): f for f in failures}.values())
+    ids = list(dict.fromkeys([*seen_ids, *(f["external_id"] for f in failures)]))
     first_seen: dict[tuple[str, str], datetime] = {}
     for chunk in _chunks(ids):
         rows = conn.execute(

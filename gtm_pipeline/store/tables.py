@@ -24,7 +24,8 @@ metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 TENANT_ID = sa.String(64)
 RECORD_ID = sa.String(64)
 
-CONNECTOR_STATUSES = ("connected", "reconnect_needed", "disconnected")
+# `failed`: the last connect attempt failed; `status_detail` says why in plain words.
+CONNECTOR_STATUSES = ("connected", "reconnect_needed", "disconnected", "failed")
 MAPPING_DIRECTIONS = ("sync", "writeback")
 
 
@@ -37,7 +38,8 @@ connectors = sa.Table(
     "connectors",
     metadata,
     sa.Column("tenant_id", TENANT_ID, primary_key=True),
-    sa.Column("connector_id", sa.String(64), nullable=False, unique=True),
+    # Chosen by the caller ("salesforce"); many tenants share one, so it is not unique.
+    sa.Column("connector_id", sa.String(64), nullable=False),
     sa.Column("instance_url", sa.Text, nullable=True),
     sa.Column("org_id", sa.String(18), nullable=True),
     sa.Column("status", sa.String(32), nullable=False, server_default="connected"),
@@ -62,6 +64,9 @@ connector_tokens = sa.Table(
     sa.Column("refresh_token_ct", sa.Text, nullable=True),
     sa.Column("issued_at", UTCDateTime, nullable=False),
     sa.Column("key_id", sa.String(64), nullable=False),
+    # Where these tokens are valid; a refresh may move it, so it travels with the tokens.
+    # Nullable only for rows written before revision 0002 (backfilled from `connectors`).
+    sa.Column("instance_url", sa.Text, nullable=True),
 )
 
 field_mappings = sa.Table(
@@ -200,4 +205,32 @@ writeback_state = sa.Table(
     sa.Column("last_attempt_at", UTCDateTime, nullable=True),
     sa.Column("written_at", UTCDateTime, nullable=True),
     sa.Index("ix_writeback_state_tenant_id_last_status", "tenant_id", "last_status"),
+)
+
+# One row per started OAuth flow; consuming it (setting `consumed_at`) makes the state single use.
+oauth_states = sa.Table(
+    "oauth_states",
+    metadata,
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", TENANT_ID, nullable=False),
+    sa.Column("connector_id", sa.String(64), nullable=False),
+    # The PKCE code verifier, encrypted like the tokens (it is a credential until used).
+    sa.Column("code_verifier_ct", sa.Text, nullable=False),
+    sa.Column("redirect_uri", sa.Text, nullable=False),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("consumed_at", UTCDateTime, nullable=True),
+    sa.Index("ix_oauth_states_expires_at", "expires_at"),
+)
+
+# Bearer credentials for the web app, stored as SHA-256 hashes; tenant_id NULL means admin.
+operator_credentials = sa.Table(
+    "operator_credentials",
+    metadata,
+    sa.Column("credential_id", sa.String(64), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("tenant_id", TENANT_ID, nullable=True),
+    sa.Column("label", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
 )

@@ -2,11 +2,13 @@
 
 Numbers arrive as JSON numbers, but dirty orgs also hold text such as "1,200", "$3.5M" or "12k".
 Those are read; anything ambiguous ("1.200,50", "approx. 500", "N/A", "-") is left missing so the
-type gate reports it instead of guessing.
+type gate reports it instead of guessing. So is "inf"/"Infinity": no CRM amount is infinite, and
+neither JSON nor the store's JSON columns can carry it.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 _THOUSANDS = r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$"
@@ -15,9 +17,13 @@ _MULTIPLIERS = {"k": 1e3, "m": 1e6, "b": 1e9}
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
+def _finite(numbers: pd.Series) -> pd.Series:
+    return numbers.where(numbers.abs() < np.inf)
+
+
 def to_number(values: pd.Series) -> pd.Series:
-    """Float64 values; what cannot be read unambiguously becomes missing."""
-    direct = pd.to_numeric(values, errors="coerce").astype("Float64")
+    """Float64 values; what cannot be read unambiguously (or is not finite) becomes missing."""
+    direct = _finite(pd.to_numeric(values, errors="coerce").astype("Float64"))
     pending = values.notna() & direct.isna()
     if not pending.any():
         return direct
@@ -30,7 +36,7 @@ def to_number(values: pd.Series) -> pd.Series:
     scaled = pd.to_numeric(parts[0], errors="coerce") * parts[1].map(_MULTIPLIERS)
     parsed = parsed.fillna(scaled.astype("Float64"))
     result = direct.copy()
-    result[pending] = parsed
+    result[pending] = _finite(parsed)
     return result
 
 

@@ -29,6 +29,9 @@ DEDUPLICATION = "deduplication"
 TYPE_COERCION = "type_coercion"
 STAGES = (REQUIRED, DEDUPLICATION, TYPE_COERCION)
 MAX_TEXT_LENGTH = 255
+# The store's integer columns are 32-bit on PostgreSQL; a larger "whole number" would fail the
+# page's upsert on every run (or wrap when cast to Int64), so the gate rejects it instead.
+MAX_INTEGER = 2**31 - 1
 FAILURE_COLUMNS = ["row", "external_id", "stage", "field", "reason"]
 _BOOKKEEPING = {"system_modstamp", "is_deleted", "custom_fields", "external_id"}
 
@@ -180,7 +183,10 @@ def typed_schema(entity: Entity, text_columns: list[str]) -> pa.DataFrameSchema:
     for column in entity.integer_columns:
         columns[column] = pa.Column(
             "Float64",
-            checks=pa.Check(lambda s: s.isna() | (s == s.round()), name="whole_number"),
+            checks=pa.Check(
+                lambda s: s.isna() | ((s == s.round()) & (s.abs() <= MAX_INTEGER)),
+                name="whole_number",
+            ),
             nullable=True,
         )
     for column in entity.number_columns:
@@ -237,7 +243,10 @@ def _stage_types(entity: Entity, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.
                 limit = f"{column}: text longer than {MAX_TEXT_LENGTH} characters ("
                 reason = limit + lengths + ")"
             else:
-                reason = pd.Series(f"{column}: not a whole number", index=rows)
+                reason = pd.Series(
+                    f"{column}: not a whole number between -{MAX_INTEGER} and {MAX_INTEGER}",
+                    index=rows,
+                )
             found.append(_failures(rows, frame, TYPE_COERCION, column, reason.to_numpy()))
     failures = pd.concat(found) if found else pd.DataFrame(columns=FAILURE_COLUMNS)
     failures = failures.drop_duplicates("row")

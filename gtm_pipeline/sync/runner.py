@@ -135,7 +135,10 @@ def sync_entity(
             on_page(PageProgress(entity.name, "modified", page.page_number, page.total_size,
                                  len(canonical), loaded.loaded, loaded.cursor))  # fmt: skip
 
-    deleted_since = None if deleted_cursor is None else _since(deleted_cursor, options.lookback)
+    # A full sync re-reads the whole recycle bin too, so it also repairs deletions that became
+    # visible later than the lookback, exactly as it does for modifications.
+    full_deletions = mode == "full" or deleted_cursor is None
+    deleted_since = None if full_deletions else _since(deleted_cursor, options.lookback)
     for page in iter_raw_pages(
         client,
         deleted_query(entity.sf_object, deleted_since),

@@ -11,7 +11,8 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
+# fullmatch, not `$`: `$` also matches before a trailing newline, which would let "Name\n" through.
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}")
 ORDER = "ORDER BY SystemModstamp ASC, Id ASC"
 
 
@@ -20,7 +21,7 @@ class SoqlBuildError(ValueError):
 
 
 def check_identifier(name: str) -> str:
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise SoqlBuildError(f"not a Salesforce identifier: {str(name)[:80]!r}")
     return name
 

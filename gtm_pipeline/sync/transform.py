@@ -20,7 +20,12 @@ TEXT_TRANSFORMS = {
     "lowercase": lambda s: s.str.lower(),
     "uppercase": lambda s: s.str.upper(),
 }
-_DOMAIN = r"^(?:[a-z][a-z0-9+.\-]*://)?(?:www\.)?([^/:?#\s@]+)"
+# scheme, user info and "www." skipped; the host must be dot-separated labels ending in a
+# letter-led top-level label, so "N/A", "-", "none" or "https:/x.com" give no domain at all.
+_DOMAIN = (
+    r"^(?:[a-z][a-z0-9+.\-]*:)?(?://)?(?:[^/?#\s@]*@)?(?:www\.)?"
+    r"((?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_](?:[\w-]*[^\W_])?)\.?(?::\d+)?(?:[/?#]|$)"
+)
 
 
 class MappingError(ValueError):
@@ -44,7 +49,7 @@ def clean_text(series: pd.Series) -> pd.Series:
 
 
 def domain_from_website(website: pd.Series) -> pd.Series:
-    """`https://www.Example.com/about` → `example.com`."""
+    """`https://www.Example.com/about` → `example.com`; missing when no host name can be read."""
     return website.str.lower().str.extract(_DOMAIN, expand=False)
 
 

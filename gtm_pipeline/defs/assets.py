@@ -1,0 +1,134 @@
+"""The sync assets: salesforce/accounts → salesforce/contacts → salesforce/opportunities.
+
+(No `from __future__ import annotations` here: Dagster reads the run config's type from the
+asset function's signature at definition time.)
+
+Each is partitioned by tenant, calls `sync_entity` and reports what it did as metadata, plus one
+asset check per quality gate. Budget exhaustion and a connection needing re-authorisation stop the
+run cleanly (no retry: it would fail the same way); transient failures are retried by the policy.
+"""
+
+from datetime import timedelta
+
+import dagster as dg
+import sqlalchemy as sa
+
+from gtm_pipeline.config import ConfigError
+from gtm_pipeline.defs.checks import quality_check_results, quality_check_specs
+from gtm_pipeline.defs.partitions import salesforce_tenants
+from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
+from gtm_pipeline.salesforce.errors import ApiLimitExceeded, SessionInvalid, TlsVerificationFailed
+from gtm_pipeline.store import CANONICAL_TABLES, get_cursor
+from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
+from gtm_pipeline.sync.runner import PageProgress, SyncOptions, SyncStats, sync_entity
+from gtm_pipeline.sync.transform import MappingError
+
+# Failures that a retry would only repeat: they stop the run at once with a clear message.
+NOT_RETRIED = (ApiLimitExceeded, SessionInvalid, TlsVerificationFailed, ConfigError, MappingError)
+SYNC_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+class SyncConfig(dg.Config):
+    """Run configuration of a sync asset."""
+
+    full: bool = False
+    """Read everything, not only what changed since the cursor."""
+    lookback_minutes: float = 10.0
+    """How far before the cursor an incremental read starts, to catch late-visible commits."""
+
+
+def asset_key(entity: Entity) -> dg.AssetKey:
+    return dg.AssetKey(["salesforce", entity.asset_name])
+
+
+def _live_rows(engine: sa.Engine, entity: Entity, tenant_id: str) -> int:
+    table = CANONICAL_TABLES[entity.name]
+    query = sa.select(sa.func.count()).where(
+        table.c.tenant_id == tenant_id, table.c.is_deleted.is_(False)
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def _metadata(stats: SyncStats, row_count: int) -> dict[str, object]:
+    return {
+        "mode": stats.mode,
+        "rows_read": stats.rows_read,
+        "rows_loaded": stats.rows_loaded,
+        "rows_rejected": stats.rows_rejected,
+        "duplicates_removed": stats.duplicates_removed,
+        "rows_deleted": stats.rows_deleted,
+        "pages": stats.pages,
+        "api_calls": stats.api_calls,
+        "cursor_before": stats.cursor_before or "none",
+        "cursor_after": stats.cursor_after or "none",
+        "duration_seconds": dg.MetadataValue.float(stats.seconds),
+        "dagster/row_count": dg.MetadataValue.int(row_count),
+    }
+
+
+def _stopped(engine: sa.Engine, tenant_id: str, entity: Entity, exc: Exception) -> dg.Failure:
+    """A clean stop: says why, where the cursor stands, and asks Dagster not to retry."""
+    with engine.connect() as conn:
+        cursor = get_cursor(conn, tenant_id, entity.name)
+    where = "none" if cursor is None else f"{cursor.system_modstamp.isoformat()} {cursor.id}"
+    return dg.Failure(
+        description=f"{exc} The cursor stays at the last committed page; "
+        "the next run resumes there.",
+        metadata={"reason": type(exc).__name__, "cursor": where},
+        allow_retries=False,
+    )
+
+
+def build_sync_asset(entity: Entity, upstream: Entity | None) -> dg.AssetsDefinition:
+    key = asset_key(entity)
+
+    @dg.asset(
+        key=key,
+        partitions_def=salesforce_tenants,
+        deps=[asset_key(upstream)] if upstream else [],
+        check_specs=quality_check_specs(key),
+        retry_policy=SYNC_RETRY_POLICY,
+        group_name="salesforce",
+        kinds={"salesforce"},
+        description=f"Salesforce {entity.sf_object} records of one tenant (table `{entity.name}`).",
+    )
+    def _sync(
+        context: dg.AssetExecutionContext,
+        config: SyncConfig,
+        salesforce: SalesforceResource,
+        warehouse: WarehouseResource,
+    ) -> dg.MaterializeResult:
+        tenant_id = context.partition_key
+        engine = warehouse.engine()
+
+        def log_page(page: PageProgress) -> None:
+            context.log.info(
+                f"{page.entity}: {page.kind} page {page.page_number} committed "
+                f"({page.rows} rows, {page.loaded} written, of {page.total_size})"
+            )
+
+        options = SyncOptions(
+            full=config.full,
+            lookback=timedelta(minutes=config.lookback_minutes),
+            batch_size=salesforce.batch_size,
+            run_id=context.run.run_id,
+        )
+        try:
+            client = salesforce.client(engine, tenant_id)
+            stats = sync_entity(client, engine, tenant_id, entity, options, on_page=log_page)
+        except NOT_RETRIED as exc:
+            raise _stopped(engine, tenant_id, entity, exc) from exc
+        return dg.MaterializeResult(
+            metadata=_metadata(stats, _live_rows(engine, entity, tenant_id)),
+            check_results=quality_check_results(key, stats.quality),
+        )
+
+    return _sync
+
+
+def sync_assets() -> list[dg.AssetsDefinition]:
+    upstream: list[Entity | None] = [None, *SYNC_ORDER[:-1]]
+    return [build_sync_asset(e, u) for e, u in zip(SYNC_ORDER, upstream, strict=True)]

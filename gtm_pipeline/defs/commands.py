@@ -1,0 +1,97 @@
+"""`gtm-pipeline sync`: the sync assets for one tenant, run in-process by Dagster itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import click
+import dagster as dg
+
+from gtm_pipeline.defs.assets import asset_key, sync_assets
+from gtm_pipeline.defs.instance import local_instance, on_instance
+from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
+from gtm_pipeline.sync.entities import SYNC_ORDER
+
+SUMMARY_COLUMNS = ("mode", "rows_read", "rows_loaded", "rows_rejected", "rows_deleted",
+                   "pages", "api_calls")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SyncRun:
+    success: bool
+    run_id: str
+    summary: dict[str, dict[str, object]]
+    """Per entity: the materialization metadata shown in SUMMARY_COLUMNS."""
+    failure: str | None
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str | None:
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None and "Failure" not in error.message:
+                error = error.cause
+            return (error.message if error else "the run failed").strip().splitlines()[0]
+    return None if result.success else "the run failed"
+
+
+def run_sync(
+    tenant_id: str,
+    *,
+    full: bool = False,
+    instance: dg.DagsterInstance | None = None,
+    resources: dict[str, object] | None = None,
+) -> SyncRun:
+    """Materialize the three sync assets for one tenant partition; never raises on a failed run.
+
+    Without an `instance`, the persistent local one is opened (and entered, so Dagster's
+    process-wide state points at it) for the duration of the run.
+    """
+    if instance is None:
+        with local_instance() as opened:
+            return run_sync(tenant_id, full=full, instance=opened, resources=resources)
+    from gtm_pipeline.definitions import defs
+
+    if not instance.has_dynamic_partition(salesforce_tenants.name, tenant_id):
+        instance.add_dynamic_partitions(salesforce_tenants.name, [tenant_id])
+    assets = sync_assets()
+    ops = {a.op.name: {"config": {"full": full}} for a in assets}
+    with on_instance(instance):
+        result = dg.materialize(
+            assets,
+            instance=instance,
+            partition_key=tenant_id,
+            resources=resources or defs.resources,
+            run_config={"ops": ops, "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            tags={TENANT_TAG: tenant_id},
+            raise_on_error=False,
+        )
+    summary = {}
+    for event in result.get_asset_materialization_events():
+        metadata = event.materialization.metadata
+        entity = event.asset_key.path[-1]
+        summary[entity] = {c: metadata[c].value for c in SUMMARY_COLUMNS if c in metadata}
+    return SyncRun(result.success, result.run_id, summary, _failure_message(result))
+
+
+def summary_table(summary: dict[str, dict[str, object]]) -> str:
+    header = f"{'entity':<14}" + "".join(f"{c:>14}" for c in SUMMARY_COLUMNS)
+    lines = [header]
+    for entity in SYNC_ORDER:
+        name = asset_key(entity).path[-1]
+        row = summary.get(name)
+        cells = [str(row.get(c, "")) if row else "not run" for c in SUMMARY_COLUMNS]
+        lines.append(f"{name:<14}" + "".join(f"{c:>14}" for c in cells))
+    return "\n".join(lines)
+
+
+@click.command("sync")
+@click.option("--tenant", required=True, help="Tenant id (a connected tenant).")
+@click.option("--full", is_flag=True, help="Read everything, not only what changed.")
+def sync(tenant: str, full: bool) -> None:
+    """Sync a tenant's accounts, contacts and opportunities now (Dagster in-process)."""
+    run = run_sync(tenant, full=full)
+    click.echo(summary_table(run.summary))
+    if not run.success:
+        raise click.ClickException(run.failure or "the sync failed")
+    click.echo(f"Sync of {tenant} succeeded (Dagster run {run.run_id}).")

@@ -1,0 +1,99 @@
+"""Build the connectors web app: from explicit parts (tests) or from the environment (`web`)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gtm_pipeline import config
+from gtm_pipeline.connect.flow import ConnectFlow
+from gtm_pipeline.store import make_engine, upgrade
+from gtm_pipeline.web.headers import SecurityHeadersMiddleware, apply_security_headers
+from gtm_pipeline.web.pages import message_page
+from gtm_pipeline.web.routes import WebContext, routes, wants_html
+from gtm_pipeline.web.session import DEFAULT_MAX_AGE_SECONDS, SessionCodec
+
+log = logging.getLogger(__name__)
+
+_SESSION_KEY_LABEL = b"gtm-pipeline web session secret v1"
+
+
+def session_secret_from(state_secret: str) -> str:
+    """The cookie-signing secret, derived from CLERK_SECRET_KEY with its own label.
+
+    One secret to configure instead of two; the label keeps a session signature from ever
+    doubling as an OAuth state signature. Changing CLERK_SECRET_KEY logs every browser out.
+    """
+    return hmac.new(state_secret.encode("utf-8"), _SESSION_KEY_LABEL, hashlib.sha256).hexdigest()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    messages = {404: "There is no page here.", 405: "This address does not take that method."}
+    message = messages.get(exc.status_code, "The request could not be handled.")
+    if wants_html(request):
+        return message_page("Not available", message, exc.status_code)
+    return JSONResponse({"error": "http_error", "message": message}, status_code=exc.status_code)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # This handler runs outside the middleware stack, so it adds the headers itself.
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    response = message_page(
+        "Something went wrong", "The server hit an unexpected error; see its log.", 500
+    )
+    apply_security_headers(response.headers)
+    return response
+
+
+def create_app(
+    engine: sa.Engine,
+    flow: ConnectFlow,
+    *,
+    secure_cookies: bool = True,
+    session_secret: str,
+    session_max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
+) -> Starlette:
+    """The app over an already migrated store. `secure_cookies=False` only for http on loopback."""
+    app = Starlette(
+        routes=routes(),
+        middleware=[Middleware(SecurityHeadersMiddleware)],
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.web = WebContext(
+        engine=engine,
+        flow=flow,
+        codec=SessionCodec(session_secret, max_age_seconds=session_max_age_seconds),
+        secure_cookies=secure_cookies,
+    )
+    return app
+
+
+def app_from_env(
+    environ: Mapping[str, str] | None = None, *, secure_cookies: bool | None = None
+) -> Starlette:
+    """The app configured like every other command: from DATABASE_URL, SALESFORCE_* and keys.
+
+    Cookies are Secure unless the callback URL is plain http (allowed on loopback only), which is
+    the one case where the browser reaches the app without TLS.
+    """
+    engine = make_engine(config.database_url(environ))
+    upgrade(engine)
+    flow = ConnectFlow.from_env(engine, environ)
+    if secure_cookies is None:
+        secure_cookies = flow.callback_url.startswith("https://")
+    return create_app(
+        engine,
+        flow,
+        secure_cookies=secure_cookies,
+        session_secret=session_secret_from(config.state_secret(environ)),
+    )

@@ -1,0 +1,60 @@
+"""A one-route app that waits for the OAuth callback, for `gtm-pipeline connect` in a terminal.
+
+It serves only the callback path of SALESFORCE_CALLBACK_URL, shows the same result page as the
+web app, and hands the outcome to the waiting command. Callbacks whose state does not verify get
+their 400 page but do not end the wait: they belong to no flow this command started.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gtm_pipeline.connect.flow import ConnectFlow, ConnectOutcome
+from gtm_pipeline.web.headers import SecurityHeadersMiddleware
+from gtm_pipeline.web.pages import message_page, outcome_page
+
+
+class CallbackListener:
+    """Finishes the flow on the first verified callback and remembers its outcome."""
+
+    def __init__(self, flow: ConnectFlow, path: str) -> None:
+        self._flow = flow
+        self._arrived = threading.Event()
+        self._outcome: ConnectOutcome | None = None
+        self.app = Starlette(
+            routes=[Route(path or "/", self._callback, methods=["GET"])],
+            middleware=[Middleware(SecurityHeadersMiddleware)],
+        )
+
+    async def _callback(self, request: Request) -> Response:
+        items = request.query_params.multi_items()
+        params = dict(items)
+        if len(params) != len(items):
+            return message_page(
+                "Salesforce was not connected", "The link carried a parameter twice.", 400
+            )
+        outcome = await run_in_threadpool(self._flow.finish, params)
+        if outcome.tenant_id is not None and not self._arrived.is_set():
+            self._outcome = outcome
+            self._arrived.set()
+        return outcome_page(
+            heading="Salesforce connected" if outcome.ok else "Salesforce was not connected",
+            ok=outcome.ok,
+            http_status=outcome.http_status,
+            message=outcome.message,
+            tenant_id=outcome.tenant_id,
+            status=outcome.status,
+            back_link=False,
+        )
+
+    def wait(self, timeout: float) -> ConnectOutcome | None:
+        """The outcome of the first verified callback, or None if none came within `timeout`."""
+        self._arrived.wait(timeout)
+        return self._outcome

@@ -1,0 +1,241 @@
+"""Fixtures for the connect services: an emulator, a migrated store, keys, and the wired flow.
+
+- `emulator`: a fresh HTTPS emulator per test (about 0.1 s), on the shared small org, driven by
+  the test's `clock` (a ManualClock starting now), so tests can age tokens and states.
+- `store_engine`: a migrated store, once on SQLite and once on PostgreSQL (`database_url`).
+- `cipher`, `signer`: a random encryption key and state secret per test.
+- `connect_env`: the environment `ConnectFlow.from_env` / `client_for_tenant` read, also set in
+  os.environ (and so inherited by spawned processes).
+- `flow`: a ConnectFlow on all of the above; `connect_tenant(tenant_id)` runs the whole flow
+  through the emulator and returns the callback's outcome.
+- `follow_authorize(handle, url, decision=...)`: plays the browser: follows an authorize URL,
+  clicks Allow or Deny on a consent page, and returns the callback's query parameters.
+
+REQUESTS_CA_BUNDLE stays set (the system store), so the emulator's CA only wins where the code
+under test makes it win.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+from gtm_pipeline.config import SalesforceSettings
+from gtm_pipeline.connect.flow import ConnectFlow, ConnectOutcome
+from gtm_pipeline.connect.vault import TokenVault
+from gtm_pipeline.emulator.org import Org
+from gtm_pipeline.emulator.testing import (
+    CAPinnedSession,
+    EmulatorHandle,
+    ManualClock,
+    running_emulator,
+)
+from gtm_pipeline.salesforce.crypto import TokenCipher
+from gtm_pipeline.salesforce.oauth import OAuthClient
+from gtm_pipeline.salesforce.oauth_state import StateSigner
+from gtm_pipeline.store import make_engine, upgrade
+
+CALLBACK_URL = "http://127.0.0.1:8765/api/connectors/salesforce/callback"
+CONNECTOR_ID = "salesforce"
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+CONNECT_COUNTS = {"Account": 10, "Contact": 30, "Opportunity": 10}
+
+
+@pytest.fixture(autouse=True)
+def _system_ca_bundle_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the requests override that bites in production active in every connect test."""
+    if not os.environ.get("REQUESTS_CA_BUNDLE"):
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", SYSTEM_CA_BUNDLE)
+
+
+@pytest.fixture(scope="session")
+def connect_org() -> Org:
+    return Org.generate(seed=21, counts=CONNECT_COUNTS, dirty_ratio=0.05)
+
+
+@pytest.fixture()
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture()
+def start_emulator(
+    tmp_path_factory: pytest.TempPathFactory, connect_org: Org, clock: ManualClock
+) -> Iterator[Callable[..., EmulatorHandle]]:
+    """Start an emulator with given options (default: the small org, the test's clock)."""
+    managers: list[Any] = []
+
+    def start(**options: Any) -> EmulatorHandle:
+        options.setdefault("org", connect_org)
+        options.setdefault("clock", clock)
+        manager = running_emulator(tmp_path_factory.mktemp("emulator"), **options)
+        handle = manager.__enter__()
+        managers.append(manager)
+        return handle
+
+    yield start
+    for manager in reversed(managers):
+        manager.__exit__(None, None, None)
+
+
+@pytest.fixture()
+def emulator(start_emulator: Callable[..., EmulatorHandle]) -> EmulatorHandle:
+    """An auto-approving emulator: authorize redirects straight back with a code."""
+    return start_emulator()
+
+
+@pytest.fixture()
+def store_engine(database_url: str) -> Iterator[sa.Engine]:
+    """A store migrated to head, on SQLite and on PostgreSQL."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture()
+def encryption_key() -> str:
+    return secrets.token_hex(32)
+
+
+@pytest.fixture()
+def cipher(encryption_key: str) -> TokenCipher:
+    return TokenCipher(encryption_key)
+
+
+@pytest.fixture()
+def vault(cipher: TokenCipher) -> TokenVault:
+    return TokenVault(cipher)
+
+
+@pytest.fixture()
+def state_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@pytest.fixture()
+def signer(state_secret: str, clock: ManualClock) -> StateSigner:
+    return StateSigner(state_secret, clock=clock)
+
+
+@pytest.fixture()
+def sf_settings(emulator: EmulatorHandle) -> SalesforceSettings:
+    info = emulator.info
+    return SalesforceSettings(
+        login_url=info["login_url"],
+        api_version=info["api_version"],
+        ca_bundle=info["ca_bundle"],
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+    )
+
+
+@pytest.fixture()
+def oauth_client(sf_settings: SalesforceSettings) -> OAuthClient:
+    return OAuthClient(sf_settings)
+
+
+@pytest.fixture()
+def connect_env(
+    emulator: EmulatorHandle,
+    database_url: str,
+    encryption_key: str,
+    state_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
+    """The environment of a deployment pointed at the emulator and the test store."""
+    info = emulator.info
+    env = {
+        "SALESFORCE_CLIENT_ID": info["client_id"],
+        "SALESFORCE_CLIENT_SECRET": info["client_secret"],
+        "SALESFORCE_LOGIN_URL": info["login_url"],
+        "SALESFORCE_CA_BUNDLE": info["ca_bundle"],
+        "SALESFORCE_API_VERSION": info["api_version"],
+        "SALESFORCE_CALLBACK_URL": CALLBACK_URL,
+        "CONNECTOR_ENCRYPTION_KEY": encryption_key,
+        "CLERK_SECRET_KEY": state_secret,
+        "DATABASE_URL": database_url,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture()
+def flow(
+    store_engine: sa.Engine,
+    oauth_client: OAuthClient,
+    signer: StateSigner,
+    vault: TokenVault,
+    clock: ManualClock,
+) -> ConnectFlow:
+    return ConnectFlow(
+        store_engine,
+        oauth=oauth_client,
+        signer=signer,
+        vault=vault,
+        callback_url=CALLBACK_URL,
+        clock=clock,
+    )
+
+
+class _ConsentForm(HTMLParser):
+    """The consent page's form: where it posts and its hidden fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "form" and self.action is None:
+            self.action = values.get("action")
+        if tag == "input" and values.get("type") == "hidden" and values.get("name"):
+            self.fields[str(values["name"])] = values.get("value") or ""
+
+
+def follow_authorize(
+    handle: EmulatorHandle, url: str, *, decision: str = "allow"
+) -> dict[str, str]:
+    """Play the browser on an authorize URL; return the parameters sent to the callback."""
+    session = CAPinnedSession(handle.info["ca_bundle"])
+    response = session.get(url, allow_redirects=False, timeout=30)
+    if response.status_code == 200:
+        form = _ConsentForm()
+        form.feed(response.text)
+        assert form.action, "the consent page has no form"
+        response = session.post(
+            urljoin(response.url, form.action),
+            data={**form.fields, "decision": decision},
+            allow_redirects=False,
+            timeout=30,
+        )
+    assert response.status_code == 302, f"authorize answered {response.status_code}"
+    location = response.headers["location"]
+    assert location.startswith(CALLBACK_URL), "authorize redirected somewhere unexpected"
+    return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
+
+
+@pytest.fixture()
+def connect_tenant(flow: ConnectFlow, emulator: EmulatorHandle) -> Callable[..., ConnectOutcome]:
+    """Run start → authorize → finish for a tenant and return the outcome."""
+
+    def connect(tenant_id: str, connector_id: str = CONNECTOR_ID) -> ConnectOutcome:
+        params = follow_authorize(emulator, flow.start(tenant_id, connector_id))
+        return flow.finish(params)
+
+    return connect
+
+
+@pytest.fixture()
+def browser() -> Callable[..., dict[str, str]]:
+    """`follow_authorize` as a fixture, for tests that drive the authorize page themselves."""
+    return follow_authorize

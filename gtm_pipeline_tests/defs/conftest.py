@@ -1,0 +1,81 @@
+"""A connected tenant (tokens from the real OAuth flow, encrypted in the store) and resources."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from gtm_pipeline.connect.vault import StoredTokens, TokenVault
+from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
+from gtm_pipeline.emulator.testing import EmulatorHandle, obtain_tokens, running_emulator
+from gtm_pipeline.salesforce.crypto import TokenCipher
+from gtm_pipeline.store import make_engine, upgrade
+from gtm_pipeline.store.connectors import upsert_connector
+
+TENANT = "acme"
+COUNTS = {"Account": 80, "Contact": 600, "Opportunity": 150}
+
+
+@pytest.fixture()
+def emulator(tmp_path) -> Iterator[EmulatorHandle]:
+    with running_emulator(tmp_path / "emulator", counts=COUNTS, seed=5) as handle:
+        yield handle
+
+
+@pytest.fixture()
+def engine(database_url) -> Iterator[sa.Engine]:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture()
+def encryption_key() -> str:
+    return secrets.token_hex(32)
+
+
+def connect_tenant(engine, emulator, encryption_key: str, tenant_id: str = TENANT) -> None:
+    tokens = obtain_tokens(emulator.info)
+    issued = datetime.fromtimestamp(int(tokens["issued_at"]) / 1000, tz=UTC)
+    with engine.begin() as conn:
+        upsert_connector(
+            conn,
+            tenant_id=tenant_id,
+            connector_id=f"sf-{tenant_id}",
+            instance_url=tokens["instance_url"],
+            org_id=emulator.org.org_id,
+            status="connected",
+        )
+        TokenVault(TokenCipher(encryption_key)).save(
+            conn,
+            StoredTokens(
+                tenant_id=tenant_id,
+                connector_id=f"sf-{tenant_id}",
+                instance_url=tokens["instance_url"],
+                access_token=tokens["access_token"],
+                refresh_token=tokens["refresh_token"],
+                issued_at=issued,
+            ),
+        )
+
+
+@pytest.fixture()
+def resources(engine, emulator, encryption_key, database_url) -> dict:
+    connect_tenant(engine, emulator, encryption_key)
+    info = emulator.info
+    return {
+        "warehouse": WarehouseResource(database_url=database_url),
+        "salesforce": SalesforceResource(
+            client_id=info["client_id"],
+            client_secret=info["client_secret"],
+            encryption_key=encryption_key,
+            login_url=info["login_url"],
+            api_version=info["api_version"],
+            ca_bundle=info["ca_bundle"],
+        ),
+    }

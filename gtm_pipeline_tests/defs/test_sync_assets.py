@@ -1,0 +1,97 @@
+"""The sync assets through Dagster's own execution: partitions, dependencies, metadata, checks."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from gtm_pipeline.defs.assets import asset_key, sync_assets
+from gtm_pipeline.defs.instance import on_instance
+from gtm_pipeline.defs.partitions import salesforce_tenants
+from gtm_pipeline.sync.entities import SYNC_ORDER
+from gtm_pipeline.sync.quality import STAGES
+from gtm_pipeline_tests.defs.conftest import TENANT
+from gtm_pipeline_tests.sync.reconcile import reconcile
+
+KEYS = [asset_key(e) for e in SYNC_ORDER]
+
+
+def run(instance, resources, *, config=None, raise_on_error=True):
+    with on_instance(instance):
+        return dg.materialize(
+            sync_assets(),
+            instance=instance,
+            partition_key=TENANT,
+            resources=resources,
+            run_config=config,
+            raise_on_error=raise_on_error,
+            tags={"gtm/tenant": TENANT},
+        )
+
+
+@pytest.fixture()
+def instance():
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(salesforce_tenants.name, [TENANT])
+        yield instance
+
+
+def metadata(result, key) -> dict:
+    [materialization] = [m for m in result.get_asset_materialization_events() if m.asset_key == key]
+    return {k: v.value for k, v in materialization.materialization.metadata.items()}
+
+
+def test_asset_keys_partitions_and_dependencies():
+    assets = {a.key: a for a in sync_assets()}
+    assert list(assets) == [
+        dg.AssetKey(["salesforce", "accounts"]),
+        dg.AssetKey(["salesforce", "contacts"]),
+        dg.AssetKey(["salesforce", "opportunities"]),
+    ]
+    for asset in assets.values():
+        assert asset.partitions_def == salesforce_tenants
+        assert {c.name for c in asset.check_specs} == set(STAGES)
+    assert assets[KEYS[1]].asset_deps[KEYS[1]] == {KEYS[0]}
+    assert assets[KEYS[2]].asset_deps[KEYS[2]] == {KEYS[1]}
+
+
+def test_full_then_incremental_materialization(instance, resources, emulator, engine):
+    first = run(instance, resources)
+    assert first.success
+    for entity, key in zip(SYNC_ORDER, KEYS, strict=True):
+        meta = metadata(first, key)
+        assert meta["mode"] == "full"
+        counts = reconcile(engine, TENANT, emulator, entity)
+        assert meta["dagster/row_count"] == counts["stored"]
+        assert meta["rows_read"] >= counts["live"]
+        assert meta["cursor_before"] == "none" and meta["cursor_after"] != "none"
+        checks = [e for e in first.get_asset_check_evaluations() if e.asset_key == key]
+        assert {c.check_name for c in checks} == set(STAGES)
+    second = run(instance, resources)
+    for key in KEYS:
+        meta = metadata(second, key)
+        assert meta["mode"] == "incremental"
+        assert meta["api_calls"] == 2
+        assert meta["rows_read"] == 0 or meta["cursor_before"] != "none"
+
+
+def test_full_flag_in_run_config_forces_a_full_read(instance, resources):
+    run(instance, resources)
+    config = {"ops": {op: {"config": {"full": True}} for op in _op_names()}}
+    again = run(instance, resources, config=config)
+    assert all(metadata(again, key)["mode"] == "full" for key in KEYS)
+
+
+def _op_names() -> list[str]:
+    return [a.op.name for a in sync_assets()]
+
+
+def test_exhausted_budget_stops_cleanly_without_retry(instance, resources, emulator):
+    emulator.control.configure(daily_api_limit=3)
+    result = run(instance, resources, raise_on_error=False)
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failures
+    message = failures[0].step_failure_data.error.message
+    assert "REQUEST_LIMIT_EXCEEDED" in message or "budget" in message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]

@@ -1,0 +1,51 @@
+"""The process test_crash.py kills: a full sync of every entity that reports each committed page.
+
+Run as `python -m gtm_pipeline_tests.sync.crash_child` with one JSON object on stdin:
+`{"info": <emulator info>, "database_url": ..., "tenant": ..., "batch_size": 200}`. The info
+holds the client secret, so it travels on stdin, never on the command line where `ps` shows it.
+Each committed page is one line on stdout, written after its transaction committed (that is
+when the runner calls `on_page`), so the parent knows at least that much is in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from gtm_pipeline.emulator.testing import obtain_tokens
+from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
+from gtm_pipeline.store import make_engine
+from gtm_pipeline.sync.entities import SYNC_ORDER
+from gtm_pipeline.sync.runner import PageProgress, SyncOptions, sync_entity
+
+
+def report(progress: PageProgress) -> None:
+    cursor = progress.cursor
+    line = {
+        "entity": progress.entity,
+        "kind": progress.kind,
+        "page": progress.page_number,
+        "cursor": None if cursor is None else [cursor.system_modstamp.isoformat(), cursor.id],
+    }
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    job = json.loads(sys.stdin.read())
+    info = job["info"]
+    tokens = obtain_tokens(info)
+    client = SalesforceClient(
+        Credentials(tokens["instance_url"], tokens["access_token"]),
+        config=ClientConfig(ca_bundle=info["ca_bundle"], api_version=info["api_version"]),
+    )
+    engine = make_engine(job["database_url"])
+    options = SyncOptions(batch_size=int(job["batch_size"]))
+    for entity in SYNC_ORDER:
+        sync_entity(client, engine, job["tenant"], entity, options, on_page=report)
+    sys.stdout.write(json.dumps({"done": True}) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""Loading pages (on SQLite and PostgreSQL): rows, quarantine and cursor move in one transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor
+from gtm_pipeline.store.quarantine import failures_for
+from gtm_pipeline.sync.entities import PERSONS
+from gtm_pipeline.sync.load import deleted_cursor_key, load_deletions, load_page, page_cursor
+from gtm_pipeline.sync.quality import DEDUPLICATION, REQUIRED, run_gates
+from gtm_pipeline.sync.transform import to_canonical
+
+TENANT = "acme"
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+RUN_AT = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def sf_stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def contact(cid: str, email: str | None, at: datetime, **fields) -> dict:
+    return {
+        "Id": cid,
+        "Email": email,
+        "FirstName": fields.get("FirstName"),
+        "LastName": fields.get("LastName"),
+        "Title": fields.get("Title"),
+        "Phone": None,
+        "AccountId": None,
+        "SystemModstamp": sf_stamp(at),
+    }
+
+
+def load(engine: sa.Engine, records: list[dict], *, now: datetime = RUN_AT, fail: bool = False):
+    """Transform, gate and load one page of contacts in one transaction; `fail` rolls it back."""
+    canonical = to_canonical(PERSONS, pd.DataFrame(records))
+    result = run_gates(PERSONS, canonical)
+
+    class Boom(Exception):
+        pass
+
+    try:
+        with engine.begin() as conn:
+            loaded = load_page(
+                conn,
+                tenant_id=TENANT,
+                entity=PERSONS,
+                canonical=canonical,
+                result=result,
+                mode="full",
+                run_id="run-1",
+                now=now,
+                stats={"pages": 1},
+            )
+            if fail:
+                raise Boom
+    except Boom:
+        return None
+    return loaded
+
+
+def stored(engine: sa.Engine) -> dict[str, sa.Row]:
+    table = CANONICAL_TABLES["persons"]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(table).where(table.c.tenant_id == TENANT))
+        return {r.external_id: r for r in rows}
+
+
+def quarantine(engine: sa.Engine) -> dict[str, dict]:
+    with engine.connect() as conn:
+        return {f["external_id"]: f for f in failures_for(conn, TENANT, "persons")}
+
+
+def cursor(engine: sa.Engine, key: str = "persons") -> Cursor | None:
+    with engine.connect() as conn:
+        return get_cursor(conn, TENANT, key)
+
+
+def test_a_page_stores_clean_rows_quarantines_the_rest_and_sets_the_cursor(engine):
+    loaded = load(
+        engine,
+        [
+            contact("003A", "A@x.io", T0),
+            contact("003B", None, T0 + timedelta(seconds=5)),  # no email, no name
+            contact("003C", "c@x.io", T0 + timedelta(seconds=5)),
+        ],
+    )
+    assert loaded.loaded == 2
+    assert loaded.cursor == Cursor(T0 + timedelta(seconds=5), "003C")
+    assert cursor(engine) == loaded.cursor
+    rows = stored(engine)
+    assert set(rows) == {"003A", "003C"}
+    assert rows["003A"].email == "a@x.io" and rows["003A"].system_modstamp == T0
+    assert rows["003A"].synced_at == RUN_AT and not rows["003A"].is_deleted
+    failure = quarantine(engine)["003B"]
+    assert failure["stage"] == REQUIRED and failure["run_id"] == "run-1"
+    assert failure["raw"]["external_id"] == "003B" and failure["raw"]["email"] is None
+
+
+def test_the_cursor_covers_rejected_rows_too_so_they_are_not_read_forever(engine):
+    loaded = load(engine, [contact("003A", "a@x.io", T0), contact("003Z", None, T0 + timedelta(1))])
+    assert loaded.cursor == Cursor(T0 + timedelta(1), "003Z")
+
+
+def test_the_cursor_never_moves_back(engine):
+    load(engine, [contact("003M", "m@x.io", T0 + timedelta(hours=1))])
+    high = cursor(engine)
+    older = load(engine, [contact("003A", "a@x.io", T0), contact("003Z", "z@x.io", T0)])
+    assert older.cursor == high and cursor(engine) == high
+    same_stamp_lower_id = load(engine, [contact("003B", "b@x.io", T0 + timedelta(hours=1))])
+    assert same_stamp_lower_id.cursor == high
+    higher_id = load(engine, [contact("003N", "n@x.io", T0 + timedelta(hours=1))])
+    assert higher_id.cursor == Cursor(T0 + timedelta(hours=1), "003N")
+    assert set(stored(engine)) == {"003M", "003A", "003Z", "003B", "003N"}
+
+
+def test_page_cursor_orders_by_stamp_then_id():
+    frame = to_canonical(
+        PERSONS,
+        pd.DataFrame(
+            [
+                contact("003Z", "z@x.io", T0),
+                contact("003B", "b@x.io", T0 + timedelta(seconds=1)),
+                contact("003A", "a@x.io", T0 + timedelta(seconds=1)),
+            ]
+        ),
+    )
+    assert page_cursor(frame) == Cursor(T0 + timedelta(seconds=1), "003B")
+    assert page_cursor(frame.iloc[0:0]) is None
+
+
+def test_an_older_version_read_late_never_overwrites_a_newer_one(engine):
+    load(engine, [contact("003A", "new@x.io", T0 + timedelta(minutes=5))])
+    assert load(engine, [contact("003A", "old@x.io", T0)]).loaded == 0
+    assert stored(engine)["003A"].email == "new@x.io"
+    again = load(engine, [contact("003A", "new@x.io", T0 + timedelta(minutes=5))])
+    assert again.loaded == 1  # the re-read overlap rewrites identical data, harmlessly
+
+
+def test_a_rolled_back_page_leaves_rows_quarantine_and_cursor_unchanged(engine):
+    load(engine, [contact("003A", "a@x.io", T0), contact("003Q", None, T0)])
+    before = (stored(engine), quarantine(engine), cursor(engine))
+    result = load(
+        engine,
+        [
+            contact("003A", "changed@x.io", T0 + timedelta(hours=2)),
+            contact("003Q", "fixed@x.io", T0 + timedelta(hours=2)),  # would leave quarantine
+            contact("003R", None, T0 + timedelta(hours=2)),  # would enter it
+            contact("003S", "s@x.io", T0 + timedelta(hours=3)),
+        ],
+        fail=True,
+    )
+    assert result is None
+    after = (stored(engine), quarantine(engine), cursor(engine))
+    assert {k: tuple(v) for k, v in after[0].items()} == {k: tuple(v) for k, v in before[0].items()}
+    assert after[1] == before[1] and after[2] == before[2]
+    assert set(after[1]) == {"003Q"}
+
+
+def test_quarantine_keeps_first_seen_and_releases_a_record_that_passes_later(engine):
+    first, second, third = RUN_AT, RUN_AT + timedelta(hours=1), RUN_AT + timedelta(hours=2)
+    load(engine, [contact("003Q", None, T0)], now=first)
+    load(engine, [contact("003Q", None, T0 + timedelta(seconds=1))], now=second)
+    entry = quarantine(engine)["003Q"]
+    assert entry["first_seen_at"] == first and entry["last_seen_at"] == second
+    assert "003Q" not in stored(engine)
+    load(engine, [contact("003Q", "q@x.io", T0 + timedelta(seconds=2))], now=third)
+    assert quarantine(engine) == {}
+    assert stored(engine)["003Q"].email == "q@x.io"
+
+
+def test_a_different_failure_stage_starts_its_own_first_seen(engine):
+    load(engine, [contact("003Q", None, T0)], now=RUN_AT)
+    later = RUN_AT + timedelta(days=1)
+    load(
+        engine,
+        [
+            contact("003Q", "dup@x.io", T0 + timedelta(seconds=1)),
+            contact("003W", "dup@x.io", T0 + timedelta(seconds=2)),
+        ],
+        now=later,
+    )
+    entry = quarantine(engine)["003Q"]
+    assert entry["stage"] == DEDUPLICATION and entry["first_seen_at"] == later
+    assert entry["reason"] == "duplicate email of record 003W"
+
+
+def test_quarantine_of_records_not_on_the_page_is_left_alone(engine):
+    load(engine, [contact("003Q", None, T0)])
+    load(engine, [contact("003A", "a@x.io", T0 + timedelta(seconds=1))])
+    assert set(quarantine(engine)) == {"003Q"}
+
+
+def deletions(*pairs: tuple[str, datetime]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Id": [i for i, _ in pairs],
+            "SystemModstamp": [sf_stamp(t) for _, t in pairs],
+            "IsDeleted": [True] * len(pairs),
+        }
+    )
+
+
+def load_deleted(engine: sa.Engine, frame: pd.DataFrame):
+    with engine.begin() as conn:
+        return load_deletions(
+            conn, tenant_id=TENANT, entity=PERSONS, deleted=frame, mode="incremental", now=RUN_AT
+        )
+
+
+def test_deletions_flag_rows_keep_their_values_and_use_their_own_cursor(engine):
+    load(engine, [contact("003A", "a@x.io", T0, FirstName="Ada"), contact("003B", "b@x.io", T0)])
+    persons_cursor = cursor(engine)
+    gone = T0 + timedelta(days=1)
+    loaded = load_deleted(engine, deletions(("003A", gone), ("003X", gone)))
+    assert loaded.loaded == 2 and loaded.cursor == Cursor(gone, "003X")
+    rows = stored(engine)
+    assert rows["003A"].is_deleted and rows["003A"].deleted_at == gone
+    assert rows["003A"].first_name == "Ada" and rows["003A"].email == "a@x.io"
+    assert rows["003X"].is_deleted  # never seen live: kept as a tombstone
+    assert not rows["003B"].is_deleted
+    assert cursor(engine, deleted_cursor_key(PERSONS)) == Cursor(gone, "003X")
+    assert cursor(engine) == persons_cursor
+
+
+def test_a_stale_deletion_does_not_bury_a_newer_live_version(engine):
+    load(engine, [contact("003A", "a@x.io", T0 + timedelta(hours=1))])
+    assert load_deleted(engine, deletions(("003A", T0))).loaded == 0
+    assert not stored(engine)["003A"].is_deleted
+
+
+def test_an_undelete_read_later_brings_the_row_back_live(engine):
+    load_deleted(engine, deletions(("003A", T0)))
+    load(engine, [contact("003A", "a@x.io", T0 + timedelta(seconds=1))])
+    row = stored(engine)["003A"]
+    assert not row.is_deleted and row.deleted_at is None and row.email == "a@x.io"
+
+
+def test_an_empty_deletion_page_changes_nothing(engine):
+    empty = deletions()
+    assert load_deleted(engine, empty).loaded == 0
+    assert cursor(engine, deleted_cursor_key(PERSONS)) is None
+
+
+def test_a_naive_run_time_is_refused(engine):
+    naive = datetime(2025, 1, 1)  # noqa: DTZ001
+    with pytest.raises(ValueError, match="naive"):
+        load(engine, [contact("003A", "a@x.io", T0)], now=naive)
+    assert stored(engine) == {} and cursor(engine) is None
+
+
+def test_a_record_without_an_id_can_be_rejected_again_on_a_later_run(engine):
+    load(engine, [contact(None, "a@x.io", T0)], now=RUN_AT)
+    load(engine, [contact(None, "a@x.io", T0)], now=RUN_AT + timedelta(hours=1))
+    entries = quarantine(engine)
+    assert list(entries) == ["(no id, row 0)"]
+    assert entries["(no id, row 0)"]["last_seen_at"] == RUN_AT + timedelta(hours=1)
+
+
+def test_a_record_served_twice_on_one_page_and_rejected_twice_is_quarantined_once(engine):
+    loaded = load(engine, [contact("003Q", None, T0), contact("003Q", None, T0)])
+    assert loaded.loaded == 0
+    assert list(quarantine(engine)) == ["003Q"]

@@ -1,0 +1,130 @@
+"""Login, logout and CSRF: every state-changing form needs the session's token (else 403),
+and the session cookie is HttpOnly, SameSite=Strict and (unless told otherwise) Secure."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+import sqlalchemy as sa
+
+from gtm_pipeline.store.connectors import get_connector, upsert_connector
+from gtm_pipeline.web.app import create_app
+from gtm_pipeline.web.serving import BackgroundServer
+from gtm_pipeline.web.session import COOKIE_NAME
+from gtm_pipeline_tests.web.conftest import AppClient, csrf_from
+
+
+@pytest.fixture()
+def acme(store_engine: sa.Engine) -> str:
+    with store_engine.begin() as conn:
+        upsert_connector(
+            conn,
+            tenant_id="acme",
+            connector_id="salesforce",
+            instance_url="https://acme.my.salesforce.com",
+            org_id="00D000000000001AAA",
+            status="connected",
+        )
+    return "acme"
+
+
+def _set_cookie(answer) -> str:
+    return answer.headers["set-cookie"]
+
+
+def test_login_page_sets_a_strict_httponly_cookie_and_a_csrf_field(client):
+    browser = client(html=True)
+    page = browser.get("/login")
+    assert page.status_code == 200
+    cookie = _set_cookie(page).lower()
+    assert cookie.startswith(f"{COOKIE_NAME}=")
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+    assert "secure" not in cookie  # this app was built with secure_cookies=False
+    assert csrf_from(page.text)
+    assert 'type="password"' in page.text
+
+
+def test_cookies_are_secure_by_default(store_engine, flow):
+    app = create_app(store_engine, flow, session_secret=secrets.token_urlsafe(32))
+    with BackgroundServer(app) as server:
+        page = AppClient(server.base_url, html=True).get("/login")
+    assert "; secure" in _set_cookie(page).lower()
+
+
+def test_login_without_or_with_a_wrong_csrf_token_is_403(client, make_operator):
+    token = make_operator()
+    browser = client(html=True)
+    good = csrf_from(browser.get("/login").text)
+    for form in [{"token": token}, {"token": token, "csrf_token": good[:-1] + "x"}]:
+        answer = browser.post("/login", data=form)
+        assert answer.status_code == 403
+        assert "did not come from this site" in answer.text
+    # A form token without the cookie it belongs to is no good either.
+    stranger = client(html=True)
+    assert stranger.post("/login", data={"token": token, "csrf_token": good}).status_code == 403
+    assert browser.get("/connectors").status_code == 303  # still not logged in
+
+
+def test_wrong_token_stays_on_the_login_page_with_a_plain_message(client, make_operator):
+    make_operator()
+    browser = client(html=True)
+    csrf = csrf_from(browser.get("/login").text)
+    answer = browser.post("/login", data={"token": "gtmop_guess", "csrf_token": csrf})
+    assert answer.status_code == 401
+    assert "not valid, or it was revoked" in answer.text
+    assert browser.get("/connectors").status_code == 303
+
+
+def test_login_then_logout(client, make_operator, acme):
+    token = make_operator(label="Ops <team>")
+    browser = client(html=True)
+    anonymous_csrf = csrf_from(browser.get("/login").text)
+    answer = browser.post("/login", data={"token": token, "csrf_token": anonymous_csrf})
+    assert answer.status_code == 303 and answer.headers["location"] == "/connectors"
+    page = browser.get("/connectors")
+    assert page.status_code == 200
+    assert "Ops &lt;team&gt; (admin)" in page.text
+    assert browser.get("/login").headers["location"] == "/connectors"
+    session_csrf = csrf_from(page.text)
+    assert session_csrf != anonymous_csrf  # rotated at login
+    assert browser.post("/logout", data={"csrf_token": anonymous_csrf}).status_code == 403
+    assert browser.post("/logout").status_code == 403
+    assert browser.get("/connectors").status_code == 200  # the refused logouts changed nothing
+    out = browser.post("/logout", data={"csrf_token": session_csrf})
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    assert COOKIE_NAME not in browser.cookies
+    assert browser.get("/connectors").status_code == 303
+
+
+def test_disconnect_and_add_tenant_forms_need_the_csrf_token(
+    client, make_operator, logged_in, acme, store_engine
+):
+    browser = logged_in(make_operator())
+    csrf = csrf_from(browser.get("/connectors").text)
+    for data in [{}, {"csrf_token": "forged"}]:
+        assert browser.post("/connectors/acme/disconnect", data=data).status_code == 403
+        refused = browser.post("/connectors/tenants", data={**data, "tenant": "initech"})
+        assert refused.status_code == 403
+    with store_engine.connect() as conn:
+        assert get_connector(conn, "acme").status == "connected"
+    added = browser.post("/connectors/tenants", data={"csrf_token": csrf, "tenant": "initech"})
+    assert added.status_code == 303
+    assert added.headers["location"] == (
+        "/api/connectors/salesforce/authorize?tenant=initech&connector=salesforce"
+    )
+
+
+def test_bearer_calls_need_no_csrf_token(client, make_operator, acme, store_engine, emulator):
+    answer = client(make_operator()).post("/connectors/acme/disconnect")
+    assert answer.status_code == 200  # no tokens were stored, so nothing to revoke
+    with store_engine.connect() as conn:
+        assert get_connector(conn, "acme").status == "disconnected"
+
+
+def test_add_tenant_refuses_a_bad_id_in_plain_words(logged_in, make_operator):
+    browser = logged_in(make_operator())
+    csrf = csrf_from(browser.get("/connectors").text)
+    answer = browser.post("/connectors/tenants", data={"csrf_token": csrf, "tenant": "a b"})
+    assert answer.status_code == 400
+    assert "1 to 64 letters" in answer.text
