@@ -17,6 +17,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+pytest_plugins = ["gtm_pipeline_tests.secret_scan"]
+
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 

@@ -1,0 +1,132 @@
+"""A pytest plugin that proves the suite never logs a secret.
+
+Every log record of the session (root and Dagster loggers, DEBUG and up) and every test's captured
+output is written to `test-artifacts/suite.log`. The secrets the suite handles are remembered as
+they are made: each emulator's client secret and control token, every encryption key and state
+secret given to the cipher and signer. Access and refresh tokens are recognised by their shape
+(`00D...!AR...`, `5Aep...`). At the end the file is searched for all of them; any hit fails the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+ARTIFACT = Path(__file__).resolve().parents[1] / "test-artifacts" / "suite.log"
+TOKEN_SHAPES = {
+    "access token": re.compile(r"\b[0-9A-Za-z]{15}!AR[0-9A-Za-z_\-]{40,}"),
+    "refresh token": re.compile(r"\b5Aep[0-9A-Za-z_\-]{40,}"),
+}
+_remembered: dict[str, str] = {}
+_handler: logging.Handler | None = None
+_file = None
+
+
+def remember(kind: str, value: str | None) -> None:
+    """Keep a secret to look for. Low-entropy values ("x" * 40) are a test's fixed data, which
+    also shows up legitimately in test ids, so only random-looking values are kept."""
+    if value and len(value) >= 16 and len(set(value)) >= 8:
+        _remembered[value] = kind
+
+
+def _instrument(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wrap the constructors that receive secrets so each is remembered; behaviour unchanged."""
+    from gtm_pipeline.emulator.server import EmulatorServer
+    from gtm_pipeline.salesforce.crypto import TokenCipher
+    from gtm_pipeline.salesforce.oauth_state import StateSigner
+
+    start, cipher_init, signer_init = (
+        EmulatorServer.start,
+        TokenCipher.__init__,
+        StateSigner.__init__,
+    )
+
+    def emulator_start(self, *args, **kwargs):
+        info = start(self, *args, **kwargs)
+        remember("emulator client secret", info.get("client_secret"))
+        remember("emulator control token", info.get("control_token"))
+        return info
+
+    # Remembered only once accepted: a malformed key is test data, not a secret.
+    def cipher(self, key_hex, *args, **kwargs):
+        cipher_init(self, key_hex, *args, **kwargs)
+        remember("encryption key", key_hex)
+
+    def signer(self, secret, *args, **kwargs):
+        signer_init(self, secret, *args, **kwargs)
+        remember("state secret", secret)
+
+    monkeypatch.setattr(EmulatorServer, "start", emulator_start)
+    monkeypatch.setattr(TokenCipher, "__init__", cipher)
+    monkeypatch.setattr(StateSigner, "__init__", signer)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _secret_instrumentation():
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _instrument(monkeypatch)
+        yield
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _handler, _file
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    _file = ARTIFACT.open("w", encoding="utf-8", errors="replace")
+    _handler = logging.StreamHandler(_file)
+    _handler.setLevel(logging.DEBUG)
+    _handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    for name in ("", "dagster"):
+        logger = logging.getLogger(name)
+        logger.addHandler(_handler)
+        logger.setLevel(logging.DEBUG)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if _file is None:
+        return
+    for title, text in report.sections:
+        _file.write(f"--- {report.nodeid} {title}\n{text}\n")
+    if report.longrepr is not None:
+        _file.write(f"--- {report.nodeid} failure\n{report.longreprtext}\n")
+
+
+def _scan() -> tuple[int, dict[str, int]]:
+    text = ARTIFACT.read_text(encoding="utf-8", errors="replace")
+    found: dict[str, int] = {}
+    for value, kind in _remembered.items():
+        if value in text:
+            found[kind] = found.get(kind, 0) + 1
+    for kind, shape in TOKEN_SHAPES.items():
+        hits = len(set(shape.findall(text)))
+        if hits:
+            found[kind] = found.get(kind, 0) + hits
+    return text.count("\n"), found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _file
+    if _file is None:
+        return
+    for name in ("", "dagster"):
+        logging.getLogger(name).removeHandler(_handler)
+    _file.close()
+    _file = None
+    lines, found = _scan()
+    session.config._gtm_secret_scan = (lines, len(_remembered), found)  # type: ignore[attr-defined]
+    if found and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    result = getattr(config, "_gtm_secret_scan", None)
+    if result is None:
+        return
+    lines, checked, found = result
+    summary = ", ".join(f"{n} {kind}(s)" for kind, n in sorted(found.items())) or "none"
+    terminalreporter.write_line(
+        f"secret scan: {lines} log lines, {checked} known secrets and 2 token shapes checked; "
+        f"secrets found: {summary}"
+    )
