@@ -7,9 +7,8 @@ lookback) and the modstamp-guarded upsert makes the overlap harmless.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -18,7 +17,7 @@ import sqlalchemy as sa
 from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor, save_cursor, upsert_records
 from gtm_pipeline.store.quarantine import replace_failures
 from gtm_pipeline.sync.entities import Entity
-from gtm_pipeline.sync.quality import QualityResult
+from gtm_pipeline.sync.prepare import PreparedPage
 
 
 def deleted_cursor_key(entity: Entity) -> str:
@@ -41,33 +40,6 @@ def later(a: Cursor | None, b: Cursor | None) -> Cursor | None:
     return max(a, b, key=lambda c: (c.system_modstamp, c.id))
 
 
-def _json_value(value: Any) -> Any:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, pd.Timestamp | datetime | date):
-        return value.isoformat()
-    if hasattr(value, "item"):
-        return value.item()
-    return value
-
-
-def failure_records(result: QualityResult, canonical: pd.DataFrame) -> list[dict[str, Any]]:
-    """Quarantine rows with the record's values as read (before any coercion)."""
-    if result.failures.empty:
-        return []
-    raw = canonical.loc[result.failures["row"]].astype("object")
-    raw_rows = [{k: _json_value(v) for k, v in row.items()} for row in raw.to_dict("records")]
-    records = []
-    for failure, values in zip(result.failures.to_dict("records"), raw_rows, strict=True):
-        external_id = failure["external_id"]
-        if external_id is None or (isinstance(external_id, float) and math.isnan(external_id)):
-            external_id = f"(no id, row {failure['row']})"
-        records.append({**failure, "external_id": str(external_id), "raw": values})
-    return records
-
-
 @dataclass(frozen=True)
 class PageLoad:
     loaded: int
@@ -79,27 +51,19 @@ def load_page(
     *,
     tenant_id: str,
     entity: Entity,
-    canonical: pd.DataFrame,
-    result: QualityResult,
+    page: PreparedPage,
     mode: str,
     run_id: str | None,
     now: datetime,
     stats: dict[str, Any],
 ) -> PageLoad:
     """Upsert clean rows, quarantine rejected ones, advance the cursor: all in `conn`."""
-    clean = result.clean.assign(tenant_id=tenant_id, deleted_at=None, synced_at=now)
+    clean = page.result.clean.assign(tenant_id=tenant_id, deleted_at=None, synced_at=now)
     loaded = upsert_records(conn, CANONICAL_TABLES[entity.name], clean)
-    seen = canonical["external_id"].dropna().astype("str").tolist()
     replace_failures(
-        conn,
-        tenant_id,
-        entity.name,
-        seen,
-        failure_records(result, canonical),
-        run_id=run_id,
-        now=now,
+        conn, tenant_id, entity.name, page.seen_ids, page.rejected, run_id=run_id, now=now
     )
-    cursor = later(get_cursor(conn, tenant_id, entity.name), page_cursor(canonical))
+    cursor = later(get_cursor(conn, tenant_id, entity.name), page_cursor(page.canonical))
     if cursor is not None:
         save_cursor(conn, tenant_id, entity.name, cursor, mode, stats)
     return PageLoad(loaded=loaded, cursor=cursor)

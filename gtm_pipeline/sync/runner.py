@@ -21,9 +21,9 @@ from gtm_pipeline.store import Cursor, get_cursor, mark_run_started, mark_run_su
 from gtm_pipeline.sync.entities import Entity, FieldMapping
 from gtm_pipeline.sync.extract import iter_raw_pages
 from gtm_pipeline.sync.load import deleted_cursor_key, load_deletions, load_page
-from gtm_pipeline.sync.quality import QualityStats, run_gates
+from gtm_pipeline.sync.prepare import prepare_page
+from gtm_pipeline.sync.quality import QualityStats
 from gtm_pipeline.sync.soql import deleted_query, modified_query
-from gtm_pipeline.sync.transform import to_canonical
 
 DEFAULT_LOOKBACK = timedelta(minutes=10)
 
@@ -110,20 +110,18 @@ def sync_entity(
     for page in iter_raw_pages(client, soql, batch_size=options.batch_size):
         if page.frame.empty:
             continue
-        canonical = to_canonical(entity, page.frame, mappings)
-        result = run_gates(entity, canonical)
+        prepared = prepare_page(entity, page.frame, mappings)
         stats.pages += 1
-        stats.rows_read += len(canonical)
-        stats.rows_rejected += result.stats.failed
-        stats.duplicates_removed += result.stats.duplicates_removed
-        stats.quality.add(result.stats)
+        stats.rows_read += len(page.frame)
+        stats.rows_rejected += prepared.result.stats.failed + prepared.raw_rejected
+        stats.duplicates_removed += prepared.result.stats.duplicates_removed
+        stats.quality.add(prepared.result.stats)
         with engine.begin() as conn:
             loaded = load_page(
                 conn,
                 tenant_id=tenant_id,
                 entity=entity,
-                canonical=canonical,
-                result=result,
+                page=prepared,
                 mode=mode,
                 run_id=options.run_id,
                 now=datetime.now(UTC),
@@ -133,7 +131,7 @@ def sync_entity(
         stats.cursor_after = _describe(loaded.cursor)
         if on_page:
             on_page(PageProgress(entity.name, "modified", page.page_number, page.total_size,
-                                 len(canonical), loaded.loaded, loaded.cursor))  # fmt: skip
+                                 len(page.frame), loaded.loaded, loaded.cursor))  # fmt: skip
 
     # A full sync re-reads the whole recycle bin too, so it also repairs deletions that became
     # visible later than the lookback, exactly as it does for modifications.

@@ -12,7 +12,8 @@ from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor
 from gtm_pipeline.store.quarantine import failures_for
 from gtm_pipeline.sync.entities import PERSONS
 from gtm_pipeline.sync.load import deleted_cursor_key, load_deletions, load_page, page_cursor
-from gtm_pipeline.sync.quality import DEDUPLICATION, REQUIRED, run_gates
+from gtm_pipeline.sync.prepare import prepare_page
+from gtm_pipeline.sync.quality import DEDUPLICATION, REQUIRED
 from gtm_pipeline.sync.transform import to_canonical
 
 TENANT = "acme"
@@ -39,8 +40,7 @@ def contact(cid: str, email: str | None, at: datetime, **fields) -> dict:
 
 def load(engine: sa.Engine, records: list[dict], *, now: datetime = RUN_AT, fail: bool = False):
     """Transform, gate and load one page of contacts in one transaction; `fail` rolls it back."""
-    canonical = to_canonical(PERSONS, pd.DataFrame(records))
-    result = run_gates(PERSONS, canonical)
+    page = prepare_page(PERSONS, pd.DataFrame(records))
 
     class Boom(Exception):
         pass
@@ -51,8 +51,7 @@ def load(engine: sa.Engine, records: list[dict], *, now: datetime = RUN_AT, fail
                 conn,
                 tenant_id=TENANT,
                 entity=PERSONS,
-                canonical=canonical,
-                result=result,
+                page=page,
                 mode="full",
                 run_id="run-1",
                 now=now,
@@ -86,38 +85,60 @@ def test_a_page_stores_clean_rows_quarantines_the_rest_and_sets_the_cursor(engin
     loaded = load(
         engine,
         [
-            contact("003A", "A@x.io", T0),
-            contact("003B", None, T0 + timedelta(seconds=5)),  # no email, no name
-            contact("003C", "c@x.io", T0 + timedelta(seconds=5)),
+            contact("003A00000000000AAA", "A@x.io", T0),
+            contact("003B00000000000AAA", None, T0 + timedelta(seconds=5)),  # no email, no name
+            contact("003C00000000000AAA", "c@x.io", T0 + timedelta(seconds=5)),
         ],
     )
     assert loaded.loaded == 2
-    assert loaded.cursor == Cursor(T0 + timedelta(seconds=5), "003C")
+    assert loaded.cursor == Cursor(T0 + timedelta(seconds=5), "003C00000000000AAA")
     assert cursor(engine) == loaded.cursor
     rows = stored(engine)
-    assert set(rows) == {"003A", "003C"}
-    assert rows["003A"].email == "a@x.io" and rows["003A"].system_modstamp == T0
-    assert rows["003A"].synced_at == RUN_AT and not rows["003A"].is_deleted
-    failure = quarantine(engine)["003B"]
+    assert set(rows) == {"003A00000000000AAA", "003C00000000000AAA"}
+    assert (
+        rows["003A00000000000AAA"].email == "a@x.io"
+        and rows["003A00000000000AAA"].system_modstamp == T0
+    )
+    assert (
+        rows["003A00000000000AAA"].synced_at == RUN_AT and not rows["003A00000000000AAA"].is_deleted
+    )
+    failure = quarantine(engine)["003B00000000000AAA"]
     assert failure["stage"] == REQUIRED and failure["run_id"] == "run-1"
-    assert failure["raw"]["external_id"] == "003B" and failure["raw"]["email"] is None
+    assert failure["raw"]["external_id"] == "003B00000000000AAA" and failure["raw"]["email"] is None
 
 
 def test_the_cursor_covers_rejected_rows_too_so_they_are_not_read_forever(engine):
-    loaded = load(engine, [contact("003A", "a@x.io", T0), contact("003Z", None, T0 + timedelta(1))])
-    assert loaded.cursor == Cursor(T0 + timedelta(1), "003Z")
+    loaded = load(
+        engine,
+        [
+            contact("003A00000000000AAA", "a@x.io", T0),
+            contact("003Z00000000000AAA", None, T0 + timedelta(1)),
+        ],
+    )
+    assert loaded.cursor == Cursor(T0 + timedelta(1), "003Z00000000000AAA")
 
 
 def test_the_cursor_never_moves_back(engine):
-    load(engine, [contact("003M", "m@x.io", T0 + timedelta(hours=1))])
+    load(engine, [contact("003M00000000000AAA", "m@x.io", T0 + timedelta(hours=1))])
     high = cursor(engine)
-    older = load(engine, [contact("003A", "a@x.io", T0), contact("003Z", "z@x.io", T0)])
+    older = load(
+        engine,
+        [contact("003A00000000000AAA", "a@x.io", T0), contact("003Z00000000000AAA", "z@x.io", T0)],
+    )
     assert older.cursor == high and cursor(engine) == high
-    same_stamp_lower_id = load(engine, [contact("003B", "b@x.io", T0 + timedelta(hours=1))])
+    same_stamp_lower_id = load(
+        engine, [contact("003B00000000000AAA", "b@x.io", T0 + timedelta(hours=1))]
+    )
     assert same_stamp_lower_id.cursor == high
-    higher_id = load(engine, [contact("003N", "n@x.io", T0 + timedelta(hours=1))])
-    assert higher_id.cursor == Cursor(T0 + timedelta(hours=1), "003N")
-    assert set(stored(engine)) == {"003M", "003A", "003Z", "003B", "003N"}
+    higher_id = load(engine, [contact("003N00000000000AAA", "n@x.io", T0 + timedelta(hours=1))])
+    assert higher_id.cursor == Cursor(T0 + timedelta(hours=1), "003N00000000000AAA")
+    assert set(stored(engine)) == {
+        "003M00000000000AAA",
+        "003A00000000000AAA",
+        "003Z00000000000AAA",
+        "003B00000000000AAA",
+        "003N00000000000AAA",
+    }
 
 
 def test_page_cursor_orders_by_stamp_then_id():
@@ -125,34 +146,39 @@ def test_page_cursor_orders_by_stamp_then_id():
         PERSONS,
         pd.DataFrame(
             [
-                contact("003Z", "z@x.io", T0),
-                contact("003B", "b@x.io", T0 + timedelta(seconds=1)),
-                contact("003A", "a@x.io", T0 + timedelta(seconds=1)),
+                contact("003Z00000000000AAA", "z@x.io", T0),
+                contact("003B00000000000AAA", "b@x.io", T0 + timedelta(seconds=1)),
+                contact("003A00000000000AAA", "a@x.io", T0 + timedelta(seconds=1)),
             ]
         ),
     )
-    assert page_cursor(frame) == Cursor(T0 + timedelta(seconds=1), "003B")
+    assert page_cursor(frame) == Cursor(T0 + timedelta(seconds=1), "003B00000000000AAA")
     assert page_cursor(frame.iloc[0:0]) is None
 
 
 def test_an_older_version_read_late_never_overwrites_a_newer_one(engine):
-    load(engine, [contact("003A", "new@x.io", T0 + timedelta(minutes=5))])
-    assert load(engine, [contact("003A", "old@x.io", T0)]).loaded == 0
-    assert stored(engine)["003A"].email == "new@x.io"
-    again = load(engine, [contact("003A", "new@x.io", T0 + timedelta(minutes=5))])
+    load(engine, [contact("003A00000000000AAA", "new@x.io", T0 + timedelta(minutes=5))])
+    assert load(engine, [contact("003A00000000000AAA", "old@x.io", T0)]).loaded == 0
+    assert stored(engine)["003A00000000000AAA"].email == "new@x.io"
+    again = load(engine, [contact("003A00000000000AAA", "new@x.io", T0 + timedelta(minutes=5))])
     assert again.loaded == 1  # the re-read overlap rewrites identical data, harmlessly
 
 
 def test_a_rolled_back_page_leaves_rows_quarantine_and_cursor_unchanged(engine):
-    load(engine, [contact("003A", "a@x.io", T0), contact("003Q", None, T0)])
+    load(
+        engine,
+        [contact("003A00000000000AAA", "a@x.io", T0), contact("003Q00000000000AAA", None, T0)],
+    )
     before = (stored(engine), quarantine(engine), cursor(engine))
     result = load(
         engine,
         [
-            contact("003A", "changed@x.io", T0 + timedelta(hours=2)),
-            contact("003Q", "fixed@x.io", T0 + timedelta(hours=2)),  # would leave quarantine
-            contact("003R", None, T0 + timedelta(hours=2)),  # would enter it
-            contact("003S", "s@x.io", T0 + timedelta(hours=3)),
+            contact("003A00000000000AAA", "changed@x.io", T0 + timedelta(hours=2)),
+            contact(
+                "003Q00000000000AAA", "fixed@x.io", T0 + timedelta(hours=2)
+            ),  # would leave quarantine
+            contact("003R00000000000AAA", None, T0 + timedelta(hours=2)),  # would enter it
+            contact("003S00000000000AAA", "s@x.io", T0 + timedelta(hours=3)),
         ],
         fail=True,
     )
@@ -160,41 +186,41 @@ def test_a_rolled_back_page_leaves_rows_quarantine_and_cursor_unchanged(engine):
     after = (stored(engine), quarantine(engine), cursor(engine))
     assert {k: tuple(v) for k, v in after[0].items()} == {k: tuple(v) for k, v in before[0].items()}
     assert after[1] == before[1] and after[2] == before[2]
-    assert set(after[1]) == {"003Q"}
+    assert set(after[1]) == {"003Q00000000000AAA"}
 
 
 def test_quarantine_keeps_first_seen_and_releases_a_record_that_passes_later(engine):
     first, second, third = RUN_AT, RUN_AT + timedelta(hours=1), RUN_AT + timedelta(hours=2)
-    load(engine, [contact("003Q", None, T0)], now=first)
-    load(engine, [contact("003Q", None, T0 + timedelta(seconds=1))], now=second)
-    entry = quarantine(engine)["003Q"]
+    load(engine, [contact("003Q00000000000AAA", None, T0)], now=first)
+    load(engine, [contact("003Q00000000000AAA", None, T0 + timedelta(seconds=1))], now=second)
+    entry = quarantine(engine)["003Q00000000000AAA"]
     assert entry["first_seen_at"] == first and entry["last_seen_at"] == second
-    assert "003Q" not in stored(engine)
-    load(engine, [contact("003Q", "q@x.io", T0 + timedelta(seconds=2))], now=third)
+    assert "003Q00000000000AAA" not in stored(engine)
+    load(engine, [contact("003Q00000000000AAA", "q@x.io", T0 + timedelta(seconds=2))], now=third)
     assert quarantine(engine) == {}
-    assert stored(engine)["003Q"].email == "q@x.io"
+    assert stored(engine)["003Q00000000000AAA"].email == "q@x.io"
 
 
 def test_a_different_failure_stage_starts_its_own_first_seen(engine):
-    load(engine, [contact("003Q", None, T0)], now=RUN_AT)
+    load(engine, [contact("003Q00000000000AAA", None, T0)], now=RUN_AT)
     later = RUN_AT + timedelta(days=1)
     load(
         engine,
         [
-            contact("003Q", "dup@x.io", T0 + timedelta(seconds=1)),
-            contact("003W", "dup@x.io", T0 + timedelta(seconds=2)),
+            contact("003Q00000000000AAA", "dup@x.io", T0 + timedelta(seconds=1)),
+            contact("003W00000000000AAA", "dup@x.io", T0 + timedelta(seconds=2)),
         ],
         now=later,
     )
-    entry = quarantine(engine)["003Q"]
+    entry = quarantine(engine)["003Q00000000000AAA"]
     assert entry["stage"] == DEDUPLICATION and entry["first_seen_at"] == later
-    assert entry["reason"] == "duplicate email of record 003W"
+    assert entry["reason"] == "duplicate email of record 003W00000000000AAA"
 
 
 def test_quarantine_of_records_not_on_the_page_is_left_alone(engine):
-    load(engine, [contact("003Q", None, T0)])
-    load(engine, [contact("003A", "a@x.io", T0 + timedelta(seconds=1))])
-    assert set(quarantine(engine)) == {"003Q"}
+    load(engine, [contact("003Q00000000000AAA", None, T0)])
+    load(engine, [contact("003A00000000000AAA", "a@x.io", T0 + timedelta(seconds=1))])
+    assert set(quarantine(engine)) == {"003Q00000000000AAA"}
 
 
 def deletions(*pairs: tuple[str, datetime]) -> pd.DataFrame:
@@ -215,30 +241,41 @@ def load_deleted(engine: sa.Engine, frame: pd.DataFrame):
 
 
 def test_deletions_flag_rows_keep_their_values_and_use_their_own_cursor(engine):
-    load(engine, [contact("003A", "a@x.io", T0, FirstName="Ada"), contact("003B", "b@x.io", T0)])
+    load(
+        engine,
+        [
+            contact("003A00000000000AAA", "a@x.io", T0, FirstName="Ada"),
+            contact("003B00000000000AAA", "b@x.io", T0),
+        ],
+    )
     persons_cursor = cursor(engine)
     gone = T0 + timedelta(days=1)
-    loaded = load_deleted(engine, deletions(("003A", gone), ("003X", gone)))
-    assert loaded.loaded == 2 and loaded.cursor == Cursor(gone, "003X")
+    loaded = load_deleted(
+        engine, deletions(("003A00000000000AAA", gone), ("003X00000000000AAA", gone))
+    )
+    assert loaded.loaded == 2 and loaded.cursor == Cursor(gone, "003X00000000000AAA")
     rows = stored(engine)
-    assert rows["003A"].is_deleted and rows["003A"].deleted_at == gone
-    assert rows["003A"].first_name == "Ada" and rows["003A"].email == "a@x.io"
-    assert rows["003X"].is_deleted  # never seen live: kept as a tombstone
-    assert not rows["003B"].is_deleted
-    assert cursor(engine, deleted_cursor_key(PERSONS)) == Cursor(gone, "003X")
+    assert rows["003A00000000000AAA"].is_deleted and rows["003A00000000000AAA"].deleted_at == gone
+    assert (
+        rows["003A00000000000AAA"].first_name == "Ada"
+        and rows["003A00000000000AAA"].email == "a@x.io"
+    )
+    assert rows["003X00000000000AAA"].is_deleted  # never seen live: kept as a tombstone
+    assert not rows["003B00000000000AAA"].is_deleted
+    assert cursor(engine, deleted_cursor_key(PERSONS)) == Cursor(gone, "003X00000000000AAA")
     assert cursor(engine) == persons_cursor
 
 
 def test_a_stale_deletion_does_not_bury_a_newer_live_version(engine):
-    load(engine, [contact("003A", "a@x.io", T0 + timedelta(hours=1))])
-    assert load_deleted(engine, deletions(("003A", T0))).loaded == 0
-    assert not stored(engine)["003A"].is_deleted
+    load(engine, [contact("003A00000000000AAA", "a@x.io", T0 + timedelta(hours=1))])
+    assert load_deleted(engine, deletions(("003A00000000000AAA", T0))).loaded == 0
+    assert not stored(engine)["003A00000000000AAA"].is_deleted
 
 
 def test_an_undelete_read_later_brings_the_row_back_live(engine):
-    load_deleted(engine, deletions(("003A", T0)))
-    load(engine, [contact("003A", "a@x.io", T0 + timedelta(seconds=1))])
-    row = stored(engine)["003A"]
+    load_deleted(engine, deletions(("003A00000000000AAA", T0)))
+    load(engine, [contact("003A00000000000AAA", "a@x.io", T0 + timedelta(seconds=1))])
+    row = stored(engine)["003A00000000000AAA"]
     assert not row.is_deleted and row.deleted_at is None and row.email == "a@x.io"
 
 
@@ -251,7 +288,7 @@ def test_an_empty_deletion_page_changes_nothing(engine):
 def test_a_naive_run_time_is_refused(engine):
     naive = datetime(2025, 1, 1)  # noqa: DTZ001
     with pytest.raises(ValueError, match="naive"):
-        load(engine, [contact("003A", "a@x.io", T0)], now=naive)
+        load(engine, [contact("003A00000000000AAA", "a@x.io", T0)], now=naive)
     assert stored(engine) == {} and cursor(engine) is None
 
 
@@ -264,6 +301,8 @@ def test_a_record_without_an_id_can_be_rejected_again_on_a_later_run(engine):
 
 
 def test_a_record_served_twice_on_one_page_and_rejected_twice_is_quarantined_once(engine):
-    loaded = load(engine, [contact("003Q", None, T0), contact("003Q", None, T0)])
+    loaded = load(
+        engine, [contact("003Q00000000000AAA", None, T0), contact("003Q00000000000AAA", None, T0)]
+    )
     assert loaded.loaded == 0
-    assert list(quarantine(engine)) == ["003Q"]
+    assert list(quarantine(engine)) == ["003Q00000000000AAA"]
