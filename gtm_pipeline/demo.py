@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -112,11 +113,18 @@ def _serve_ui(port: int) -> None:
                "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
     click.echo(f"Starting the Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it and the demo)")
     process = subprocess.Popen(command, env=os.environ.copy())  # noqa: S603
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)  # a terminated demo takes the UI down too
     try:
         process.wait()
     except KeyboardInterrupt:
         process.terminate()
         process.wait(timeout=30)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command("demo")
