@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmarks import emulator_serving, store_upsert
+from benchmarks import emulator_serving, quality_gates, store_upsert
 
 QUICK_ARGS = {
     "store_upsert": ["--rows", "2000", "--page-size", "500", "--no-write"],
     "emulator_serving": ["--contacts", "3000", "--no-write"],
+    "quality_gates": ["--quick"],
 }
 
 
@@ -22,7 +23,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes; results not recorded")
     args = parser.parse_args(argv)
-    runs = {"store_upsert": store_upsert.main, "emulator_serving": emulator_serving.main}
+    runs = {
+        "store_upsert": store_upsert.main,
+        "emulator_serving": emulator_serving.main,
+        "quality_gates": quality_gates.main,
+    }
     for name, run in runs.items():
         started = time.perf_counter()
         run(QUICK_ARGS[name] if args.quick else [])

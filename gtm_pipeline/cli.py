@@ -38,8 +38,11 @@ def _register() -> None:
     from gtm_pipeline.defs.commands import sync
     from gtm_pipeline.demo import demo
     from gtm_pipeline.emulator.command import emulator
+    from gtm_pipeline.sync.mapping_cli import mapping
+    from gtm_pipeline.sync.quality_cli import quality
 
-    for command in (emulator, demo, web, connect, operator, sync, rotate_key_command):
+    commands = (emulator, demo, web, connect, operator, sync, rotate_key_command, mapping, quality)
+    for command in commands:
         main.add_command(command)
 
 

@@ -63,6 +63,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
 
 
 @pytest.fixture()
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    """An engine on an empty database migrated to head, once per database of `database_url`."""
+    from gtm_pipeline.store import make_engine, upgrade
+
+    migrated = make_engine(database_url)
+    upgrade(migrated)
+    yield migrated
+    migrated.dispose()
+
+
+@pytest.fixture()
 def gtm_home(tmp_path, monkeypatch) -> str:
     """An isolated GTM_HOME so nothing a test does lands in the working tree."""
     home = tmp_path / "gtm-home"
@@ -70,4 +81,3 @@ def gtm_home(tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("GTM_HOME", str(home))
     monkeypatch.delenv("DATABASE_URL", raising=False)
     return str(home)
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks import RESULTS_DIR, emulator_serving, store_upsert
+from benchmarks import RESULTS_DIR, emulator_serving, quality_gates, store_upsert
 
 
 def test_store_upsert_benchmark_runs_on_both_databases():
@@ -18,3 +18,13 @@ def test_emulator_serving_benchmark_reads_every_record():
     result = emulator_serving.main(["--contacts", "2500", "--no-write"])
     assert result["read"]["records"] == result["read"]["total_size"] >= 2500
     assert result["read"]["pages"] == 2
+
+
+def test_quality_gates_benchmark_agrees_with_the_per_record_loop():
+    before = (RESULTS_DIR / "quality_gates.json").read_text()
+    payload = quality_gates.main(["--quick", "--no-write"])
+    stats = payload["result"]["stats"]
+    assert stats["input"] == payload["rows"]
+    assert stats["passed"] + stats["failed"] + stats["duplicates_removed"] == stats["input"]
+    assert payload["result"]["speedup"] > 0
+    assert (RESULTS_DIR / "quality_gates.json").read_text() == before

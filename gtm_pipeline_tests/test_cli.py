@@ -10,7 +10,17 @@ from click.testing import CliRunner
 
 from gtm_pipeline.cli import main
 
-COMMANDS = ["demo", "emulator", "web", "connect", "operator", "sync", "rotate-key"]
+COMMANDS = [
+    "demo",
+    "emulator",
+    "web",
+    "connect",
+    "operator",
+    "sync",
+    "rotate-key",
+    "mapping",
+    "quality",
+]
 
 
 def test_top_level_help_lists_the_commands():

@@ -1,4 +1,4 @@
-"""The suite-wide secret scan really finds secrets (it runs for real at the end of every session)."""
+"""The suite-wide secret scan finds secrets (it also runs for real at the end of every session)."""
 
 from __future__ import annotations
 

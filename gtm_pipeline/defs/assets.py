@@ -3,9 +3,11 @@
 (No `from __future__ import annotations` here: Dagster reads the run config's type from the
 asset function's signature at definition time.)
 
-Each is partitioned by tenant, calls `sync_entity` and reports what it did as metadata, plus one
-asset check per quality gate. Budget exhaustion and a connection needing re-authorisation stop the
-run cleanly (no retry: it would fail the same way); transient failures are retried by the policy.
+Each is partitioned by tenant, calls `sync_entity` (which loads the tenant's effective field
+mappings and validates them once against the cached describe) and reports what it did as
+metadata, mapping warnings included, plus one asset check per quality gate. Budget exhaustion,
+a connection needing re-authorisation and a refused mapping stop the run cleanly (no retry: it
+would fail the same way); transient failures are retried by the policy.
 """
 
 from datetime import timedelta
@@ -14,14 +16,14 @@ import dagster as dg
 import sqlalchemy as sa
 
 from gtm_pipeline.config import ConfigError
-from gtm_pipeline.defs.checks import quality_check_results, quality_check_specs
+from gtm_pipeline.defs.checks import quality_check_results, quality_check_specs, run_failures
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.salesforce.errors import ApiLimitExceeded, SessionInvalid, TlsVerificationFailed
 from gtm_pipeline.store import CANONICAL_TABLES, get_cursor
 from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
+from gtm_pipeline.sync.mapping import MappingError
 from gtm_pipeline.sync.runner import PageProgress, SyncOptions, SyncStats, sync_entity
-from gtm_pipeline.sync.transform import MappingError
 
 # Failures that a retry would only repeat: they stop the run at once with a clear message.
 NOT_RETRIED = (ApiLimitExceeded, SessionInvalid, TlsVerificationFailed, ConfigError, MappingError)
@@ -66,7 +68,12 @@ def _metadata(stats: SyncStats, row_count: int) -> dict[str, object]:
         "cursor_after": stats.cursor_after or "none",
         "duration_seconds": dg.MetadataValue.float(stats.seconds),
         "dagster/row_count": dg.MetadataValue.int(row_count),
+        "mapping_warnings": dg.MetadataValue.md(_warnings_markdown(stats.mapping_warnings)),
     }
+
+
+def _warnings_markdown(warnings: list[str]) -> str:
+    return "\n".join(f"- {w}" for w in warnings) if warnings else "none"
 
 
 def _stopped(engine: sa.Engine, tenant_id: str, entity: Entity, exc: Exception) -> dg.Failure:
@@ -121,9 +128,15 @@ def build_sync_asset(entity: Entity, upstream: Entity | None) -> dg.AssetsDefini
             stats = sync_entity(client, engine, tenant_id, entity, options, on_page=log_page)
         except NOT_RETRIED as exc:
             raise _stopped(engine, tenant_id, entity, exc) from exc
+        for warning in stats.mapping_warnings:
+            context.log.warning(f"field mapping: {warning}")
         return dg.MaterializeResult(
             metadata=_metadata(stats, _live_rows(engine, entity, tenant_id)),
-            check_results=quality_check_results(key, stats.quality),
+            check_results=quality_check_results(
+                key,
+                stats.quality,
+                run_failures(engine, tenant_id, entity.name, context.run.run_id),
+            ),
         )
 
     return _sync

@@ -1,39 +1,42 @@
-"""One asset check per quality gate, with the counts of the run that materialized the asset.
+"""One asset check per quality gate, with the counts of the run and a table of its first failures.
 
-Severity is WARN while a gate rejects less than `GTM_QUALITY_ERROR_RATE` of the rows read
+Severity is WARN while a gate rejects no more than `GTM_QUALITY_ERROR_RATE` of the rows read
 (default 5%), ERROR above it. The checks do not block the sync chain itself (contacts still sync
 when accounts had bad rows: the bad rows are quarantined, not loaded); the writeback reads the
 latest evaluations and refuses to push a tenant's scores while any of them is a failed ERROR.
+
+The failures shown are the run's own, read back from `quality_failures` by run id once the sync
+has committed them, so the table in the UI is exactly what sits in quarantine.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 
-from gtm_pipeline.config import ConfigError
-from gtm_pipeline.sync.quality import DEDUPLICATION, REQUIRED, STAGES, TYPE_COERCION, QualityStats
+from gtm_pipeline.sync.quality import (
+    DEDUPLICATION,
+    REQUIRED,
+    STAGES,
+    TYPE_COERCION,
+    QualityStats,
+    error_rate,
+    failures_markdown,
+    stage_summaries,
+)
+from gtm_pipeline.sync.quality_cli import stored_failures
 
-DEFAULT_ERROR_RATE = 0.05
+__all__ = ["error_rate", "quality_check_results", "quality_check_specs", "run_failures"]
+
+FAILURES_SHOWN = 20
 DESCRIPTIONS = {
     REQUIRED: "Every record has the entity's required fields.",
     DEDUPLICATION: "One record per external id (and per normalised email for persons).",
     TYPE_COERCION: "Numbers and dates parse; text fits the canonical columns.",
 }
-
-
-def error_rate() -> float:
-    raw = os.environ.get("GTM_QUALITY_ERROR_RATE", "").strip()
-    if not raw:
-        return DEFAULT_ERROR_RATE
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise ConfigError("GTM_QUALITY_ERROR_RATE must be a number between 0 and 1")
-    return value
 
 
 def quality_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
@@ -42,26 +45,48 @@ def quality_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def quality_check_results(key: dg.AssetKey, stats: QualityStats) -> list[dg.AssetCheckResult]:
+def run_failures(
+    engine: sa.Engine, tenant_id: str, entity: str, run_id: str, limit: int = FAILURES_SHOWN
+) -> list[dict[str, Any]]:
+    """The first `limit` failures of each gate that this run quarantined."""
+    with engine.connect() as conn:
+        return [
+            failure
+            for stage in STAGES
+            for failure in stored_failures(
+                conn, tenant_id, entity, stage=stage, run_id=run_id, limit=limit
+            )
+        ]
+
+
+def quality_check_results(
+    key: dg.AssetKey,
+    stats: QualityStats,
+    failures: Sequence[Mapping[str, Any]] = (),
+    *,
+    limit: int = FAILURES_SHOWN,
+) -> list[dg.AssetCheckResult]:
+    """One result per gate: counts, rate, threshold and a Markdown table of its first failures."""
     threshold = error_rate()
     results = []
-    for stage in STAGES:
-        rejected = stats.failed_by_stage.get(stage, 0)
-        rate = rejected / stats.input if stats.input else 0.0
+    for summary in stage_summaries(stats, threshold):
+        own = [f for f in failures if f.get("stage") == summary.stage]
         results.append(
             dg.AssetCheckResult(
                 asset_key=key,
-                check_name=stage,
-                passed=rejected == 0,
+                check_name=summary.stage,
+                passed=summary.rejected == 0,
                 severity=dg.AssetCheckSeverity.ERROR
-                if rate > threshold
+                if summary.severity == "ERROR"
                 else dg.AssetCheckSeverity.WARN,
                 metadata={
                     "rows_checked": stats.input,
-                    "rows_rejected": rejected,
-                    "rejected_rate": dg.MetadataValue.float(round(rate, 6)),
+                    "rows_rejected": summary.rejected,
+                    "rejected_rate": dg.MetadataValue.float(round(summary.rate, 6)),
                     "error_threshold": dg.MetadataValue.float(threshold),
                     "duplicates_removed": stats.duplicates_removed,
+                    "failures_shown": min(len(own), limit),
+                    "first_failures": dg.MetadataValue.md(failures_markdown(own, limit)),
                 },
             )
         )

@@ -232,7 +232,9 @@ class _Builder:
 
 
 def _long_text(rng: random.Random, base: str) -> str:
-    return (base + " ") * rng.randint(30, 90)
+    """Always longer than the 255 characters a canonical text column holds."""
+    repeats = max(rng.randint(30, 90), 256 // (len(base) + 1) + 1)
+    return (base + " ") * repeats
 
 
 def _padded(value: str | None, rng: random.Random) -> str:
@@ -323,7 +325,7 @@ def _accounts(b: _Builder, obj: ObjectDef, n: int, base: int) -> tuple[dict, _Ac
             row[obj.dirty_slot] = kind
         info.ids.append(rid)
         info.domains.append(domain)
-        info.names.append(row[s["Name"]] or name)
+        info.names.append(name)  # clean: opportunities embed it in their own names
         info.regions.append(COUNTRY_REGION[country])
         table[rid] = tuple(row)
     return table, info
@@ -354,7 +356,7 @@ def _contacts(b: _Builder, obj: ObjectDef, n: int, base: int, accounts: _Account
     street_pool = [f"{k} {street}" for street in STREETS for k in range(1, 400, 7)]
     phones = [f"({a}) 555-" for a in range(201, 990)]
     seen_email: set[str] = set()
-    clean_emails: list[str] = []  # a duplicate_email copies one of these
+    clean_emails: list[tuple[str, int]] = []  # (email, stamp): a duplicate_email copies one
     table: dict[str, tuple] = {}
     n_accounts = len(accounts.ids)
     width = obj.dirty_slot + 1
@@ -400,24 +402,34 @@ def _contacts(b: _Builder, obj: ObjectDef, n: int, base: int, accounts: _Account
         row[slot_lead] = LEAD_SOURCES[int(rand() * n_leads)]
         kind = plan.get(i)
         if kind is not None:
-            _dirty_contact(rng, row, s, kind, clean_emails)
+            original_stamp = _dirty_contact(rng, row, s, kind, clean_emails)
+            if original_stamp is not None and system[i] >= original_stamp:
+                # The copy is the older record, so "most recently modified wins" keeps the original.
+                older = original_stamp - 1
+                row[s["SystemModstamp"]] = row[s["LastModifiedDate"]] = b.stamp(older)
+                if created[i] > older:
+                    row[s["CreatedDate"]] = b.stamp(older)
             row[obj.dirty_slot] = kind
         else:
-            clean_emails.append(email)
+            clean_emails.append((email, system[i]))
         table[rid] = tuple(row)
     return table
 
 
 def _dirty_contact(
-    rng: random.Random, row: list, s: Mapping[str, int], kind: str, earlier: list[str]
-) -> None:
+    rng: random.Random, row: list, s: Mapping[str, int], kind: str, earlier: list[tuple[str, int]]
+) -> int | None:
+    """Make the row dirty; for a duplicate email, return the copied record's stamp."""
     if kind == "missing_required":
         row[s["LastName"]] = None
         row[s["Email"]] = None
     elif kind == "duplicate_email":
-        original = earlier[rng.randrange(len(earlier))] if earlier else "jane.doe@example.com"
+        original, stamp = (
+            earlier[rng.randrange(len(earlier))] if earlier else ("jane.doe@example.com", None)
+        )
         respelled = "".join(c.upper() if rng.random() < 0.5 else c for c in original)
         row[s["Email"]] = _padded(respelled, rng) if rng.random() < 0.7 else respelled.upper()
+        return stamp
     elif kind == "padded_string":
         field = "Email" if rng.random() < 0.5 else "FirstName"
         row[s[field]] = _padded(row[s[field]], rng)
@@ -427,6 +439,7 @@ def _dirty_contact(
         last, first = NON_LATIN_NAMES[rng.randrange(len(NON_LATIN_NAMES))]
         row[s["LastName"]] = last
         row[s["FirstName"]] = first
+    return None
 
 
 def _opportunities(b: _Builder, obj: ObjectDef, n: int, base: int, accounts: _AccountInfo) -> dict:

@@ -153,15 +153,17 @@ class _FormReader(HTMLParser):
             self.fields[str(values["name"])] = values.get("value") or ""
 
 
-def _follow_consent(session: requests.Session, response: requests.Response) -> requests.Response:
-    """Click Allow on a consent page, as a user would."""
+def answer_consent(
+    session: requests.Session, response: requests.Response, decision: str = "allow"
+) -> requests.Response:
+    """Click Allow (or Deny) on a consent page, as a user would; returns the redirect."""
     reader = _FormReader()
     reader.feed(response.text)
     if reader.action is None:
         raise RuntimeError("the authorize page has no consent form")
     return session.post(
         urljoin(response.url, reader.action),
-        data={**reader.fields, "decision": "allow"},
+        data={**reader.fields, "decision": decision},
         allow_redirects=False,
         timeout=30,
     )
@@ -202,7 +204,7 @@ def obtain_tokens(
         timeout=30,
     )
     if response.status_code == 200:
-        response = _follow_consent(http, response)
+        response = answer_consent(http, response)
     if response.status_code != 302:
         raise RuntimeError(f"authorize answered {response.status_code}, not a redirect")
     returned = parse_qs(urlsplit(response.headers["location"]).query)
@@ -221,6 +223,40 @@ def obtain_tokens(
     if token_response.status_code != 200:
         raise RuntimeError(f"token exchange failed: {token_response.json().get('error')}")
     return token_response.json()
+
+
+class TokenRefresher:
+    """A refresh hook for SalesforceClient running the real refresh_token grant; counts its calls.
+
+    For tests that exercise the client without the store-backed TokenProvider.
+    """
+
+    def __init__(self, info: Mapping[str, Any], refresh_token: str) -> None:
+        self.info = info
+        self.refresh_token = refresh_token
+        self.calls = 0
+        self._http = CAPinnedSession(str(info["ca_bundle"]))
+
+    def __repr__(self) -> str:
+        return f"TokenRefresher({self.info['login_url']!r}, calls={self.calls})"
+
+    def __call__(self, refused: Any) -> Any:
+        from gtm_pipeline.salesforce.client import Credentials
+
+        self.calls += 1
+        response = self._http.post(
+            f"{self.info['login_url']}/services/oauth2/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": self.refresh_token,
+                "client_id": self.info["client_id"],
+                "client_secret": self.info["client_secret"],
+            },
+            timeout=30,
+        )
+        response.raise_for_status()
+        body = response.json()
+        return Credentials(body["instance_url"], body["access_token"])
 
 
 @dataclass

@@ -60,10 +60,14 @@ def failure_records(failures: pd.DataFrame, values: pd.DataFrame) -> list[dict[s
 
 
 def prepare_page(
-    entity: Entity, raw: pd.DataFrame, mappings: Sequence[FieldMapping] | None = None
+    entity: Entity,
+    raw: pd.DataFrame,
+    mappings: Sequence[FieldMapping] | None = None,
+    *,
+    tenant_id: str | None = None,
 ) -> PreparedPage:
     valid, raw_failures = validate_raw(entity, raw)
-    canonical = to_canonical(entity, valid, mappings)
+    canonical = to_canonical(entity, valid, mappings, tenant_id=tenant_id)
     result = run_gates(entity, canonical)
     rejected = failure_records(raw_failures, raw) + failure_records(result.failures, canonical)
     seen = raw["Id"].dropna().astype("str").tolist() if "Id" in raw else []

@@ -21,6 +21,7 @@ from gtm_pipeline.store import Cursor, get_cursor, mark_run_started, mark_run_su
 from gtm_pipeline.sync.entities import Entity, FieldMapping
 from gtm_pipeline.sync.extract import iter_raw_pages
 from gtm_pipeline.sync.load import deleted_cursor_key, load_deletions, load_page
+from gtm_pipeline.sync.mapping import resolve_mappings, source_fields
 from gtm_pipeline.sync.prepare import prepare_page
 from gtm_pipeline.sync.quality import QualityStats
 from gtm_pipeline.sync.soql import deleted_query, modified_query
@@ -64,6 +65,7 @@ class SyncStats:
     cursor_after: str | None = None
     seconds: float = 0.0
     quality: QualityStats = field(default_factory=QualityStats)
+    mapping_warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -89,17 +91,29 @@ def sync_entity(
     mappings: Sequence[FieldMapping] | None = None,
     on_page: Callable[[PageProgress], None] | None = None,
 ) -> SyncStats:
-    """Bring one entity of one tenant up to date with Salesforce; returns what it did."""
+    """Bring one entity of one tenant up to date with Salesforce; returns what it did.
+
+    `mappings` defaults to the tenant's effective mappings from the store; anything but the
+    entity's defaults is validated against the org's (cached) describe before the first query.
+    """
     started = time.perf_counter()
     calls_before = client.calls_made
+    with engine.begin() as conn:
+        # Checked before the run is marked started: a refused mapping changes nothing.
+        resolved = resolve_mappings(client, conn, tenant_id, entity, mappings)
     with engine.begin() as conn:
         cursor = get_cursor(conn, tenant_id, entity.name)
         deleted_cursor = get_cursor(conn, tenant_id, deleted_cursor_key(entity))
         mode = "full" if options.full or cursor is None else "incremental"
         mark_run_started(conn, tenant_id, entity.name, mode)
-    stats = SyncStats(entity=entity.name, mode=mode, cursor_before=_describe(cursor))
+    stats = SyncStats(
+        entity=entity.name,
+        mode=mode,
+        cursor_before=_describe(cursor),
+        mapping_warnings=list(resolved.warnings),
+    )
     since = None if mode == "full" else _since(cursor, options.lookback)
-    fields = [m.source for m in (mappings or entity.mappings)]
+    fields = source_fields(resolved.mappings)
 
     def progress() -> dict[str, Any]:
         stats.api_calls = client.calls_made - calls_before
@@ -110,7 +124,7 @@ def sync_entity(
     for page in iter_raw_pages(client, soql, batch_size=options.batch_size):
         if page.frame.empty:
             continue
-        prepared = prepare_page(entity, page.frame, mappings)
+        prepared = prepare_page(entity, page.frame, resolved.mappings, tenant_id=tenant_id)
         stats.pages += 1
         stats.rows_read += len(page.frame)
         stats.rows_rejected += prepared.result.stats.failed + prepared.raw_rejected

@@ -18,6 +18,11 @@ from gtm_pipeline import config
 from gtm_pipeline.connect.flow import ConnectFlow
 from gtm_pipeline.store import make_engine, upgrade
 from gtm_pipeline.web.headers import SecurityHeadersMiddleware, apply_security_headers
+from gtm_pipeline.web.mapping_routes import (
+    TenantClientFactory,
+    mapping_routes,
+    tenant_clients_from_env,
+)
 from gtm_pipeline.web.pages import message_page
 from gtm_pipeline.web.routes import WebContext, routes, wants_html
 from gtm_pipeline.web.session import DEFAULT_MAX_AGE_SECONDS, SessionCodec
@@ -62,10 +67,15 @@ def create_app(
     secure_cookies: bool = True,
     session_secret: str,
     session_max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
+    tenant_client: TenantClientFactory | None = None,
 ) -> Starlette:
-    """The app over an already migrated store. `secure_cookies=False` only for http on loopback."""
+    """The app over an already migrated store. `secure_cookies=False` only for http on loopback.
+
+    `tenant_client` builds the Salesforce client the mapping page reads fields with; by default
+    it is configured from the environment, like the `sync` command's.
+    """
     app = Starlette(
-        routes=routes(),
+        routes=routes() + mapping_routes(),
         middleware=[Middleware(SecurityHeadersMiddleware)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
@@ -75,6 +85,7 @@ def create_app(
         codec=SessionCodec(session_secret, max_age_seconds=session_max_age_seconds),
         secure_cookies=secure_cookies,
     )
+    app.state.tenant_client = tenant_client or tenant_clients_from_env(engine)
     return app
 
 

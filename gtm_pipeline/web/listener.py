@@ -10,15 +10,14 @@ from __future__ import annotations
 import threading
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gtm_pipeline.connect.flow import ConnectFlow, ConnectOutcome
+from gtm_pipeline.web.callback import finish_callback
 from gtm_pipeline.web.headers import SecurityHeadersMiddleware
-from gtm_pipeline.web.pages import message_page, outcome_page
 
 
 class CallbackListener:
@@ -34,25 +33,11 @@ class CallbackListener:
         )
 
     async def _callback(self, request: Request) -> Response:
-        items = request.query_params.multi_items()
-        params = dict(items)
-        if len(params) != len(items):
-            return message_page(
-                "Salesforce was not connected", "The link carried a parameter twice.", 400
-            )
-        outcome = await run_in_threadpool(self._flow.finish, params)
-        if outcome.tenant_id is not None and not self._arrived.is_set():
+        page, outcome = await finish_callback(self._flow, request, back_link=False)
+        if outcome is not None and outcome.tenant_id is not None and not self._arrived.is_set():
             self._outcome = outcome
             self._arrived.set()
-        return outcome_page(
-            heading="Salesforce connected" if outcome.ok else "Salesforce was not connected",
-            ok=outcome.ok,
-            http_status=outcome.http_status,
-            message=outcome.message,
-            tenant_id=outcome.tenant_id,
-            status=outcome.status,
-            back_link=False,
-        )
+        return page
 
     def wait(self, timeout: float) -> ConnectOutcome | None:
         """The outcome of the first verified callback, or None if none came within `timeout`."""

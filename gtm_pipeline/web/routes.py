@@ -33,6 +33,7 @@ from gtm_pipeline.web.auth import (
     plausible_token,
     read_session,
 )
+from gtm_pipeline.web.callback import finish_callback
 from gtm_pipeline.web.csrf import CSRF_FIELD, csrf_matches
 from gtm_pipeline.web.overview import TenantOverview, list_overviews, tenant_overview
 from gtm_pipeline.web.pages import STATIC_DIR, message_page, outcome_page, render
@@ -321,24 +322,8 @@ async def authorize(request: Request, operator: Operator) -> Response:
 
 async def callback(request: Request) -> Response:
     """Where Salesforce sends the browser back. The signed, single-use state is the credential."""
-    ctx = _ctx(request)
-    items = request.query_params.multi_items()
-    params = dict(items)
-    if len(params) != len(items):
-        return message_page(
-            "Salesforce was not connected",
-            "The link carried a parameter twice; start the connection again.",
-            400,
-        )
-    outcome = await run_in_threadpool(ctx.flow.finish, params)
-    return outcome_page(
-        heading="Salesforce connected" if outcome.ok else "Salesforce was not connected",
-        ok=outcome.ok,
-        http_status=outcome.http_status,
-        message=outcome.message,
-        tenant_id=outcome.tenant_id,
-        status=outcome.status,
-    )
+    page, _outcome = await finish_callback(_ctx(request).flow, request)
+    return page
 
 
 def stylesheet_endpoint() -> Callable[[Request], Awaitable[Response]]:

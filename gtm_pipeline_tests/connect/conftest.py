@@ -20,9 +20,8 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
-from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -35,12 +34,12 @@ from gtm_pipeline.emulator.testing import (
     CAPinnedSession,
     EmulatorHandle,
     ManualClock,
+    answer_consent,
     running_emulator,
 )
 from gtm_pipeline.salesforce.crypto import TokenCipher
 from gtm_pipeline.salesforce.oauth import OAuthClient
 from gtm_pipeline.salesforce.oauth_state import StateSigner
-from gtm_pipeline.store import make_engine, upgrade
 
 CALLBACK_URL = "http://127.0.0.1:8765/api/connectors/salesforce/callback"
 CONNECTOR_ID = "salesforce"
@@ -92,12 +91,9 @@ def emulator(start_emulator: Callable[..., EmulatorHandle]) -> EmulatorHandle:
 
 
 @pytest.fixture()
-def store_engine(database_url: str) -> Iterator[sa.Engine]:
-    """A store migrated to head, on SQLite and on PostgreSQL."""
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def store_engine(engine: sa.Engine) -> sa.Engine:
+    """The shared migrated `engine` (SQLite and PostgreSQL), under the name these tests use."""
+    return engine
 
 
 @pytest.fixture()
@@ -186,22 +182,6 @@ def flow(
     )
 
 
-class _ConsentForm(HTMLParser):
-    """The consent page's form: where it posts and its hidden fields."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.action: str | None = None
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if tag == "form" and self.action is None:
-            self.action = values.get("action")
-        if tag == "input" and values.get("type") == "hidden" and values.get("name"):
-            self.fields[str(values["name"])] = values.get("value") or ""
-
-
 def follow_authorize(
     handle: EmulatorHandle, url: str, *, decision: str = "allow"
 ) -> dict[str, str]:
@@ -209,15 +189,7 @@ def follow_authorize(
     session = CAPinnedSession(handle.info["ca_bundle"])
     response = session.get(url, allow_redirects=False, timeout=30)
     if response.status_code == 200:
-        form = _ConsentForm()
-        form.feed(response.text)
-        assert form.action, "the consent page has no form"
-        response = session.post(
-            urljoin(response.url, form.action),
-            data={**form.fields, "decision": decision},
-            allow_redirects=False,
-            timeout=30,
-        )
+        response = answer_consent(session, response, decision)
     assert response.status_code == 302, f"authorize answered {response.status_code}"
     location = response.headers["location"]
     assert location.startswith(CALLBACK_URL), "authorize redirected somewhere unexpected"

@@ -7,13 +7,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-import sqlalchemy as sa
 
 from gtm_pipeline.connect.vault import StoredTokens, TokenVault
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.emulator.testing import EmulatorHandle, obtain_tokens, running_emulator
 from gtm_pipeline.salesforce.crypto import TokenCipher
-from gtm_pipeline.store import make_engine, upgrade
 from gtm_pipeline.store.connectors import upsert_connector
 
 TENANT = "acme"
@@ -24,14 +22,6 @@ COUNTS = {"Account": 80, "Contact": 600, "Opportunity": 150}
 def emulator(tmp_path) -> Iterator[EmulatorHandle]:
     with running_emulator(tmp_path / "emulator", counts=COUNTS, seed=5) as handle:
         yield handle
-
-
-@pytest.fixture()
-def engine(database_url) -> Iterator[sa.Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture()

@@ -9,7 +9,7 @@ import threading
 import pytest
 import requests
 
-from gtm_pipeline.emulator.testing import CAPinnedSession, EmulatorHandle
+from gtm_pipeline.emulator.testing import EmulatorHandle, TokenRefresher
 from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
 from gtm_pipeline.salesforce.errors import (
     ApiLimitExceeded,
@@ -29,32 +29,6 @@ def no_sleep(_seconds: float) -> None:
 
 def live_contact_ids(emulator: EmulatorHandle) -> list[str]:
     return [r["Id"] for r in emulator.control.truth("Contact") if not r["IsDeleted"]]
-
-
-class Refresher:
-    """A refresh hook that runs the real refresh_token grant against the emulator."""
-
-    def __init__(self, emulator: EmulatorHandle, refresh_token: str) -> None:
-        self.info = emulator.info
-        self.refresh_token = refresh_token
-        self.calls = 0
-        self._http = CAPinnedSession(self.info["ca_bundle"])
-
-    def __call__(self, refused: Credentials) -> Credentials:
-        self.calls += 1
-        response = self._http.post(
-            f"{self.info['login_url']}/services/oauth2/token",
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": self.refresh_token,
-                "client_id": self.info["client_id"],
-                "client_secret": self.info["client_secret"],
-            },
-            timeout=30,
-        )
-        response.raise_for_status()
-        body = response.json()
-        return Credentials(body["instance_url"], body["access_token"])
 
 
 def make_client(
@@ -125,7 +99,7 @@ def test_query_all_returns_deleted_rows_that_query_does_not(emulator, tokens):
 
 
 def test_refresh_in_the_middle_of_pagination_retries_once_and_loses_nothing(emulator, tokens):
-    refresher = Refresher(emulator, tokens["refresh_token"])
+    refresher = TokenRefresher(emulator.info, tokens["refresh_token"])
     client = make_client(emulator, tokens, refresh=refresher, batch_size=200)
     emulator.control.add_fault(kind="expire_sessions", after_calls=2)
     pages = list(client.query_pages(CONTACT_SOQL))
@@ -161,7 +135,7 @@ def test_refresh_that_returns_a_refused_token_fails_after_one_retry(emulator, to
 
 
 def test_concurrent_calls_on_an_expired_session_refresh_once(emulator, tokens):
-    refresher = Refresher(emulator, tokens["refresh_token"])
+    refresher = TokenRefresher(emulator.info, tokens["refresh_token"])
     client = make_client(emulator, tokens, refresh=refresher)
     emulator.control.add_fault(kind="expire_sessions")
     errors: list[BaseException] = []

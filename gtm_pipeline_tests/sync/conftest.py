@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import sqlalchemy as sa
 
 from gtm_pipeline.emulator.testing import EmulatorHandle, obtain_tokens, running_emulator
 from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
-from gtm_pipeline.store import make_engine, upgrade
 
 COUNTS = {"Account": 120, "Contact": 900, "Opportunity": 250}
 
@@ -18,14 +16,6 @@ COUNTS = {"Account": 120, "Contact": 900, "Opportunity": 250}
 def emulator(tmp_path) -> Iterator[EmulatorHandle]:
     with running_emulator(tmp_path / "emulator", counts=COUNTS, seed=11, dirty_ratio=0.08) as h:
         yield h
-
-
-@pytest.fixture()
-def engine(database_url) -> Iterator[sa.Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def client_for(emulator: EmulatorHandle, **config) -> SalesforceClient:

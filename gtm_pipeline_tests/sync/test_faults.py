@@ -13,7 +13,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from gtm_pipeline.emulator.testing import CAPinnedSession, EmulatorHandle, obtain_tokens
+from gtm_pipeline.emulator.testing import (
+    EmulatorHandle,
+    TokenRefresher,
+    obtain_tokens,
+)
 from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
 from gtm_pipeline.salesforce.errors import (
     ApiLimitExceeded,
@@ -112,38 +116,12 @@ class PageLog:
         return mine[-1].cursor if mine else None
 
 
-class Refresher:
-    """A refresh hook running the real refresh_token grant against the emulator."""
-
-    def __init__(self, emulator: EmulatorHandle, refresh_token: str) -> None:
-        self.info = emulator.info
-        self.refresh_token = refresh_token
-        self.calls = 0
-        self._http = CAPinnedSession(self.info["ca_bundle"])
-
-    def __call__(self, refused: Credentials) -> Credentials:
-        self.calls += 1
-        response = self._http.post(
-            f"{self.info['login_url']}/services/oauth2/token",
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": self.refresh_token,
-                "client_id": self.info["client_id"],
-                "client_secret": self.info["client_secret"],
-            },
-            timeout=30,
-        )
-        response.raise_for_status()
-        body = response.json()
-        return Credentials(body["instance_url"], body["access_token"])
-
-
 # -- transport and session faults ----------------------------------------------------------------
 
 
 def test_session_expiry_mid_pagination_refreshes_once_and_loses_nothing(emulator, engine):
     tokens = obtain_tokens(emulator.info)
-    refresher = Refresher(emulator, tokens["refresh_token"])
+    refresher = TokenRefresher(emulator.info, tokens["refresh_token"])
     client = SalesforceClient(
         Credentials(tokens["instance_url"], tokens["access_token"]),
         config=ClientConfig(

@@ -141,18 +141,21 @@ def test_a_page_without_system_modstamp_is_a_mapping_error():
         to_canonical(PERSONS, raw)
 
 
-def test_unmapped_custom_fields_pass_through_as_json_and_mapped_ones_do_not():
+def test_mapped_custom_fields_go_to_their_column_or_json_and_unmapped_ones_are_dropped():
     raw = contacts(
         Email=["a@b.co", "c@d.co"],
         Fit_Score__c=[81.5, None],
         Region__c=["EMEA", "AMER"],
-        Owner_Note__c=[None, None],
+        Owner_Note__c=["x", None],
     )
-    mappings = [*PERSONS.mappings, FieldMapping("region", "region__c")]
+    mappings = [
+        *PERSONS.mappings,
+        FieldMapping("title", "region__c"),
+        FieldMapping("custom_fields.fit", "Fit_Score__c"),
+    ]
     out = to_canonical(PERSONS, raw, mappings)
-    assert out["region"].tolist() == ["EMEA", "AMER"]
-    assert out.loc[0, "custom_fields"] == {"Fit_Score__c": 81.5, "Owner_Note__c": None}
-    assert out.loc[1, "custom_fields"] == {"Fit_Score__c": None, "Owner_Note__c": None}
+    assert out["title"].tolist() == ["EMEA", "AMER"]
+    assert out["custom_fields"].tolist() == [{"fit": 81.5}, {"fit": None}]
 
 
 def test_no_custom_fields_means_missing_not_an_empty_dict():
@@ -173,9 +176,10 @@ def test_relationship_fields_are_flattened_and_mapped_case_insensitively():
     ]
     raw = flatten_records(records)
     assert not any("attributes" in c for c in raw.columns)
-    mappings = [*PERSONS.mappings, FieldMapping("industry", "Account.Industry")]
+    mappings = [*PERSONS.mappings, FieldMapping("custom_fields.industry", "Account.Industry")]
     out = to_canonical(PERSONS, raw, mappings)
-    assert out.loc[0, "industry"] == "Energy" and pd.isna(out.loc[1, "industry"])
+    industries = [c["industry"] for c in out["custom_fields"]]
+    assert industries == ["Energy", None]
     assert out.loc[0, "email"] == "a@b.co"
     assert pd.isna(out.loc[0, "first_name"])  # optional source absent from the page
 
@@ -184,13 +188,13 @@ def test_required_source_missing_is_a_mapping_error_naming_it():
     raw = contacts(Email=["a@b.co"]).drop(columns=["Id"])
     with pytest.raises(MappingError, match="'Id'"):
         to_canonical(PERSONS, raw)
-    custom = [*PERSONS.mappings, FieldMapping("tier", "Tier__c", required=True)]
+    custom = [*PERSONS.mappings, FieldMapping("custom_fields.tier", "Tier__c", required=True)]
     with pytest.raises(MappingError, match="Tier__c"):
         to_canonical(PERSONS, contacts(Email=["a@b.co"]), custom)
 
 
 def test_unknown_transform_is_a_mapping_error():
-    mappings = [*PERSONS.mappings, FieldMapping("title_x", "Title", transform="titlecase")]
+    mappings = [*PERSONS.mappings, FieldMapping("title", "Title", transform="titlecase")]
     with pytest.raises(MappingError, match="titlecase"):
         to_canonical(PERSONS, contacts(Email=["a@b.co"]), mappings)
 
@@ -199,9 +203,9 @@ def test_unknown_transform_is_a_mapping_error():
     ("transform", "expected"), [("trim", "Mixed Case"), ("uppercase", "MIXED CASE")]
 )
 def test_named_text_transforms_apply(transform, expected):
-    mappings = [*PERSONS.mappings, FieldMapping("title_x", "Title", transform=transform)]
+    mappings = [*PERSONS.mappings, FieldMapping("title", "Title", transform=transform)]
     out = to_canonical(PERSONS, contacts(Title=["  Mixed Case "]), mappings)
-    assert out.loc[0, "title_x"] == expected
+    assert out.loc[0, "title"] == expected
 
 
 def test_typed_columns_are_left_raw_for_the_coercion_gate():

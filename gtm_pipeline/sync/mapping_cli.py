@@ -1,0 +1,305 @@
+"""`gtm-pipeline mapping`: show, suggest, set and validate a tenant's field mappings.
+
+The mapping file is YAML: entity name (`accounts`, `persons` or `contacts`, `opportunities`) →
+list of `{target, source, transform, required}`. `set` validates every entity of the file
+against the org's describe first and saves them all in one transaction, or nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+import sqlalchemy as sa
+import yaml
+
+from gtm_pipeline import config
+from gtm_pipeline.salesforce.metadata import DescribeClient, FieldInfo, describe_object
+from gtm_pipeline.store import make_engine, upgrade
+from gtm_pipeline.sync.entities import ENTITIES, SYNC_ORDER, Entity, FieldMapping
+from gtm_pipeline.sync.mapping import (
+    CUSTOM_FIELDS_PREFIX,
+    MappingError,
+    canonical_targets,
+    effective_mappings,
+    load_mappings,
+    related_describes,
+    save_mappings,
+    validate_mappings,
+)
+
+MAX_FILE_BYTES = 1_000_000
+MAPPING_KEYS = frozenset({"target", "source", "transform", "required"})
+
+
+def entity_for(name: str) -> Entity:
+    """An entity by table name or asset name (`persons` or `contacts`)."""
+    for ent in SYNC_ORDER:
+        if name in (ent.name, ent.asset_name):
+            return ent
+    names = ", ".join(sorted({*ENTITIES, *(e.asset_name for e in SYNC_ORDER)}))
+    raise MappingError(f"unknown entity {str(name)[:80]!r}; expected one of {names}")
+
+
+def _mapping_from(entry: Any, where: str) -> FieldMapping:
+    if not isinstance(entry, dict):
+        raise MappingError(f"{where}: each mapping must be a mapping with target and source")
+    unknown = set(map(str, entry)) - MAPPING_KEYS
+    if unknown:
+        raise MappingError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+    if "target" not in entry or "source" not in entry:
+        raise MappingError(f"{where}: target and source are required")
+    required = entry.get("required", False)
+    if not isinstance(required, bool):
+        raise MappingError(f"{where}: required must be true or false")
+    return FieldMapping(
+        target=_text(entry, "target", where),
+        source=_text(entry, "source", where),
+        transform=_text(entry, "transform", where, default="none"),
+        required=required,
+    )
+
+
+def _text(entry: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = entry.get(key, default)
+    if not isinstance(value, str):
+        raise MappingError(f"{where}: {key} must be text")
+    return value
+
+
+def parse_mapping_file(text: str) -> dict[str, list[FieldMapping]]:
+    """Entity name → its mappings, from the YAML text of a mapping file."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MappingError(f"the mapping file is not valid YAML: {exc}") from None
+    if not isinstance(document, dict) or not document:
+        raise MappingError("the mapping file must map entity names to lists of mappings")
+    parsed: dict[str, list[FieldMapping]] = {}
+    for name, entries in document.items():
+        ent = entity_for(str(name))
+        if not isinstance(entries, list):
+            raise MappingError(f"{ent.name}: expected a list of mappings")
+        parsed[ent.name] = [
+            _mapping_from(entry, f"{ent.name} mapping {i + 1}") for i, entry in enumerate(entries)
+        ]
+    return parsed
+
+
+def validate_against_org(
+    client: DescribeClient, tenant_id: str, entity_name: str, mappings: list[FieldMapping]
+) -> list[str]:
+    """Warnings for `mappings`; raises MappingError for anything the org does not have."""
+    ent = entity_for(entity_name)
+    fields = describe_object(client, ent.sf_object)
+    related = related_describes(client, fields, mappings)
+    return validate_mappings(ent, mappings, fields, tenant_id=tenant_id, related=related)
+
+
+def set_mappings_from_file(
+    engine: sa.Engine, client: DescribeClient, tenant_id: str, text: str
+) -> dict[str, list[str]]:
+    """Validate every entity of the file against describe, then save all of them or none."""
+    parsed = parse_mapping_file(text)
+    warnings = {
+        name: validate_against_org(client, tenant_id, name, mappings)
+        for name, mappings in parsed.items()
+    }
+    with engine.begin() as conn:
+        for name, mappings in parsed.items():
+            save_mappings(conn, tenant_id, name, mappings)
+    return warnings
+
+
+def _key(name: str) -> str:
+    """`Annual_Contract_Value__c` → `annual_contract_value`."""
+    return re.sub(r"_+", "_", name.removesuffix("__c")).strip("_").lower()
+
+
+def _squashed(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def suggest_mappings(ent: Entity, fields: list[FieldInfo]) -> list[FieldMapping]:
+    """A mapping for each custom field: the canonical column its name or label matches, else
+    a `custom_fields` key named after it."""
+    targets = {_squashed(t): t for t in canonical_targets(ent) if t != "external_id"}
+    suggested = []
+    for f in fields:
+        if not f.custom:
+            continue
+        match = targets.get(_squashed(_key(f.name))) or targets.get(_squashed(f.label))
+        target = match or f"{CUSTOM_FIELDS_PREFIX}{_key(f.name)}"
+        suggested.append(FieldMapping(target=target, source=f.name))
+    return suggested
+
+
+def render_yaml(by_entity: Mapping[str, list[FieldMapping]]) -> str:
+    document = {
+        name: [
+            {
+                "target": m.target,
+                "source": m.source,
+                "transform": m.transform,
+                "required": m.required,
+            }  # fmt: skip
+            for m in mappings
+        ]
+        for name, mappings in by_entity.items()
+    }
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def show_table(rows: list[tuple[str, FieldMapping, str]]) -> str:
+    header = ("entity", "target", "source", "transform", "required", "origin")
+    cells = [header] + [
+        (name, m.target, m.source, m.transform, "yes" if m.required else "no", origin)
+        for name, m, origin in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in cells)  # fmt: skip
+
+
+# --- click ----------------------------------------------------------------------------------
+
+
+def _engine() -> sa.Engine:
+    engine = make_engine(config.database_url())
+    upgrade(engine)
+    return engine
+
+
+def _tenant_client(engine: sa.Engine, tenant_id: str) -> DescribeClient:
+    from gtm_pipeline.connect.tokens import client_for_tenant
+
+    return client_for_tenant(engine, tenant_id)
+
+
+client_factory: Callable[[sa.Engine, str], DescribeClient] = _tenant_client
+"""How commands reach a tenant's org; replaced by tests and embedding programs."""
+
+
+def _checked_tenant(value: str) -> str:
+    from gtm_pipeline.web import identifiers
+
+    try:
+        return identifiers.tenant_id(value)
+    except identifiers.InvalidIdentifier as exc:
+        raise click.BadParameter(str(exc), param_hint="--tenant") from None
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _read_file(path: str) -> str:
+    file = Path(path)
+    if file.stat().st_size > MAX_FILE_BYTES:
+        raise MappingError(f"{path}: a mapping file larger than {MAX_FILE_BYTES} bytes")
+    return file.read_text(encoding="utf-8")
+
+
+def _client(engine: sa.Engine, tenant: str) -> DescribeClient:
+    try:
+        return client_factory(engine, tenant)
+    except Exception as exc:  # not connected, bad settings: one line, no traceback
+        raise _fail(exc) from exc
+
+
+def _echo_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@click.group("mapping")
+def mapping() -> None:
+    """Show, suggest, set and validate a tenant's field mappings."""
+
+
+tenant_option = click.option("--tenant", required=True, help="Tenant id (a connected tenant).")
+file_type = click.Path(exists=True, dir_okay=False, readable=True)
+
+
+@mapping.command("show")
+@tenant_option
+@click.option("--entity", "entity_name", default=None, help="Only this entity.")
+def show(tenant: str, entity_name: str | None) -> None:
+    """Print the effective mappings: the defaults and what the tenant changed."""
+    tenant = _checked_tenant(tenant)
+    try:
+        entities = [entity_for(entity_name)] if entity_name else list(SYNC_ORDER)
+        engine = _engine()
+        rows: list[tuple[str, FieldMapping, str]] = []
+        with engine.connect() as conn:
+            for ent in entities:
+                own = set(load_mappings(conn, tenant, ent.name))
+                for m in effective_mappings(conn, tenant, ent.name):
+                    rows.append((ent.name, m, "tenant" if m in own else "default"))
+    except MappingError as exc:
+        raise _fail(exc) from exc
+    click.echo(show_table(rows))
+
+
+@mapping.command("suggest")
+@tenant_option
+@click.option("--entity", "entity_name", required=True, help="Entity to suggest mappings for.")
+@click.option("--refresh", is_flag=True, help="Read describe again instead of the cache.")
+def suggest(tenant: str, entity_name: str, refresh: bool) -> None:
+    """Print a mapping file (YAML) for the org's custom fields of an entity."""
+    tenant = _checked_tenant(tenant)
+    try:
+        ent = entity_for(entity_name)
+    except MappingError as exc:
+        raise _fail(exc) from exc
+    engine = _engine()
+    client = _client(engine, tenant)
+    try:
+        fields = describe_object(client, ent.sf_object, refresh=refresh)
+    except Exception as exc:
+        raise _fail(exc) from exc
+    suggested = suggest_mappings(ent, fields)
+    if not suggested:
+        click.echo(f"# {ent.sf_object} has no custom fields", err=True)
+    click.echo(render_yaml({ent.name: suggested}), nl=False)
+
+
+@mapping.command("set")
+@tenant_option
+@click.option("--file", "path", required=True, type=file_type, help="The mapping YAML file.")
+def set_(tenant: str, path: str) -> None:
+    """Validate the file against the org's describe, then save it (all entities or none)."""
+    tenant = _checked_tenant(tenant)
+    engine = _engine()
+    client = _client(engine, tenant)
+    try:
+        warnings = set_mappings_from_file(engine, client, tenant, _read_file(path))
+    except MappingError as exc:
+        raise _fail(exc) from exc
+    for name, entity_warnings in warnings.items():
+        _echo_warnings(entity_warnings)
+        click.echo(f"{name}: saved")
+
+
+@mapping.command("validate")
+@tenant_option
+@click.option("--file", "path", default=None, type=file_type, help="A file to check instead.")
+def validate(tenant: str, path: str | None) -> None:
+    """Check a mapping file, or the stored mappings, against the org's describe."""
+    tenant = _checked_tenant(tenant)
+    engine = _engine()
+    try:
+        if path:
+            by_entity = parse_mapping_file(_read_file(path))
+        else:
+            with engine.connect() as conn:
+                by_entity = {e.name: effective_mappings(conn, tenant, e.name) for e in SYNC_ORDER}
+        client = _client(engine, tenant)
+        for name, mappings in by_entity.items():
+            _echo_warnings(validate_against_org(client, tenant, name, mappings))
+            click.echo(f"{name}: valid")
+    except MappingError as exc:
+        raise _fail(exc) from exc

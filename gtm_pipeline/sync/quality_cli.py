@@ -1,0 +1,180 @@
+"""The quality report read back from the store, and `gtm-pipeline quality --tenant T`.
+
+Per entity: the counts of the last sync per gate (from `sync_state.last_stats`, with the rate and
+the severity the asset check gave them) and the first records in quarantine (`quality_failures`)
+with the field, the reason and the offending value. Same content as the asset checks, for people
+at a terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
+import sqlalchemy as sa
+
+from gtm_pipeline import config
+from gtm_pipeline.store import make_engine, upgrade
+from gtm_pipeline.store.tables import quality_failures, sync_state
+from gtm_pipeline.sync.entities import ENTITIES, SYNC_ORDER
+from gtm_pipeline.sync.quality import QualityStats, error_rate, failure_value, stage_summaries
+
+DEFAULT_LIMIT = 20
+CELL_WIDTHS = {"external_id": 20, "stage": 16, "field": 20, "reason": 60, "value": 30}
+
+
+def last_quality_stats(conn: sa.Connection, tenant_id: str, entity: str) -> QualityStats | None:
+    """The gate counts of the entity's last sync, or None when it never synced."""
+    row = conn.execute(
+        sa.select(sync_state.c.last_stats).where(
+            sync_state.c.tenant_id == tenant_id, sync_state.c.entity == entity
+        )
+    ).one_or_none()
+    if row is None or not isinstance(row.last_stats, Mapping):
+        return None
+    quality = row.last_stats.get("quality")
+    return QualityStats.from_dict(quality) if isinstance(quality, Mapping) else None
+
+
+def stored_failures(
+    conn: sa.Connection,
+    tenant_id: str,
+    entity: str,
+    *,
+    stage: str | None = None,
+    run_id: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Quarantined records of one entity, oldest first, optionally of one stage or one run.
+
+    Like `store.quarantine.failures_for`, with the filters and limit done in SQL so a report
+    on a tenant with a large quarantine reads only the rows it shows.
+    """
+    table = quality_failures
+    query = sa.select(table).where(table.c.tenant_id == tenant_id, table.c.entity == entity)
+    if stage is not None:
+        query = query.where(table.c.stage == stage)
+    if run_id is not None:
+        query = query.where(table.c.run_id == run_id)
+    query = query.order_by(table.c.first_seen_at, table.c.external_id, table.c.stage)
+    if limit is not None:
+        query = query.limit(limit)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def quarantine_counts(conn: sa.Connection, tenant_id: str, entity: str) -> dict[str, int]:
+    table = quality_failures
+    rows = conn.execute(
+        sa.select(table.c.stage, sa.func.count())
+        .where(table.c.tenant_id == tenant_id, table.c.entity == entity)
+        .group_by(table.c.stage)
+        .order_by(table.c.stage)
+    )
+    return {stage: int(count) for stage, count in rows}
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def terminal_cell(value: object, width: int) -> str:
+    """One line, control characters shown as spaces, cut to `width` (a value cannot forge rows
+    or move the cursor in the reader's terminal)."""
+    if value is None:
+        return ""
+    text = "".join(c if c.isprintable() else " " for c in str(value))
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def failures_text(failures: Sequence[Mapping[str, Any]]) -> str:
+    if not failures:
+        return "  (quarantine empty)"
+    columns = list(CELL_WIDTHS)
+    rows = [
+        [terminal_cell(f.get(c) if c != "value" else failure_value(f), CELL_WIDTHS[c])
+         for c in columns]
+        for f in failures
+    ]  # fmt: skip
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  " + "  ".join("-" * w for w in widths))
+    lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def entity_report(
+    conn: sa.Connection, tenant_id: str, entity: str, limit: int, threshold: float
+) -> str:
+    lines = [f"== {entity}"]
+    stats = last_quality_stats(conn, tenant_id, entity)
+    if stats is None:
+        lines.append("  last sync: none recorded")
+    else:
+        lines.append(
+            f"  last sync: {stats.input} read, {stats.passed} passed, {stats.failed} failed, "
+            f"{stats.duplicates_removed} duplicates removed"
+        )
+        for summary in stage_summaries(stats, threshold):
+            lines.append(
+                f"  {summary.stage:<16} {summary.rejected:>8} rejected "
+                f"({summary.rate:.2%})  {summary.severity}"
+            )
+    counts = quarantine_counts(conn, tenant_id, entity)
+    total = sum(counts.values())
+    detail = ", ".join(f"{stage} {count}" for stage, count in counts.items())
+    lines.append(f"  in quarantine: {total}" + (f" ({detail})" if detail else ""))
+    failures = stored_failures(conn, tenant_id, entity, limit=limit)
+    if failures and total > len(failures):
+        lines.append(f"  first {len(failures)} of {total}:")
+    lines.append(failures_text(failures))
+    return "\n".join(lines)
+
+
+def quality_report(
+    engine: sa.Engine,
+    tenant_id: str,
+    entities: Sequence[str],
+    *,
+    limit: int = DEFAULT_LIMIT,
+    threshold: float,
+) -> str:
+    with engine.connect() as conn:
+        return "\n\n".join(
+            entity_report(conn, tenant_id, entity, limit, threshold) for entity in entities
+        )
+
+
+@click.command("quality")
+@click.option("--tenant", required=True, help="Tenant id whose report to print.")
+@click.option(
+    "--entity",
+    type=click.Choice(list(ENTITIES)),
+    default=None,
+    help="Only this entity (default: all, in sync order).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=DEFAULT_LIMIT,
+    show_default=True,
+    help="How many quarantined records to list per entity.",
+)
+def quality(tenant: str, entity: str | None, limit: int) -> None:
+    """Print the quality gates' report of a tenant: counts per gate and the first failures."""
+    threshold = error_rate()
+    engine = make_engine(config.database_url())
+    try:
+        upgrade(engine)
+        with engine.connect() as conn:
+            known = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(sync_state)
+                .where(sync_state.c.tenant_id == tenant)
+            ).scalar_one()
+        if not known:
+            raise click.ClickException(f"no sync recorded for tenant {tenant!r}; run a sync first")
+        names = [entity] if entity else [e.name for e in SYNC_ORDER]
+        click.echo(quality_report(engine, tenant, names, limit=limit, threshold=threshold))
+    finally:
+        engine.dispose()

@@ -1,0 +1,290 @@
+"""The field-mapping page: pick, per canonical column, the Salesforce field that fills it.
+
+The choices come from the tenant's own org (describe, cached per process), so an admin maps
+what the org really has. A save validates the whole submitted mapping against that describe
+before anything is written, then replaces the tenant's mapping in one transaction: it is stored
+whole or not at all, and a name that is not a real field of the org (an injection attempt
+included) never reaches the store, let alone a SOQL query.
+
+The page answers like the other routes: an operator credential is needed, a tenant outside its
+scope (or never connected) is 404, and a cookie session must echo its CSRF token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gtm_pipeline.config import ConfigError
+from gtm_pipeline.connect.tokens import client_for_tenant
+from gtm_pipeline.salesforce.client import SalesforceClient
+from gtm_pipeline.salesforce.errors import SalesforceClientError, SessionInvalid
+from gtm_pipeline.salesforce.metadata import FieldInfo, MetadataError, describe_object
+from gtm_pipeline.store.connectors import get_connector
+from gtm_pipeline.sync.entities import ENTITIES, Entity, FieldMapping
+from gtm_pipeline.sync.mapping import (
+    MappingError,
+    effective_mappings,
+    related_describes,
+    save_mappings,
+    transform_names,
+    validate_mappings,
+)
+from gtm_pipeline.web import identifiers
+from gtm_pipeline.web.auth import Operator
+from gtm_pipeline.web.csrf import CSRF_FIELD, csrf_matches
+from gtm_pipeline.web.mapping_form import (
+    MappingFormError,
+    MappingPage,
+    MappingRow,
+    overrides,
+    parse_form,
+    rows_for,
+)
+from gtm_pipeline.web.pages import message_page, render
+from gtm_pipeline.web.routes import FORBIDDEN_FORM_MESSAGE, not_found, operator_required
+
+log = logging.getLogger(__name__)
+
+TenantClientFactory = Callable[[str], SalesforceClient]
+"""Builds a Salesforce client for a connected tenant (its tokens refresh themselves)."""
+
+MAPPING_PATH = "/connectors/{tenant}/mapping"
+DEFAULT_ENTITY = "persons"
+CONNECTED = "connected"
+# Three inputs per row; generous for a few dozen custom fields, and bounds what a POST may make
+# the server parse.
+MAX_MAPPING_FORM_FIELDS = 400
+NOT_SAVED = "The mapping was not saved"
+
+
+class TenantUnavailable(Exception):
+    """The tenant's fields cannot be read now; the status, heading and message say why."""
+
+    def __init__(self, status_code: int, heading: str, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.heading = heading
+        self.message = message
+
+
+def tenant_clients_from_env(engine: sa.Engine) -> TenantClientFactory:
+    """Clients configured like every other command: SALESFORCE_* and the encryption key."""
+    return lambda tenant_id: client_for_tenant(engine, tenant_id)
+
+
+# -- request helpers ---------------------------------------------------------------------------
+
+
+def _engine(request: Request) -> sa.Engine:
+    return request.app.state.web.engine
+
+
+def _clients(request: Request) -> TenantClientFactory:
+    return request.app.state.tenant_client
+
+
+def _tenant_in_scope(request: Request, operator: Operator) -> str | None:
+    try:
+        tenant = identifiers.tenant_id(request.path_params["tenant"])
+    except identifiers.InvalidIdentifier:
+        return None
+    return tenant if operator.may_access(tenant) else None
+
+
+def _entity(request: Request) -> Entity | None:
+    return ENTITIES.get(request.query_params.get("entity") or DEFAULT_ENTITY)
+
+
+def _csrf_ok(operator: Operator, presented: object) -> bool:
+    """Cookie sessions must echo their CSRF token; bearer calls carry no ambient credential."""
+    return operator.session is None or csrf_matches(operator.session.csrf, presented)
+
+
+# -- the org and the store ---------------------------------------------------------------------
+
+
+def _connected_client(
+    engine: sa.Engine, clients: TenantClientFactory, tenant_id: str
+) -> SalesforceClient:
+    with engine.connect() as conn:
+        connector = get_connector(conn, tenant_id)
+    if connector is None:
+        raise TenantUnavailable(404, "Not found", "")
+    if connector.status != CONNECTED:
+        raise TenantUnavailable(
+            409,
+            "Salesforce is not connected",
+            f"Tenant {tenant_id} is not connected to Salesforce right now, so its fields "
+            "cannot be read. Connect it from the connectors page first.",
+        )
+    return clients(tenant_id)
+
+
+def _discover(
+    engine: sa.Engine, clients: TenantClientFactory, tenant_id: str, entity: Entity, refresh: bool
+) -> tuple[SalesforceClient, list[FieldInfo]]:
+    """A client and the fields of the entity's object, or TenantUnavailable in plain words."""
+    try:
+        client = _connected_client(engine, clients, tenant_id)
+        return client, describe_object(client, entity.sf_object, refresh=refresh)
+    except SessionInvalid as exc:
+        raise TenantUnavailable(409, "Salesforce needs reconnecting", str(exc)) from None
+    except (SalesforceClientError, MetadataError) as exc:
+        log.warning("describe %s for tenant %s failed: %s", entity.sf_object, tenant_id, exc)
+        raise TenantUnavailable(
+            502,
+            "Salesforce did not answer",
+            f"Could not read the {entity.sf_object} fields from Salesforce: {exc}. "
+            "Try again in a moment.",
+        ) from None
+    except ConfigError as exc:
+        raise TenantUnavailable(
+            503, "Salesforce is not configured", f"The server cannot reach Salesforce: {exc}"
+        ) from None
+
+
+def _current_rows(engine: sa.Engine, tenant_id: str, entity: Entity) -> list[MappingRow]:
+    with engine.connect() as conn:
+        return rows_for(entity, effective_mappings(conn, tenant_id, entity.name))
+
+
+def _validate_and_save(
+    engine: sa.Engine,
+    client: SalesforceClient,
+    tenant_id: str,
+    entity: Entity,
+    mappings: list[FieldMapping],
+    fields: list[FieldInfo],
+) -> list[str]:
+    """The save's warnings; MappingError, with nothing written, when any mapping is invalid.
+
+    Dot paths are checked against the related objects' describes too (cached like any other).
+    """
+    try:
+        related = related_describes(client, fields, mappings)
+    except (SalesforceClientError, MetadataError) as exc:
+        raise MappingError(f"the related objects' fields could not be read: {exc}") from None
+    warnings = validate_mappings(
+        entity.name, mappings, fields, tenant_id=tenant_id, related=related
+    )
+    with engine.begin() as conn:
+        save_mappings(conn, tenant_id, entity.name, mappings)
+    return warnings
+
+
+# -- responses ---------------------------------------------------------------------------------
+
+
+def _page(
+    operator: Operator,
+    page: MappingPage,
+    status_code: int = 200,
+    *,
+    error: str | None = None,
+    warnings: Sequence[str] = (),
+    saved: bool = False,
+) -> Response:
+    return render(
+        "mapping.html",
+        status_code,
+        operator=operator,
+        page=page,
+        entities=list(ENTITIES),
+        csrf_token=operator.session.csrf if operator.session else "",
+        error=error,
+        warnings=list(warnings),
+        saved=saved,
+    )
+
+
+def _unavailable(request: Request, operator: Operator, exc: TenantUnavailable) -> Response:
+    if exc.status_code == 404:
+        return not_found(request, operator)
+    return message_page(exc.heading, exc.message, exc.status_code, operator)
+
+
+def _unknown_entity(operator: Operator) -> Response:
+    return message_page("Unknown entity", f"Choose one of: {', '.join(ENTITIES)}.", 400, operator)
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+
+@operator_required
+async def mapping_page(request: Request, operator: Operator) -> Response:
+    tenant = _tenant_in_scope(request, operator)
+    if tenant is None:
+        return not_found(request, operator)
+    entity = _entity(request)
+    if entity is None:
+        return _unknown_entity(operator)
+    engine = _engine(request)
+    refresh = request.query_params.get("refresh") == "1"
+    try:
+        _, fields = await run_in_threadpool(
+            _discover, engine, _clients(request), tenant, entity, refresh
+        )
+    except TenantUnavailable as exc:
+        return _unavailable(request, operator, exc)
+    rows = await run_in_threadpool(_current_rows, engine, tenant, entity)
+    return _page(operator, MappingPage(tenant, entity, rows, fields, transform_names()))
+
+
+@operator_required
+async def save_mapping(request: Request, operator: Operator) -> Response:
+    tenant = _tenant_in_scope(request, operator)
+    if tenant is None:
+        return not_found(request, operator)
+    form = await request.form(max_files=0, max_fields=MAX_MAPPING_FORM_FIELDS)
+    if not _csrf_ok(operator, form.get(CSRF_FIELD)):
+        return message_page("Form expired", FORBIDDEN_FORM_MESSAGE, 403, operator)
+    entity = _entity(request)
+    if entity is None:
+        return _unknown_entity(operator)
+    engine = _engine(request)
+    try:
+        client, fields = await run_in_threadpool(
+            _discover, engine, _clients(request), tenant, entity, False
+        )
+    except TenantUnavailable as exc:
+        return _unavailable(request, operator, exc)
+    transforms = transform_names()
+    try:
+        rows, new_row = parse_form(entity, form.multi_items())
+        mappings = overrides(rows, new_row)
+    except MappingFormError as exc:
+        current = await run_in_threadpool(_current_rows, engine, tenant, entity)
+        page = MappingPage(tenant, entity, current, fields, transforms)
+        return _page(operator, page, 400, error=f"{NOT_SAVED}: {exc}.")
+    try:
+        warnings = await run_in_threadpool(
+            _validate_and_save, engine, client, tenant, entity, mappings, fields
+        )
+    except MappingError as exc:
+        log.info("the %s mapping of tenant %s was refused: %s", entity.name, tenant, exc)
+        page = MappingPage(tenant, entity, rows, fields, transforms, new_row)
+        return _page(operator, page, 400, error=f"{NOT_SAVED}: {exc}")
+    log.info(
+        "operator credential %s saved the %s mapping of tenant %s (%d overrides)",
+        operator.credential_id,
+        entity.name,
+        tenant,
+        len(mappings),
+    )
+    current = await run_in_threadpool(_current_rows, engine, tenant, entity)
+    page = MappingPage(tenant, entity, current, fields, transforms)
+    return _page(operator, page, warnings=warnings, saved=True)
+
+
+def mapping_routes() -> list[Route]:
+    return [
+        Route(MAPPING_PATH, mapping_page, methods=["GET"]),
+        Route(MAPPING_PATH, save_mapping, methods=["POST"]),
+    ]

@@ -1,0 +1,172 @@
+"""The quality asset checks: counts, severity against the threshold, and a failures table that a
+record's own values cannot break, checked on results built directly and through `materialize()`."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+
+from gtm_pipeline.config import ConfigError
+from gtm_pipeline.defs.assets import asset_key, sync_assets
+from gtm_pipeline.defs.checks import quality_check_results
+from gtm_pipeline.defs.instance import on_instance
+from gtm_pipeline.defs.partitions import salesforce_tenants
+from gtm_pipeline.store.quarantine import failures_for
+from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER
+from gtm_pipeline.sync.quality import (
+    DEDUPLICATION,
+    REQUIRED,
+    STAGES,
+    TYPE_COERCION,
+    QualityStats,
+    error_rate,
+    failures_markdown,
+    markdown_cell,
+)
+from gtm_pipeline.sync.quality_cli import quality
+from gtm_pipeline_tests.defs.conftest import TENANT
+
+KEY = asset_key(PERSONS)
+
+
+def stats(input_rows: int, **by_stage: int) -> QualityStats:
+    failed_by_stage = dict.fromkeys(STAGES, 0) | by_stage
+    failed = failed_by_stage[REQUIRED] + failed_by_stage[TYPE_COERCION]
+    dups = failed_by_stage[DEDUPLICATION]
+    return QualityStats(input_rows, input_rows - failed - dups, failed, dups, failed_by_stage)
+
+
+def by_name(results) -> dict[str, dg.AssetCheckResult]:
+    return {r.check_name: r for r in results}
+
+
+def test_severity_is_warn_up_to_the_threshold_and_error_above(monkeypatch):
+    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.1")
+    results = by_name(quality_check_results(KEY, stats(100, required_fields=10, type_coercion=11)))
+    assert results[REQUIRED].severity == dg.AssetCheckSeverity.WARN
+    assert not results[REQUIRED].passed
+    assert results[TYPE_COERCION].severity == dg.AssetCheckSeverity.ERROR
+    assert results[DEDUPLICATION].passed
+    meta = {k: v.value for k, v in results[TYPE_COERCION].metadata.items()}
+    assert meta["rows_checked"] == 100 and meta["rows_rejected"] == 11
+    assert meta["rejected_rate"] == 0.11 and meta["error_threshold"] == 0.1
+
+
+@pytest.mark.parametrize("raw", ["-0.1", "1.5", "lots", "nan"])
+def test_a_bad_threshold_names_the_variable(monkeypatch, raw):
+    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", raw)
+    with pytest.raises(ConfigError, match="GTM_QUALITY_ERROR_RATE"):
+        error_rate()
+
+
+def test_each_check_tables_only_its_own_failures_up_to_the_limit():
+    failures = [
+        {"external_id": f"003R{i}", "stage": REQUIRED, "field": "email",
+         "reason": "missing required field(s): email", "raw": {"email": None}}
+        for i in range(30)
+    ] + [
+        {"external_id": "003T", "stage": TYPE_COERCION, "field": "title",
+         "reason": "title: text longer than 255 characters (300)", "raw": {"title": "x" * 300}}
+    ]  # fmt: skip
+    results = by_name(quality_check_results(KEY, stats(100, required_fields=30), failures, limit=5))
+    required_table = results[REQUIRED].metadata["first_failures"].value
+    assert required_table.count("\n| 003R") == 5 and "003T" not in required_table
+    assert results[REQUIRED].metadata["failures_shown"].value == 5
+    assert "003T" in results[TYPE_COERCION].metadata["first_failures"].value
+    assert results[DEDUPLICATION].metadata["first_failures"].value == "No failures."
+
+
+def test_record_values_cannot_break_the_markdown_table():
+    hostile = "<script>alert(1)</script> | x | `code` [link](http://e.vil)\nnext line"
+    table = failures_markdown(
+        [{"external_id": "003|A", "field": "title", "reason": "bad", "raw": {"title": hostile}}]
+    )
+    header, rule, row = table.split("\n")
+    assert row.count("|") - row.count("\\|") == header.count("|") == 5
+    assert "<script>" not in table and "&lt;script&gt;" in table
+    assert "\\`code\\`" in table and "\\[link\\]" in table
+    assert markdown_cell("a" * 200, limit=10) == "a" * 9 + "…"
+    assert markdown_cell(None) == "" and markdown_cell(float("nan")) == ""
+
+
+# -- through Dagster --------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def instance():
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(salesforce_tenants.name, [TENANT])
+        yield instance
+
+
+def materialize(instance, resources) -> dg.ExecuteInProcessResult:
+    with on_instance(instance):
+        return dg.materialize(
+            sync_assets(),
+            instance=instance,
+            partition_key=TENANT,
+            resources=resources,
+            tags={"gtm/tenant": TENANT},
+        )
+
+
+def test_checks_report_the_runs_quarantined_records(instance, resources, engine, monkeypatch):
+    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.001")
+    result = materialize(instance, resources)
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    for entity in SYNC_ORDER:
+        key = asset_key(entity)
+        with engine.connect() as conn:
+            quarantined = failures_for(conn, TENANT, entity.name)
+        assert quarantined and all(f["run_id"] == result.run_id for f in quarantined)
+        checks = {e.check_name: e for e in evaluations if e.asset_key == key}
+        assert set(checks) == set(STAGES)
+        for stage, evaluation in checks.items():
+            own = {f["external_id"] for f in quarantined if f["stage"] == stage}
+            meta = {k: v.value for k, v in evaluation.metadata.items()}
+            assert meta["rows_rejected"] == len(own)
+            assert evaluation.passed == (not own)
+            table = meta["first_failures"]
+            if not own:
+                assert table == "No failures."
+                continue
+            assert evaluation.severity == (
+                dg.AssetCheckSeverity.ERROR
+                if len(own) / meta["rows_checked"] > 0.001
+                else dg.AssetCheckSeverity.WARN
+            )
+            shown = [line.split(" | ")[0].removeprefix("| ") for line in table.split("\n")[2:]]
+            assert shown and set(shown) <= own
+            assert meta["failures_shown"] == len(shown) == min(len(own), 20)
+
+
+def test_quality_command_prints_the_same_report_from_the_store(
+    instance, resources, engine, database_url, monkeypatch
+):
+    result = materialize(instance, resources)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    runner = CliRunner()
+    out = runner.invoke(quality, ["--tenant", TENANT, "--limit", "3"])
+    assert out.exit_code == 0, out.output
+    evaluations = result.get_asset_check_evaluations()
+    sections = dict((part.split("\n", 1)[0], part) for part in out.output.strip().split("\n\n"))
+    assert list(sections) == [f"== {e.name}" for e in SYNC_ORDER]
+    for entity in SYNC_ORDER:
+        text = sections[f"== {entity.name}"]
+        for evaluation in (e for e in evaluations if e.asset_key == asset_key(entity)):
+            rejected = evaluation.metadata["rows_rejected"].value
+            assert f"{evaluation.check_name:<16} {rejected:>8} rejected" in text
+        with engine.connect() as conn:
+            first = failures_for(conn, TENANT, entity.name)[:3]
+        assert all(f["external_id"] in text for f in first)
+    only = runner.invoke(quality, ["--tenant", TENANT, "--entity", "persons", "--limit", "0"])
+    assert only.exit_code == 0 and only.output.startswith("== persons\n")
+    assert "external_id" not in only.output
+
+
+def test_quality_command_refuses_a_tenant_that_never_synced(database_url, engine, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    out = CliRunner().invoke(quality, ["--tenant", "nobody"])
+    assert out.exit_code != 0 and "no sync recorded for tenant 'nobody'" in out.output
