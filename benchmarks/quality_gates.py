@@ -129,27 +129,31 @@ def _has_required(record: dict[str, Any]) -> bool:
 
 
 def per_record_gates(records: list[dict[str, Any]]) -> tuple[QualityStats, set[int]]:
-    """Required fields, newest per id, newest per email, text length: a loop, dicts and sets."""
+    """Newest per id, required fields, text length, newest per email: a loop, dicts and sets."""
     stats = QualityStats(input=len(records))
     failed: set[int] = set()
-    present: list[tuple[int, dict[str, Any]]] = []
-    for i, record in enumerate(records):
-        record = _normalised(record)
-        if _has_required(record):
-            present.append((i, record))
-        else:
-            failed.add(i)
-            stats.failed_by_stage[REQUIRED] += 1
+    normalised = [_normalised(record) for record in records]
     newest_id: dict[str, tuple[Any, int]] = {}
-    for i, record in present:
+    for i, record in enumerate(normalised):
         best = newest_id.get(record["external_id"])
         if best is None or record["system_modstamp"] >= best[0]:
             newest_id[record["external_id"]] = (record["system_modstamp"], i)
     kept_ids = {i for _, i in newest_id.values()}
-    unique = [(i, r) for i, r in present if i in kept_ids]
-    stats.duplicates_removed = len(present) - len(unique)
+    stats.duplicates_removed = len(records) - len(kept_ids)
+    valid: list[tuple[int, dict[str, Any]]] = []
+    for i, record in enumerate(normalised):
+        if i not in kept_ids:
+            continue
+        if not _has_required(record):
+            failed.add(i)
+            stats.failed_by_stage[REQUIRED] += 1
+        elif any(record[c] is not None and len(record[c]) > MAX_TEXT_LENGTH for c in TEXT):
+            failed.add(i)
+            stats.failed_by_stage[TYPE_COERCION] += 1
+        else:
+            valid.append((i, record))
     newest_email: dict[str, tuple[Any, str, int]] = {}
-    for i, record in unique:
+    for i, record in valid:
         email = record["email"]
         if email is None:
             continue
@@ -159,14 +163,11 @@ def per_record_gates(records: list[dict[str, Any]]) -> tuple[QualityStats, set[i
             newest_email[email] = key
     kept_emails = {key[2] for key in newest_email.values()}
     passed = 0
-    for i, record in unique:
+    for i, record in valid:
         if record["email"] is not None and i not in kept_emails:
             failed.add(i)
             stats.failed_by_stage[DEDUPLICATION] += 1
             stats.duplicates_removed += 1
-        elif any(record[c] is not None and len(record[c]) > MAX_TEXT_LENGTH for c in TEXT):
-            failed.add(i)
-            stats.failed_by_stage[TYPE_COERCION] += 1
         else:
             passed += 1
     stats.passed = passed

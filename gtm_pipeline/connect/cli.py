@@ -17,7 +17,7 @@ from gtm_pipeline import config
 from gtm_pipeline.connect.flow import ConnectFlow, ConnectOutcome
 from gtm_pipeline.salesforce.http import PinnedSession
 from gtm_pipeline.store import make_engine, upgrade
-from gtm_pipeline.store.connectors import create_operator, list_operators, revoke_operator
+from gtm_pipeline.store.connections import create_operator, list_operators, revoke_operator
 from gtm_pipeline.web import identifiers
 from gtm_pipeline.web.app import app_from_env
 from gtm_pipeline.web.auth import hash_token, new_operator_token

@@ -29,7 +29,7 @@ from gtm_pipeline.salesforce.oauth import (
     new_pkce_pair,
 )
 from gtm_pipeline.salesforce.oauth_state import StateError, StateSigner, VerifiedState
-from gtm_pipeline.store.connectors import (
+from gtm_pipeline.store.connections import (
     ConnectorRow,
     OAuthStateRow,
     consume_oauth_state,
@@ -38,6 +38,7 @@ from gtm_pipeline.store.connectors import (
     set_connector_status,
     upsert_connector,
 )
+from gtm_pipeline.store.tenants import delete_synced_data
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,11 @@ class ConnectFlow:
                 )
             else:
                 mismatch = None
+                if existing is not None and existing.org_id and existing.org_id != tokens.org_id:
+                    # A different org: the old org's rows and cursors must not survive, or the
+                    # next incremental sync would start from the old org's position.
+                    removed = delete_synced_data(conn, tenant_id)
+                    log.info("tenant %s switched orgs; cleared %d synced rows", tenant_id, removed)
                 upsert_connector(
                     conn,
                     tenant_id=tenant_id,
@@ -328,4 +334,5 @@ class ConnectFlow:
 
 def _other_org(existing: ConnectorRow, org_id: str) -> bool:
     """Whether granting `org_id` would mix a second org's data into a live connection."""
-    return bool(existing.org_id) and existing.org_id != org_id and existing.status != "disconnected"
+    live = existing.status not in ("disconnected", "failed")
+    return bool(existing.org_id) and existing.org_id != org_id and live

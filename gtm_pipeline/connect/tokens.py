@@ -30,7 +30,7 @@ from gtm_pipeline.salesforce.client import ClientConfig, Credentials, Salesforce
 from gtm_pipeline.salesforce.crypto import TokenCipher
 from gtm_pipeline.salesforce.errors import SalesforceUnavailable, SessionInvalid
 from gtm_pipeline.salesforce.oauth import InvalidGrant, OAuthClient, OAuthError
-from gtm_pipeline.store.connectors import (
+from gtm_pipeline.store.connections import (
     get_connector,
     set_connector_status,
 )

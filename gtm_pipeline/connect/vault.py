@@ -15,7 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from gtm_pipeline.salesforce.crypto import TokenCipher, TokenDecryptError, token_aad
-from gtm_pipeline.store.connectors import (
+from gtm_pipeline.store.connections import (
     OAuthStateRow,
     TokenRow,
     delete_token_row,

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import dagster as dg
 import sqlalchemy as sa
+from pydantic import Field
 
 from gtm_pipeline.config import ConfigError
 from gtm_pipeline.defs.checks import quality_check_results, quality_check_specs, run_failures
@@ -37,7 +38,7 @@ class SyncConfig(dg.Config):
 
     full: bool = False
     """Read everything, not only what changed since the cursor."""
-    lookback_minutes: float = 10.0
+    lookback_minutes: float = Field(default=10.0, ge=0)
     """How far before the cursor an incremental read starts, to catch late-visible commits."""
 
 

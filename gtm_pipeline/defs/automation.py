@@ -14,7 +14,7 @@ from gtm_pipeline.config import ConfigError
 from gtm_pipeline.defs.assets import asset_key
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
 from gtm_pipeline.defs.resources import WarehouseResource
-from gtm_pipeline.store.connectors import list_connectors
+from gtm_pipeline.store.connections import list_connectors
 from gtm_pipeline.sync.entities import SYNC_ORDER
 
 DEFAULT_INTERVAL_SECONDS = 900

@@ -6,11 +6,11 @@ import os
 
 import dagster as dg
 import sqlalchemy as sa
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from gtm_pipeline.config import SalesforceSettings
 from gtm_pipeline.config import database_url as configured_database_url
-from gtm_pipeline.connect.tokens import DEFAULT_LIFETIME_SECONDS, client_for_tenant
+from gtm_pipeline.connect.tokens import client_for_tenant, session_lifetime
 from gtm_pipeline.salesforce.client import ClientConfig, SalesforceClient
 from gtm_pipeline.store import make_engine, upgrade
 
@@ -43,15 +43,16 @@ class SalesforceResource(dg.ConfigurableResource):
     """
 
     client_id: str
-    client_secret: str
-    encryption_key: str
+    client_secret: str = Field(repr=False)
+    encryption_key: str = Field(repr=False)
     login_url: str = ""
     """Empty: SALESFORCE_LOGIN_URL, read when a run starts (default login.salesforce.com)."""
     api_version: str = ""
     """Empty: SALESFORCE_API_VERSION, read when a run starts."""
     ca_bundle: str = ""
     """Empty: SALESFORCE_CA_BUNDLE, read when a run starts (none: the system's CAs)."""
-    session_lifetime_seconds: float = DEFAULT_LIFETIME_SECONDS
+    session_lifetime_seconds: float = 0.0
+    """0: SALESFORCE_SESSION_LIFETIME_SECONDS, read when a run starts (default 2 hours)."""
     batch_size: int = 2000
     usage_guard_share: float = 0.8
 
@@ -80,7 +81,9 @@ class SalesforceResource(dg.ConfigurableResource):
             ),
             environ={
                 "CONNECTOR_ENCRYPTION_KEY": self.encryption_key,
-                "SALESFORCE_SESSION_LIFETIME_SECONDS": str(self.session_lifetime_seconds),
+                "SALESFORCE_SESSION_LIFETIME_SECONDS": str(
+                    self.session_lifetime_seconds or session_lifetime()
+                ),
             },
         )
 

@@ -4,7 +4,7 @@ Format: `base64url(payload) "." base64url(HMAC-SHA256(secret, payload))`, unpadd
 payload is the UTF-8 text `tenantId:connectorId\\nissuedAtMillis\\nnonce`. The signature proves
 the state came from this server; the issue time bounds how long a leaked link stays usable; the
 nonce makes every state unique so the store can refuse a second use (single use lives in the
-store, see `gtm_pipeline.store.connectors.consume_oauth_state`, because only a shared database can
+store, see `gtm_pipeline.store.connections.consume_oauth_state`, because only a shared database can
 see a replay that arrives at another process).
 
 Every refusal is a `StateError` whose message is safe to show the person in the browser: it says

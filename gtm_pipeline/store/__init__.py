@@ -2,11 +2,12 @@
 
 No Salesforce and no Dagster here; callers hand in connections and DataFrames.
 
-Note: the name `connectors` here is the *table*, as it always was. The repository module of the
-same name is reached by its full path: `from gtm_pipeline.store.connectors import get_connector`.
+Table names are exported here, so no module is named like a table (a submodule import would
+rebind the name on the package): connections.py, scoring.py and writeback.py hold the SQL for
+`connectors`/`connector_tokens`, `scores` and `writeback_state`.
 """
 
-from gtm_pipeline.store.connectors import (
+from gtm_pipeline.store.connections import (
     ConnectorRow,
     OAuthStateRow,
     OperatorRow,

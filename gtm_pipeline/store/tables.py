@@ -196,7 +196,8 @@ writeback_state = sa.Table(
     sa.Column("tenant_id", TENANT_ID, primary_key=True),
     sa.Column("entity_type", sa.String(32), primary_key=True),
     sa.Column("external_id", RECORD_ID, primary_key=True),
-    # The field values last accepted by Salesforce, so only changed scores are sent again.
+    # The field values last sent with a final answer: accepted (last_status 'success'), or refused
+    # for good ('failed'), so neither is sent again until the values or the mapping change.
     sa.Column("last_written_values", json_type(), nullable=True),
     sa.Column("last_status", sa.String(16), nullable=True),
     sa.Column("last_error_code", sa.String(64), nullable=True),

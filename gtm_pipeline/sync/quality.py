@@ -288,15 +288,23 @@ def _duplicates(
     return np.array([], dtype=np.int64), pd.Series(dtype="int64")
 
 
-def _stage_dedupe(
-    entity: Entity, frame: pd.DataFrame, alive: np.ndarray
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """Repeated ids to drop, and records rejected for sharing a normalised key with a newer one.
+def _repeated_ids(frame: pd.DataFrame, alive: np.ndarray) -> np.ndarray:
+    """Older copies of records served more than once; `alive` is updated in place.
 
-    `alive` (a mask of the rows still in play) is updated in place.
+    Run before any other gate: a record's newest version is the one judged, so a bad newest
+    version is quarantined rather than an older good one loaded in its place.
     """
     repeated, _ = _duplicates(frame, "external_id", alive)
     alive[repeated] = False
+    return repeated
+
+
+def _shared_keys(entity: Entity, frame: pd.DataFrame, alive: np.ndarray) -> pd.DataFrame:
+    """Records rejected for sharing a normalised key (email) with a newer one still `alive`.
+
+    Run after type coercion, so a valid record never loses to a newer one that fails anyway.
+    `alive` is updated in place.
+    """
     rejected = []
     for column in entity.dedupe_on:
         if column not in frame:
@@ -307,8 +315,7 @@ def _stage_dedupe(
             reason = np.char.add(f"duplicate {column} of record ", kept_id.astype(str))
             rejected.append(_failures(superseded, frame, DEDUPLICATION, column, reason))
             alive[superseded] = False
-    failures = pd.concat(rejected) if rejected else _no_failures()
-    return repeated, failures
+    return pd.concat(rejected) if rejected else _no_failures()
 
 
 # -- stage 3 -----------------------------------------------------------------------------------
@@ -426,12 +433,14 @@ def run_gates(entity: Entity, frame: pd.DataFrame) -> QualityResult:
     frame = normalise_text(entity, frame.reset_index(drop=True))
     n = len(frame)
     stats = QualityStats(input=n)
-    required = _stage_required(entity, frame)
     alive = np.ones(n, dtype=bool)
+    repeated = _repeated_ids(frame, alive)
+    required = _stage_required(entity, frame)
+    required = required[alive[required["row"].to_numpy(dtype=np.int64)]]
     alive[required["row"].to_numpy(dtype=np.int64)] = False
-    repeated, duplicates = _stage_dedupe(entity, frame, alive)
     typed, mistyped = _stage_types(entity, frame, alive)
     alive[mistyped["row"].to_numpy(dtype=np.int64)] = False
+    duplicates = _shared_keys(entity, frame, alive)
     clean = frame.assign(**typed)[alive]  # a mask filters Arrow columns faster than a take
     for column in entity.integer_columns:
         if column in clean:

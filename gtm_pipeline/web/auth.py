@@ -16,8 +16,8 @@ from typing import TypeGuard
 import sqlalchemy as sa
 from starlette.requests import Request
 
-from gtm_pipeline.store.connectors import OperatorRow, find_operator
-from gtm_pipeline.store.connectors import operator_token_hash as hash_token
+from gtm_pipeline.store.connections import OperatorRow, find_operator
+from gtm_pipeline.store.connections import operator_token_hash as hash_token
 from gtm_pipeline.web.session import COOKIE_NAME, SessionCodec, SessionData
 
 TOKEN_PREFIX = "gtmop_"  # noqa: S105 - a public prefix, not a secret

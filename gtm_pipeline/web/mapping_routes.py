@@ -26,7 +26,7 @@ from gtm_pipeline.connect.tokens import client_for_tenant
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.errors import SalesforceClientError, SessionInvalid
 from gtm_pipeline.salesforce.metadata import FieldInfo, MetadataError, describe_object
-from gtm_pipeline.store.connectors import get_connector
+from gtm_pipeline.store.connections import get_connector
 from gtm_pipeline.sync.entities import ENTITIES, Entity, FieldMapping
 from gtm_pipeline.sync.mapping import (
     MappingError,

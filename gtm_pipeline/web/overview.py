@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gtm_pipeline.store.connectors import ConnectorRow, get_connector, list_connectors
+from gtm_pipeline.store.connections import ConnectorRow, get_connector, list_connectors
 from gtm_pipeline.store.tables import sync_state
 
 STATUS_LABELS = {

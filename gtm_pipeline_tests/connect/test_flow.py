@@ -19,7 +19,7 @@ from gtm_pipeline.salesforce.crypto import InvalidKeyError
 from gtm_pipeline.salesforce.oauth import InvalidGrant, OAuthClient, TokenResponse, new_pkce_pair
 from gtm_pipeline.salesforce.oauth_state import StateSigner
 from gtm_pipeline.store import connector_tokens, connectors
-from gtm_pipeline.store.connectors import (
+from gtm_pipeline.store.connections import (
     ConnectorRow,
     OAuthStateRow,
     get_connector,
@@ -483,3 +483,49 @@ def test_no_secret_reaches_logs_reprs_or_messages(
     for text in texts:
         for secret in secrets_:
             assert secret not in text
+
+
+def test_switching_orgs_after_a_disconnect_clears_the_old_orgs_data_and_cursors(
+    connect_tenant, flow, store_engine, vault, signer, clock, start_emulator, browser
+):
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from gtm_pipeline.store import Cursor, persons, save_cursor, sync_state, upsert_records
+
+    assert connect_tenant(TENANT).ok
+    stamp = datetime(2025, 6, 1, tzinfo=UTC)
+    with store_engine.begin() as conn:
+        upsert_records(
+            conn,
+            persons,
+            [{"tenant_id": TENANT, "external_id": "003RO000003RzQiYAK", "system_modstamp": stamp}],
+        )
+        save_cursor(conn, TENANT, "persons", Cursor(stamp, "003RO000003RzQiYAK"), "full")
+    assert flow.disconnect(TENANT).ok
+    other = start_emulator(org=Org.generate(seed=99, counts={"Account": 2, "Contact": 2}))
+    info = other.info
+    settings = SalesforceSettings(
+        login_url=info["login_url"],
+        ca_bundle=info["ca_bundle"],
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+    )
+    other_flow = ConnectFlow(
+        store_engine,
+        oauth=OAuthClient(settings),
+        signer=signer,
+        vault=vault,
+        callback_url=CALLBACK_URL,
+        clock=clock,
+    )
+    outcome = other_flow.finish(browser(other, other_flow.start(TENANT, "salesforce")))
+    assert (outcome.ok, outcome.status) == (True, "connected")
+    assert connector(store_engine).org_id == info["org_id"]
+    with store_engine.connect() as conn:
+        for table in (persons, sync_state):
+            count = conn.execute(
+                sa.select(sa.func.count()).where(table.c.tenant_id == TENANT)
+            ).scalar_one()
+            assert count == 0, table.name

@@ -19,7 +19,7 @@ from gtm_pipeline.connect.commands import rotate_key_command
 from gtm_pipeline.connect.rotation import RotationError, rotate_key, rotate_key_report
 from gtm_pipeline.connect.vault import StoredTokens, TokenVault
 from gtm_pipeline.salesforce.crypto import TokenCipher, TokenDecryptError
-from gtm_pipeline.store.connectors import (
+from gtm_pipeline.store.connections import (
     OAuthStateRow,
     insert_oauth_state,
     list_connectors,

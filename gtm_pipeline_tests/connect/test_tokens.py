@@ -23,7 +23,7 @@ from gtm_pipeline.salesforce.crypto import TokenCipher
 from gtm_pipeline.salesforce.errors import SalesforceUnavailable, SessionInvalid
 from gtm_pipeline.salesforce.oauth import InvalidGrant, OAuthClient
 from gtm_pipeline.store import make_engine
-from gtm_pipeline.store.connectors import get_connector
+from gtm_pipeline.store.connections import get_connector
 
 TENANT = "acme"
 TOKEN_PATH = r"^/services/oauth2/token$"  # noqa: S105 - a URL path, not a password

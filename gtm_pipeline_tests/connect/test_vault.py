@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from gtm_pipeline.connect.vault import IncompleteTokensError, StoredTokens, TokenVault
 from gtm_pipeline.salesforce.crypto import TokenCipher, TokenDecryptError
-from gtm_pipeline.store.connectors import OAuthStateRow, UnknownTenantError, upsert_connector
+from gtm_pipeline.store.connections import OAuthStateRow, UnknownTenantError, upsert_connector
 from gtm_pipeline.store.tables import connector_tokens
 
 ISSUED = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)

@@ -12,7 +12,7 @@ from gtm_pipeline.connect.vault import StoredTokens, TokenVault
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.emulator.testing import EmulatorHandle, obtain_tokens, running_emulator
 from gtm_pipeline.salesforce.crypto import TokenCipher
-from gtm_pipeline.store.connectors import upsert_connector
+from gtm_pipeline.store.connections import upsert_connector
 
 TENANT = "acme"
 COUNTS = {"Account": 80, "Contact": 600, "Opportunity": 150}

@@ -13,7 +13,7 @@ from gtm_pipeline.defs.automation import tenant_sync_schedule, tenant_sync_senso
 from gtm_pipeline.defs.commands import run_sync
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
 from gtm_pipeline.defs.resources import WarehouseResource
-from gtm_pipeline.store.connectors import set_connector_status
+from gtm_pipeline.store.connections import set_connector_status
 from gtm_pipeline_tests.defs.conftest import TENANT, connect_tenant
 
 

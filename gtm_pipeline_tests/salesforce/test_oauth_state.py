@@ -21,7 +21,7 @@ from gtm_pipeline.salesforce.oauth_state import (
     VerifiedState,
 )
 from gtm_pipeline.store import make_engine, upgrade
-from gtm_pipeline.store.connectors import OAuthStateRow, consume_oauth_state, insert_oauth_state
+from gtm_pipeline.store.connections import OAuthStateRow, consume_oauth_state, insert_oauth_state
 from gtm_pipeline.store.tables import connector_tokens, connectors, oauth_states
 
 STATE_SECRET = "s" * 16 + "0123456789abcdef0123456789"

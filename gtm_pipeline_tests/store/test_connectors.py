@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from gtm_pipeline.store import current_revision, head_revision, upgrade
-from gtm_pipeline.store.connectors import (
+from gtm_pipeline.store.connections import (
     ConnectorRow,
     OAuthStateRow,
     OperatorRow,

@@ -131,3 +131,18 @@ def test_unreachable_database_is_reported_without_the_password() -> None:
         upgrade(url)
     assert "hunter2" not in str(raised.value)
     assert "reader:***@127.0.0.1:1/warehouse" in str(raised.value)
+
+
+def test_no_store_module_shadows_a_table_of_the_same_name():
+    """Importing a submodule binds its name on the package: it must not hide a table export."""
+    import importlib
+    import pkgutil
+
+    import sqlalchemy as sa
+
+    import gtm_pipeline.store as store
+
+    for module in pkgutil.iter_modules(store.__path__):
+        importlib.import_module(f"gtm_pipeline.store.{module.name}")
+    for name in store.CANONICAL_TABLES | {"connectors": 0, "scores": 0, "writeback_state": 0}:
+        assert isinstance(getattr(store, name), sa.Table), name

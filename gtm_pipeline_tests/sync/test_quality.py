@@ -365,3 +365,33 @@ def test_gates_never_raise_and_account_for_every_input_row(page):
         assert (values.abs() <= MAX_INTEGER).all() and (values == np.round(values)).all()
     for column in entity.number_columns:
         assert np.isfinite(result.clean[column].dropna().astype("float64")).all()
+
+
+def test_a_valid_record_does_not_lose_its_email_to_a_newer_record_that_fails_anyway():
+    rows = [
+        {"Id": "003A", "Email": "ann@x.io", "SystemModstamp": "2024-01-01T00:00:00.000+0000"},
+        {
+            "Id": "003B",
+            "Email": " ANN@x.io ",
+            "Title": "x" * 300,
+            "SystemModstamp": "2024-02-01T00:00:00.000+0000",
+        },
+    ]
+    result = run_gates(PERSONS, canonical(PERSONS, rows))
+    assert list(result.clean["external_id"]) == ["003A"]
+    [failure] = result.failures.to_dict("records")
+    assert (failure["external_id"], failure["stage"]) == ("003B", TYPE_COERCION)
+    assert_identity(result.stats, 2)
+
+
+def test_the_newest_version_of_a_repeated_record_is_the_one_judged():
+    rows = [
+        {"Id": "003A", "Email": "ann@x.io", "SystemModstamp": "2024-01-01T00:00:00.000+0000"},
+        {"Id": "003A", "Email": None, "SystemModstamp": "2024-02-01T00:00:00.000+0000"},
+    ]
+    result = run_gates(PERSONS, canonical(PERSONS, rows))
+    assert result.clean.empty
+    [failure] = result.failures.to_dict("records")
+    assert (failure["row"], failure["stage"]) == (1, REQUIRED)
+    assert result.stats.duplicates_removed == 1
+    assert_identity(result.stats, 2)

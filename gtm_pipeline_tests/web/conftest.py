@@ -20,7 +20,7 @@ import requests
 import sqlalchemy as sa
 
 from gtm_pipeline.connect.flow import ConnectFlow
-from gtm_pipeline.store.connectors import create_operator, operator_token_hash
+from gtm_pipeline.store.connections import create_operator, operator_token_hash
 from gtm_pipeline.web.app import create_app
 from gtm_pipeline.web.auth import new_operator_token
 from gtm_pipeline.web.serving import BackgroundServer

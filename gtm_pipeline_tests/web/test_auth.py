@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from gtm_pipeline.store.connectors import (
+from gtm_pipeline.store.connections import (
     get_connector,
     list_operators,
     revoke_operator,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gtm_pipeline.store.connectors import get_connector, load_token_row
+from gtm_pipeline.store.connections import get_connector, load_token_row
 from gtm_pipeline.web.app import app_from_env
 from gtm_pipeline.web.serving import BackgroundServer
 

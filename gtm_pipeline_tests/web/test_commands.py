@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from gtm_pipeline.connect.cli import connect, operator, web
-from gtm_pipeline.store.connectors import (
+from gtm_pipeline.store.connections import (
     find_operator,
     get_connector,
     list_operators,

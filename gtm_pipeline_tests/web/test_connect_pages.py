@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import sqlalchemy as sa
 
-from gtm_pipeline.store.connectors import get_connector, load_token_row
+from gtm_pipeline.store.connections import get_connector, load_token_row
 from gtm_pipeline.store.tables import connector_tokens, connectors
 from gtm_pipeline_tests.connect.conftest import follow_authorize
 from gtm_pipeline_tests.web.conftest import csrf_from

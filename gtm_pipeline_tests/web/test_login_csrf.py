@@ -8,7 +8,7 @@ import secrets
 import pytest
 import sqlalchemy as sa
 
-from gtm_pipeline.store.connectors import get_connector, upsert_connector
+from gtm_pipeline.store.connections import get_connector, upsert_connector
 from gtm_pipeline.web.app import create_app
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline.web.session import COOKIE_NAME

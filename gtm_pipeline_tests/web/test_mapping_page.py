@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from gtm_pipeline.config import SalesforceSettings
 from gtm_pipeline.connect.tokens import client_for_tenant
 from gtm_pipeline.salesforce import metadata
-from gtm_pipeline.store.connectors import set_connector_status
+from gtm_pipeline.store.connections import set_connector_status
 from gtm_pipeline.store.tables import field_mappings
 from gtm_pipeline.sync.mapping import load_mappings
 from gtm_pipeline.web.app import create_app

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from gtm_pipeline.store import make_engine, mark_run_started, mark_run_succeeded, upgrade
-from gtm_pipeline.store.connectors import upsert_connector
+from gtm_pipeline.store.connections import upsert_connector
 from gtm_pipeline.web.app import create_app
 from gtm_pipeline.web.headers import CONTENT_SECURITY_POLICY
 from gtm_pipeline.web.overview import list_overviews, tenant_overview

@@ -1,0 +1,197 @@
+"""Push changed scores to Salesforce, 200 records a request, and account for every record.
+
+The engine sends only records whose values differ from those settled in `writeback_state`,
+matches Salesforce's per-record results to records by position, and stores each batch's
+outcomes in one transaction right after the batch, so a crash resends only unconfirmed records.
+
+Per record, `UNABLE_TO_LOCK_ROW` is retried with bounded backoff (another process holds the
+row; it clears). A request rejected as a whole (HTTP 400) is split in halves until the record
+that poisons it stands alone and fails by itself. Every other per-record error is permanent
+and is not retried until the record's values change. Token expiry, 5xx and the API budget are
+the client's business: its errors (ApiLimitExceeded, SessionInvalid, SalesforceUnavailable)
+propagate, leaving the batch in flight unrecorded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+import sqlalchemy as sa
+
+from gtm_pipeline.salesforce.errors import SalesforceApiError
+from gtm_pipeline.store.writeback import (
+    FAILED,
+    SUCCESS,
+    TRANSIENT,
+    WritebackOutcome,
+    last_written_values,
+    record_outcomes,
+)
+from gtm_pipeline.writeback.payloads import (
+    Record,
+    batches,
+    build_records,
+    changed_only,
+    field_values,
+)
+
+TRANSIENT_RECORD_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
+BACKOFF_INITIAL_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 8.0
+
+
+class CollectionClient(Protocol):
+    """What the engine needs of SalesforceClient."""
+
+    def update_collection(
+        self, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
+    ) -> list[dict[str, Any]]: ...
+
+
+class WritebackProtocolError(RuntimeError):
+    """Salesforce answered a collection update with results that cannot be matched to records."""
+
+
+@dataclass
+class WritebackResult:
+    """One entity type's writeback: counts, requests made, and each failed record with its error."""
+
+    entity_type: str
+    total: int = 0
+    success: int = 0
+    failed: int = 0
+    skipped_unchanged: int = 0
+    requests: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "entity_type": self.entity_type,
+            "total": self.total,
+            "success": self.success,
+            "failed": self.failed,
+            "skipped_unchanged": self.skipped_unchanged,
+            "requests": self.requests,
+            "errors": [dict(error) for error in self.errors],
+        }
+
+
+def backoff_seconds(attempt: int) -> float:
+    """The pause before retry number `attempt` (1-based) of locked rows: doubling, capped."""
+    return min(BACKOFF_INITIAL_SECONDS * 2 ** (attempt - 1), BACKOFF_MAX_SECONDS)
+
+
+def write_back(
+    client: CollectionClient,
+    engine: sa.Engine,
+    tenant_id: str,
+    entity_type: str,
+    scores_df: pd.DataFrame,
+    field_map: Mapping[str, str],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    max_attempts: int = 3,
+) -> WritebackResult:
+    """Write the changed scores of one entity type to Salesforce; see the module docstring."""
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    if not tenant_id:
+        raise ValueError("tenant_id must be non-empty")
+    records = build_records(scores_df, entity_type, field_map)
+    with engine.connect() as conn:
+        settled = last_written_values(conn, tenant_id, entity_type)
+    changed = changed_only(records, settled)
+    result = WritebackResult(
+        entity_type=entity_type, total=len(records), skipped_unchanged=len(records) - len(changed)
+    )
+    sender = _BatchSender(client, sleep, max_attempts)
+    for batch in batches(changed):
+        outcomes = sender.send(batch)
+        with engine.begin() as conn:
+            record_outcomes(conn, tenant_id, entity_type, outcomes)
+        _count(result, outcomes)
+    result.requests = sender.requests
+    return result
+
+
+def _count(result: WritebackResult, outcomes: Sequence[WritebackOutcome]) -> None:
+    for outcome in outcomes:
+        if outcome.status == SUCCESS:
+            result.success += 1
+            continue
+        result.failed += 1
+        result.errors.append(
+            {
+                "entity_id": outcome.external_id,
+                "code": outcome.error_code or "",
+                "error": f"{outcome.error_code}: {outcome.error}",
+            }
+        )
+
+
+class _BatchSender:
+    """Sends one batch to its end: lock retries and whole-request splits; counts requests."""
+
+    def __init__(
+        self, client: CollectionClient, sleep: Callable[[float], None], max_attempts: int
+    ) -> None:
+        self._client = client
+        self._sleep = sleep
+        self._max_attempts = max_attempts
+        self.requests = 0
+
+    def send(self, batch: Sequence[Record]) -> list[WritebackOutcome]:
+        """One outcome per record of `batch`, in its order."""
+        settled: dict[str, WritebackOutcome] = {}
+        pending = list(batch)
+        attempt = 1
+        while pending:
+            outcomes = self._send_isolating(pending)
+            locked = [o for o in outcomes if o.status == TRANSIENT]
+            settled.update((o.external_id, o) for o in outcomes if o.status != TRANSIENT)
+            if not locked or attempt >= self._max_attempts:
+                settled.update((o.external_id, o) for o in locked)
+                break
+            self._sleep(backoff_seconds(attempt))
+            attempt += 1
+            locked_ids = {o.external_id for o in locked}
+            pending = [record for record in pending if record["id"] in locked_ids]
+        return [settled[record["id"]] for record in batch]
+
+    def _send_isolating(self, records: Sequence[Record]) -> list[WritebackOutcome]:
+        """Send `records`; when Salesforce rejects the whole request, halve it until it passes."""
+        self.requests += 1
+        try:
+            results = self._client.update_collection(records, all_or_none=False)
+        except SalesforceApiError as exc:
+            if exc.status != 400:
+                raise
+            if len(records) == 1:
+                return [_failure(records[0], exc.error_code or "HTTP_400", exc.message)]
+            middle = len(records) // 2
+            return self._send_isolating(records[:middle]) + self._send_isolating(records[middle:])
+        if len(results) != len(records):
+            raise WritebackProtocolError(
+                f"Salesforce returned {len(results)} results for {len(records)} records; "
+                "results are matched by position, so none of them can be trusted"
+            )
+        return [_outcome(record, answer) for record, answer in zip(records, results, strict=True)]
+
+
+def _outcome(record: Record, answer: Mapping[str, Any]) -> WritebackOutcome:
+    if answer.get("success") is True:
+        return WritebackOutcome(record["id"], SUCCESS, field_values(record))
+    errors = answer.get("errors") or []
+    first = errors[0] if errors and isinstance(errors[0], Mapping) else {}
+    code = str(first.get("statusCode") or "UNKNOWN_ERROR")
+    message = str(first.get("message") or "Salesforce gave no message")
+    return _failure(record, code, message)
+
+
+def _failure(record: Record, code: str, message: str) -> WritebackOutcome:
+    status = TRANSIENT if code in TRANSIENT_RECORD_CODES else FAILED
+    return WritebackOutcome(record["id"], status, field_values(record), code, message)
