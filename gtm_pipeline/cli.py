@@ -36,12 +36,24 @@ def _register() -> None:
     from gtm_pipeline.connect.cli import connect, operator, web
     from gtm_pipeline.connect.commands import rotate_key_command
     from gtm_pipeline.defs.commands import sync
+    from gtm_pipeline.defs.writeback_commands import writeback
     from gtm_pipeline.demo import demo
     from gtm_pipeline.emulator.command import emulator
     from gtm_pipeline.sync.mapping_cli import mapping
     from gtm_pipeline.sync.quality_cli import quality
 
-    commands = (emulator, demo, web, connect, operator, sync, rotate_key_command, mapping, quality)
+    commands = (
+        emulator,
+        demo,
+        web,
+        connect,
+        operator,
+        sync,
+        rotate_key_command,
+        mapping,
+        quality,
+        writeback,
+    )
     for command in commands:
         main.add_command(command)
 

@@ -7,9 +7,11 @@ import dagster as dg
 from gtm_pipeline.defs.assets import sync_assets
 from gtm_pipeline.defs.automation import sync_job, tenant_sync_schedule, tenant_sync_sensor
 from gtm_pipeline.defs.resources import WarehouseResource, salesforce_resource_from_env
+from gtm_pipeline.defs.scoring_assets import scores_asset
+from gtm_pipeline.defs.writeback_assets import score_writeback_asset
 
 defs = dg.Definitions(
-    assets=sync_assets(),
+    assets=[*sync_assets(), scores_asset, score_writeback_asset],
     jobs=[sync_job],
     sensors=[tenant_sync_sensor],
     schedules=[tenant_sync_schedule],

@@ -20,6 +20,7 @@ COMMANDS = [
     "rotate-key",
     "mapping",
     "quality",
+    "writeback",
 ]
 
 

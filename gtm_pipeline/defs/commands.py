@@ -25,7 +25,7 @@ class SyncRun:
     failure: str | None
 
 
-def _failure_message(result: dg.ExecuteInProcessResult) -> str | None:
+def failure_message(result: dg.ExecuteInProcessResult) -> str | None:
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
             error = event.step_failure_data.error
@@ -71,7 +71,7 @@ def run_sync(
         metadata = event.materialization.metadata
         entity = event.asset_key.path[-1]
         summary[entity] = {c: metadata[c].value for c in SUMMARY_COLUMNS if c in metadata}
-    return SyncRun(result.success, result.run_id, summary, _failure_message(result))
+    return SyncRun(result.success, result.run_id, summary, failure_message(result))
 
 
 def summary_table(summary: dict[str, dict[str, object]]) -> str:

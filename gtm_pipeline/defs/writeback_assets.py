@@ -1,0 +1,227 @@
+"""`salesforce/score_writeback`: push a tenant's scores to Salesforce custom fields.
+
+(No `from __future__ import annotations`: Dagster reads the resource types from the asset
+function's signature at definition time.)
+
+Before anything is sent, the quality block reads the latest completed evaluation of every quality
+check of the three sync assets for this tenant partition; a failed check with ERROR severity stops
+the run without a single request, so data the gates found too dirty never reaches Salesforce.
+Records in quarantine and records deleted in Salesforce are left out. The engine sends only what
+changed since the last confirmed write, so a rerun after a crash resends only unconfirmed records.
+"""
+
+from collections.abc import Sequence
+
+import dagster as dg
+import sqlalchemy as sa
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
+from dagster._core.storage.asset_check_execution_record import (
+    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+    AssetCheckExecutionRecord,
+)
+
+from gtm_pipeline.defs.assets import NOT_RETRIED, SYNC_RETRY_POLICY, asset_key
+from gtm_pipeline.defs.checks import error_rate
+from gtm_pipeline.defs.partitions import salesforce_tenants
+from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
+from gtm_pipeline.defs.scoring_assets import SCORES_KEY
+from gtm_pipeline.salesforce.client import SalesforceClient
+from gtm_pipeline.store import CANONICAL_TABLES
+from gtm_pipeline.store.scoring import read_scores
+from gtm_pipeline.store.tables import quality_failures
+from gtm_pipeline.sync.entities import SYNC_ORDER
+from gtm_pipeline.sync.quality import STAGES, markdown_cell
+from gtm_pipeline.writeback import WritebackResult, write_back
+
+WRITEBACK_KEY = dg.AssetKey(["salesforce", "score_writeback"])
+FAILURE_RATE_CHECK = "failure_rate"
+WRITEBACK_ORDER = ("account", "person", "opportunity")
+# Canonical table (and quarantine entity name) of each score entity type.
+CANONICAL_ENTITY = {"account": "accounts", "person": "persons", "opportunity": "opportunities"}
+# The writeback mapping store does not exist yet: every tenant writes to these fields, which are
+# the ones the emulator (and the reference org setup) define on Contact, Account and Opportunity.
+DEFAULT_FIELD_MAP: dict[str, str] = {
+    "fit_score": "Fit_Score__c",
+    "engagement_score": "Engagement_Score__c",
+    "combined_score": "Combined_Score__c",
+    "tier": "Tier__c",
+    "scored_at": "Scored_At__c",
+}
+ERRORS_IN_METADATA = 200
+FAILURES_SHOWN = 50
+
+
+def quality_check_keys() -> list[dg.AssetCheckKey]:
+    return [dg.AssetCheckKey(asset_key(entity), stage) for entity in SYNC_ORDER for stage in STAGES]
+
+
+HISTORY_SCANNED = 100
+
+
+def _tenant_of(instance: dg.DagsterInstance, record: AssetCheckExecutionRecord) -> str | None:
+    """The tenant partition an evaluation belongs to.
+
+    Dagster 1.13 stores no partition on the evaluations a partitioned asset yields with its
+    materialization, so the run's partition tag says which tenant it checked.
+    """
+    if record.partition is not None:
+        return record.partition
+    run = instance.get_run_by_id(record.run_id)
+    return run.tags.get("dagster/partition") if run else None
+
+
+def latest_evaluation(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey, tenant_id: str
+) -> AssetCheckEvaluation | None:
+    """The newest completed evaluation of `key` for `tenant_id` among the latest runs.
+
+    Only completed evaluations count: a check left PLANNED by a crashed sync says nothing
+    about the data, and the one before it still describes what was loaded.
+    """
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        key, limit=HISTORY_SCANNED, status=set(COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES)
+    )
+    for record in history:
+        if _tenant_of(instance, record) == tenant_id:
+            return record.evaluation
+    return None
+
+
+def blocking_quality_checks(instance: dg.DagsterInstance, tenant_id: str) -> list[str]:
+    """The quality checks whose latest evaluation for `tenant_id` is a failed ERROR."""
+    blocking = []
+    for key in quality_check_keys():
+        evaluation = latest_evaluation(instance, key, tenant_id)
+        if (
+            evaluation is not None
+            and not evaluation.passed
+            and evaluation.severity == dg.AssetCheckSeverity.ERROR
+        ):
+            blocking.append(f"{key.asset_key.to_user_string()}:{key.name}")
+    return blocking
+
+
+def excluded_ids(conn: sa.Connection, tenant_id: str, entity_type: str) -> set[str]:
+    """Ids never to write: quarantined by a quality gate, or deleted in Salesforce."""
+    entity = CANONICAL_ENTITY[entity_type]
+    table = CANONICAL_TABLES[entity]
+    quarantined = sa.select(quality_failures.c.external_id).where(
+        quality_failures.c.tenant_id == tenant_id, quality_failures.c.entity == entity
+    )
+    deleted = sa.select(table.c.external_id).where(
+        table.c.tenant_id == tenant_id, table.c.is_deleted.is_(sa.true())
+    )
+    return set(conn.execute(quarantined).scalars()) | set(conn.execute(deleted).scalars())
+
+
+def failures_markdown(results: Sequence[WritebackResult], limit: int = FAILURES_SHOWN) -> str:
+    """The first failed records as a table; record ids and Salesforce messages are escaped."""
+    rows = [(r.entity_type, e) for r in results for e in r.errors][:limit]
+    if not rows:
+        return "No failures."
+    lines = ["| entity type | record | code | error |", "| --- | --- | --- | --- |"]
+    for entity_type, error in rows:
+        cells = (entity_type, error.get("entity_id"), error.get("code"), error.get("error"))
+        lines.append("| " + " | ".join(markdown_cell(c, limit=200) for c in cells) + " |")
+    total = sum(r.failed for r in results)
+    if total > len(rows):
+        lines.append(f"\n{len(rows)} of {total} failures shown.")
+    return "\n".join(lines)
+
+
+def result_metadata(result: WritebackResult) -> dg.MetadataValue:
+    """A result as JSON metadata; the error list is capped so a bad run cannot bloat the log."""
+    data = result.as_dict()
+    data["errors"] = data["errors"][:ERRORS_IN_METADATA]
+    data["errors_truncated"] = result.failed > ERRORS_IN_METADATA
+    return dg.MetadataValue.json(data)
+
+
+def failure_rate_check(results: Sequence[WritebackResult]) -> dg.AssetCheckResult:
+    """WARN while failed records stay within `GTM_QUALITY_ERROR_RATE` of those sent, ERROR above."""
+    threshold = error_rate()
+    failed = sum(r.failed for r in results)
+    sent = failed + sum(r.success for r in results)
+    rate = failed / sent if sent else 0.0
+    return dg.AssetCheckResult(
+        asset_key=WRITEBACK_KEY,
+        check_name=FAILURE_RATE_CHECK,
+        passed=failed == 0,
+        severity=dg.AssetCheckSeverity.ERROR if rate > threshold else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "records_sent": sent,
+            "records_failed": failed,
+            "failure_rate": dg.MetadataValue.float(round(rate, 6)),
+            "error_threshold": dg.MetadataValue.float(threshold),
+        },
+    )
+
+
+def _write_entity(
+    context: dg.AssetExecutionContext,
+    client: SalesforceClient,
+    engine: sa.Engine,
+    tenant_id: str,
+    entity_type: str,
+) -> WritebackResult:
+    with engine.connect() as conn:
+        scores = read_scores(conn, tenant_id, entity_type)
+        excluded = excluded_ids(conn, tenant_id, entity_type)
+    kept = scores[~scores["external_id"].isin(excluded)]
+    context.log.info(
+        f"{entity_type}: {len(kept)} scored records to reconcile "
+        f"({len(scores) - len(kept)} quarantined or deleted left out)"
+    )
+    return write_back(client, engine, tenant_id, entity_type, kept, DEFAULT_FIELD_MAP)
+
+
+@dg.asset(
+    key=WRITEBACK_KEY,
+    partitions_def=salesforce_tenants,
+    deps=[SCORES_KEY],
+    check_specs=[
+        dg.AssetCheckSpec(
+            FAILURE_RATE_CHECK,
+            asset=WRITEBACK_KEY,
+            description="Share of records Salesforce refused, against GTM_QUALITY_ERROR_RATE.",
+        )
+    ],
+    retry_policy=SYNC_RETRY_POLICY,
+    group_name="salesforce",
+    kinds={"salesforce"},
+    description="Scores written to the Fit_Score__c, Engagement_Score__c, Combined_Score__c, "
+    "Tier__c and Scored_At__c fields of Accounts, Contacts and Opportunities; only what changed.",
+)
+def score_writeback_asset(
+    context: dg.AssetExecutionContext,
+    salesforce: SalesforceResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    tenant_id = context.partition_key
+    blocking = blocking_quality_checks(context.instance, tenant_id)
+    if blocking:
+        raise dg.Failure(
+            description="Writeback blocked: quality check(s) failed with ERROR severity for "
+            f"tenant {tenant_id}: {', '.join(blocking)}. Nothing was written.",
+            metadata={"blocking_checks": dg.MetadataValue.json(blocking)},
+            allow_retries=False,
+        )
+    engine = warehouse.engine()
+    try:
+        client = salesforce.client(engine, tenant_id)
+        results = [
+            _write_entity(context, client, engine, tenant_id, entity_type)
+            for entity_type in WRITEBACK_ORDER
+        ]
+    except NOT_RETRIED as exc:
+        raise dg.Failure(
+            description=f"{exc} Confirmed records are settled; the next run sends the rest.",
+            metadata={"reason": type(exc).__name__},
+            allow_retries=False,
+        ) from exc
+    metadata: dict[str, object] = {r.entity_type: result_metadata(r) for r in results}
+    metadata["requests"] = sum(r.requests for r in results)
+    metadata["records_written"] = sum(r.success for r in results)
+    metadata["records_failed"] = sum(r.failed for r in results)
+    metadata["failures"] = dg.MetadataValue.md(failures_markdown(results))
+    return dg.MaterializeResult(metadata=metadata, check_results=[failure_rate_check(results)])

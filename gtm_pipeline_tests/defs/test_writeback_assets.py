@@ -1,0 +1,159 @@
+"""Sync → score → writeback through Dagster's own execution, against the emulator over HTTPS."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from gtm_pipeline.defs.assets import sync_assets
+from gtm_pipeline.defs.instance import on_instance
+from gtm_pipeline.defs.partitions import salesforce_tenants
+from gtm_pipeline.defs.scoring_assets import SCORES_KEY, scores_asset
+from gtm_pipeline.defs.writeback_assets import (
+    FAILURE_RATE_CHECK,
+    WRITEBACK_KEY,
+    failures_markdown,
+)
+from gtm_pipeline.defs.writeback_commands import run_writeback
+from gtm_pipeline.store.scoring import read_scores
+from gtm_pipeline.store.tables import persons, quality_failures
+from gtm_pipeline.writeback import WritebackResult
+from gtm_pipeline_tests.defs.conftest import TENANT
+
+
+@pytest.fixture()
+def instance():
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(salesforce_tenants.name, [TENANT])
+        yield instance
+
+
+def sync(instance, resources) -> None:
+    with on_instance(instance):
+        result = dg.materialize(
+            sync_assets(), instance=instance, partition_key=TENANT, resources=resources
+        )
+    assert result.success
+
+
+def composite_calls(emulator) -> int:
+    return emulator.control.stats()["calls"]["composite"]
+
+
+def fit_scores(emulator, sobject: str = "Contact") -> dict[str, float | None]:
+    return {row["Id"]: row.get("Fit_Score__c") for row in emulator.control.truth(sobject)}
+
+
+def test_sync_score_writeback_lands_scores_and_a_rerun_sends_nothing(
+    instance, resources, emulator, engine
+):
+    sync(instance, resources)
+    before = composite_calls(emulator)
+    run = run_writeback(TENANT, instance=instance, resources=resources)
+    assert run.success, run.failure
+    assert [r["entity_type"] for r in run.results] == ["account", "person", "opportunity"]
+    with engine.connect() as conn:
+        contact_scores = read_scores(conn, TENANT, "person")
+    written = {r["entity_type"]: r for r in run.results}
+    assert written["person"]["success"] == written["person"]["total"] > 0
+    assert written["person"]["failed"] == 0
+    truth = fit_scores(emulator)
+    landed = 0
+    for external_id, fit in zip(contact_scores.external_id, contact_scores.fit_score, strict=True):
+        if external_id in truth and written["person"]["total"]:
+            assert truth[external_id] == pytest.approx(fit)
+            landed += 1
+    assert landed == written["person"]["success"]
+    requests = sum(r["requests"] for r in run.results)
+    assert composite_calls(emulator) - before == requests > 0
+
+    again = run_writeback(TENANT, instance=instance, resources=resources)
+    assert again.success
+    assert composite_calls(emulator) - before == requests
+    assert all(r["requests"] == 0 and r["skipped_unchanged"] == r["total"] for r in again.results)
+    [evaluation] = [
+        e
+        for e in instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(WRITEBACK_KEY, FAILURE_RATE_CHECK), limit=1
+        )
+    ]
+    assert evaluation.evaluation.passed
+
+
+def test_a_blocking_quality_error_stops_the_writeback_before_any_request(
+    instance, resources, emulator, monkeypatch
+):
+    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0")
+    sync(instance, resources)  # the emulator's org carries dirty rows: any rejection is an ERROR
+    before = composite_calls(emulator)
+    run = run_writeback(TENANT, instance=instance, resources=resources)
+    assert not run.success
+    assert "Writeback blocked" in run.failure and "required_fields" in run.failure
+    assert composite_calls(emulator) == before
+    assert run.results == []
+    retries = [
+        e
+        for e in instance.all_logs(run.run_id)
+        if e.dagster_event and e.dagster_event.event_type_value == "STEP_UP_FOR_RETRY"
+    ]
+    assert not retries
+
+
+def test_quarantined_and_deleted_records_are_not_written(instance, resources, emulator, engine):
+    sync(instance, resources)
+    with on_instance(instance):
+        scored_run = dg.materialize(
+            [scores_asset], instance=instance, partition_key=TENANT, resources=resources
+        )
+    assert scored_run.success
+    with engine.connect() as conn:
+        scored = read_scores(conn, TENANT, "person")
+    quarantined_id, deleted_id = scored.external_id.iloc[0], scored.external_id.iloc[1]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(quality_failures).values(
+                tenant_id=TENANT, entity="persons", external_id=quarantined_id,
+                stage="type_coercion", field="email", reason="test quarantine", raw={},
+                first_seen_at=sa.func.now(), last_seen_at=sa.func.now(), run_id=None,
+            )
+        )  # fmt: skip
+        conn.execute(
+            sa.update(persons)
+            .where(persons.c.tenant_id == TENANT, persons.c.external_id == deleted_id)
+            .values(is_deleted=True)
+        )
+    before = fit_scores(emulator)
+    run = run_writeback(TENANT, instance=instance, resources=resources)
+    assert run.success, run.failure
+    after = fit_scores(emulator)
+    assert after[quarantined_id] == before[quarantined_id]
+    assert after[deleted_id] == before[deleted_id]
+    with engine.connect() as conn:
+        rescored = read_scores(conn, TENANT, "person").set_index("external_id")
+    [person] = [r for r in run.results if r["entity_type"] == "person"]
+    assert person["total"] == len(rescored) - 2
+    others = [i for i in rescored.index if i not in {quarantined_id, deleted_id}]
+    assert all(after[i] == pytest.approx(rescored.fit_score[i]) for i in others)
+
+
+def test_scores_asset_reports_rows_per_entity_type(instance, resources):
+    sync(instance, resources)
+    run = run_writeback(TENANT, instance=instance, resources=resources)
+    [scored] = [e for e in instance.get_latest_materialization_events([SCORES_KEY]).values() if e]
+    meta = {k: v.value for k, v in scored.asset_materialization.metadata.items()}
+    totals = {r["entity_type"]: r["total"] for r in run.results}
+    for entity_type in ("account", "person", "opportunity"):
+        assert meta[f"rows_scored_{entity_type}"] == totals[entity_type] > 0
+    assert sum(meta["tier_counts"].values()) == meta["dagster/row_count"]
+
+
+def test_failure_table_escapes_salesforce_messages():
+    result = WritebackResult(
+        "person", total=1, failed=1,
+        errors=[{"entity_id": "003|x", "code": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                 "error": "FIELD_CUSTOM_VALIDATION_EXCEPTION: <script>|broken"}],
+    )  # fmt: skip
+    table = failures_markdown([result])
+    assert "<script>" not in table
+    assert table.count("\n") == 2 and table.splitlines()[2].count(" | ") == 3
