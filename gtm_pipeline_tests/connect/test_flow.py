@@ -307,11 +307,8 @@ def test_a_refused_reconnect_keeps_a_working_connection(
     assert load_tokens(store_engine, vault).access_token == tokens.access_token
 
 
-def test_a_second_org_is_refused_while_the_first_is_connected(
-    connect_tenant, store_engine, vault, signer, clock, start_emulator, browser
-):
-    assert connect_tenant(TENANT).ok
-    first = load_tokens(store_engine, vault)
+def flow_for_another_org(start_emulator, store_engine, signer, vault, clock):
+    """A second emulator (another org) and a ConnectFlow for it on the same store."""
     other = start_emulator(org=Org.generate(seed=99, counts={"Account": 2, "Contact": 2}))
     info = other.info
     settings = SalesforceSettings(
@@ -320,7 +317,7 @@ def test_a_second_org_is_refused_while_the_first_is_connected(
         client_id=info["client_id"],
         client_secret=info["client_secret"],
     )
-    other_flow = ConnectFlow(
+    flow = ConnectFlow(
         store_engine,
         oauth=OAuthClient(settings),
         signer=signer,
@@ -328,6 +325,16 @@ def test_a_second_org_is_refused_while_the_first_is_connected(
         callback_url=CALLBACK_URL,
         clock=clock,
     )
+    return other, flow
+
+
+def test_a_second_org_is_refused_while_the_first_is_connected(
+    connect_tenant, store_engine, vault, signer, clock, start_emulator, browser
+):
+    assert connect_tenant(TENANT).ok
+    first = load_tokens(store_engine, vault)
+    other, other_flow = flow_for_another_org(start_emulator, store_engine, signer, vault, clock)
+    info = other.info
     other.control.reset_stats()
     outcome = other_flow.finish(browser(other, other_flow.start(TENANT, "salesforce")))
     assert (outcome.ok, outcome.http_status, outcome.status) == (False, 400, "connected")
@@ -504,22 +511,8 @@ def test_switching_orgs_after_a_disconnect_clears_the_old_orgs_data_and_cursors(
         )
         save_cursor(conn, TENANT, "persons", Cursor(stamp, "003RO000003RzQiYAK"), "full")
     assert flow.disconnect(TENANT).ok
-    other = start_emulator(org=Org.generate(seed=99, counts={"Account": 2, "Contact": 2}))
+    other, other_flow = flow_for_another_org(start_emulator, store_engine, signer, vault, clock)
     info = other.info
-    settings = SalesforceSettings(
-        login_url=info["login_url"],
-        ca_bundle=info["ca_bundle"],
-        client_id=info["client_id"],
-        client_secret=info["client_secret"],
-    )
-    other_flow = ConnectFlow(
-        store_engine,
-        oauth=OAuthClient(settings),
-        signer=signer,
-        vault=vault,
-        callback_url=CALLBACK_URL,
-        clock=clock,
-    )
     outcome = other_flow.finish(browser(other, other_flow.start(TENANT, "salesforce")))
     assert (outcome.ok, outcome.status) == (True, "connected")
     assert connector(store_engine).org_id == info["org_id"]
