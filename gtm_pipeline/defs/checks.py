@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
+from gtm_pipeline.store.quarantine import failures_for
 from gtm_pipeline.sync.quality import (
     DEDUPLICATION,
     REQUIRED,
@@ -27,7 +28,6 @@ from gtm_pipeline.sync.quality import (
     failures_markdown,
     stage_summaries,
 )
-from gtm_pipeline.sync.quality_cli import stored_failures
 
 __all__ = ["error_rate", "quality_check_results", "quality_check_specs", "run_failures"]
 
@@ -53,7 +53,7 @@ def run_failures(
         return [
             failure
             for stage in STAGES
-            for failure in stored_failures(
+            for failure in failures_for(
                 conn, tenant_id, entity, stage=stage, run_id=run_id, limit=limit
             )
         ]

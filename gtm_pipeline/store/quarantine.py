@@ -76,12 +76,26 @@ def replace_failures(
     )
 
 
-def failures_for(conn: sa.Connection, tenant_id: str, entity: str) -> list[dict[str, Any]]:
-    """Every quarantined record of one entity, oldest first."""
+def failures_for(
+    conn: sa.Connection,
+    tenant_id: str,
+    entity: str,
+    *,
+    stage: str | None = None,
+    run_id: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Quarantined records of one entity, oldest first, optionally of one stage or one run.
+
+    Filters and limit run in SQL, so a report on a large quarantine reads only what it shows.
+    """
     table = quality_failures
-    rows = conn.execute(
-        sa.select(table)
-        .where(table.c.tenant_id == tenant_id, table.c.entity == entity)
-        .order_by(table.c.first_seen_at, table.c.external_id)
-    )
-    return [dict(row._mapping) for row in rows]
+    query = sa.select(table).where(table.c.tenant_id == tenant_id, table.c.entity == entity)
+    if stage is not None:
+        query = query.where(table.c.stage == stage)
+    if run_id is not None:
+        query = query.where(table.c.run_id == run_id)
+    query = query.order_by(table.c.first_seen_at, table.c.external_id, table.c.stage)
+    if limit is not None:
+        query = query.limit(limit)
+    return [dict(row._mapping) for row in conn.execute(query)]

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from gtm_pipeline import config
 from gtm_pipeline.store import make_engine, upgrade
+from gtm_pipeline.store.quarantine import failures_for
 from gtm_pipeline.store.tables import quality_failures, sync_state
 from gtm_pipeline.sync.entities import ENTITIES, SYNC_ORDER
 from gtm_pipeline.sync.quality import QualityStats, error_rate, failure_value, stage_summaries
@@ -35,32 +36,6 @@ def last_quality_stats(conn: sa.Connection, tenant_id: str, entity: str) -> Qual
         return None
     quality = row.last_stats.get("quality")
     return QualityStats.from_dict(quality) if isinstance(quality, Mapping) else None
-
-
-def stored_failures(
-    conn: sa.Connection,
-    tenant_id: str,
-    entity: str,
-    *,
-    stage: str | None = None,
-    run_id: str | None = None,
-    limit: int | None = None,
-) -> list[dict[str, Any]]:
-    """Quarantined records of one entity, oldest first, optionally of one stage or one run.
-
-    Like `store.quarantine.failures_for`, with the filters and limit done in SQL so a report
-    on a tenant with a large quarantine reads only the rows it shows.
-    """
-    table = quality_failures
-    query = sa.select(table).where(table.c.tenant_id == tenant_id, table.c.entity == entity)
-    if stage is not None:
-        query = query.where(table.c.stage == stage)
-    if run_id is not None:
-        query = query.where(table.c.run_id == run_id)
-    query = query.order_by(table.c.first_seen_at, table.c.external_id, table.c.stage)
-    if limit is not None:
-        query = query.limit(limit)
-    return [dict(row._mapping) for row in conn.execute(query)]
 
 
 def quarantine_counts(conn: sa.Connection, tenant_id: str, entity: str) -> dict[str, int]:
@@ -124,7 +99,7 @@ def entity_report(
     total = sum(counts.values())
     detail = ", ".join(f"{stage} {count}" for stage, count in counts.items())
     lines.append(f"  in quarantine: {total}" + (f" ({detail})" if detail else ""))
-    failures = stored_failures(conn, tenant_id, entity, limit=limit)
+    failures = failures_for(conn, tenant_id, entity, limit=limit)
     if failures and total > len(failures):
         lines.append(f"  first {len(failures)} of {total}:")
     lines.append(failures_text(failures))
