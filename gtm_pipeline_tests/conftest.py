@@ -17,9 +17,34 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from gtm_pipeline_tests.modes import FULL_ENV, full_mode
+
 pytest_plugins = ["gtm_pipeline_tests.secret_scan"]
 
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--full",
+        action="store_true",
+        help="Full mode: long crash, fault and fuzz runs, and the tests marked slow "
+        "(same as GTM_FULL_TESTS=1).",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--full"):
+        os.environ[FULL_ENV] = "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if full_mode():
+        return
+    skip = pytest.mark.skip(reason="slow: runs with --full or GTM_FULL_TESTS=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 def _admin_url() -> str:
