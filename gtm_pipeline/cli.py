@@ -41,6 +41,7 @@ def _register() -> None:
     from gtm_pipeline.emulator.command import emulator
     from gtm_pipeline.sync.mapping_cli import mapping
     from gtm_pipeline.sync.quality_cli import quality
+    from gtm_pipeline.writeback.mapping_cli import writeback_mapping
 
     commands = (
         emulator,
@@ -56,6 +57,7 @@ def _register() -> None:
     )
     for command in commands:
         main.add_command(command)
+    mapping.add_command(writeback_mapping)
 
 
 _register()

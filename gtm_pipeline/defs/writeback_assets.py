@@ -32,21 +32,13 @@ from gtm_pipeline.store.tables import quality_failures
 from gtm_pipeline.sync.entities import SYNC_ORDER
 from gtm_pipeline.sync.quality import STAGES, markdown_cell
 from gtm_pipeline.writeback import WritebackResult, write_back
+from gtm_pipeline.writeback.mapping import load_writeback_map
 
 WRITEBACK_KEY = dg.AssetKey(["salesforce", "score_writeback"])
 FAILURE_RATE_CHECK = "failure_rate"
 WRITEBACK_ORDER = ("account", "person", "opportunity")
 # Canonical table (and quarantine entity name) of each score entity type.
 CANONICAL_ENTITY = {"account": "accounts", "person": "persons", "opportunity": "opportunities"}
-# The writeback mapping store does not exist yet: every tenant writes to these fields, which are
-# the ones the emulator (and the reference org setup) define on Contact, Account and Opportunity.
-DEFAULT_FIELD_MAP: dict[str, str] = {
-    "fit_score": "Fit_Score__c",
-    "engagement_score": "Engagement_Score__c",
-    "combined_score": "Combined_Score__c",
-    "tier": "Tier__c",
-    "scored_at": "Scored_At__c",
-}
 ERRORS_IN_METADATA = 200
 FAILURES_SHOWN = 50
 
@@ -167,12 +159,13 @@ def _write_entity(
     with engine.connect() as conn:
         scores = read_scores(conn, tenant_id, entity_type)
         excluded = excluded_ids(conn, tenant_id, entity_type)
+        field_map = load_writeback_map(conn, tenant_id, entity_type)
     kept = scores[~scores["external_id"].isin(excluded)]
     context.log.info(
         f"{entity_type}: {len(kept)} scored records to reconcile "
         f"({len(scores) - len(kept)} quarantined or deleted left out)"
     )
-    return write_back(client, engine, tenant_id, entity_type, kept, DEFAULT_FIELD_MAP)
+    return write_back(client, engine, tenant_id, entity_type, kept, field_map)
 
 
 @dg.asset(
@@ -189,8 +182,9 @@ def _write_entity(
     retry_policy=SYNC_RETRY_POLICY,
     group_name="salesforce",
     kinds={"salesforce"},
-    description="Scores written to the Fit_Score__c, Engagement_Score__c, Combined_Score__c, "
-    "Tier__c and Scored_At__c fields of Accounts, Contacts and Opportunities; only what changed.",
+    description="Scores written to the mapped custom fields of Accounts, Contacts and "
+    "Opportunities (by default Fit_Score__c, Engagement_Score__c, Combined_Score__c, Tier__c, "
+    "Scored_At__c); only what changed.",
 )
 def score_writeback_asset(
     context: dg.AssetExecutionContext,

@@ -167,7 +167,7 @@ def show_table(rows: list[tuple[str, FieldMapping, str]]) -> str:
 # --- click ----------------------------------------------------------------------------------
 
 
-def _engine() -> sa.Engine:
+def store_engine() -> sa.Engine:
     engine = make_engine(config.database_url())
     upgrade(engine)
     return engine
@@ -183,7 +183,7 @@ client_factory: Callable[[sa.Engine, str], DescribeClient] = _tenant_client
 """How commands reach a tenant's org; replaced by tests and embedding programs."""
 
 
-def _checked_tenant(value: str) -> str:
+def checked_tenant(value: str) -> str:
     from gtm_pipeline.web import identifiers
 
     try:
@@ -192,7 +192,7 @@ def _checked_tenant(value: str) -> str:
         raise click.BadParameter(str(exc), param_hint="--tenant") from None
 
 
-def _fail(exc: Exception) -> click.ClickException:
+def one_line_error(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
@@ -203,11 +203,11 @@ def _read_file(path: str) -> str:
     return file.read_text(encoding="utf-8")
 
 
-def _client(engine: sa.Engine, tenant: str) -> DescribeClient:
+def org_client(engine: sa.Engine, tenant: str) -> DescribeClient:
     try:
         return client_factory(engine, tenant)
     except Exception as exc:  # not connected, bad settings: one line, no traceback
-        raise _fail(exc) from exc
+        raise one_line_error(exc) from exc
 
 
 def _echo_warnings(warnings: list[str]) -> None:
@@ -229,10 +229,10 @@ file_type = click.Path(exists=True, dir_okay=False, readable=True)
 @click.option("--entity", "entity_name", default=None, help="Only this entity.")
 def show(tenant: str, entity_name: str | None) -> None:
     """Print the effective mappings: the defaults and what the tenant changed."""
-    tenant = _checked_tenant(tenant)
+    tenant = checked_tenant(tenant)
     try:
         entities = [entity_for(entity_name)] if entity_name else list(SYNC_ORDER)
-        engine = _engine()
+        engine = store_engine()
         rows: list[tuple[str, FieldMapping, str]] = []
         with engine.connect() as conn:
             for ent in entities:
@@ -240,7 +240,7 @@ def show(tenant: str, entity_name: str | None) -> None:
                 for m in effective_mappings(conn, tenant, ent.name):
                     rows.append((ent.name, m, "tenant" if m in own else "default"))
     except MappingError as exc:
-        raise _fail(exc) from exc
+        raise one_line_error(exc) from exc
     click.echo(show_table(rows))
 
 
@@ -250,17 +250,17 @@ def show(tenant: str, entity_name: str | None) -> None:
 @click.option("--refresh", is_flag=True, help="Read describe again instead of the cache.")
 def suggest(tenant: str, entity_name: str, refresh: bool) -> None:
     """Print a mapping file (YAML) for the org's custom fields of an entity."""
-    tenant = _checked_tenant(tenant)
+    tenant = checked_tenant(tenant)
     try:
         ent = entity_for(entity_name)
     except MappingError as exc:
-        raise _fail(exc) from exc
-    engine = _engine()
-    client = _client(engine, tenant)
+        raise one_line_error(exc) from exc
+    engine = store_engine()
+    client = org_client(engine, tenant)
     try:
         fields = describe_object(client, ent.sf_object, refresh=refresh)
     except Exception as exc:
-        raise _fail(exc) from exc
+        raise one_line_error(exc) from exc
     suggested = suggest_mappings(ent, fields)
     if not suggested:
         click.echo(f"# {ent.sf_object} has no custom fields", err=True)
@@ -272,13 +272,13 @@ def suggest(tenant: str, entity_name: str, refresh: bool) -> None:
 @click.option("--file", "path", required=True, type=file_type, help="The mapping YAML file.")
 def set_(tenant: str, path: str) -> None:
     """Validate the file against the org's describe, then save it (all entities or none)."""
-    tenant = _checked_tenant(tenant)
-    engine = _engine()
-    client = _client(engine, tenant)
+    tenant = checked_tenant(tenant)
+    engine = store_engine()
+    client = org_client(engine, tenant)
     try:
         warnings = set_mappings_from_file(engine, client, tenant, _read_file(path))
     except MappingError as exc:
-        raise _fail(exc) from exc
+        raise one_line_error(exc) from exc
     for name, entity_warnings in warnings.items():
         _echo_warnings(entity_warnings)
         click.echo(f"{name}: saved")
@@ -289,17 +289,17 @@ def set_(tenant: str, path: str) -> None:
 @click.option("--file", "path", default=None, type=file_type, help="A file to check instead.")
 def validate(tenant: str, path: str | None) -> None:
     """Check a mapping file, or the stored mappings, against the org's describe."""
-    tenant = _checked_tenant(tenant)
-    engine = _engine()
+    tenant = checked_tenant(tenant)
+    engine = store_engine()
     try:
         if path:
             by_entity = parse_mapping_file(_read_file(path))
         else:
             with engine.connect() as conn:
                 by_entity = {e.name: effective_mappings(conn, tenant, e.name) for e in SYNC_ORDER}
-        client = _client(engine, tenant)
+        client = org_client(engine, tenant)
         for name, mappings in by_entity.items():
             _echo_warnings(validate_against_org(client, tenant, name, mappings))
             click.echo(f"{name}: valid")
     except MappingError as exc:
-        raise _fail(exc) from exc
+        raise one_line_error(exc) from exc

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 SF_OBJECT: dict[str, str] = {
@@ -109,8 +110,8 @@ def datetime_value(value: Any) -> str | None:
         raise ValueError(f"scored_at must be a timestamp, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"scored_at {value.isoformat()} has no time zone; scores need UTC")
-    utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
+    utc = value.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds") + "+0000"
 
 
 _CONVERTERS = {
@@ -120,13 +121,60 @@ _CONVERTERS = {
 }
 
 
+def _floats_at_once(column: pd.Series) -> list[Any] | None:
+    """A plain numeric column converted in one go; None when values need checking one by one."""
+    if not isinstance(column.dtype, np.dtype) or column.dtype.kind not in "fiu":
+        return None
+    numbers = column.to_numpy(dtype=np.float64)
+    if np.isinf(numbers).any():
+        return None
+    values = numbers.astype(object)
+    values[np.isnan(numbers)] = None
+    return values.tolist()
+
+
+def _datetimes_at_once(column: pd.Series) -> list[Any] | None:
+    """A time-zone-aware datetime column formatted in one go, exactly as `datetime_value` does."""
+    if not isinstance(column.dtype, pd.DatetimeTZDtype):
+        return None
+    utc = column.dt.tz_convert(UTC).dt.tz_localize(None).to_numpy().astype("datetime64[ms]")
+    values = np.char.add(np.datetime_as_string(utc, unit="ms"), "+0000").astype(object)
+    values[np.isnat(utc)] = None
+    return values.tolist()
+
+
+_AT_ONCE = {
+    **dict.fromkeys(FLOAT_FIELDS, _floats_at_once),
+    **dict.fromkeys(DATETIME_FIELDS, _datetimes_at_once),
+}
+
+
+def _column_values(
+    column: pd.Series, canonical: str, external_ids: Sequence[str], entity_type: str
+) -> list[Any]:
+    """One converted value per row: vectorised for the usual dtypes, else value by value."""
+    fast = _AT_ONCE.get(canonical)
+    converted = fast(column) if fast is not None else None
+    if converted is not None:
+        return converted
+    convert = _CONVERTERS[canonical]
+    values = []
+    for external_id, value in zip(external_ids, column.tolist(), strict=True):
+        try:
+            values.append(convert(value))
+        except ValueError as exc:
+            raise ValueError(f"{entity_type} {external_id}: {canonical}: {exc}") from None
+    return values
+
+
 def build_records(
     scores: pd.DataFrame, entity_type: str, field_map: Mapping[str, str]
 ) -> list[Record]:
     """One update record per score row of `entity_type`; rows of other entity types are ignored.
 
     Raises ValueError on a missing column, a duplicate or empty external id, or a bad value
-    (the message names the record), so nothing half-built is ever sent.
+    (the message names the record), so nothing half-built is ever sent. Values are converted
+    column by column (a writeback of 100,000 unchanged records is mostly this function).
     """
     sobject = sf_object_for(entity_type)
     targets = validate_field_map(field_map)
@@ -139,17 +187,19 @@ def build_records(
     if duplicated.any():
         first = rows["external_id"][duplicated].iloc[0]
         raise ValueError(f"external id {first!r} has more than one {entity_type} score row")
-    records: list[Record] = []
-    for row in rows.itertuples(index=False, name=None):
-        external_id, values = row[0], row[1:]
+    external_ids = rows["external_id"].tolist()
+    for external_id in external_ids:
         if not isinstance(external_id, str) or not external_id:
             raise ValueError(f"a {entity_type} score row has no external id ({external_id!r})")
+    names = list(targets.values())
+    columns = [
+        _column_values(rows[canonical], canonical, external_ids, entity_type)
+        for canonical in targets
+    ]
+    records: list[Record] = []
+    for external_id, values in zip(external_ids, zip(*columns, strict=True), strict=True):
         record: Record = {"attributes": {"type": sobject}, "id": external_id}
-        for (canonical, target), value in zip(targets.items(), values, strict=True):
-            try:
-                record[target] = _CONVERTERS[canonical](value)
-            except ValueError as exc:
-                raise ValueError(f"{entity_type} {external_id}: {canonical}: {exc}") from None
+        record.update(zip(names, values, strict=True))
         records.append(record)
     return records
 
