@@ -17,11 +17,17 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from gtm_pipeline.config import ConfigError
-from gtm_pipeline.defs.checks import quality_check_results, quality_check_specs, run_failures
+from gtm_pipeline.defs.checks import (
+    quality_check_results,
+    quality_check_specs,
+    run_failures,
+    tenant_standing,
+)
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.salesforce.errors import ApiLimitExceeded, SessionInvalid, TlsVerificationFailed
-from gtm_pipeline.store import CANONICAL_TABLES, get_cursor
+from gtm_pipeline.store import get_cursor
+from gtm_pipeline.store.quarantine import live_row_count
 from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
 from gtm_pipeline.sync.mapping import MappingError
 from gtm_pipeline.sync.runner import PageProgress, SyncOptions, SyncStats, sync_entity
@@ -46,13 +52,9 @@ def asset_key(entity: Entity) -> dg.AssetKey:
     return dg.AssetKey(["salesforce", entity.asset_name])
 
 
-def _live_rows(engine: sa.Engine, entity: Entity, tenant_id: str) -> int:
-    table = CANONICAL_TABLES[entity.name]
-    query = sa.select(sa.func.count()).where(
-        table.c.tenant_id == tenant_id, table.c.is_deleted.is_(False)
-    )
+def _live_rows(engine: sa.Engine, tenant_id: str, entity: str) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+        return live_row_count(conn, tenant_id, entity)
 
 
 def _metadata(stats: SyncStats, row_count: int) -> dict[str, object]:
@@ -132,11 +134,12 @@ def build_sync_asset(entity: Entity, upstream: Entity | None) -> dg.AssetsDefini
         for warning in stats.mapping_warnings:
             context.log.warning(f"field mapping: {warning}")
         return dg.MaterializeResult(
-            metadata=_metadata(stats, _live_rows(engine, entity, tenant_id)),
+            metadata=_metadata(stats, _live_rows(engine, tenant_id, entity.name)),
             check_results=quality_check_results(
                 key,
                 stats.quality,
                 run_failures(engine, tenant_id, entity.name, context.run.run_id),
+                standing=tenant_standing(engine, tenant_id, entity.name),
             ),
         )
 

@@ -1,7 +1,11 @@
 """One asset check per quality gate, with the counts of the run and a table of its first failures.
 
-Severity is WARN while a gate rejects no more than `GTM_QUALITY_ERROR_RATE` of the rows read
-(default 5%), ERROR above it. The checks do not block the sync chain itself (contacts still sync
+Severity is WARN while the tenant's quarantine for a gate holds no more than
+`GTM_QUALITY_ERROR_RATE` (default 5%) of the entity's records, ERROR above it: judged on the
+whole table, not the run, so a small incremental run with one bad record in eight does not
+block the writeback of an otherwise clean tenant (`sync.quality.stage_summaries`).
+
+The checks do not block the sync chain itself (contacts still sync
 when accounts had bad rows: the bad rows are quarantined, not loaded); the writeback reads the
 latest evaluations and refuses to push a tenant's scores while any of them is a failed ERROR.
 
@@ -17,19 +21,27 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from gtm_pipeline.store.quarantine import failures_for
+from gtm_pipeline.store.quarantine import entity_record_count, failures_for, quarantine_counts
 from gtm_pipeline.sync.quality import (
     DEDUPLICATION,
     REQUIRED,
     STAGES,
     TYPE_COERCION,
     QualityStats,
+    StageSummary,
+    Standing,
     error_rate,
     failures_markdown,
     stage_summaries,
 )
 
-__all__ = ["error_rate", "quality_check_results", "quality_check_specs", "run_failures"]
+__all__ = [
+    "error_rate",
+    "quality_check_results",
+    "quality_check_specs",
+    "run_failures",
+    "tenant_standing",
+]
 
 FAILURES_SHOWN = 20
 DESCRIPTIONS = {
@@ -59,17 +71,27 @@ def run_failures(
         ]
 
 
+def tenant_standing(engine: sa.Engine, tenant_id: str, entity: str) -> Standing:
+    """The tenant's quarantine and record count of one entity, as committed now."""
+    with engine.connect() as conn:
+        return Standing(
+            quarantine_counts(conn, tenant_id, entity),
+            entity_record_count(conn, tenant_id, entity),
+        )
+
+
 def quality_check_results(
     key: dg.AssetKey,
     stats: QualityStats,
     failures: Sequence[Mapping[str, Any]] = (),
     *,
+    standing: Standing | None = None,
     limit: int = FAILURES_SHOWN,
 ) -> list[dg.AssetCheckResult]:
-    """One result per gate: counts, rate, threshold and a Markdown table of its first failures."""
+    """One result per gate: counts, rates, threshold and a Markdown table of its first failures."""
     threshold = error_rate()
     results = []
-    for summary in stage_summaries(stats, threshold):
+    for summary in stage_summaries(stats, threshold, standing):
         own = [f for f in failures if f.get("stage") == summary.stage]
         results.append(
             dg.AssetCheckResult(
@@ -83,6 +105,7 @@ def quality_check_results(
                     "rows_checked": stats.input,
                     "rows_rejected": summary.rejected,
                     "rejected_rate": dg.MetadataValue.float(round(summary.rate, 6)),
+                    **_tenant_metadata(summary, standing),
                     "error_threshold": dg.MetadataValue.float(threshold),
                     "duplicates_removed": stats.duplicates_removed,
                     "failures_shown": min(len(own), limit),
@@ -91,3 +114,13 @@ def quality_check_results(
             )
         )
     return results
+
+
+def _tenant_metadata(summary: StageSummary, standing: Standing | None) -> dict[str, object]:
+    if standing is None or summary.tenant_rate is None:
+        return {}
+    return {
+        "tenant_records": standing.records,
+        "tenant_quarantined": standing.quarantined.get(summary.stage, 0),
+        "tenant_rejected_rate": dg.MetadataValue.float(round(summary.tenant_rate, 6)),
+    }

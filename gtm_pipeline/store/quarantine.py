@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gtm_pipeline.store.tables import quality_failures
+from gtm_pipeline.store.tables import CANONICAL_TABLES, quality_failures
 from gtm_pipeline.store.types import ensure_aware_utc
 
 _CHUNK = 1000
@@ -99,3 +99,40 @@ def failures_for(
     if limit is not None:
         query = query.limit(limit)
     return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def quarantine_counts(conn: sa.Connection, tenant_id: str, entity: str) -> dict[str, int]:
+    """Records of one entity in quarantine, per quality stage (stages with none left out)."""
+    table = quality_failures
+    rows = conn.execute(
+        sa.select(table.c.stage, sa.func.count())
+        .where(table.c.tenant_id == tenant_id, table.c.entity == entity)
+        .group_by(table.c.stage)
+        .order_by(table.c.stage)
+    )
+    return {stage: int(count) for stage, count in rows}
+
+
+def live_row_count(conn: sa.Connection, tenant_id: str, entity: str) -> int:
+    """Rows of the entity's canonical table that are not flagged deleted."""
+    table = CANONICAL_TABLES[entity]
+    query = sa.select(sa.func.count()).where(
+        table.c.tenant_id == tenant_id, table.c.is_deleted.is_(False)
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def entity_record_count(conn: sa.Connection, tenant_id: str, entity: str) -> int:
+    """Live rows plus quarantined records not among them: every record the tenant's org holds
+    that the store knows of, the denominator of the tenant-wide rejection rate."""
+    table = CANONICAL_TABLES[entity]
+    live_ids = sa.select(table.c.external_id).where(
+        table.c.tenant_id == tenant_id, table.c.is_deleted.is_(False)
+    )
+    quarantined_only = sa.select(sa.func.count(sa.distinct(quality_failures.c.external_id))).where(
+        quality_failures.c.tenant_id == tenant_id,
+        quality_failures.c.entity == entity,
+        quality_failures.c.external_id.not_in(live_ids),
+    )
+    live = live_row_count(conn, tenant_id, entity)
+    return live + int(conn.execute(quarantined_only).scalar_one())

@@ -481,22 +481,47 @@ def error_rate(environ: Mapping[str, str] | None = None) -> float:
 
 
 @dataclass(frozen=True)
+class Standing:
+    """A tenant's whole entity as the store holds it after a sync: records in quarantine per
+    gate, and every record known (live rows plus quarantined records not among them)."""
+
+    quarantined: Mapping[str, int]
+    records: int
+
+    def rate(self, stage: str) -> float:
+        return self.quarantined.get(stage, 0) / self.records if self.records else 0.0
+
+
+@dataclass(frozen=True)
 class StageSummary:
     stage: str
     rejected: int
     rate: float
+    """Share of the rows this run checked that the gate rejected."""
     severity: str
     """"PASS" when nothing was rejected, else "WARN" or "ERROR" against the error threshold."""
+    tenant_rate: float | None = None
+    """Share of the tenant's records of the entity in this gate's quarantine, when known."""
 
 
-def stage_summaries(stats: QualityStats, threshold: float) -> list[StageSummary]:
-    """Each gate's rejections and severity: ERROR above `threshold` of the rows checked."""
+def stage_summaries(
+    stats: QualityStats, threshold: float, standing: Standing | None = None
+) -> list[StageSummary]:
+    """Each gate's rejections and severity.
+
+    With a `standing`, a gate that rejected rows is an ERROR when the tenant's quarantine for
+    that gate holds more than `threshold` of the entity's records: an incremental run that
+    rejects 1 of its 8 rows (12.5%) says little, a table 12.5% dirty says a lot. For a full
+    sync the two rates agree. Without one, the run's own rate is judged.
+    """
     out = []
     for stage in STAGES:
         rejected = stats.failed_by_stage.get(stage, 0)
         rate = rejected / stats.input if stats.input else 0.0
-        severity = "PASS" if rejected == 0 else "ERROR" if rate > threshold else "WARN"
-        out.append(StageSummary(stage, rejected, rate, severity))
+        tenant_rate = standing.rate(stage) if standing is not None else None
+        judged = rate if tenant_rate is None else tenant_rate
+        severity = "PASS" if rejected == 0 else "ERROR" if judged > threshold else "WARN"
+        out.append(StageSummary(stage, rejected, rate, severity, tenant_rate))
     return out
 
 

@@ -16,10 +16,16 @@ import sqlalchemy as sa
 
 from gtm_pipeline import config
 from gtm_pipeline.store import make_engine, upgrade
-from gtm_pipeline.store.quarantine import failures_for
-from gtm_pipeline.store.tables import quality_failures, sync_state
+from gtm_pipeline.store.quarantine import entity_record_count, failures_for, quarantine_counts
+from gtm_pipeline.store.tables import sync_state
 from gtm_pipeline.sync.entities import ENTITIES, SYNC_ORDER
-from gtm_pipeline.sync.quality import QualityStats, error_rate, failure_value, stage_summaries
+from gtm_pipeline.sync.quality import (
+    QualityStats,
+    Standing,
+    error_rate,
+    failure_value,
+    stage_summaries,
+)
 
 DEFAULT_LIMIT = 20
 CELL_WIDTHS = {"external_id": 20, "stage": 16, "field": 20, "reason": 60, "value": 30}
@@ -36,17 +42,6 @@ def last_quality_stats(conn: sa.Connection, tenant_id: str, entity: str) -> Qual
         return None
     quality = row.last_stats.get("quality")
     return QualityStats.from_dict(quality) if isinstance(quality, Mapping) else None
-
-
-def quarantine_counts(conn: sa.Connection, tenant_id: str, entity: str) -> dict[str, int]:
-    table = quality_failures
-    rows = conn.execute(
-        sa.select(table.c.stage, sa.func.count())
-        .where(table.c.tenant_id == tenant_id, table.c.entity == entity)
-        .group_by(table.c.stage)
-        .order_by(table.c.stage)
-    )
-    return {stage: int(count) for stage, count in rows}
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -82,6 +77,8 @@ def entity_report(
     conn: sa.Connection, tenant_id: str, entity: str, limit: int, threshold: float
 ) -> str:
     lines = [f"== {entity}"]
+    counts = quarantine_counts(conn, tenant_id, entity)
+    standing = Standing(counts, entity_record_count(conn, tenant_id, entity))
     stats = last_quality_stats(conn, tenant_id, entity)
     if stats is None:
         lines.append("  last sync: none recorded")
@@ -90,12 +87,12 @@ def entity_report(
             f"  last sync: {stats.input} read, {stats.passed} passed, {stats.failed} failed, "
             f"{stats.duplicates_removed} duplicates removed"
         )
-        for summary in stage_summaries(stats, threshold):
+        for summary in stage_summaries(stats, threshold, standing):
             lines.append(
                 f"  {summary.stage:<16} {summary.rejected:>8} rejected "
-                f"({summary.rate:.2%})  {summary.severity}"
+                f"({summary.rate:.2%} of the run, {summary.tenant_rate or 0:.2%} of the tenant's "
+                f"records)  {summary.severity}"
             )
-    counts = quarantine_counts(conn, tenant_id, entity)
     total = sum(counts.values())
     detail = ", ".join(f"{stage} {count}" for stage, count in counts.items())
     lines.append(f"  in quarantine: {total}" + (f" ({detail})" if detail else ""))

@@ -20,6 +20,7 @@ from gtm_pipeline.sync.quality import (
     STAGES,
     TYPE_COERCION,
     QualityStats,
+    Standing,
     error_rate,
     failures_markdown,
     markdown_cell,
@@ -51,6 +52,27 @@ def test_severity_is_warn_up_to_the_threshold_and_error_above(monkeypatch):
     meta = {k: v.value for k, v in results[TYPE_COERCION].metadata.items()}
     assert meta["rows_checked"] == 100 and meta["rows_rejected"] == 11
     assert meta["rejected_rate"] == 0.11 and meta["error_threshold"] == 0.1
+
+
+def test_with_a_standing_the_tenants_whole_table_is_judged_not_the_run(monkeypatch):
+    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.05")
+    run = stats(8, required_fields=1, type_coercion=1)  # 12.5% of a small incremental run
+    clean_tenant = Standing({REQUIRED: 20, TYPE_COERCION: 120}, records=1000)  # 2% and 12%
+    results = by_name(quality_check_results(KEY, run, standing=clean_tenant))
+    assert results[REQUIRED].severity == dg.AssetCheckSeverity.WARN
+    assert results[TYPE_COERCION].severity == dg.AssetCheckSeverity.ERROR
+    meta = {k: v.value for k, v in results[REQUIRED].metadata.items()}
+    assert meta["rejected_rate"] == 0.125 and meta["tenant_rejected_rate"] == 0.02
+    assert meta["tenant_records"] == 1000 and meta["tenant_quarantined"] == 20
+    # A gate that rejected nothing in this run passes, whatever the quarantine still holds.
+    assert results[DEDUPLICATION].passed
+
+
+def test_without_a_standing_the_run_rate_is_judged(monkeypatch):
+    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.05")
+    results = by_name(quality_check_results(KEY, stats(8, required_fields=1)))
+    assert results[REQUIRED].severity == dg.AssetCheckSeverity.ERROR
+    assert "tenant_rejected_rate" not in results[REQUIRED].metadata
 
 
 @pytest.mark.parametrize("raw", ["-0.1", "1.5", "lots", "nan"])
@@ -132,9 +154,11 @@ def test_checks_report_the_runs_quarantined_records(instance, resources, engine,
             if not own:
                 assert table == "No failures."
                 continue
+            assert meta["tenant_quarantined"] == len(own)
+            assert meta["tenant_rejected_rate"] == round(len(own) / meta["tenant_records"], 6)
             assert evaluation.severity == (
                 dg.AssetCheckSeverity.ERROR
-                if len(own) / meta["rows_checked"] > 0.001
+                if meta["tenant_rejected_rate"] > 0.001
                 else dg.AssetCheckSeverity.WARN
             )
             shown = [line.split(" | ")[0].removeprefix("| ") for line in table.split("\n")[2:]]
@@ -170,3 +194,28 @@ def test_quality_command_refuses_a_tenant_that_never_synced(database_url, engine
     monkeypatch.setenv("DATABASE_URL", database_url)
     out = CliRunner().invoke(quality, ["--tenant", "nobody"])
     assert out.exit_code != 0 and "no sync recorded for tenant 'nobody'" in out.output
+
+
+def test_one_bad_record_in_a_small_incremental_run_warns_instead_of_blocking(
+    instance, resources, emulator, monkeypatch
+):
+    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.05")
+    assert materialize(instance, resources).success
+    contacts = [r["Id"] for r in emulator.control.truth("Contact") if r.get("Email")][:8]
+    ops = [
+        {"op": "update", "object": "Contact", "id": i, "fields": {"Title": "Changed"}}
+        for i in contacts[1:]
+    ]
+    unnamed = {"Email": None, "FirstName": None, "LastName": None}  # fails required fields
+    ops.append({"op": "update", "object": "Contact", "id": contacts[0], "fields": unnamed})
+    emulator.control.mutate(ops)
+    result = materialize(instance, resources)
+    evaluation = next(
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == KEY and e.check_name == REQUIRED
+    )
+    meta = {k: v.value for k, v in evaluation.metadata.items()}
+    assert meta["rows_rejected"] >= 1 and meta["rejected_rate"] > 0.05  # the run's own rate
+    assert meta["tenant_rejected_rate"] <= 0.05
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
