@@ -8,7 +8,11 @@ from gtm_pipeline.defs.assets import sync_assets
 from gtm_pipeline.defs.automation import sync_job, tenant_sync_schedule, tenant_sync_sensor
 from gtm_pipeline.defs.resources import WarehouseResource, salesforce_resource_from_env
 from gtm_pipeline.defs.scoring_assets import scores_asset
-from gtm_pipeline.defs.writeback_assets import score_writeback_asset
+from gtm_pipeline.defs.writeback_assets import (
+    PROGRESS_RESOURCE,
+    progress_resource,
+    score_writeback_asset,
+)
 
 defs = dg.Definitions(
     assets=[*sync_assets(), scores_asset, score_writeback_asset],
@@ -19,5 +23,6 @@ defs = dg.Definitions(
         # An empty database_url means DATABASE_URL, read when the run needs the store.
         "warehouse": WarehouseResource(),
         "salesforce": salesforce_resource_from_env(),
+        PROGRESS_RESOURCE: progress_resource(),
     },
 )

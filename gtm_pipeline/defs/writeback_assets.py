@@ -10,7 +10,7 @@ Records in quarantine and records deleted in Salesforce are left out. The engine
 changed since the last confirmed write, so a rerun after a crash resends only unconfirmed records.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import dagster as dg
 import sqlalchemy as sa
@@ -41,6 +41,21 @@ WRITEBACK_ORDER = ("account", "person", "opportunity")
 CANONICAL_ENTITY = {"account": "accounts", "person": "persons", "opportunity": "opportunities"}
 ERRORS_IN_METADATA = 200
 FAILURES_SHOWN = 50
+
+PROGRESS_RESOURCE = "writeback_progress"
+WritebackProgress = Callable[[str, int, int], None]
+"""Called with (entity type, records settled, changed records to send) as batches land."""
+
+
+def no_progress(_entity_type: str, _settled: int, _to_send: int) -> None:
+    """The default progress listener: the run's log lines are enough."""
+
+
+def progress_resource(listener: WritebackProgress = no_progress) -> dg.ResourceDefinition:
+    """`listener` as the run's progress resource (`gtm-pipeline writeback` passes its bar)."""
+    return dg.ResourceDefinition.hardcoded_resource(
+        listener, description="Receives writeback progress (a terminal progress bar, or nothing)."
+    )
 
 
 def quality_check_keys() -> list[dg.AssetCheckKey]:
@@ -151,6 +166,7 @@ def failure_rate_check(results: Sequence[WritebackResult]) -> dg.AssetCheckResul
 
 def _write_entity(
     context: dg.AssetExecutionContext,
+    listener: WritebackProgress,
     client: SalesforceClient,
     engine: sa.Engine,
     tenant_id: str,
@@ -165,7 +181,12 @@ def _write_entity(
         f"{entity_type}: {len(kept)} scored records to reconcile "
         f"({len(scores) - len(kept)} quarantined or deleted left out)"
     )
-    return write_back(client, engine, tenant_id, entity_type, kept, field_map)
+    def on_progress(settled: int, to_send: int) -> None:
+        listener(entity_type, settled, to_send)
+
+    return write_back(
+        client, engine, tenant_id, entity_type, kept, field_map, on_progress=on_progress
+    )
 
 
 @dg.asset(
@@ -190,6 +211,7 @@ def score_writeback_asset(
     context: dg.AssetExecutionContext,
     salesforce: SalesforceResource,
     warehouse: WarehouseResource,
+    writeback_progress: dg.ResourceParam[WritebackProgress],
 ) -> dg.MaterializeResult:
     tenant_id = context.partition_key
     blocking = blocking_quality_checks(context.instance, tenant_id)
@@ -204,7 +226,7 @@ def score_writeback_asset(
     try:
         client = salesforce.client(engine, tenant_id)
         results = [
-            _write_entity(context, client, engine, tenant_id, entity_type)
+            _write_entity(context, writeback_progress, client, engine, tenant_id, entity_type)
             for entity_type in WRITEBACK_ORDER
         ]
     except NOT_RETRIED as exc:

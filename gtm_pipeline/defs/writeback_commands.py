@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,15 @@ from gtm_pipeline.defs.commands import failure_message
 from gtm_pipeline.defs.instance import local_instance, on_instance
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
 from gtm_pipeline.defs.scoring_assets import scores_asset
-from gtm_pipeline.defs.writeback_assets import WRITEBACK_KEY, WRITEBACK_ORDER, score_writeback_asset
+from gtm_pipeline.defs.writeback_assets import (
+    PROGRESS_RESOURCE,
+    WRITEBACK_KEY,
+    WRITEBACK_ORDER,
+    WritebackProgress,
+    no_progress,
+    progress_resource,
+    score_writeback_asset,
+)
 
 RESULT_COLUMNS = ("total", "success", "failed", "skipped_unchanged", "requests")
 
@@ -31,15 +40,24 @@ def run_writeback(
     *,
     instance: dg.DagsterInstance | None = None,
     resources: dict[str, object] | None = None,
+    progress: WritebackProgress = no_progress,
+    log_level: str = "INFO",
 ) -> WritebackRun:
     """Materialize `scoring/scores` then `salesforce/score_writeback`; never raises on a failed run.
 
     Without an `instance`, the persistent local one is opened, so the quality block sees the
-    checks of the syncs run there and the run shows up in the Dagster UI.
+    checks of the syncs run there and the run shows up in the Dagster UI. `progress` receives
+    (entity type, records settled, records to send) as each batch lands.
     """
     if instance is None:
         with local_instance() as opened:
-            return run_writeback(tenant_id, instance=opened, resources=resources)
+            return run_writeback(
+                tenant_id,
+                instance=opened,
+                resources=resources,
+                progress=progress,
+                log_level=log_level,
+            )
     from gtm_pipeline.definitions import defs
 
     if not instance.has_dynamic_partition(salesforce_tenants.name, tenant_id):
@@ -49,8 +67,11 @@ def run_writeback(
             [scores_asset, score_writeback_asset],
             instance=instance,
             partition_key=tenant_id,
-            resources=resources or defs.resources,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            resources={
+                **(resources or defs.resources),
+                PROGRESS_RESOURCE: progress_resource(progress),
+            },
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             tags={TENANT_TAG: tenant_id},
             raise_on_error=False,
         )
@@ -73,11 +94,45 @@ def results_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+class ProgressBars:
+    """One terminal progress bar per entity type, drawn on stderr as its batches land."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, Any] = {}
+
+    def __call__(self, entity_type: str, settled: int, to_send: int) -> None:
+        bar = self._open.get(entity_type)
+        if bar is None:
+            bar = click.progressbar(
+                length=to_send,
+                label=f"{entity_type:<12} {to_send:>7} changed",
+                file=sys.stderr,
+                show_pos=True,
+            ).__enter__()
+            self._open[entity_type] = bar
+        bar.update(settled - bar.pos)
+        if settled >= to_send:
+            self._open.pop(entity_type).__exit__(None, None, None)
+
+    def close(self) -> None:
+        """End the bars of a run that stopped part-way."""
+        while self._open:
+            self._open.popitem()[1].__exit__(None, None, None)
+
+
 @click.command("writeback")
 @click.option("--tenant", required=True, help="Tenant id (a connected, synced tenant).")
-def writeback(tenant: str) -> None:
+@click.option("--verbose-log", is_flag=True, help="Show Dagster's run log instead of the bars.")
+def writeback(tenant: str, verbose_log: bool) -> None:
     """Score a tenant's records and write changed scores to Salesforce (Dagster in-process)."""
-    run = run_writeback(tenant)
+    if verbose_log:
+        run = run_writeback(tenant)
+    else:
+        bars = ProgressBars()
+        try:
+            run = run_writeback(tenant, progress=bars, log_level="WARNING")
+        finally:
+            bars.close()
     if run.results:
         click.echo(results_table(run.results))
     if not run.success:

@@ -95,8 +95,13 @@ def write_back(
     *,
     sleep: Callable[[float], None] = time.sleep,
     max_attempts: int = 3,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> WritebackResult:
-    """Write the changed scores of one entity type to Salesforce; see the module docstring."""
+    """Write the changed scores of one entity type to Salesforce; see the module docstring.
+
+    `on_progress(settled, to_send)` is called once the changed records are known and after each
+    batch is recorded, for a progress bar or a log line.
+    """
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
     if not tenant_id:
@@ -109,11 +114,14 @@ def write_back(
         entity_type=entity_type, total=len(records), skipped_unchanged=len(records) - len(changed)
     )
     sender = _BatchSender(client, sleep, max_attempts)
+    report = on_progress or (lambda _settled, _to_send: None)
+    report(0, len(changed))
     for batch in batches(changed):
         outcomes = sender.send(batch)
         with engine.begin() as conn:
             record_outcomes(conn, tenant_id, entity_type, outcomes)
         _count(result, outcomes)
+        report(result.success + result.failed, len(changed))
     result.requests = sender.requests
     return result
 

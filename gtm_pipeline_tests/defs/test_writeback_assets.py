@@ -50,9 +50,17 @@ def test_sync_score_writeback_lands_scores_and_a_rerun_sends_nothing(
 ):
     sync(instance, resources)
     before = composite_calls(emulator)
-    run = run_writeback(TENANT, instance=instance, resources=resources)
+    progress: list[tuple[str, int, int]] = []
+    run = run_writeback(
+        TENANT, instance=instance, resources=resources, progress=lambda *p: progress.append(p)
+    )
     assert run.success, run.failure
     assert [r["entity_type"] for r in run.results] == ["account", "person", "opportunity"]
+    for result in run.results:
+        reports = [p[1:] for p in progress if p[0] == result["entity_type"]]
+        sent = result["success"] + result["failed"]
+        assert reports[0] == (0, sent) and reports[-1] == (sent, sent)
+        assert len(reports) == 1 + result["requests"]  # no locks or splits in a clean run
     with engine.connect() as conn:
         contact_scores = read_scores(conn, TENANT, "person")
     written = {r["entity_type"]: r for r in run.results}
@@ -157,3 +165,16 @@ def test_failure_table_escapes_salesforce_messages():
     table = failures_markdown([result])
     assert "<script>" not in table
     assert table.count("\n") == 2 and table.splitlines()[2].count(" | ") == 3
+
+
+def test_progress_bars_draw_one_bar_per_entity_type_and_end_it(capsys):
+    from gtm_pipeline.defs.writeback_commands import ProgressBars
+
+    bars = ProgressBars()
+    for settled in (0, 200, 400, 450):
+        bars("person", settled, 450)
+    bars("account", 0, 300)  # a run that stops part-way: close() ends the bar
+    bars.close()
+    err = capsys.readouterr().err
+    assert err.count("person") == 1 and "450 changed" in err
+    assert "account" in err and "300 changed" in err
