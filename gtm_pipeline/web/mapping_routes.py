@@ -6,6 +6,11 @@ before anything is written, then replaces the tenant's mapping in one transactio
 whole or not at all, and a name that is not a real field of the org (an injection attempt
 included) never reaches the store, let alone a SOQL query.
 
+The same page edits where the entity's scores are written back (`/mapping/writeback`): it offers
+the org's fields that can hold each score, from the describe the page already read, and a save
+is checked against a fresh describe (so a field deleted since the page was shown is refused)
+before the map is stored in one transaction; "Use the default fields" forgets the tenant's map.
+
 The page answers like the other routes: an operator credential is needed, a tenant outside its
 scope (or never connected) is 404, and a cookie session must echo its CSRF token.
 """
@@ -13,7 +18,8 @@ scope (or never connected) is 404, and a cookie session must echo its CSRF token
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
@@ -49,6 +55,23 @@ from gtm_pipeline.web.mapping_form import (
 )
 from gtm_pipeline.web.pages import message_page, render
 from gtm_pipeline.web.routes import FORBIDDEN_FORM_MESSAGE, not_found, operator_required
+from gtm_pipeline.web.writeback_form import (
+    MAX_WRITEBACK_FORM_FIELDS,
+    RESET,
+    WritebackFormError,
+    WritebackSection,
+    entity_type_of,
+    parse_writeback_form,
+    writeback_section,
+)
+from gtm_pipeline.writeback.mapping import (
+    WritebackMappingError,
+    is_default,
+    load_writeback_map,
+    reset_writeback_map,
+    save_writeback_map,
+    validate_writeback_map,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +79,14 @@ TenantClientFactory = Callable[[str], SalesforceClient]
 """Builds a Salesforce client for a connected tenant (its tokens refresh themselves)."""
 
 MAPPING_PATH = "/connectors/{tenant}/mapping"
+WRITEBACK_PATH = MAPPING_PATH + "/writeback"
 DEFAULT_ENTITY = "persons"
 CONNECTED = "connected"
 # Three inputs per row; generous for a few dozen custom fields, and bounds what a POST may make
 # the server parse.
 MAX_MAPPING_FORM_FIELDS = 400
 NOT_SAVED = "The mapping was not saved"
+WRITEBACK_NOT_SAVED = "The writeback mapping was not saved"
 
 
 class TenantUnavailable(Exception):
@@ -127,27 +152,33 @@ def _connected_client(
     return clients(tenant_id)
 
 
-def _discover(
-    engine: sa.Engine, clients: TenantClientFactory, tenant_id: str, entity: Entity, refresh: bool
-) -> tuple[SalesforceClient, list[FieldInfo]]:
-    """A client and the fields of the entity's object, or TenantUnavailable in plain words."""
+@contextmanager
+def _reading_org(tenant_id: str, sf_object: str) -> Iterator[None]:
+    """Turn a failed read of the org into TenantUnavailable, in plain words."""
     try:
-        client = _connected_client(engine, clients, tenant_id)
-        return client, describe_object(client, entity.sf_object, refresh=refresh)
+        yield
     except SessionInvalid as exc:
         raise TenantUnavailable(409, "Salesforce needs reconnecting", str(exc)) from None
     except (SalesforceClientError, MetadataError) as exc:
-        log.warning("describe %s for tenant %s failed: %s", entity.sf_object, tenant_id, exc)
+        log.warning("describe %s for tenant %s failed: %s", sf_object, tenant_id, exc)
         raise TenantUnavailable(
             502,
             "Salesforce did not answer",
-            f"Could not read the {entity.sf_object} fields from Salesforce: {exc}. "
-            "Try again in a moment.",
+            f"Could not read the {sf_object} fields from Salesforce: {exc}. Try again in a moment.",
         ) from None
     except ConfigError as exc:
         raise TenantUnavailable(
             503, "Salesforce is not configured", f"The server cannot reach Salesforce: {exc}"
         ) from None
+
+
+def _discover(
+    engine: sa.Engine, clients: TenantClientFactory, tenant_id: str, entity: Entity, refresh: bool
+) -> tuple[SalesforceClient, list[FieldInfo]]:
+    """A client and the fields of the entity's object, or TenantUnavailable in plain words."""
+    with _reading_org(tenant_id, entity.sf_object):
+        client = _connected_client(engine, clients, tenant_id)
+        return client, describe_object(client, entity.sf_object, refresh=refresh)
 
 
 def _current_rows(engine: sa.Engine, tenant_id: str, entity: Entity) -> list[MappingRow]:
@@ -179,28 +210,79 @@ def _validate_and_save(
     return warnings
 
 
+def _current_writeback(
+    engine: sa.Engine,
+    tenant_id: str,
+    entity: Entity,
+    fields: list[FieldInfo],
+    shown: Mapping[str, str] | None = None,
+) -> WritebackSection:
+    """The writeback form: the effective map, or `shown` (a refused submission) in its place."""
+    entity_type = entity_type_of(entity)
+    with engine.connect() as conn:
+        field_map = load_writeback_map(conn, tenant_id, entity_type) if shown is None else shown
+        default = is_default(conn, tenant_id, entity_type)
+    return writeback_section(entity, fields, field_map, is_default=default)
+
+
+def _validate_and_save_writeback(
+    engine: sa.Engine,
+    client: SalesforceClient,
+    tenant_id: str,
+    entity: Entity,
+    field_map: Mapping[str, str],
+) -> tuple[list[FieldInfo], str | None]:
+    """Check the map against a fresh describe, then store it in one transaction.
+
+    The describe is re-read (refresh), so a field deleted or made read-only since the page was
+    rendered is refused. Returns the object's fields as just read, for the page shown next, and
+    the reason the map was refused (nothing written then), or None once it is saved.
+    """
+    entity_type = entity_type_of(entity)
+    with _reading_org(tenant_id, entity.sf_object):
+        try:
+            checked = validate_writeback_map(client, entity_type, field_map, refresh=True)
+        except WritebackMappingError as exc:
+            return describe_object(client, entity.sf_object), str(exc)
+        fields = describe_object(client, entity.sf_object)  # cached by the refresh above
+    with engine.begin() as conn:
+        save_writeback_map(conn, tenant_id, entity_type, checked)
+    return fields, None
+
+
+def _reset_writeback(engine: sa.Engine, tenant_id: str, entity: Entity) -> None:
+    with engine.begin() as conn:
+        reset_writeback_map(conn, tenant_id, entity_type_of(entity))
+
+
 # -- responses ---------------------------------------------------------------------------------
 
 
 def _page(
     operator: Operator,
     page: MappingPage,
+    writeback: WritebackSection,
     status_code: int = 200,
     *,
     error: str | None = None,
     warnings: Sequence[str] = (),
     saved: bool = False,
+    writeback_notice: str | None = None,
+    writeback_error: str | None = None,
 ) -> Response:
     return render(
         "mapping.html",
         status_code,
         operator=operator,
         page=page,
+        writeback=writeback,
         entities=list(ENTITIES),
         csrf_token=operator.session.csrf if operator.session else "",
         error=error,
         warnings=list(warnings),
         saved=saved,
+        writeback_notice=writeback_notice,
+        writeback_error=writeback_error,
     )
 
 
@@ -234,7 +316,9 @@ async def mapping_page(request: Request, operator: Operator) -> Response:
     except TenantUnavailable as exc:
         return _unavailable(request, operator, exc)
     rows = await run_in_threadpool(_current_rows, engine, tenant, entity)
-    return _page(operator, MappingPage(tenant, entity, rows, fields, transform_names()))
+    writeback = await run_in_threadpool(_current_writeback, engine, tenant, entity, fields)
+    page = MappingPage(tenant, entity, rows, fields, transform_names())
+    return _page(operator, page, writeback)
 
 
 @operator_required
@@ -256,13 +340,14 @@ async def save_mapping(request: Request, operator: Operator) -> Response:
     except TenantUnavailable as exc:
         return _unavailable(request, operator, exc)
     transforms = transform_names()
+    writeback = await run_in_threadpool(_current_writeback, engine, tenant, entity, fields)
     try:
         rows, new_row = parse_form(entity, form.multi_items())
         mappings = overrides(rows, new_row)
     except MappingFormError as exc:
         current = await run_in_threadpool(_current_rows, engine, tenant, entity)
         page = MappingPage(tenant, entity, current, fields, transforms)
-        return _page(operator, page, 400, error=f"{NOT_SAVED}: {exc}.")
+        return _page(operator, page, writeback, 400, error=f"{NOT_SAVED}: {exc}.")
     try:
         warnings = await run_in_threadpool(
             _validate_and_save, engine, client, tenant, entity, mappings, fields
@@ -270,7 +355,7 @@ async def save_mapping(request: Request, operator: Operator) -> Response:
     except MappingError as exc:
         log.info("the %s mapping of tenant %s was refused: %s", entity.name, tenant, exc)
         page = MappingPage(tenant, entity, rows, fields, transforms, new_row)
-        return _page(operator, page, 400, error=f"{NOT_SAVED}: {exc}")
+        return _page(operator, page, writeback, 400, error=f"{NOT_SAVED}: {exc}")
     log.info(
         "operator credential %s saved the %s mapping of tenant %s (%d overrides)",
         operator.credential_id,
@@ -280,11 +365,71 @@ async def save_mapping(request: Request, operator: Operator) -> Response:
     )
     current = await run_in_threadpool(_current_rows, engine, tenant, entity)
     page = MappingPage(tenant, entity, current, fields, transforms)
-    return _page(operator, page, warnings=warnings, saved=True)
+    return _page(operator, page, writeback, warnings=warnings, saved=True)
+
+
+@operator_required
+async def save_writeback_mapping(request: Request, operator: Operator) -> Response:
+    """Save (checked against a fresh describe) or reset where the entity's scores are written."""
+    tenant = _tenant_in_scope(request, operator)
+    if tenant is None:
+        return not_found(request, operator)
+    form = await request.form(max_files=0, max_fields=MAX_WRITEBACK_FORM_FIELDS)
+    if not _csrf_ok(operator, form.get(CSRF_FIELD)):
+        return message_page("Form expired", FORBIDDEN_FORM_MESSAGE, 403, operator)
+    entity = _entity(request)
+    if entity is None:
+        return _unknown_entity(operator)
+    engine = _engine(request)
+    try:
+        client, fields = await run_in_threadpool(
+            _discover, engine, _clients(request), tenant, entity, False
+        )
+    except TenantUnavailable as exc:
+        return _unavailable(request, operator, exc)
+    rows = await run_in_threadpool(_current_rows, engine, tenant, entity)
+    try:
+        action, field_map = parse_writeback_form(form.multi_items())
+    except WritebackFormError as exc:
+        page = MappingPage(tenant, entity, rows, fields, transform_names())
+        writeback = await run_in_threadpool(_current_writeback, engine, tenant, entity, fields)
+        return _page(
+            operator, page, writeback, 400, writeback_error=f"{WRITEBACK_NOT_SAVED}: {exc}."
+        )
+    if action == RESET:
+        await run_in_threadpool(_reset_writeback, engine, tenant, entity)
+        notice = "Scores are written to the default fields again."
+    else:
+        try:
+            fields, refused = await run_in_threadpool(
+                _validate_and_save_writeback, engine, client, tenant, entity, field_map
+            )
+        except TenantUnavailable as exc:
+            return _unavailable(request, operator, exc)
+        if refused is not None:
+            log.info("the %s writeback map of %s was refused: %s", entity.name, tenant, refused)
+            page = MappingPage(tenant, entity, rows, fields, transform_names())
+            writeback = await run_in_threadpool(
+                _current_writeback, engine, tenant, entity, fields, field_map
+            )
+            error = f"{WRITEBACK_NOT_SAVED}: {refused}."
+            return _page(operator, page, writeback, 400, writeback_error=error)
+        notice = "Writeback mapping saved."
+    log.info(
+        "operator credential %s %s the %s writeback map of tenant %s",
+        operator.credential_id,
+        "reset" if action == RESET else "saved",
+        entity.name,
+        tenant,
+    )
+    page = MappingPage(tenant, entity, rows, fields, transform_names())
+    writeback = await run_in_threadpool(_current_writeback, engine, tenant, entity, fields)
+    return _page(operator, page, writeback, writeback_notice=notice)
 
 
 def mapping_routes() -> list[Route]:
     return [
         Route(MAPPING_PATH, mapping_page, methods=["GET"]),
         Route(MAPPING_PATH, save_mapping, methods=["POST"]),
+        Route(WRITEBACK_PATH, save_writeback_mapping, methods=["POST"]),
     ]

@@ -3,7 +3,8 @@
 The tenant is connected through the emulator first; the app runs from the environment, as
 `gtm-pipeline web` would. Steps: log in, follow "Field mapping" from the connectors page, map
 `title` to Title with `uppercase` and a custom field `region` to Region__c, save, see it saved,
-and see it again after a reload. A screenshot of each step goes to test-artifacts/browser/.
+and see it again after a reload; then write the tier to Notes__c in the "Scores written to
+Salesforce" form and save that. A screenshot of each step goes to test-artifacts/browser/.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gtm_pipeline.salesforce import metadata
 from gtm_pipeline.sync.mapping import load_mappings
 from gtm_pipeline.web.app import app_from_env
 from gtm_pipeline.web.serving import BackgroundServer
+from gtm_pipeline.writeback.mapping import load_writeback_map
 from gtm_pipeline_tests.web.test_browser import ARTIFACTS, CHROMIUM
 from gtm_pipeline_tests.web.test_browser import page as tab  # noqa: F401 - a fixture
 
@@ -84,5 +86,15 @@ def test_map_a_field_in_a_real_browser(
     region = page.locator('select[name="source.custom_fields.region"]')
     assert region.input_value() == "Region__c"
     shots.append(_shot(page, "mapping-04-reloaded"))
+
+    tier = page.locator('select[name="score.tier"]')
+    assert tier.input_value() == "Tier__c"  # the default writeback field
+    tier.select_option("Notes__c")
+    page.get_by_role("button", name="Save score fields").click()
+    assert page.get_by_role("status").filter(has_text="Writeback mapping saved").is_visible()
+    assert page.locator('select[name="score.tier"]').input_value() == "Notes__c"
+    shots.append(_shot(page, "mapping-05-writeback-saved"))
+    with store_engine.connect() as conn:
+        assert load_writeback_map(conn, "acme", "person")["tier"] == "Notes__c"
 
     assert all(shot.stat().st_size > 1000 for shot in shots)

@@ -27,18 +27,26 @@ PERSONS = "/connectors/acme/mapping?entity=persons"
 
 
 class FormState(HTMLParser):
-    """The mapping form as a browser would submit it, plus each select's options."""
+    """One form of the page (the one posting to `action_path`) as a browser would submit it,
+    plus each select's options."""
 
-    def __init__(self) -> None:
+    def __init__(self, action_path: str) -> None:
         super().__init__()
+        self.action_path = action_path
         self.values: dict[str, str] = {}
         self.options: dict[str, list[str]] = {}
         self._select: str | None = None
+        self._inside = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
         name = a.get("name")
-        if tag == "select" and name:
+        if tag == "form":
+            path = (a.get("action") or "").partition("?")[0].partition("#")[0]
+            self._inside = path.endswith(self.action_path)
+        elif not self._inside:
+            return
+        elif tag == "select" and name:
             self._select = name
             self.options[name] = []
         elif tag == "option" and self._select is not None:
@@ -55,10 +63,13 @@ class FormState(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "select":
             self._select = None
+        elif tag == "form":
+            self._inside = False
 
 
-def form_state(html: str) -> FormState:
-    state = FormState()
+def form_state(html: str, action_path: str = "/mapping") -> FormState:
+    """The field mapping form; pass `action_path` for another form of the page."""
+    state = FormState(action_path)
     state.feed(html)
     return state
 

@@ -1,0 +1,120 @@
+"""The mapping page's "Scores written to Salesforce" form, without HTTP.
+
+One select per score field offers "not written" and the org's fields that can hold the score
+(`candidate_fields` over the describe the page already read), with the effective map
+preselected. A submitted form is turned back into a score → field map here; whether each field
+really fits is decided by `validate_writeback_map` against a fresh describe, not by this module,
+so a forged value is refused there with its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from gtm_pipeline.salesforce.metadata import FieldInfo
+from gtm_pipeline.sync.entities import Entity
+from gtm_pipeline.web.csrf import CSRF_FIELD
+from gtm_pipeline.web.mapping_form import MAX_VALUE_CHARS
+from gtm_pipeline.writeback.mapping import KIND, WritebackMappingError, candidate_fields
+from gtm_pipeline.writeback.payloads import SCORE_FIELDS, SF_OBJECT
+
+SCORE = "score."
+ACTION = "action"
+SAVE, RESET = "save", "reset"
+# The csrf token, the action and one select per score; a form with more is not this page's.
+MAX_WRITEBACK_FORM_FIELDS = 2 + len(SCORE_FIELDS)
+
+_ENTITY_TYPE_BY_OBJECT = {sf_object: entity_type for entity_type, sf_object in SF_OBJECT.items()}
+
+
+class WritebackFormError(ValueError):
+    """The submitted form is not one this page could have produced, or maps no score."""
+
+
+def entity_type_of(entity: Entity) -> str:
+    """The writeback entity type for a sync entity: the one whose scores go to its object."""
+    try:
+        return _ENTITY_TYPE_BY_OBJECT[entity.sf_object]
+    except KeyError:
+        raise WritebackMappingError(
+            f"no scores are written to {entity.sf_object} (entity {entity.name})"
+        ) from None
+
+
+@dataclass(frozen=True)
+class WritebackRow:
+    """One score: the field chosen for it ("" = not written) and the fields that may hold it."""
+
+    score_field: str
+    selected: str
+    candidates: list[FieldInfo]
+
+    @property
+    def kind(self) -> str:
+        """What the score needs, in words ("a number", "text", "a datetime")."""
+        return KIND[self.score_field]
+
+    @property
+    def selected_is_offered(self) -> bool:
+        """False when the chosen field is not a candidate (deleted, read-only, a forged post)."""
+        return not self.selected or any(f.name == self.selected for f in self.candidates)
+
+
+@dataclass(frozen=True)
+class WritebackSection:
+    """Everything the writeback form shows: the object, one row per score, default or not."""
+
+    entity_type: str
+    sf_object: str
+    rows: list[WritebackRow]
+    is_default: bool
+
+
+def writeback_section(
+    entity: Entity, fields: list[FieldInfo], field_map: Mapping[str, str], *, is_default: bool
+) -> WritebackSection:
+    """The form for `field_map` (the effective map, or what was submitted) over `fields`."""
+    rows = [
+        WritebackRow(score, field_map.get(score, ""), candidate_fields(fields, score))
+        for score in SCORE_FIELDS
+    ]
+    return WritebackSection(entity_type_of(entity), entity.sf_object, rows, is_default)
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise WritebackFormError(f"the field {name!r} must be text")
+    value = value.strip()
+    if len(value) > MAX_VALUE_CHARS:
+        raise WritebackFormError(f"a value is longer than {MAX_VALUE_CHARS} characters")
+    return value
+
+
+def _checked_items(items: Iterable[tuple[str, object]]) -> dict[str, str]:
+    """The form as a dict; refuses repeated fields and fields the page never shows."""
+    allowed = {CSRF_FIELD, ACTION, *(SCORE + score for score in SCORE_FIELDS)}
+    form: dict[str, str] = {}
+    for name, value in items:
+        if name not in allowed:
+            raise WritebackFormError("the form carried a field this page does not have")
+        if name in form:
+            raise WritebackFormError("the form carried a field twice")
+        form[name] = _text(name, value)
+    return form
+
+
+def parse_writeback_form(items: Iterable[tuple[str, object]]) -> tuple[str, dict[str, str]]:
+    """The action (save or reset) and, for a save, the submitted score → field map.
+
+    A score left out or set to "" is not written. A save that writes no score at all is
+    refused: the defaults are what "Use the default fields" is for.
+    """
+    form = _checked_items(items)
+    action = form.get(ACTION) or SAVE
+    if action not in (SAVE, RESET):
+        raise WritebackFormError(f"unknown action {action!r}; expected {SAVE} or {RESET}")
+    field_map = {score: form[SCORE + score] for score in SCORE_FIELDS if form.get(SCORE + score)}
+    if action == SAVE and not field_map:
+        raise WritebackFormError("choose a field for at least one score, or use the default fields")
+    return action, field_map
