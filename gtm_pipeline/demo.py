@@ -5,7 +5,9 @@
 3. Full sync of accounts → contacts → opportunities (Dagster, in-process, persistent instance).
 4. Change records in the emulator (updates, deletes, a new contact, a late-visible commit).
 5. Incremental sync, and what it picked up.
-6. Unless `--no-ui`: `dagster dev` on the same instance, while the emulator keeps serving.
+6. Map the org's score fields for the tenant (checked against its describe), compute scores and
+   write them back to Salesforce; print each entity type's WritebackResult.
+7. Unless `--no-ui`: `dagster dev` on the same instance, while the emulator keeps serving.
 
 The demo tenant's synced data is cleared at the start, so each run tells the same story.
 """
@@ -23,15 +25,23 @@ import time
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 
 from gtm_pipeline.config import database_url, gtm_home
 from gtm_pipeline.connect.cli import connect
 from gtm_pipeline.defs.commands import run_sync, summary_table
 from gtm_pipeline.defs.instance import local_instance
+from gtm_pipeline.defs.writeback_commands import results_table, run_writeback
 from gtm_pipeline.emulator.org import Org
 from gtm_pipeline.emulator.testing import EmulatorHandle, running_emulator
 from gtm_pipeline.store import make_engine, safe_url, upgrade
 from gtm_pipeline.store.tenants import delete_synced_data
+from gtm_pipeline.writeback.mapping import (
+    DEFAULT_FIELD_MAP,
+    ENTITY_TYPES,
+    save_writeback_map,
+    validate_writeback_map,
+)
 
 DEMO_TENANT = "demo"
 
@@ -108,6 +118,20 @@ def _change_records(emulator: EmulatorHandle) -> list[str]:
     ]
 
 
+def _map_score_fields(engine: sa.Engine) -> list[str]:
+    """Map each entity type's scores to the org's score fields, as a tenant would."""
+    from gtm_pipeline.connect.tokens import client_for_tenant
+
+    client = client_for_tenant(engine, DEMO_TENANT)
+    lines = []
+    for entity_type in ENTITY_TYPES:
+        checked = validate_writeback_map(client, entity_type, DEFAULT_FIELD_MAP, refresh=True)
+        with engine.begin() as conn:
+            save_writeback_map(conn, DEMO_TENANT, entity_type, checked)
+        lines.append(f"{entity_type}: {', '.join(f'{k} → {v}' for k, v in checked.items())}")
+    return lines
+
+
 def _serve_ui(port: int) -> None:
     command = [sys.executable, "-m", "dagster", "dev", "-m", "gtm_pipeline.definitions",
                "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
@@ -176,6 +200,14 @@ def demo(
         click.echo(summary_table(second.summary))
         if not second.success:
             raise click.ClickException(second.failure or "the incremental sync failed")
+        click.echo("\nScore fields mapped (checked against the org's describe):")
+        for line in _map_score_fields(engine):
+            click.echo(f"  {line}")
+        click.echo("\nScores computed and written back to Salesforce:")
+        written = run_writeback(DEMO_TENANT, instance=instance, log_level="WARNING")
+        click.echo(results_table(written.results))
+        if not written.success:
+            raise click.ClickException(written.failure or "the writeback failed")
         click.echo(f"\nDagster home: {os.environ['DAGSTER_HOME']}")
         if not no_ui:
             _serve_ui(ui_port)

@@ -74,6 +74,26 @@ def test_demo_connects_syncs_changes_and_syncs_again(gtm_home, monkeypatch, rest
     assert int(incremental["contacts"][4]) == 3  # the three deletions
     assert int(incremental["contacts"][1]) >= 7  # 5 updates, 1 insert, 1 late commit
     assert all(int(row[6]) == 2 for row in incremental.values())
+    assert "person: fit_score → Fit_Score__c" in result.output
+    written = _writeback_rows(result.output)
+    assert list(written) == ["account", "person", "opportunity"]
+    # total, success, failed, skipped_unchanged, requests: every live, clean record written
+    for entity_type, row in written.items():
+        total, success, failed, skipped, requests = map(int, row)
+        assert success == total > 0 and failed == skipped == 0, entity_type
+        assert requests == -(-total // 200)
+    assert int(written["person"][0]) == int(full["contacts"][2]) + 1 - 3  # +insert -deletes
+
+
+def _writeback_rows(output: str) -> dict[str, list[str]]:
+    section = output.split("Scores computed and written back to Salesforce:\n", 1)[1]
+    rows = {}
+    for line in section.splitlines()[1:]:
+        cells = line.split()
+        if not cells or cells[0] not in ("account", "person", "opportunity"):
+            break
+        rows[cells[0]] = cells[1:]
+    return rows
 
 
 def test_bad_setting_is_one_line_and_non_zero(gtm_home, monkeypatch):
