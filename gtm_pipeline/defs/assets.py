@@ -60,6 +60,8 @@ def _live_rows(engine: sa.Engine, tenant_id: str, entity: str) -> int:
 def _metadata(stats: SyncStats, row_count: int) -> dict[str, object]:
     return {
         "mode": stats.mode,
+        "extraction": stats.extraction,
+        "bulk_fallback": stats.bulk_fallback or "none",
         "rows_read": stats.rows_read,
         "rows_loaded": stats.rows_loaded,
         "rows_rejected": stats.rows_rejected,

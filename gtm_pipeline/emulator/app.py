@@ -30,6 +30,9 @@ _DATA_KINDS = (
     (re.compile(r"^(query|queryAll)/[^/]+$"), "query_more"),
     (re.compile(r"^sobjects/[^/]+/describe/?$"), "describe"),
     (re.compile(r"^composite/sobjects/?$"), "composite"),
+    (re.compile(r"^jobs/query/?$"), "bulk_create"),
+    (re.compile(r"^jobs/query/[^/]+/results/?$"), "bulk_results"),
+    (re.compile(r"^jobs/query/[^/]+/?$"), "bulk_job"),
 )
 _DATA_PREFIX = re.compile(r"^/services/data/v[^/]*/")
 _OAUTH_KINDS = {

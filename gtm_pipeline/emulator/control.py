@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -121,6 +122,10 @@ CONFIG_KEYS = frozenset(
         "rotate_refresh_tokens",
         "auto_approve",
         "fault_seed",
+        "bulk_enabled",
+        "bulk_job_polls",
+        "bulk_job_seconds",
+        "bulk_fail_next",
     }
 )
 
@@ -170,8 +175,34 @@ def apply_config(state: EmulatorState, settings: Any) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ControlError("fault_seed must be an integer")
         changes.append(lambda: state.faults.reseed(seed))
+    changes.extend(_bulk_changes(state, settings))
     for change in changes:
         change()
+
+
+def _bulk_changes(state: EmulatorState, settings: dict[str, Any]) -> list[Callable[[], None]]:
+    """Bulk API switches: access on/off, completion after N polls or S seconds, failing jobs."""
+    changes: list[Callable[[], None]] = []
+    current = state.bulk.settings
+    updates: dict[str, Any] = {}
+    if "bulk_enabled" in settings:
+        updates["enabled"] = _flag(settings, "bulk_enabled")
+    if "bulk_job_polls" in settings:
+        updates["polls_to_complete"] = _positive(settings, "bulk_job_polls", int)
+    if "bulk_job_seconds" in settings:
+        seconds = settings["bulk_job_seconds"]
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise ControlError("bulk_job_seconds must be a number, 0 or more")
+        updates["seconds_to_complete"] = float(seconds)
+    if updates:
+        chosen = replace(current, **updates)
+        changes.append(lambda: setattr(state.bulk, "settings", chosen))
+    if "bulk_fail_next" in settings:
+        count = settings["bulk_fail_next"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ControlError("bulk_fail_next must be a whole number, 0 or more")
+        changes.append(lambda: state.bulk.fail_next(count))
+    return changes
 
 
 async def config(state: EmulatorState, request: Request) -> Response:
@@ -201,6 +232,15 @@ async def truth(state: EmulatorState, request: Request) -> Response:
     return StreamingResponse(lines, media_type="application/x-ndjson")
 
 
+async def update_counts(state: EmulatorState, request: Request) -> Response:
+    sobject = request.path_params["sobject"]
+    try:
+        counts = state.org.api_update_counts(sobject)
+    except EmulatorError:
+        return _error(f"unknown object {sobject!r}", status=404)
+    return json_response({"object": sobject, "counts": counts})
+
+
 def routes() -> list[Route]:
     return [
         Route(f"{PREFIX}/mutations", _guarded(mutations), methods=["POST"]),
@@ -212,4 +252,5 @@ def routes() -> list[Route]:
         Route(f"{PREFIX}/stats", _guarded(stats), methods=["GET"]),
         Route(f"{PREFIX}/stats/reset", _guarded(reset_stats), methods=["POST"]),
         Route(f"{PREFIX}/truth/{{sobject}}", _guarded(truth), methods=["GET"]),
+        Route(f"{PREFIX}/updates/{{sobject}}", _guarded(update_counts), methods=["GET"]),
     ]

@@ -1,4 +1,5 @@
-"""The REST data API under /services/data/vXX.X/: query(All), query_more, describe, collections.
+"""The REST data API under /services/data/vXX.X/: query(All), query_more, describe, collections
+and (routes from `bulk`) Bulk API 2.0 query jobs.
 
 Every call goes through `_data_call`: session check (401), budget (403), then the handler, then
 `Sforce-Limit-Info` on success. Work on the org runs in a worker thread so one large query does
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gtm_pipeline.emulator import bulk
 from gtm_pipeline.emulator.errors import EmulatorError
 from gtm_pipeline.emulator.org import MAX_COLLECTION
 from gtm_pipeline.emulator.paging import Cursor, batch_size_from_header
@@ -158,4 +160,5 @@ def routes() -> list[Route]:
         Route(f"{base}/sobjects/{{sobject}}/describe/", describe, methods=["GET"]),
         Route(f"{base}/composite/sobjects", composite, methods=["PATCH"]),
         Route(f"{base}/composite/sobjects/", composite, methods=["PATCH"]),
+        *bulk.routes(_data_call),
     ]

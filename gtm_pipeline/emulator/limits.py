@@ -63,7 +63,11 @@ class ApiBudget:
 
 
 class CallStats:
-    """How many requests reached each endpoint kind, faults and refusals included."""
+    """How many requests reached each endpoint kind, faults and refusals included.
+
+    Kinds beyond CALL_KINDS (the Bulk API's `bulk_create`, `bulk_job`, `bulk_results`) appear
+    once they have been called.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -12,9 +12,11 @@ Additions beyond that contract (free to use):
         api_version="60.0") overrides it per query.
     QueryResult.sobject, .columns (canonical dotted paths in select order, e.g. "Account.Name"),
         .compound_columns (selected address fields: Bulk API 2.0 must refuse those),
+        .column_types (each column's describe type, for Bulk CSV formatting),
         .flat_page(start, stop) -> rows as lists of column values (for Bulk CSV).
     Org.record(sobject, id) -> the truth dict of one record or None (purged/unknown).
     Org.count(sobject, include_deleted=False) -> int.
+    Org.plan_query(soql) -> CompiledQuery: parse and bind without running (Bulk job creation).
     Org.seed.
     truth() of an unknown object raises EmulatorError(404, NOT_FOUND) like describe().
 
@@ -76,6 +78,7 @@ class QueryResult:
         self.total_size = len(rows)
         self.sobject = compiled.sobject.name
         self.columns = list(compiled.columns)
+        self.column_types = list(compiled.column_types)
         self.compound_columns = list(compiled.compound_columns)
 
     def page(self, start: int, stop: int) -> list[dict]:
@@ -116,6 +119,7 @@ class Org:
         self._next_sequence = dict(generated.next_sequence)
         self._lock = threading.RLock()
         self._row_locks: dict[str, int] = {}
+        self._api_updates: dict[str, dict[str, int]] = {}
         self._query_serial = 0
         self._rng = random.Random(seed ^ 0x5EED)
         self._readers = {name: _truth_reader(obj) for name, obj in objects.items()}
@@ -185,6 +189,13 @@ class Org:
         ordered = _serve_duplicates(ordered, obj.dirty_slot)
         return QueryResult(compiled, compiled.window(ordered), api_version or self.api_version)
 
+    def plan_query(self, soql: str) -> CompiledQuery:
+        """Parse and bind a query without running it, raising the errors a query would raise.
+
+        Bulk jobs check their SOQL when created but read the org only when they complete.
+        """
+        return compile_query(parse(soql), Schema(self._objects, {}))
+
     def truth(self, sobject: str) -> Iterator[dict]:
         """Every record not purged, all fields, plus `_dirty` naming its dirt when it has any."""
         obj = self._object(sobject)
@@ -212,6 +223,18 @@ class Org:
         with self._lock:
             rows = list(self._tables[obj.name].values())
         return len(rows) if include_deleted else sum(1 for r in rows if not r[_IS_DELETED])
+
+    def api_update_counts(self, sobject: str) -> dict[str, int]:
+        """How many API updates (sObject Collections) changed each record, by 18-char Id.
+
+        Control-API mutations are not counted: this is what tests use to check that a writer
+        sent each record once.
+        """
+        obj = self._object(sobject)
+        if obj is None:
+            raise EmulatorError(404, "NOT_FOUND", "The requested resource does not exist")
+        with self._lock:
+            return dict(self._api_updates.get(obj.name, {}))
 
     # --- sObject Collections update ---------------------------------------------------------
 
@@ -243,6 +266,8 @@ class Org:
             if not (all_or_none and failed):
                 for (name, rid), row in pending.items():
                     self._tables[name][rid] = row
+                    counts = self._api_updates.setdefault(name, {})
+                    counts[rid] = counts.get(rid, 0) + 1
         return [_result(o, rolled_back=all_or_none and failed) for o in outcomes]
 
     def _plan_update(

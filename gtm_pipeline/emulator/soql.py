@@ -380,6 +380,7 @@ class CompiledQuery:
     sobject: ObjectDef
     columns: list[str]  # canonical dotted paths, in select order
     column_getters: list[Getter]
+    column_types: list[str]  # the describe type of each column's field (Bulk CSV formats by it)
     compound_columns: list[str]
     predicate: Predicate | None
     sort_passes: list[tuple[Callable[[Row], Any], bool]]  # applied in this order
@@ -420,6 +421,7 @@ def compile_query(query: Query, schema: Schema) -> CompiledQuery:
     seen: set[tuple[str, ...]] = set()
     columns: list[str] = []
     getters: list[Getter] = []
+    types: list[str] = []
     compound: list[str] = []
     for path in query.select:
         resolved = schema.resolve(obj, path)
@@ -430,6 +432,7 @@ def compile_query(query: Query, schema: Schema) -> CompiledQuery:
         _place(root, schema, resolved)
         columns.append(".".join(resolved.canonical))
         getters.append(resolved.getter)
+        types.append(resolved.field.type)
         if resolved.field.is_compound:
             compound.append(columns[-1])
     predicate = _compile_expr(query.where, obj, schema) if query.where is not None else None
@@ -449,6 +452,7 @@ def compile_query(query: Query, schema: Schema) -> CompiledQuery:
         sobject=obj,
         columns=columns,
         column_getters=getters,
+        column_types=types,
         compound_columns=compound,
         predicate=predicate,
         sort_passes=passes,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gtm_pipeline.config import DEFAULT_API_VERSION
+from gtm_pipeline.emulator.bulk import BulkJobs, BulkSettings
 from gtm_pipeline.emulator.faults import FaultPlan
 from gtm_pipeline.emulator.limits import ApiBudget, CallStats
 from gtm_pipeline.emulator.oauth import OAuthAuthority, OAuthClient
@@ -36,6 +37,7 @@ class EmulatorOptions:
     rotate_refresh_tokens: bool = False
     redirect_uris: tuple[str, ...] | None = None
     fault_seed: int = 0
+    bulk: BulkSettings = field(default_factory=BulkSettings)
     client_id: str = ""
     client_secret: str = field(default="", repr=False)
     control_token: str = field(default="", repr=False)
@@ -105,6 +107,7 @@ class EmulatorState:
         self.faults = FaultPlan(options.fault_seed)
         self.cursors = CursorStore(clock, options.locator_lifetime, options.max_open_cursors)
         self.page_policy = options.page_size
+        self.bulk = BulkJobs(clock, options.bulk)
 
     def __repr__(self) -> str:
         return f"EmulatorState(base_url={self.base_url!r}, org_id={self.org.org_id!r})"
@@ -141,4 +144,8 @@ class EmulatorState:
             "page_size": self.page_policy.to_json(),
             "locator_lifetime": self.cursors.lifetime,
             "max_open_cursors": self.cursors.max_open,
+            "bulk_enabled": self.bulk.settings.enabled,
+            "bulk_job_polls": self.bulk.settings.polls_to_complete,
+            "bulk_job_seconds": self.bulk.settings.seconds_to_complete,
+            "bulk_fail_next": self.bulk.pending_failures(),
         }

@@ -129,6 +129,10 @@ class EmulatorControl:
     def reset_stats(self) -> dict:
         return self._call("POST", "/stats/reset").json()
 
+    def update_counts(self, sobject: str) -> dict[str, int]:
+        """Per record Id, how many sObject Collections updates changed it (control ops excluded)."""
+        return self._call("GET", f"/updates/{sobject}").json()["counts"]
+
     def truth(self, sobject: str) -> Iterator[dict]:
         """Ground truth for one object (deleted rows included), streamed line by line."""
         with self._call("GET", f"/truth/{sobject}", stream=True) as response:

@@ -222,6 +222,19 @@ class SalesforceClient:
         results = self._call(lambda sf: sf.restful("composite/sobjects", method="PATCH", json=body))
         return list(results or [])
 
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One call to `{instance}/services/data/vXX.X/{path}`, answered as the raw response.
+
+        For endpoints whose bodies are not JSON or whose headers matter (Bulk API 2.0 results:
+        CSV plus `Sforce-Locator`). It runs through the same guard, retries, 401 refresh and call
+        count as every other call; simple-salesforce's `_call_salesforce` adds the bearer header,
+        raises on errors and reads `Sforce-Limit-Info` (the usage guard stays informed).
+        `kwargs` go to `requests` (`json`, `params`, `headers`).
+        """
+        return self._call(
+            lambda sf: sf._call_salesforce(method, sf.base_url + path, name=path, **kwargs)
+        )
+
     # -- the call wrapper ----------------------------------------------------------------------
 
     def _call(self, fn: Callable[[Salesforce], T]) -> T:

@@ -54,3 +54,17 @@ class ApiUsageGuardTripped(ApiLimitExceeded):
             f"Stopped before passing {share:.0%} of the org's daily API budget "
             f"({used}/{total} calls used); the next run resumes from the last committed page"
         )
+
+
+class BulkUnavailable(SalesforceClientError):
+    """Bulk API 2.0 cannot run this query for this org (no Bulk permission, feature off, or a
+    query Bulk does not support); the same data can still be read through REST."""
+
+
+class BulkJobFailed(SalesforceClientError):
+    """A Bulk API 2.0 query job ended Failed or Aborted, or did not finish in the time allowed."""
+
+    def __init__(self, job_id: str, state: str, message: str) -> None:
+        self.job_id = job_id
+        self.state = state
+        super().__init__(f"Bulk query job {job_id} {state}: {message}")

@@ -44,6 +44,22 @@ def later(a: Cursor | None, b: Cursor | None) -> Cursor | None:
 class PageLoad:
     loaded: int
     cursor: Cursor | None
+    """The cursor saved, or with `hold_cursor` the largest one the page reached (not saved)."""
+
+
+def advance_cursor(
+    conn: sa.Connection,
+    tenant_id: str,
+    key: str,
+    reached: Cursor | None,
+    mode: str,
+    stats: dict[str, Any] | None = None,
+) -> Cursor | None:
+    """Move the stored cursor `key` up to `reached` (never back) in `conn`; the new cursor."""
+    cursor = later(get_cursor(conn, tenant_id, key), reached)
+    if cursor is not None:
+        save_cursor(conn, tenant_id, key, cursor, mode, stats)
+    return cursor
 
 
 def load_page(
@@ -56,16 +72,22 @@ def load_page(
     run_id: str | None,
     now: datetime,
     stats: dict[str, Any],
+    hold_cursor: bool = False,
 ) -> PageLoad:
-    """Upsert clean rows, quarantine rejected ones, advance the cursor: all in `conn`."""
+    """Upsert clean rows, quarantine rejected ones, advance the cursor: all in `conn`.
+
+    `hold_cursor` leaves the stored cursor alone, for pages that come in no particular order
+    (Bulk result sets): the caller advances it once every page up to it is committed.
+    """
     clean = page.result.clean.assign(tenant_id=tenant_id, deleted_at=None, synced_at=now)
     loaded = upsert_records(conn, CANONICAL_TABLES[entity.name], clean)
     replace_failures(
         conn, tenant_id, entity.name, page.seen_ids, page.rejected, run_id=run_id, now=now
     )
-    cursor = later(get_cursor(conn, tenant_id, entity.name), page_cursor(page.canonical))
-    if cursor is not None:
-        save_cursor(conn, tenant_id, entity.name, cursor, mode, stats)
+    reached = page_cursor(page.canonical)
+    if hold_cursor:
+        return PageLoad(loaded=loaded, cursor=reached)
+    cursor = advance_cursor(conn, tenant_id, entity.name, reached, mode, stats)
     return PageLoad(loaded=loaded, cursor=cursor)
 
 
@@ -77,8 +99,10 @@ def load_deletions(
     deleted: pd.DataFrame,
     mode: str,
     now: datetime,
+    hold_cursor: bool = False,
 ) -> PageLoad:
-    """Mark records deleted (rows kept; `deleted_at` = deletion stamp); advance that cursor."""
+    """Mark records deleted (rows kept; `deleted_at` = deletion stamp); advance that cursor
+    (unless `hold_cursor`, as for `load_page`)."""
     if deleted.empty:
         return PageLoad(0, None)
     stamps = pd.to_datetime(deleted["SystemModstamp"], utc=True, format="ISO8601")
@@ -93,8 +117,8 @@ def load_deletions(
         }
     )
     loaded = upsert_records(conn, CANONICAL_TABLES[entity.name], rows)
-    key = deleted_cursor_key(entity)
-    cursor = later(get_cursor(conn, tenant_id, key), page_cursor(rows))
-    if cursor is not None:
-        save_cursor(conn, tenant_id, key, cursor, mode)
+    reached = page_cursor(rows)
+    if hold_cursor:
+        return PageLoad(loaded=loaded, cursor=reached)
+    cursor = advance_cursor(conn, tenant_id, deleted_cursor_key(entity), reached, mode)
     return PageLoad(loaded=loaded, cursor=cursor)

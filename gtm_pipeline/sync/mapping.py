@@ -517,6 +517,13 @@ def related_describes(
             if ref is None or not ref.reference_to:
                 break
             name = ref.reference_to[0]
+            try:
+                check_identifier(name)  # describe output is input too: it becomes a URL path
+            except SoqlBuildError:
+                raise MappingError(
+                    f"relationship {hop!r} of {mapping.source!r} points to {_show(name)}, "
+                    "which is not a Salesforce object name"
+                ) from None
             if name not in related:
                 related[name] = describe_object(client, name)
             current = related[name]

@@ -4,29 +4,49 @@ Reads modified records (`query`, ordered by `SystemModstamp, Id`, from the commi
 the lookback), then deleted ones (`queryAll`, `IsDeleted = true`, from their own cursor). Each page
 is transformed, gated and loaded in its own transaction together with its cursor. No Dagster here:
 callers (the Dagster assets, the CLI, tests) pass a client and an engine and get stats back.
+
+A full sync of more records than the Bulk threshold (the REST first page's `totalSize`) reads
+through one Bulk API 2.0 `queryAll` job instead (`sync/bulk.py`): each result set is split into
+live and deleted rows and loaded in its own transaction, but as result sets come in no promised
+order the cursors move only in the last one's transaction, so an interrupted Bulk read is
+re-read, never skipped. A failed job or an org without Bulk access falls back to REST pages
+(`SyncStats.bulk_fallback` says why). Incremental syncs always use REST.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from gtm_pipeline.salesforce.bulk import DEFAULT_MAX_RECORDS, BulkPollPolicy, BulkQuery
 from gtm_pipeline.salesforce.client import SalesforceClient
+from gtm_pipeline.salesforce.errors import BulkJobFailed, BulkUnavailable
 from gtm_pipeline.store import Cursor, get_cursor, mark_run_started, mark_run_succeeded
+from gtm_pipeline.sync.bulk import bulk_threshold, plan_bulk_query, read_result_set, split_deleted
 from gtm_pipeline.sync.entities import Entity, FieldMapping
-from gtm_pipeline.sync.extract import iter_raw_pages
-from gtm_pipeline.sync.load import deleted_cursor_key, load_deletions, load_page
-from gtm_pipeline.sync.mapping import resolve_mappings, source_fields
-from gtm_pipeline.sync.prepare import prepare_page
+from gtm_pipeline.sync.extract import RawPage, iter_raw_pages
+from gtm_pipeline.sync.load import (
+    PageLoad,
+    advance_cursor,
+    deleted_cursor_key,
+    later,
+    load_deletions,
+    load_page,
+)
+from gtm_pipeline.sync.mapping import ResolvedMappings, resolve_mappings, source_fields
+from gtm_pipeline.sync.prepare import PreparedPage, prepare_page
 from gtm_pipeline.sync.quality import QualityStats
 from gtm_pipeline.sync.soql import deleted_query, modified_query
 
 DEFAULT_LOOKBACK = timedelta(minutes=10)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,6 +55,18 @@ class SyncOptions:
     lookback: timedelta = DEFAULT_LOOKBACK
     batch_size: int = 2000
     run_id: str | None = None
+    bulk_threshold: int | None = None
+    """A full sync of more records than this reads through Bulk API 2.0; None reads
+    `GTM_BULK_THRESHOLD` (default 50,000) when the run starts."""
+    bulk_max_records: int = DEFAULT_MAX_RECORDS
+    """Records per Bulk result set: the most held in memory at once."""
+    bulk_poll: BulkPollPolicy = field(default_factory=BulkPollPolicy)
+
+    def __post_init__(self) -> None:
+        if self.bulk_threshold is not None and self.bulk_threshold < 0:
+            raise ValueError("bulk_threshold cannot be negative")
+        if self.bulk_max_records < 1:
+            raise ValueError("bulk_max_records must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -66,6 +98,10 @@ class SyncStats:
     seconds: float = 0.0
     quality: QualityStats = field(default_factory=QualityStats)
     mapping_warnings: list[str] = field(default_factory=list)
+    extraction: str = "rest"
+    """How the modified records were read: "rest" pages or one "bulk" job."""
+    bulk_fallback: str | None = None
+    """Why a Bulk read was abandoned for REST (a failed job, no Bulk access), if it was."""
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -79,6 +115,28 @@ def _describe(cursor: Cursor | None) -> str | None:
 
 def _since(cursor: Cursor | None, lookback: timedelta) -> datetime | None:
     return None if cursor is None else cursor.system_modstamp - lookback
+
+
+@dataclass
+class _Run:
+    """One entity's run: what every step needs, so the steps stay small functions."""
+
+    client: SalesforceClient
+    engine: sa.Engine
+    tenant_id: str
+    entity: Entity
+    resolved: ResolvedMappings
+    options: SyncOptions
+    mode: str
+    stats: SyncStats
+    progress: Callable[[], dict[str, Any]]
+    on_page: Callable[[PageProgress], None] | None
+
+    def report(self, kind: str, number: int, total: int, rows: int, load: PageLoad) -> None:
+        if self.on_page:
+            self.on_page(PageProgress(
+                self.entity.name, kind, number, total, rows, load.loaded, load.cursor
+            ))  # fmt: skip
 
 
 def sync_entity(
@@ -101,6 +159,7 @@ def sync_entity(
     with engine.begin() as conn:
         # Checked before the run is marked started: a refused mapping changes nothing.
         resolved = resolve_mappings(client, conn, tenant_id, entity, mappings)
+    threshold = bulk_threshold() if options.bulk_threshold is None else options.bulk_threshold
     with engine.begin() as conn:
         cursor = get_cursor(conn, tenant_id, entity.name)
         deleted_cursor = get_cursor(conn, tenant_id, deleted_cursor_key(entity))
@@ -112,67 +171,23 @@ def sync_entity(
         cursor_before=_describe(cursor),
         mapping_warnings=list(resolved.warnings),
     )
-    since = None if mode == "full" else _since(cursor, options.lookback)
-    fields = source_fields(resolved.mappings)
 
     def progress() -> dict[str, Any]:
         stats.api_calls = client.calls_made - calls_before
         stats.seconds = round(time.perf_counter() - started, 3)
         return stats.as_dict()
 
-    soql = modified_query(entity.sf_object, fields, since)
-    for page in iter_raw_pages(client, soql, batch_size=options.batch_size):
-        if page.frame.empty:
-            continue
-        prepared = prepare_page(entity, page.frame, resolved.mappings, tenant_id=tenant_id)
-        stats.pages += 1
-        stats.rows_read += len(page.frame)
-        stats.rows_rejected += prepared.result.stats.failed + prepared.raw_rejected
-        stats.duplicates_removed += prepared.result.stats.duplicates_removed
-        stats.quality.add(prepared.result.stats)
-        with engine.begin() as conn:
-            loaded = load_page(
-                conn,
-                tenant_id=tenant_id,
-                entity=entity,
-                page=prepared,
-                mode=mode,
-                run_id=options.run_id,
-                now=datetime.now(UTC),
-                stats=progress(),
-            )
-        stats.rows_loaded += loaded.loaded
-        stats.cursor_after = _describe(loaded.cursor)
-        if on_page:
-            on_page(PageProgress(entity.name, "modified", page.page_number, page.total_size,
-                                 len(page.frame), loaded.loaded, loaded.cursor))  # fmt: skip
-
-    # A full sync re-reads the whole recycle bin too, so it also repairs deletions that became
-    # visible later than the lookback, exactly as it does for modifications.
-    full_deletions = mode == "full" or deleted_cursor is None
-    deleted_since = None if full_deletions else _since(deleted_cursor, options.lookback)
-    for page in iter_raw_pages(
-        client,
-        deleted_query(entity.sf_object, deleted_since),
-        include_deleted=True,
-        batch_size=options.batch_size,
-    ):
-        if page.frame.empty:
-            continue
-        stats.pages += 1
-        with engine.begin() as conn:
-            loaded = load_deletions(
-                conn,
-                tenant_id=tenant_id,
-                entity=entity,
-                deleted=page.frame,
-                mode=mode,
-                now=datetime.now(UTC),
-            )
-        stats.rows_deleted += loaded.loaded
-        if on_page:
-            on_page(PageProgress(entity.name, "deleted", page.page_number, page.total_size,
-                                 len(page.frame), loaded.loaded, loaded.cursor))  # fmt: skip
+    run = _Run(client, engine, tenant_id, entity, resolved, options, mode, stats, progress, on_page)
+    since = None if mode == "full" else _since(cursor, options.lookback)
+    soql = modified_query(entity.sf_object, source_fields(resolved.mappings), since)
+    pages: Iterator[RawPage] | None = iter_raw_pages(client, soql, batch_size=options.batch_size)
+    if mode == "full" and pages is not None:
+        pages = _bulk_or_rest(run, soql, pages, threshold)
+    if pages is not None:
+        _load_rest_pages(run, pages)
+        # A full sync re-reads the whole recycle bin too, so it also repairs deletions that
+        # became visible later than the lookback, exactly as it does for modifications.
+        _load_rest_deletions(run, None if mode == "full" else deleted_cursor)
 
     if stats.cursor_after is None:
         stats.cursor_after = stats.cursor_before
@@ -180,3 +195,146 @@ def sync_entity(
     with engine.begin() as conn:
         mark_run_succeeded(conn, tenant_id, entity.name, final)
     return stats
+
+
+def _bulk_or_rest(
+    run: _Run, soql: str, pages: Iterator[RawPage], threshold: int
+) -> Iterator[RawPage] | None:
+    """Read a full sync through Bulk when the REST count is above `threshold`.
+
+    Returns the REST pages still to load, or None when Bulk read everything (deletions too).
+    The REST first page is the count; when REST is kept, it is loaded, not fetched again.
+    """
+    first = next(pages, None)
+    if first is None:
+        return iter(())
+    if first.total_size <= threshold:
+        return itertools.chain([first], pages)
+    try:
+        _load_bulk(run, first.total_size)
+    except (BulkUnavailable, BulkJobFailed) as exc:
+        run.stats.bulk_fallback = str(exc)
+        log.warning("%s: Bulk API read abandoned, reading through REST: %s", run.entity.name, exc)
+        return iter_raw_pages(run.client, soql, batch_size=run.options.batch_size)
+    return None
+
+
+def _load_rest_pages(run: _Run, pages: Iterator[RawPage]) -> None:
+    stats = run.stats
+    for page in pages:
+        if page.frame.empty:
+            continue
+        prepared = prepare_page(
+            run.entity, page.frame, run.resolved.mappings, tenant_id=run.tenant_id
+        )
+        _count_page(stats, page.frame, prepared)
+        with run.engine.begin() as conn:
+            loaded = _load_live(run, conn, prepared, hold_cursor=False)
+        stats.cursor_after = _describe(loaded.cursor)
+        run.report("modified", page.page_number, page.total_size, len(page.frame), loaded)
+
+
+def _load_rest_deletions(run: _Run, deleted_cursor: Cursor | None) -> None:
+    deleted_since = None if deleted_cursor is None else _since(deleted_cursor, run.options.lookback)
+    for page in iter_raw_pages(
+        run.client,
+        deleted_query(run.entity.sf_object, deleted_since),
+        include_deleted=True,
+        batch_size=run.options.batch_size,
+    ):
+        if page.frame.empty:
+            continue
+        run.stats.pages += 1
+        with run.engine.begin() as conn:
+            loaded = _load_gone(run, conn, page.frame, hold_cursor=False)
+        run.stats.rows_deleted += loaded.loaded
+        run.report("deleted", page.page_number, page.total_size, len(page.frame), loaded)
+
+
+def _load_bulk(run: _Run, total_size: int) -> None:
+    """Every record (live and deleted) through one Bulk queryAll job, a result set at a time.
+
+    Result sets come in no promised order, so each is committed with the cursors held back;
+    the last one's transaction moves both cursors to the largest positions seen.
+    """
+    plan = plan_bulk_query(run.client, run.entity, run.resolved.mappings)
+    bulk = BulkQuery(run.client, run.options.bulk_poll)
+    stats = run.stats
+    reached: Cursor | None = None
+    reached_deleted: Cursor | None = None
+    for result in bulk.run(
+        plan.soql, include_deleted=True, max_records=run.options.bulk_max_records
+    ):
+        stats.extraction = "bulk"
+        live, gone = split_deleted(read_result_set(result.csv, plan))
+        prepared = None
+        if not live.empty:
+            prepared = prepare_page(
+                run.entity, live, run.resolved.mappings, tenant_id=run.tenant_id
+            )
+            _count_page(stats, live, prepared)
+        elif not gone.empty:
+            stats.pages += 1
+        with run.engine.begin() as conn:
+            loaded = 0
+            if prepared is not None:
+                held = _load_live(run, conn, prepared, hold_cursor=True)
+                loaded, reached = held.loaded, later(reached, held.cursor)
+            if not gone.empty:
+                deleted = _load_gone(run, conn, gone, hold_cursor=True)
+                stats.rows_deleted += deleted.loaded
+                reached_deleted = later(reached_deleted, deleted.cursor)
+            # Progress reports committed cursors only: None until the last result set.
+            committed = None
+            if result.last:
+                committed = _commit_cursors(run, conn, reached, reached_deleted)
+        rows = len(live) + len(gone)
+        run.report("bulk", result.number, total_size, rows, PageLoad(loaded, committed))
+
+
+def _commit_cursors(
+    run: _Run, conn: sa.Connection, reached: Cursor | None, reached_deleted: Cursor | None
+) -> Cursor | None:
+    cursor = advance_cursor(conn, run.tenant_id, run.entity.name, reached, run.mode, run.progress())
+    advance_cursor(conn, run.tenant_id, deleted_cursor_key(run.entity), reached_deleted, run.mode)
+    if cursor is not None:
+        run.stats.cursor_after = _describe(cursor)
+    return cursor
+
+
+def _count_page(stats: SyncStats, frame: Any, prepared: PreparedPage) -> None:
+    stats.pages += 1
+    stats.rows_read += len(frame)
+    stats.rows_rejected += prepared.result.stats.failed + prepared.raw_rejected
+    stats.duplicates_removed += prepared.result.stats.duplicates_removed
+    stats.quality.add(prepared.result.stats)
+
+
+def _load_live(
+    run: _Run, conn: sa.Connection, page: PreparedPage, *, hold_cursor: bool
+) -> PageLoad:
+    loaded = load_page(
+        conn,
+        tenant_id=run.tenant_id,
+        entity=run.entity,
+        page=page,
+        mode=run.mode,
+        run_id=run.options.run_id,
+        now=datetime.now(UTC),
+        stats=run.progress(),
+        hold_cursor=hold_cursor,
+    )
+    run.stats.rows_loaded += loaded.loaded
+    return loaded
+
+
+def _load_gone(run: _Run, conn: sa.Connection, frame: Any, *, hold_cursor: bool) -> PageLoad:
+    return load_deletions(
+        conn,
+        tenant_id=run.tenant_id,
+        entity=run.entity,
+        deleted=frame,
+        mode=run.mode,
+        now=datetime.now(UTC),
+        hold_cursor=hold_cursor,
+    )

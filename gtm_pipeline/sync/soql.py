@@ -39,7 +39,9 @@ def check_path(path: str) -> str:
 def datetime_literal(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("SOQL datetimes must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = moment.astimezone(UTC)
+    # strftime's %Y drops leading zeros before year 1000; SOQL needs four digits.
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}Z"
 
 
 def select_fields(fields: Sequence[str], *extra: str) -> list[str]:
