@@ -182,6 +182,45 @@ def test_per_record_failures_are_reported_and_the_rest_of_the_batch_is_written(
     assert _state(engine)[deleted].attempts == 2
 
 
+def test_bad_values_and_a_malformed_id_fail_alone_with_their_codes(
+    emulator, client, engine
+) -> None:
+    ids = _live_ids(emulator)[:199]
+    df = _scores([*ids, "003NOT_AN_ID"])
+    too_long, out_of_range = ids[5], ids[6]
+    df.loc[df["external_id"] == too_long, "tier"] = "T" * 25  # Tier__c holds 20 characters
+    df.loc[df["external_id"] == out_of_range, "fit_score"] = 1e17  # number(18, 2)
+    result = write_back(client, engine, TENANT, "person", df, FIELD_MAP)
+    codes = {error["entity_id"]: error["code"] for error in result.errors}
+    assert codes == {
+        "003NOT_AN_ID": "MALFORMED_ID",
+        too_long: "STRING_TOO_LONG",
+        out_of_range: "NUMBER_OUTSIDE_VALID_RANGE",
+    }
+    assert (result.requests, result.success, result.failed) == (1, 197, 3)
+    _assert_landed(emulator, df[~df["external_id"].isin(codes)])
+
+
+@pytest.mark.parametrize(
+    ("field_map", "code"),
+    [
+        ({"fit_score": "Days_Since_Activity__c"}, "INVALID_FIELD_FOR_INSERT_UPDATE"),  # a formula
+        ({"tier": "Fit_Score__c"}, "INVALID_TYPE_ON_FIELD_IN_RECORD"),  # text into a number
+    ],
+)
+def test_a_field_that_cannot_take_the_value_fails_every_record_with_its_code(
+    emulator, client, engine, field_map, code
+) -> None:
+    ids = _live_ids(emulator, "Account")
+    result = write_back(client, engine, TENANT, "account", _scores(ids, "account"), field_map)
+    assert result.failed == len(ids) and result.success == 0
+    assert {e["code"] for e in result.errors} == {code}
+    assert (
+        write_back(client, engine, TENANT, "account", _scores(ids, "account"), field_map).requests
+        == 0
+    )
+
+
 def test_a_missing_field_fails_permanently_until_the_mapping_changes(
     emulator, client, engine
 ) -> None:

@@ -17,6 +17,7 @@ from gtm_pipeline.writeback.payloads import (
     changed_only,
     datetime_value,
     field_values,
+    float_value,
 )
 
 FIELD_MAP = {
@@ -152,3 +153,28 @@ def test_batches_keep_order_and_respect_the_size(count: int, size: int) -> None:
 def test_batches_refuse_more_than_the_collection_limit() -> None:
     with pytest.raises(ValueError, match="between 1 and 200"):
         list(batches([{"id": "1"}], 201))
+
+
+_AWARE = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+)
+_SCORE = st.one_of(st.floats(allow_infinity=False), st.integers(-(2**40), 2**40))
+
+
+@given(
+    st.lists(st.tuples(_SCORE, st.one_of(st.none(), _AWARE)), min_size=1, max_size=30),
+    st.integers(min_value=-14 * 60, max_value=14 * 60),
+)
+def test_whole_columns_convert_exactly_like_single_values(rows, offset_minutes: int) -> None:
+    """build_records converts typed columns at once; the result must equal value-by-value."""
+    zone = timezone(timedelta(minutes=offset_minutes))
+    scored_at = pd.Series(pd.to_datetime([at for _, at in rows], utc=True)).dt.tz_convert(zone)
+    df = _scores([{"external_id": f"003{i}"} for i in range(len(rows))]).assign(
+        fit_score=pd.Series([score for score, _ in rows]), scored_at=scored_at
+    )
+    assert isinstance(df["scored_at"].dtype, pd.DatetimeTZDtype)
+    records = build_records(df, "person", {"fit_score": "F__c", "scored_at": "S__c"})
+    for record, (score, at) in zip(records, rows, strict=True):
+        assert record["F__c"] == float_value(score)
+        assert record["S__c"] == datetime_value(at)
+    json.dumps(records, allow_nan=False)
