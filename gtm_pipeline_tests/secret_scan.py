@@ -5,6 +5,10 @@ output is written to `test-artifacts/suite.log`. The secrets the suite handles a
 they are made: each emulator's client secret and control token, every encryption key and state
 secret given to the cipher and signer. Access and refresh tokens are recognised by their shape
 (`00D...!AR...`, `5Aep...`). At the end the file is searched for all of them; any hit fails the run.
+
+Text a test sees without logging it (a page body fetched from the web app) is added to the same
+file with `record_text(label, text)`, so it is scanned too; `secrets_in(text)` checks one text
+right away, for a test that wants to fail at the page that leaked.
 """
 
 from __future__ import annotations
@@ -30,6 +34,25 @@ def remember(kind: str, value: str | None) -> None:
     also shows up legitimately in test ids, so only random-looking values are kept."""
     if value and len(value) >= 16 and len(set(value)) >= 8:
         _remembered[value] = kind
+
+
+def record_text(label: str, text: str) -> None:
+    """Add text the suite saw but did not log (a response body) to the scanned artifact."""
+    if _file is not None:
+        _file.write(f"--- {label}\n{text}\n")
+
+
+def secrets_in(text: str) -> dict[str, int]:
+    """Kinds of secret found in `text` (known values and token shapes) and how many of each."""
+    found: dict[str, int] = {}
+    for value, kind in _remembered.items():
+        if value in text:
+            found[kind] = found.get(kind, 0) + 1
+    for kind, shape in TOKEN_SHAPES.items():
+        hits = len(set(shape.findall(text)))
+        if hits:
+            found[kind] = found.get(kind, 0) + hits
+    return found
 
 
 def _instrument(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,15 +118,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def _scan() -> tuple[int, dict[str, int]]:
     text = ARTIFACT.read_text(encoding="utf-8", errors="replace")
-    found: dict[str, int] = {}
-    for value, kind in _remembered.items():
-        if value in text:
-            found[kind] = found.get(kind, 0) + 1
-    for kind, shape in TOKEN_SHAPES.items():
-        hits = len(set(shape.findall(text)))
-        if hits:
-            found[kind] = found.get(kind, 0) + hits
-    return text.count("\n"), found
+    return text.count("\n"), secrets_in(text)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -17,6 +17,10 @@ import uvicorn
 from starlette.types import ASGIApp
 
 START_TIMEOUT_SECONDS = 20.0
+# The request line plus headers may take at most this much; larger is a 400 before the app runs.
+# uvicorn's httptools parser (its default when installed) buffers headers of any size, so one
+# request with a gigabyte header could exhaust memory; h11 enforces this limit.
+MAX_REQUEST_HEAD_BYTES = 32 * 1024
 
 
 class ServerStartError(RuntimeError):
@@ -62,6 +66,8 @@ def _config(app: ASGIApp, *, embedded: bool, **options: Any) -> uvicorn.Config:
         log_level="warning" if embedded else "info",
         access_log=not embedded,
         timeout_graceful_shutdown=5,
+        http="h11",
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
         **options,
     )
 
