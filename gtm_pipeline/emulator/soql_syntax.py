@@ -163,7 +163,8 @@ def _date_literal(lexeme: str) -> str:
 def format_datetime(value: datetime) -> str:
     """The wire (and stored) form of a datetime: UTC, milliseconds, `+0000`."""
     utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
+    # Not strftime("%Y"): it drops the leading zeros of years before 1000.
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}+0000"
 
 
 # --- syntax tree ----------------------------------------------------------------------------

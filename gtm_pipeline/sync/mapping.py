@@ -379,7 +379,7 @@ def _finished(
 
 def _custom_json(columns: dict[str, pd.Series], index: pd.Index) -> pd.Series:
     if not columns:
-        return pd.Series(None, index=index, dtype="object")
+        return pd.Series([None] * len(index), index=index, dtype="object")
     frame = pd.DataFrame(columns, index=index).astype("object")
     frame = frame.where(frame.notna(), None)
     return pd.Series(frame.to_dict("records"), index=index, dtype="object")

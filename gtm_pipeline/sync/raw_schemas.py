@@ -51,10 +51,27 @@ RAW_SCHEMAS: dict[str, type[SalesforceRecordSchema]] = {
 }
 
 
+CONTRACT_TEXT = ("Id", "SystemModstamp", "AccountId")
+NO_FAILURES = ("row", "external_id", "stage", "field", "reason")
+
+
+def _contract_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Contract columns as text, nulls kept: a number where an Id belongs (never sent by
+    Salesforce, but possible from a broken proxy) then fails its pattern and is quarantined
+    with its value, instead of failing the dtype check of the whole column."""
+    columns = [c for c in CONTRACT_TEXT if c in frame.columns]
+    if all(pd.api.types.is_string_dtype(frame[c]) for c in columns):
+        return frame
+    return frame.assign(**{c: frame[c].astype("str") for c in columns})
+
+
 def validate_raw(entity: Entity, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The rows that keep the contract, and one failure row (row, external_id, field, reason)
     for each that does not."""
     schema = RAW_SCHEMAS[entity.sf_object]
+    if frame.empty:
+        return frame, pd.DataFrame(columns=list(NO_FAILURES))
+    frame = _contract_as_text(frame)
     try:
         schema.validate(frame, lazy=True)
     except SchemaErrors as errors:
@@ -84,4 +101,4 @@ def validate_raw(entity: Entity, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.
             }
         )
         return frame.drop(index=rows), failures
-    return frame, pd.DataFrame(columns=["row", "external_id", "stage", "field", "reason"])
+    return frame, pd.DataFrame(columns=list(NO_FAILURES))

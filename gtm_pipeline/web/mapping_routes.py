@@ -30,6 +30,7 @@ from starlette.routing import Route
 from gtm_pipeline.config import ConfigError
 from gtm_pipeline.connect.tokens import client_for_tenant
 from gtm_pipeline.salesforce.client import SalesforceClient
+from gtm_pipeline.salesforce.crypto import TokenDecryptError
 from gtm_pipeline.salesforce.errors import SalesforceClientError, SessionInvalid
 from gtm_pipeline.salesforce.metadata import FieldInfo, MetadataError, describe_object
 from gtm_pipeline.store.connections import get_connector
@@ -159,6 +160,15 @@ def _reading_org(tenant_id: str, sf_object: str) -> Iterator[None]:
         yield
     except SessionInvalid as exc:
         raise TenantUnavailable(409, "Salesforce needs reconnecting", str(exc)) from None
+    except TokenDecryptError:
+        # The stored tokens do not open under this tenant and key: altered, copied from another
+        # tenant, or sealed under another key. Only a new connection can replace them.
+        log.warning("stored tokens of tenant %s cannot be decrypted", tenant_id)
+        raise TenantUnavailable(
+            409,
+            "Salesforce needs reconnecting",
+            "The stored connection for this tenant cannot be opened; connect Salesforce again.",
+        ) from None
     except (SalesforceClientError, MetadataError) as exc:
         log.warning("describe %s for tenant %s failed: %s", sf_object, tenant_id, exc)
         raise TenantUnavailable(

@@ -67,3 +67,19 @@ def test_prepare_page_quarantines_raw_breaches_and_still_sees_their_ids():
     assert rejected["stage"] == RAW_SCHEMA and rejected["external_id"] == "003RO000003RzQjYAK"
     assert rejected["raw"]["Email"] == "b@x.io"
     assert list(page.result.clean["external_id"]) == [GOOD_ID]
+
+
+def test_numbers_where_ids_belong_are_quarantined_with_their_value_not_a_crash():
+    frame = pd.DataFrame(
+        {"Id": [5, 6], "SystemModstamp": ["2024-01-01T00:00:00.000+0000", None]}, dtype=object
+    )
+    kept, failures = validate_raw(PERSONS, frame)
+    assert kept.empty
+    assert failures["external_id"].tolist() == ["5", "6"]
+    assert set(failures["field"]) == {"Id"} and set(failures["stage"]) == {RAW_SCHEMA}
+
+
+def test_an_empty_page_passes_the_contract_untouched():
+    frame = pd.DataFrame({"Id": [], "SystemModstamp": []}, dtype=object)
+    kept, failures = validate_raw(PERSONS, frame)
+    assert kept.empty and failures.empty
