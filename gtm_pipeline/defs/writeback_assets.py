@@ -26,19 +26,14 @@ from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.defs.scoring_assets import SCORES_KEY
 from gtm_pipeline.salesforce.client import SalesforceClient
-from gtm_pipeline.store import CANONICAL_TABLES
-from gtm_pipeline.store.scoring import read_scores
-from gtm_pipeline.store.tables import quality_failures
 from gtm_pipeline.sync.entities import SYNC_ORDER
 from gtm_pipeline.sync.quality import STAGES, markdown_cell
 from gtm_pipeline.writeback import WritebackResult, write_back
-from gtm_pipeline.writeback.mapping import load_writeback_map
+from gtm_pipeline.writeback.selection import scores_to_write
 
 WRITEBACK_KEY = dg.AssetKey(["salesforce", "score_writeback"])
 FAILURE_RATE_CHECK = "failure_rate"
 WRITEBACK_ORDER = ("account", "person", "opportunity")
-# Canonical table (and quarantine entity name) of each score entity type.
-CANONICAL_ENTITY = {"account": "accounts", "person": "persons", "opportunity": "opportunities"}
 ERRORS_IN_METADATA = 200
 FAILURES_SHOWN = 50
 
@@ -108,19 +103,6 @@ def blocking_quality_checks(instance: dg.DagsterInstance, tenant_id: str) -> lis
     return blocking
 
 
-def excluded_ids(conn: sa.Connection, tenant_id: str, entity_type: str) -> set[str]:
-    """Ids never to write: quarantined by a quality gate, or deleted in Salesforce."""
-    entity = CANONICAL_ENTITY[entity_type]
-    table = CANONICAL_TABLES[entity]
-    quarantined = sa.select(quality_failures.c.external_id).where(
-        quality_failures.c.tenant_id == tenant_id, quality_failures.c.entity == entity
-    )
-    deleted = sa.select(table.c.external_id).where(
-        table.c.tenant_id == tenant_id, table.c.is_deleted.is_(sa.true())
-    )
-    return set(conn.execute(quarantined).scalars()) | set(conn.execute(deleted).scalars())
-
-
 def failures_markdown(results: Sequence[WritebackResult], limit: int = FAILURES_SHOWN) -> str:
     """The first failed records as a table; record ids and Salesforce messages are escaped."""
     rows = [(r.entity_type, e) for r in results for e in r.errors][:limit]
@@ -173,13 +155,10 @@ def _write_entity(
     entity_type: str,
 ) -> WritebackResult:
     with engine.connect() as conn:
-        scores = read_scores(conn, tenant_id, entity_type)
-        excluded = excluded_ids(conn, tenant_id, entity_type)
-        field_map = load_writeback_map(conn, tenant_id, entity_type)
-    kept = scores[~scores["external_id"].isin(excluded)]
+        kept, field_map, left_out = scores_to_write(conn, tenant_id, entity_type)
     context.log.info(
         f"{entity_type}: {len(kept)} scored records to reconcile "
-        f"({len(scores) - len(kept)} quarantined or deleted left out)"
+        f"({left_out} quarantined or deleted left out)"
     )
     def on_progress(settled: int, to_send: int) -> None:
         listener(entity_type, settled, to_send)

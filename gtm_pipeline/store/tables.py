@@ -205,6 +205,9 @@ writeback_state = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_attempt_at", UTCDateTime, nullable=True),
     sa.Column("written_at", UTCDateTime, nullable=True),
+    # The values of the batch in flight: set before its request, cleared with its outcomes. Set
+    # when a run starts, the last run died mid-request; the record is read back, not resent.
+    sa.Column("sending_values", json_type(), nullable=True),
     sa.Index("ix_writeback_state_tenant_id_last_status", "tenant_id", "last_status"),
 )
 

@@ -7,9 +7,12 @@
 - after a transient failure (a row lock outlasting the retries), the column is left as it was,
   so the next run sends the record again.
 
-Every function runs in the caller's transaction and never commits: the engine records one
-batch's outcomes in one transaction right after the batch, so a crash loses at most the
-outcomes of the batch in flight, whose records are then simply sent again.
+`sending_values` holds the values of the batch in flight: stored (`mark_sending`) in its own
+transaction before the request, cleared with the batch's outcomes. Values still there when a run
+starts belong to a batch whose outcomes were lost with a crashed process; the engine reads those
+records back from Salesforce and settles the ones that landed instead of sending them again.
+
+Every function runs in the caller's transaction and never commits.
 """
 
 from __future__ import annotations
@@ -65,6 +68,62 @@ def last_written_values(
     return {row.external_id: dict(row.last_written_values) for row in rows}
 
 
+def mark_sending(
+    conn: sa.Connection,
+    tenant_id: str,
+    entity_type: str,
+    values_by_id: Mapping[str, Mapping[str, Any]],
+) -> None:
+    """Remember the values about to be sent for each record (its settled state is untouched)."""
+    if not values_by_id:
+        return
+    insert = _insert_for(conn)
+    rows = [
+        {
+            "tenant_id": tenant_id,
+            "entity_type": entity_type,
+            "external_id": external_id,
+            "sending_values": dict(values),
+        }
+        for external_id, values in values_by_id.items()
+    ]
+    statement = insert(writeback_state)
+    conn.execute(
+        _on_conflict_update(statement, {"sending_values": statement.excluded.sending_values}),
+        rows,
+    )
+
+
+def in_flight_values(
+    conn: sa.Connection, tenant_id: str, entity_type: str
+) -> dict[str, dict[str, Any]]:
+    """external id → values sent by a batch whose outcomes were never stored (a crash)."""
+    rows = conn.execute(
+        sa.select(writeback_state.c.external_id, writeback_state.c.sending_values).where(
+            writeback_state.c.tenant_id == tenant_id,
+            writeback_state.c.entity_type == entity_type,
+            writeback_state.c.sending_values.is_not(None),
+        )
+    )
+    return {row.external_id: dict(row.sending_values) for row in rows}
+
+
+def clear_sending(
+    conn: sa.Connection, tenant_id: str, entity_type: str, external_ids: Sequence[str]
+) -> None:
+    """Forget in-flight values that did not land: those records are simply sent again."""
+    for start in range(0, len(external_ids), 1000):
+        conn.execute(
+            sa.update(writeback_state)
+            .where(
+                writeback_state.c.tenant_id == tenant_id,
+                writeback_state.c.entity_type == entity_type,
+                writeback_state.c.external_id.in_(external_ids[start : start + 1000]),
+            )
+            .values(sending_values=None)
+        )
+
+
 def record_outcomes(
     conn: sa.Connection,
     tenant_id: str,
@@ -72,7 +131,8 @@ def record_outcomes(
     outcomes: Sequence[WritebackOutcome],
     at: datetime | None = None,
 ) -> None:
-    """Store the outcomes of one batch (one executemany per kind of outcome)."""
+    """Store the outcomes of one batch (one executemany per kind of outcome); each record's
+    in-flight values are cleared with its outcome."""
     if not tenant_id or not entity_type:
         raise ValueError("tenant_id and entity_type must be non-empty")
     when = datetime.now(UTC) if at is None else ensure_aware_utc(at, "outcome time")
@@ -93,6 +153,7 @@ def record_outcomes(
                 "attempts": 0,
                 "last_attempt_at": when,
                 "written_at": when,
+                "sending_values": None,
             }
             for o in by_status[SUCCESS]
         ]
@@ -122,6 +183,7 @@ def _record_failures(
             "last_status": status,
             "attempts": 1,
             "last_attempt_at": when,
+            "sending_values": None,
         }
         for o in outcomes
     ]
@@ -133,6 +195,7 @@ def _record_failures(
         "last_error": excluded.last_error,
         "attempts": writeback_state.c.attempts + 1,
         "last_attempt_at": excluded.last_attempt_at,
+        "sending_values": None,
     }
     if not keeps_values:
         updates["last_written_values"] = excluded.last_written_values
@@ -151,6 +214,7 @@ def _success_updates(statement: Any) -> dict[str, Any]:
             "attempts",
             "last_attempt_at",
             "written_at",
+            "sending_values",
         )
     }
 

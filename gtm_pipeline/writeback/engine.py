@@ -2,7 +2,9 @@
 
 The engine sends only records whose values differ from those settled in `writeback_state`,
 matches Salesforce's per-record results to records by position, and stores each batch's
-outcomes in one transaction right after the batch, so a crash resends only unconfirmed records.
+outcomes in one transaction right after the batch. Before a request, the batch's values are
+stored as in flight; a run that finds in-flight values left by a crashed one reads those records
+back and settles the ones that landed (`in_flight.py`), so a crash never writes a record twice.
 
 Per record, `UNABLE_TO_LOCK_ROW` is retried with bounded backoff (another process holds the
 row; it clears). A request rejected as a whole (HTTP 400) is split in halves until the record
@@ -15,7 +17,7 @@ propagate, leaving the batch in flight unrecorded.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,15 +30,20 @@ from gtm_pipeline.store.writeback import (
     SUCCESS,
     TRANSIENT,
     WritebackOutcome,
+    clear_sending,
+    in_flight_values,
     last_written_values,
+    mark_sending,
     record_outcomes,
 )
+from gtm_pipeline.writeback.in_flight import settle_in_flight
 from gtm_pipeline.writeback.payloads import (
     Record,
     batches,
     build_records,
     changed_only,
     field_values,
+    sf_object_for,
 )
 
 TRANSIENT_RECORD_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
@@ -50,6 +57,8 @@ class CollectionClient(Protocol):
     def update_collection(
         self, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
     ) -> list[dict[str, Any]]: ...
+
+    def query_records(self, soql: str) -> Iterator[dict[str, Any]]: ...
 
 
 class WritebackProtocolError(RuntimeError):
@@ -66,6 +75,8 @@ class WritebackResult:
     failed: int = 0
     skipped_unchanged: int = 0
     requests: int = 0
+    recovered: int = 0
+    """Records a crashed run had sent whose outcome was lost, found written by reading back."""
     errors: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -76,6 +87,7 @@ class WritebackResult:
             "failed": self.failed,
             "skipped_unchanged": self.skipped_unchanged,
             "requests": self.requests,
+            "recovered": self.recovered,
             "errors": [dict(error) for error in self.errors],
         }
 
@@ -107,16 +119,22 @@ def write_back(
     if not tenant_id:
         raise ValueError("tenant_id must be non-empty")
     records = build_records(scores_df, entity_type, field_map)
+    recovered = _settle_crashed_batch(client, engine, tenant_id, entity_type)
     with engine.connect() as conn:
         settled = last_written_values(conn, tenant_id, entity_type)
     changed = changed_only(records, settled)
     result = WritebackResult(
-        entity_type=entity_type, total=len(records), skipped_unchanged=len(records) - len(changed)
+        entity_type=entity_type,
+        total=len(records),
+        skipped_unchanged=len(records) - len(changed),
+        recovered=recovered,
     )
     sender = _BatchSender(client, sleep, max_attempts)
     report = on_progress or (lambda _settled, _to_send: None)
     report(0, len(changed))
     for batch in batches(changed):
+        with engine.begin() as conn:
+            mark_sending(conn, tenant_id, entity_type, {r["id"]: field_values(r) for r in batch})
         outcomes = sender.send(batch)
         with engine.begin() as conn:
             record_outcomes(conn, tenant_id, entity_type, outcomes)
@@ -124,6 +142,26 @@ def write_back(
         report(result.success + result.failed, len(changed))
     result.requests = sender.requests
     return result
+
+
+def _settle_crashed_batch(
+    client: CollectionClient, engine: sa.Engine, tenant_id: str, entity_type: str
+) -> int:
+    """Settle what a crashed run left in flight; returns how many records had landed."""
+    with engine.connect() as conn:
+        in_flight = in_flight_values(conn, tenant_id, entity_type)
+    if not in_flight:
+        return 0
+    landed, not_landed = settle_in_flight(client, sf_object_for(entity_type), in_flight)
+    with engine.begin() as conn:
+        record_outcomes(
+            conn,
+            tenant_id,
+            entity_type,
+            [WritebackOutcome(i, SUCCESS, values) for i, values in landed.items()],
+        )
+        clear_sending(conn, tenant_id, entity_type, not_landed)
+    return len(landed)
 
 
 def _count(result: WritebackResult, outcomes: Sequence[WritebackOutcome]) -> None:

@@ -303,6 +303,9 @@ class _CrashingClient:
         self.sent.extend(r["id"] for r in records)
         return self.client.update_collection(records, all_or_none=all_or_none)
 
+    def query_records(self, soql: str) -> Iterator[dict[str, Any]]:
+        return self.client.query_records(soql)
+
 
 def test_a_rerun_after_a_crash_sends_only_what_was_not_confirmed(emulator, client, engine) -> None:
     ids = _live_ids(emulator)
@@ -310,12 +313,69 @@ def test_a_rerun_after_a_crash_sends_only_what_was_not_confirmed(emulator, clien
     crashing = _CrashingClient(client, crash_on=3)
     with pytest.raises(SalesforceUnavailable):
         write_back(crashing, engine, TENANT, "person", df, FIELD_MAP)
-    assert len(_state(engine)) == 400  # two batches confirmed
+    state = _state(engine).values()
+    assert sum(r.last_status == "success" for r in state) == 400  # two batches confirmed
+    assert sum(r.sending_values is not None for r in state) == 200  # the third, in flight
 
     rerun = _CrashingClient(client, crash_on=10**6)
     result = write_back(rerun, engine, TENANT, "person", df, FIELD_MAP)
     assert (result.skipped_unchanged, result.success) == (400, len(ids) - 400)
+    assert result.recovered == 0  # the failed batch never reached Salesforce: read back, resent
     assert sorted(crashing.sent + rerun.sent) == sorted(ids)  # each record sent once
+    assert all(r.sending_values is None for r in _state(engine).values())
+    _assert_landed(emulator, df)
+
+
+class _DyingAfterApply:
+    """Salesforce applies the batch, then the process 'dies' before the outcomes are stored."""
+
+    def __init__(self, client: SalesforceClient) -> None:
+        self.client = client
+
+    def update_collection(
+        self, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
+    ) -> list[dict[str, Any]]:
+        self.client.update_collection(records, all_or_none=all_or_none)
+        raise KeyboardInterrupt  # stands in for SIGKILL between the answer and the commit
+
+    def query_records(self, soql: str) -> Iterator[dict[str, Any]]:
+        return self.client.query_records(soql)
+
+
+def test_a_batch_applied_before_a_crash_is_read_back_not_written_twice(
+    emulator, client, engine
+) -> None:
+    ids = _live_ids(emulator)[:450]
+    df = _scores(ids, bump=0.25)
+    with pytest.raises(KeyboardInterrupt):
+        write_back(_DyingAfterApply(client), engine, TENANT, "person", df, FIELD_MAP)
+    before = emulator.control.update_counts("Contact")
+    assert sum(before.get(i, 0) for i in ids) == 200  # the first batch landed
+
+    queries = emulator.control.stats()["calls"]["query"]
+    result = write_back(client, engine, TENANT, "person", df, FIELD_MAP)
+    assert result.recovered == 200 and result.success == 250 and result.requests == 2
+    assert emulator.control.stats()["calls"]["query"] - queries == 1  # one read-back query
+    after = emulator.control.update_counts("Contact")
+    assert all(after.get(i, 0) == 1 for i in ids)  # every record written exactly once
+    _assert_landed(emulator, df)
+    assert all(r.last_status == "success" and r.sending_values is None
+               for r in _state(engine).values())  # fmt: skip
+
+
+def test_an_in_flight_record_changed_in_salesforce_since_is_sent_again(
+    emulator, client, engine
+) -> None:
+    ids = _live_ids(emulator)[:10]
+    df = _scores(ids)
+    with pytest.raises(KeyboardInterrupt):
+        write_back(_DyingAfterApply(client), engine, TENANT, "person", df, FIELD_MAP)
+    overwritten = ids[3]
+    emulator.control.mutate(
+        {"op": "update", "object": "Contact", "id": overwritten, "fields": {"Tier__c": "Z"}}
+    )
+    result = write_back(client, engine, TENANT, "person", df, FIELD_MAP)
+    assert (result.recovered, result.success, result.requests) == (9, 1, 1)
     _assert_landed(emulator, df)
 
 
@@ -325,7 +385,8 @@ def test_a_spent_api_budget_stops_the_run_and_records_nothing(emulator, client, 
     )
     with pytest.raises(ApiLimitExceeded):
         write_back(client, engine, TENANT, "person", _scores(_live_ids(emulator)), FIELD_MAP)
-    assert _state(engine) == {}
+    state = _state(engine).values()
+    assert all(r.last_status is None and r.last_written_values is None for r in state)
 
 
 def test_session_expiry_mid_writeback_refreshes_once_and_finishes(emulator, engine) -> None:

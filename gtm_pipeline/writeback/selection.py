@@ -1,0 +1,41 @@
+"""What a writeback run sends for one entity type: the stored scores minus the records never to
+write (quarantined by a quality gate, or deleted in Salesforce), and the tenant's field map.
+
+One place for the asset, the command and the reliability suite, so all write the same thing.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import sqlalchemy as sa
+
+from gtm_pipeline.store import CANONICAL_TABLES
+from gtm_pipeline.store.scoring import read_scores
+from gtm_pipeline.store.tables import quality_failures
+from gtm_pipeline.writeback.mapping import load_writeback_map
+
+# Canonical table (and quarantine entity name) of each score entity type.
+CANONICAL_ENTITY = {"account": "accounts", "person": "persons", "opportunity": "opportunities"}
+
+
+def excluded_ids(conn: sa.Connection, tenant_id: str, entity_type: str) -> set[str]:
+    """Ids never to write: quarantined by a quality gate, or deleted in Salesforce."""
+    entity = CANONICAL_ENTITY[entity_type]
+    table = CANONICAL_TABLES[entity]
+    quarantined = sa.select(quality_failures.c.external_id).where(
+        quality_failures.c.tenant_id == tenant_id, quality_failures.c.entity == entity
+    )
+    deleted = sa.select(table.c.external_id).where(
+        table.c.tenant_id == tenant_id, table.c.is_deleted.is_(sa.true())
+    )
+    return set(conn.execute(quarantined).scalars()) | set(conn.execute(deleted).scalars())
+
+
+def scores_to_write(
+    conn: sa.Connection, tenant_id: str, entity_type: str
+) -> tuple[pd.DataFrame, dict[str, str], int]:
+    """(scores to reconcile, the tenant's field map, how many scored records were left out)."""
+    scores = read_scores(conn, tenant_id, entity_type)
+    excluded = excluded_ids(conn, tenant_id, entity_type)
+    kept = scores[~scores["external_id"].isin(excluded)]
+    return kept, load_writeback_map(conn, tenant_id, entity_type), len(scores) - len(kept)
