@@ -24,4 +24,5 @@ lint: setup
 	$(BIN)/ruff check gtm_pipeline gtm_pipeline_tests benchmarks
 
 bench: setup
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.run

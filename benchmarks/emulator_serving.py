@@ -27,7 +27,9 @@ SOQL = (
 NAME = "emulator_serving"
 
 
-def read_all_pages(info: dict[str, Any], access_token: str, batch_size: int) -> dict[str, Any]:
+def read_all_pages(
+    info: dict[str, Any], access_token: str, batch_size: int, soql: str = SOQL
+) -> dict[str, Any]:
     """Follow nextRecordsUrl to the end; time the first page (it runs the query) and the rest."""
     session = CAPinnedSession(info["ca_bundle"])
     headers = {
@@ -36,7 +38,7 @@ def read_all_pages(info: dict[str, Any], access_token: str, batch_size: int) -> 
     }
     base = info["instance_url"]
     url = f"{base}/services/data/v{info['api_version']}/query"
-    params: dict[str, str] | None = {"q": SOQL}
+    params: dict[str, str] | None = {"q": soql}
     records = pages = wire_bytes = 0
     page_seconds: list[float] = []
     started = time.perf_counter()

@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmarks import emulator_serving, quality_gates, store_upsert
+from benchmarks import emulator_serving, quality_gates, store_upsert, sync_comparison, writeback
 
 QUICK_ARGS = {
     "store_upsert": ["--rows", "2000", "--page-size", "500", "--no-write"],
     "emulator_serving": ["--contacts", "3000", "--no-write"],
     "quality_gates": ["--quick"],
+    "writeback": ["--records", "1000", "--no-write"],
+    "sync_comparison": ["--quick"],
 }
 
 
@@ -27,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
         "store_upsert": store_upsert.main,
         "emulator_serving": emulator_serving.main,
         "quality_gates": quality_gates.main,
+        "writeback": writeback.main,
+        "sync_comparison": sync_comparison.main,
     }
     for name, run in runs.items():
         started = time.perf_counter()

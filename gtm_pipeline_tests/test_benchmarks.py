@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from benchmarks import RESULTS_DIR, emulator_serving, quality_gates, store_upsert
+import math
+
+from benchmarks import (
+    RESULTS_DIR,
+    emulator_serving,
+    quality_gates,
+    store_upsert,
+    sync_comparison,
+    sync_report,
+    writeback,
+)
+from benchmarks.run import QUICK_ARGS
 
 
 def test_store_upsert_benchmark_runs_on_both_databases():
@@ -28,3 +39,103 @@ def test_quality_gates_benchmark_agrees_with_the_per_record_loop():
     assert stats["passed"] + stats["failed"] + stats["duplicates_removed"] == stats["input"]
     assert payload["result"]["speedup"] > 0
     assert (RESULTS_DIR / "quality_gates.json").read_text() == before
+
+
+def test_writeback_benchmark_sends_only_changes_and_the_naive_pass_sends_everything():
+    before = (RESULTS_DIR / "writeback.json").read_text()
+    payload = writeback.main(QUICK_ARGS["writeback"])
+    records = payload["records"]
+    full = math.ceil(records / 200)
+    assert [s["database"] for s in payload["stores"]] == ["sqlite", "postgresql"]
+    for store in payload["stores"]:
+        runs, changed = store["runs"], store["changed_records"]
+        assert changed == math.ceil(records * payload["changed_share"])
+        assert (runs["first"]["engine"]["sent"], runs["first"]["engine"]["requests"]) == (
+            records,
+            full,
+        )
+        assert (runs["unchanged"]["engine"]["sent"], runs["unchanged"]["engine"]["requests"]) == (
+            0,
+            0,
+        )
+        assert runs["one_percent"]["engine"]["sent"] == changed
+        assert runs["one_percent"]["engine"]["requests"] == math.ceil(changed / 200)
+        for key in ("unchanged", "one_percent"):
+            assert (runs[key]["naive"]["sent"], runs[key]["naive"]["requests"]) == (records, full)
+        assert runs["one_percent"]["request_ratio"] == round(full / math.ceil(changed / 200), 1)
+        assert store["record_checks"] > changed
+    assert (RESULTS_DIR / "writeback.json").read_text() == before
+
+
+def test_sync_comparison_quick_run_measures_every_row_and_records_nothing():
+    results = RESULTS_DIR / "sync_comparison.json"
+    before = results.read_text() if results.exists() else None
+    payload = sync_comparison.main(QUICK_ARGS["sync_comparison"])
+    rows = {r["key"]: r for r in payload["rows"]}
+    stores = ("sqlite", "postgresql")
+    paths = ("rest", "bulk", "dlt_full", "incremental", "dlt_incremental")
+    memory = {f"memory_{n}" for n in payload["memory_sizes"]}
+    expected = (
+        {"floor", "writeback", "gates"} | memory | {f"{p}_{s}" for p in paths for s in stores}
+    )
+    dlt_ran = payload["dlt_version"] is not None
+    assert (
+        set(rows) == expected
+        if dlt_ran
+        else expected - set(rows) == {f"dlt_incremental_{s}" for s in stores}
+    )
+    floor = rows["floor"]["records"]
+    assert floor > 0
+    for store in stores:
+        assert rows[f"rest_{store}"]["records"] == floor  # same query, every record read
+        assert rows[f"bulk_{store}"]["available"] is payload["bulk_available"]
+        if payload["bulk_available"]:
+            assert rows[f"bulk_{store}"]["records"] == floor
+        incremental = rows[f"incremental_{store}"]
+        assert incremental["records"] == payload["changes"]
+        calls = [e["api_calls"] for e in incremental["detail"]["per_entity"].values()]
+        assert calls == [2, 2, 2]  # one query page and one queryAll page per entity
+        dlt = rows[f"dlt_full_{store}"]
+        assert dlt["records"] == floor if dlt_ran else "not installed" in dlt["note"]
+    assert all(r["peak_rss_mb"] > 0 for r in rows.values() if r["available"])
+    assert all(r["api_calls"] > 0 for k, r in rows.items() if k != "gates" and r["available"])
+    assert {t["verdict"] for t in payload["targets"]} <= {"met", "missed", "not available"}
+    assert "## Targets" in sync_report.render_markdown(payload)
+    assert (results.read_text() if results.exists() else None) == before
+
+
+def test_sync_report_judges_targets_from_the_rows():
+    def row(key, store, rate, calls, **extra):
+        return {
+            "key": key,
+            "store": store,
+            "available": True,
+            "records_per_second": rate,
+            "api_calls": calls,
+            "peak_rss_mb": 300.0,
+            **extra,
+        }
+
+    per_entity = {e: {"api_calls": 2} for e in ("accounts", "persons", "opportunities")}
+    rows = [
+        row("floor", "-", 1000, 10),
+        row("rest_sqlite", "sqlite", 600, 13),
+        row("bulk_sqlite", "sqlite", 1500, 5, peak_rss_mb=650.0),
+        {"key": "dlt_full_sqlite", "store": "sqlite", "available": False, "note": "no dlt"},
+        row("incremental_sqlite", "sqlite", 100, 6, seconds=2.5, detail={"per_entity": per_entity}),
+        row("memory_100", "sqlite", 500, 2, org_contacts=100),
+        row("memory_1000", "sqlite", 500, 2, org_contacts=1000, peak_rss_mb=390.0),
+    ]
+    verdicts = [t["verdict"] for t in sync_report.judge(rows)]
+    # REST 0.6x floor; Bulk 2.5x REST; no dlt (x2); incremental; peak 650 MB; growth +30%
+    assert verdicts == [
+        "met",
+        "missed",
+        "not available",
+        "not available",
+        "met",
+        "missed",
+        "missed",
+    ]
+    sync_report.add_ratios(rows)
+    assert (rows[1]["vs_floor"], rows[2]["vs_floor"], rows[2]["vs_dlt"]) == (0.6, 1.5, None)

@@ -1,0 +1,153 @@
+"""The measured scenarios of `benchmarks.sync_comparison`, each run in its own child process.
+
+Every function here takes plain data (the emulator's info, an access token obtained once by the
+parent, a database URL) and returns plain figures, so it can cross a process boundary. The clock
+runs around the work only: imports, client set-up and schema migration happen before it starts.
+API calls are counted by the parent from the emulator's statistics, not here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
+from gtm_pipeline.store import make_engine
+from gtm_pipeline.sync.entities import ENTITIES, SYNC_ORDER
+from gtm_pipeline.sync.runner import SyncOptions, sync_entity
+from gtm_pipeline.sync.soql import modified_query
+
+TENANT = "bench"
+BATCH_SIZE = 2000
+FORCE_REST = 10**12
+"""A Bulk threshold no org reaches: the full sync stays on REST pages."""
+
+
+def bulk_supported() -> bool:
+    """Whether this connector has a Bulk API 2.0 path (`SyncOptions.bulk_threshold`)."""
+    return "bulk_threshold" in SyncOptions.__dataclass_fields__
+
+
+def sync_soql(entity_name: str) -> str:
+    """The SOQL the connector's full sync sends for an entity with its default mapping."""
+    entity = ENTITIES[entity_name]
+    return modified_query(entity.sf_object, entity.source_fields(), None)
+
+
+def make_client(info: Mapping[str, Any], access_token: str) -> SalesforceClient:
+    return SalesforceClient(
+        Credentials(info["instance_url"], access_token),
+        config=ClientConfig(ca_bundle=info["ca_bundle"], api_version=info["api_version"]),
+    )
+
+
+# --- the raw floor -----------------------------------------------------------------------------
+
+
+def raw_floor(info: Mapping[str, Any], access_token: str, batch_size: int) -> dict[str, Any]:
+    """Every page of every object with plain `requests` and `json`, nothing else."""
+    from benchmarks.emulator_serving import read_all_pages
+
+    per_object: dict[str, int] = {}
+    started = time.perf_counter()
+    for entity in SYNC_ORDER:
+        read = read_all_pages(dict(info), access_token, batch_size, soql=sync_soql(entity.name))
+        per_object[entity.sf_object] = read["records"]
+    seconds = time.perf_counter() - started
+    return {"records": sum(per_object.values()), "seconds": seconds, "per_object": per_object}
+
+
+# --- the connector -----------------------------------------------------------------------------
+
+
+def sync_options(*, full: bool, bulk: bool | None) -> SyncOptions:
+    """Full or incremental options; `bulk` True forces Bulk, False forces REST, None: default."""
+    if bulk is None or not bulk_supported():
+        return SyncOptions(full=full, batch_size=BATCH_SIZE)
+    return SyncOptions(full=full, batch_size=BATCH_SIZE, bulk_threshold=0 if bulk else FORCE_REST)
+
+
+ALL_ENTITIES = tuple(e.name for e in SYNC_ORDER)
+
+
+def connector_sync(
+    info: Mapping[str, Any],
+    access_token: str,
+    database_url: str,
+    full: bool,
+    bulk: bool | None,
+    entities: Sequence[str] = ALL_ENTITIES,
+) -> dict[str, Any]:
+    """`sync_entity` over `entities` in order, on a migrated store; figures per entity."""
+    client = make_client(info, access_token)
+    engine = make_engine(database_url)
+    options = sync_options(full=full, bulk=bulk)
+    per_entity: dict[str, dict[str, Any]] = {}
+    try:
+        started = time.perf_counter()
+        for name in entities:
+            stats = sync_entity(client, engine, TENANT, ENTITIES[name], options)
+            per_entity[name] = {
+                "rows_read": stats.rows_read,
+                "rows_loaded": stats.rows_loaded,
+                "rows_rejected": stats.rows_rejected,
+                "rows_deleted": stats.rows_deleted,
+                "api_calls": stats.api_calls,
+                "seconds": stats.seconds,
+                "mode": stats.mode,
+                "extraction": getattr(stats, "extraction", "rest"),
+                "bulk_fallback": getattr(stats, "bulk_fallback", None),
+            }
+        seconds = time.perf_counter() - started
+    finally:
+        engine.dispose()
+    records = sum(e["rows_read"] for e in per_entity.values())
+    return {"records": records, "seconds": seconds, "per_entity": per_entity}
+
+
+# --- dlt ---------------------------------------------------------------------------------------
+
+
+def dlt_sync(
+    info: Mapping[str, Any],
+    access_token: str,
+    destination: str,
+    database_url: str,
+    pipelines_dir: str,
+) -> dict[str, Any]:
+    """One run of the dlt pipeline (full the first time, incremental after, same state dir)."""
+    from benchmarks.dlt_salesforce import run_pipeline
+
+    return run_pipeline(info, access_token, destination, database_url, pipelines_dir)
+
+
+# --- quality gates and writeback ---------------------------------------------------------------
+
+
+def quality_gates_run(rows: int, repeat: int) -> dict[str, Any]:
+    """`run_gates` over one page of `rows` persons (benchmarks.quality_gates' page), best of N."""
+    from benchmarks.quality_gates import _best_of, person_page
+    from gtm_pipeline.sync.entities import PERSONS
+    from gtm_pipeline.sync.quality import run_gates
+
+    page = person_page(rows)
+    seconds, gated = _best_of(repeat, lambda: run_gates(PERSONS, page.frame))
+    return {"records": rows, "seconds": seconds, "stats": gated.stats.as_dict()}
+
+
+def writeback_run(
+    info: Mapping[str, Any], access_token: str, database_url: str, ids: Sequence[str]
+) -> dict[str, Any]:
+    """`write_back` of new scores for `ids` (all changed), timed by benchmarks.writeback."""
+    from benchmarks.writeback import check_state, engine_run, first_scores
+
+    client = make_client(info, access_token)
+    engine = make_engine(database_url)
+    try:
+        scores = first_scores(ids, salt=7)
+        figures = engine_run(client, engine, scores, "sync_comparison writeback")
+        check_state(engine, len(ids), "sync_comparison writeback")
+    finally:
+        engine.dispose()
+    return {"records": figures["sent"], "seconds": figures["seconds"], "figures": figures}
