@@ -160,6 +160,7 @@ def _write_entity(
         f"{entity_type}: {len(kept)} scored records to reconcile "
         f"({left_out} quarantined or deleted left out)"
     )
+
     def on_progress(settled: int, to_send: int) -> None:
         listener(entity_type, settled, to_send)
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from gtm_pipeline.store.tables import CANONICAL_TABLES, quality_failures
 from gtm_pipeline.store.types import ensure_aware_utc
@@ -21,6 +22,14 @@ _CHUNK = 1000
 
 def _chunks(values: Sequence[str]) -> list[Sequence[str]]:
     return [values[i : i + _CHUNK] for i in range(0, len(values), _CHUNK)]
+
+
+def _among(conn: sa.Connection, column: sa.Column[Any], values: Sequence[str]) -> Any:
+    """`column IN values`; on PostgreSQL `= ANY(array)`, one bound value instead of a thousand
+    (planning a 1000-parameter IN list per page was over half of a Bulk sync's time)."""
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(sa.literal(list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
 
 
 def replace_failures(
@@ -47,13 +56,12 @@ def replace_failures(
     ids = list(dict.fromkeys([*seen_ids, *(f["external_id"] for f in failures)]))
     first_seen: dict[tuple[str, str], datetime] = {}
     for chunk in _chunks(ids):
-        rows = conn.execute(
-            sa.select(table.c.external_id, table.c.stage, table.c.first_seen_at).where(
-                *scope, table.c.external_id.in_(chunk)
-            )
+        removed = conn.execute(
+            sa.delete(table)
+            .where(*scope, _among(conn, table.c.external_id, chunk))
+            .returning(table.c.external_id, table.c.stage, table.c.first_seen_at)
         )
-        first_seen.update({(r.external_id, r.stage): r.first_seen_at for r in rows})
-        conn.execute(sa.delete(table).where(*scope, table.c.external_id.in_(chunk)))
+        first_seen.update({(r.external_id, r.stage): r.first_seen_at for r in removed})
     if not failures:
         return
     conn.execute(

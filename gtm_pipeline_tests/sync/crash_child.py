@@ -40,7 +40,9 @@ def main() -> None:
         config=ClientConfig(ca_bundle=info["ca_bundle"], api_version=info["api_version"]),
     )
     engine = make_engine(job["database_url"])
-    options = SyncOptions(batch_size=int(job["batch_size"]))
+    # One page per committed batch: the parent kills after a number of committed pages.
+    size = int(job["batch_size"])
+    options = SyncOptions(batch_size=size, load_batch_rows=size)
     for entity in SYNC_ORDER:
         sync_entity(client, engine, job["tenant"], entity, options, on_page=report)
     sys.stdout.write(json.dumps({"done": True}) + "\n")

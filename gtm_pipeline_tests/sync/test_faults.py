@@ -44,6 +44,8 @@ def sync_all(
     on_page: Callable[[PageProgress], None] | None = None,
     **options,
 ) -> dict[str, SyncStats]:
+    # These tests stop runs after a number of committed pages: one page per committed batch.
+    options.setdefault("load_batch_rows", options.get("batch_size", 2000))
     return {
         e.name: sync_entity(client, engine, TENANT, e, SyncOptions(**options), on_page=on_page)
         for e in SYNC_ORDER

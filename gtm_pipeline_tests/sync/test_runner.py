@@ -75,3 +75,32 @@ def test_many_records_sharing_one_stamp_across_pages_are_all_read(emulator, clie
     reconcile(engine, TENANT, emulator, persons)
     with engine.connect() as conn:
         assert get_cursor(conn, TENANT, "persons") is not None
+
+
+def test_rest_pages_are_joined_into_batches_that_commit_with_their_cursor(emulator, client, engine):
+    persons = SYNC_ORDER[1]
+    committed = []
+    options = SyncOptions(batch_size=200, load_batch_rows=500)
+    stats = sync_entity(client, engine, TENANT, persons, options, on_page=committed.append)
+    modified = [p for p in committed if p.kind == "modified"]
+    # 900 contacts (and a few served twice) in pages of 200: pages 1-3 commit together, then 4-5.
+    assert [p.page_number for p in modified] == [3, 5]
+    assert modified[0].rows >= 500
+    assert stats.pages >= 5 and stats.rows_read == sum(p.rows for p in modified)
+    with engine.connect() as conn:
+        assert get_cursor(conn, TENANT, persons.name) == modified[-1].cursor
+    reconcile(engine, TENANT, emulator, persons)
+
+
+def test_batched_pages_keeps_order_skips_empty_pages_and_flushes_the_rest():
+    import pandas as pd
+
+    from gtm_pipeline.sync.extract import RawPage
+    from gtm_pipeline.sync.runner import batched_pages
+
+    pages = [RawPage(pd.DataFrame({"Id": list(range(n))}), i, 7) for i, n in
+             enumerate([3, 0, 4, 2, 5], start=1)]  # fmt: skip
+    joined = [(page.page_number, len(page.frame), count) for page, count in
+              batched_pages(iter(pages), rows=6)]  # fmt: skip
+    assert joined == [(3, 7, 2), (5, 7, 2)]
+    assert [len(p.frame) for p, _ in batched_pages(iter(pages), rows=1)] == [3, 4, 2, 5]
