@@ -20,9 +20,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -331,12 +333,24 @@ async def mapping_page(request: Request, operator: Operator) -> Response:
     return _page(operator, page, writeback)
 
 
-@operator_required
-async def save_mapping(request: Request, operator: Operator) -> Response:
+@dataclass(frozen=True)
+class _Post:
+    """A mapping form post that passed scope, CSRF and entity checks, with the org's fields."""
+
+    tenant: str
+    entity: Entity
+    form: FormData
+    engine: sa.Engine
+    client: SalesforceClient
+    fields: list[FieldInfo]
+
+
+async def _checked_post(request: Request, operator: Operator, max_fields: int) -> _Post | Response:
+    """The post to act on, or the page refusing it (out of scope, stale form, org unreachable)."""
     tenant = _tenant_in_scope(request, operator)
     if tenant is None:
         return not_found(request, operator)
-    form = await request.form(max_files=0, max_fields=MAX_MAPPING_FORM_FIELDS)
+    form = await request.form(max_files=0, max_fields=max_fields)
     if not _csrf_ok(operator, form.get(CSRF_FIELD)):
         return message_page("Form expired", FORBIDDEN_FORM_MESSAGE, 403, operator)
     entity = _entity(request)
@@ -349,6 +363,16 @@ async def save_mapping(request: Request, operator: Operator) -> Response:
         )
     except TenantUnavailable as exc:
         return _unavailable(request, operator, exc)
+    return _Post(tenant, entity, form, engine, client, fields)
+
+
+@operator_required
+async def save_mapping(request: Request, operator: Operator) -> Response:
+    post = await _checked_post(request, operator, MAX_MAPPING_FORM_FIELDS)
+    if isinstance(post, Response):
+        return post
+    tenant, entity, form, engine = post.tenant, post.entity, post.form, post.engine
+    client, fields = post.client, post.fields
     transforms = transform_names()
     writeback = await run_in_threadpool(_current_writeback, engine, tenant, entity, fields)
     try:
@@ -381,22 +405,11 @@ async def save_mapping(request: Request, operator: Operator) -> Response:
 @operator_required
 async def save_writeback_mapping(request: Request, operator: Operator) -> Response:
     """Save (checked against a fresh describe) or reset where the entity's scores are written."""
-    tenant = _tenant_in_scope(request, operator)
-    if tenant is None:
-        return not_found(request, operator)
-    form = await request.form(max_files=0, max_fields=MAX_WRITEBACK_FORM_FIELDS)
-    if not _csrf_ok(operator, form.get(CSRF_FIELD)):
-        return message_page("Form expired", FORBIDDEN_FORM_MESSAGE, 403, operator)
-    entity = _entity(request)
-    if entity is None:
-        return _unknown_entity(operator)
-    engine = _engine(request)
-    try:
-        client, fields = await run_in_threadpool(
-            _discover, engine, _clients(request), tenant, entity, False
-        )
-    except TenantUnavailable as exc:
-        return _unavailable(request, operator, exc)
+    post = await _checked_post(request, operator, MAX_WRITEBACK_FORM_FIELDS)
+    if isinstance(post, Response):
+        return post
+    tenant, entity, form, engine = post.tenant, post.entity, post.form, post.engine
+    client, fields = post.client, post.fields
     rows = await run_in_threadpool(_current_rows, engine, tenant, entity)
     try:
         action, field_map = parse_writeback_form(form.multi_items())

@@ -26,27 +26,16 @@ from pathlib import Path
 import pytest
 import requests
 
+from gtm_pipeline_tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from gtm_pipeline_tests.modes import FULL_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "newcomer"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 UI_LINE = re.compile(r"Starting the Dagster UI on (http://127\.0\.0\.1:\d+)")
 ENTITY_ASSETS = ("accounts", "contacts", "opportunities")
 CHECKS = ("required_fields", "deduplication", "type_coercion")
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("CI") and not CHROMIUM.exists(),
-    reason="Debian's chromium is not installed (under CI this test must run)",
-)
+pytestmark = needs_chromium
 
 
 class Demo:

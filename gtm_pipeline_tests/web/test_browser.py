@@ -9,7 +9,6 @@ test-artifacts/browser/.
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,22 +19,11 @@ import sqlalchemy as sa
 from gtm_pipeline.store.connections import get_connector, load_token_row
 from gtm_pipeline.web.app import app_from_env
 from gtm_pipeline.web.serving import BackgroundServer
+from gtm_pipeline_tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("CI") and not CHROMIUM.exists(),
-    reason="Debian's chromium is not installed (under CI this test must run)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture()

@@ -9,7 +9,6 @@ Salesforce" form and save that. A screenshot of each step goes to test-artifacts
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,13 +20,11 @@ from gtm_pipeline.sync.mapping import load_mappings
 from gtm_pipeline.web.app import app_from_env
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline.writeback.mapping import load_writeback_map
-from gtm_pipeline_tests.web.test_browser import ARTIFACTS, CHROMIUM
+from gtm_pipeline_tests.browser import needs_chromium
+from gtm_pipeline_tests.web.test_browser import ARTIFACTS
 from gtm_pipeline_tests.web.test_browser import page as tab  # noqa: F401 - a fixture
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("CI") and not CHROMIUM.exists(),
-    reason="Debian's chromium is not installed (under CI this test must run)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture()
