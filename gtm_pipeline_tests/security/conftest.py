@@ -16,10 +16,8 @@ import sqlalchemy as sa
 from starlette.applications import Starlette
 
 from gtm_pipeline.config import SalesforceSettings
-from gtm_pipeline.connect.tokens import client_for_tenant
 from gtm_pipeline.salesforce import metadata
 from gtm_pipeline.store.tables import metadata as store_metadata
-from gtm_pipeline.web.app import create_app
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline_tests.connect.conftest import (  # noqa: F401 - fixtures shared with connect/
     _system_ca_bundle_in_env,
@@ -43,6 +41,7 @@ from gtm_pipeline_tests.secret_scan import record_text, secrets_in
 from gtm_pipeline_tests.security import attacks
 from gtm_pipeline_tests.web.conftest import (  # noqa: F401 - fixtures shared with web/
     AppClient,
+    app_on_emulator,
     csrf_from,
     make_operator,
     session_secret,
@@ -104,16 +103,7 @@ def web(
 ) -> Iterator[WebApp]:
     """The app as `app_from_env` builds it (mapping page on the emulator), on a free port."""
 
-    def tenant_client(tenant_id: str):
-        return client_for_tenant(store_engine, tenant_id, settings=sf_settings, environ=connect_env)
-
-    app = create_app(
-        store_engine,
-        flow,
-        secure_cookies=False,
-        session_secret=session_secret,
-        tenant_client=tenant_client,
-    )
+    app = app_on_emulator(store_engine, flow, session_secret, sf_settings, connect_env)
     with BackgroundServer(app) as server:
         yield WebApp(app, server.base_url)
 

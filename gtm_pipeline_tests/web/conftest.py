@@ -20,6 +20,7 @@ import requests
 import sqlalchemy as sa
 
 from gtm_pipeline.connect.flow import ConnectFlow
+from gtm_pipeline.connect.tokens import client_for_tenant
 from gtm_pipeline.store.connections import create_operator, operator_token_hash
 from gtm_pipeline.web.app import create_app
 from gtm_pipeline.web.auth import new_operator_token
@@ -124,3 +125,18 @@ def login(base_url: str, token: str) -> AppClient:
 @pytest.fixture()
 def logged_in(web_url: str) -> Callable[[str], AppClient]:
     return lambda token: login(web_url, token)
+
+
+def app_on_emulator(engine, connect_flow, session_secret: str, settings, environ):
+    """The app as `app_from_env` builds it: tenant clients on the emulator, plain-HTTP cookies."""
+
+    def tenant_client(tenant_id: str):
+        return client_for_tenant(engine, tenant_id, settings=settings, environ=environ)
+
+    return create_app(
+        engine,
+        connect_flow,
+        secure_cookies=False,
+        session_secret=session_secret,
+        tenant_client=tenant_client,
+    )

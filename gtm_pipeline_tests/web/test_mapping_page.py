@@ -14,14 +14,12 @@ import pytest
 import sqlalchemy as sa
 
 from gtm_pipeline.config import SalesforceSettings
-from gtm_pipeline.connect.tokens import client_for_tenant
 from gtm_pipeline.salesforce import metadata
 from gtm_pipeline.store.connections import set_connector_status
 from gtm_pipeline.store.tables import field_mappings
 from gtm_pipeline.sync.mapping import load_mappings
-from gtm_pipeline.web.app import create_app
 from gtm_pipeline.web.serving import BackgroundServer
-from gtm_pipeline_tests.web.conftest import AppClient, login
+from gtm_pipeline_tests.web.conftest import AppClient, app_on_emulator, login
 
 PERSONS = "/connectors/acme/mapping?entity=persons"
 
@@ -91,16 +89,7 @@ def app_url(
 ) -> Iterator[str]:
     """The app with a tenant-client factory on the emulator, as `app_from_env` would build it."""
 
-    def tenant_client(tenant_id: str):
-        return client_for_tenant(store_engine, tenant_id, settings=sf_settings, environ=connect_env)
-
-    app = create_app(
-        store_engine,
-        flow,
-        secure_cookies=False,
-        session_secret=session_secret,
-        tenant_client=tenant_client,
-    )
+    app = app_on_emulator(store_engine, flow, session_secret, sf_settings, connect_env)
     with BackgroundServer(app) as server:
         yield server.base_url
 
