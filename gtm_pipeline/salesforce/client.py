@@ -207,7 +207,13 @@ class SalesforceClient:
     def update_collection(
         self, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
     ) -> list[dict[str, Any]]:
-        """Update up to 200 records in one sObject Collections request; one result per record."""
+        """Update up to 200 records in one sObject Collections request; one result per record.
+
+        Sent once: a timeout, a dropped connection or a 5xx can come after Salesforce applied
+        the update, so a blind retry could write every record twice. The caller decides (the
+        writeback engine reads the records back first); such failures raise
+        SalesforceUnavailable at once.
+        """
         if not records:
             return []
         if len(records) > MAX_COLLECTION_RECORDS:
@@ -219,7 +225,9 @@ class SalesforceClient:
             if not record.get("id") or not (record.get("attributes") or {}).get("type"):
                 raise ValueError("every record needs an 'id' and 'attributes.type'")
         body = {"allOrNone": all_or_none, "records": [dict(r) for r in records]}
-        results = self._call(lambda sf: sf.restful("composite/sobjects", method="PATCH", json=body))
+        results = self._call(
+            lambda sf: sf.restful("composite/sobjects", method="PATCH", json=body), attempts=1
+        )
         return list(results or [])
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -237,26 +245,33 @@ class SalesforceClient:
 
     # -- the call wrapper ----------------------------------------------------------------------
 
-    def _call(self, fn: Callable[[Salesforce], T]) -> T:
-        """Run one API call with the usage guard, transient retries and one refresh on 401."""
+    def _call(self, fn: Callable[[Salesforce], T], *, attempts: int | None = None) -> T:
+        """Run one API call with the usage guard, transient retries and one refresh on 401.
+
+        `attempts` caps the tries on a transient failure (default `config.max_attempts`); a call
+        that is not safe to repeat passes 1 (a 401 is still retried once: it was not applied).
+        """
         self._check_usage_guard()
         sf, used_credentials = self._current()
         try:
-            return self._with_retries(fn, sf)
+            return self._with_retries(fn, sf, attempts)
         except SalesforceError as exc:
             code, message = _error_code(exc)
             if exc.status == 401 and code == "INVALID_SESSION_ID":
                 sf = self._refreshed(used_credentials)
                 try:
-                    return self._with_retries(fn, sf)
+                    return self._with_retries(fn, sf, attempts)
                 except SalesforceError as again:
                     raise self._translate(again) from None
             raise self._translate(exc) from None
 
-    def _with_retries(self, fn: Callable[[Salesforce], T], sf: Salesforce) -> T:
+    def _with_retries(
+        self, fn: Callable[[Salesforce], T], sf: Salesforce, attempts: int | None = None
+    ) -> T:
+        attempts = attempts or self.config.max_attempts
         retrying = Retrying(
             retry=retry_if_exception(_is_transient),
-            stop=stop_after_attempt(self.config.max_attempts),
+            stop=stop_after_attempt(attempts),
             wait=wait_random_exponential(
                 multiplier=self.config.backoff_initial_seconds,
                 max=self.config.backoff_max_seconds,
@@ -274,7 +289,7 @@ class SalesforceClient:
         except RetryError as exc:
             last = exc.last_attempt.exception()
             raise SalesforceUnavailable(
-                f"Salesforce stayed unavailable after {self.config.max_attempts} attempts: "
+                f"Salesforce stayed unavailable after {attempts} attempt(s): "
                 f"{self._describe_transient(last)}"
             ) from None
 

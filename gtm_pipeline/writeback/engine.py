@@ -9,9 +9,11 @@ back and settles the ones that landed (`in_flight.py`), so a crash never writes 
 Per record, `UNABLE_TO_LOCK_ROW` is retried with bounded backoff (another process holds the
 row; it clears). A request rejected as a whole (HTTP 400) is split in halves until the record
 that poisons it stands alone and fails by itself. Every other per-record error is permanent
-and is not retried until the record's values change. Token expiry, 5xx and the API budget are
-the client's business: its errors (ApiLimitExceeded, SessionInvalid, SalesforceUnavailable)
-propagate, leaving the batch in flight unrecorded.
+and is not retried until the record's values change. A request whose answer was lost (timeout,
+dropped connection, 5xx: the client sends a collections update once) is resolved by reading its
+records back and resending only those that did not land. Token expiry is the client's business
+(one refresh); a spent API budget, a lost session or Salesforce staying unavailable propagate,
+leaving the batch in flight for the next run to read back.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, Protocol
 import pandas as pd
 import sqlalchemy as sa
 
-from gtm_pipeline.salesforce.errors import SalesforceApiError
+from gtm_pipeline.salesforce.errors import SalesforceApiError, SalesforceUnavailable
 from gtm_pipeline.store.writeback import (
     FAILED,
     SUCCESS,
@@ -129,7 +131,7 @@ def write_back(
         skipped_unchanged=len(records) - len(changed),
         recovered=recovered,
     )
-    sender = _BatchSender(client, sleep, max_attempts)
+    sender = _BatchSender(client, sf_object_for(entity_type), sleep, max_attempts)
     report = on_progress or (lambda _settled, _to_send: None)
     report(0, len(changed))
     for batch in batches(changed):
@@ -183,9 +185,14 @@ class _BatchSender:
     """Sends one batch to its end: lock retries and whole-request splits; counts requests."""
 
     def __init__(
-        self, client: CollectionClient, sleep: Callable[[float], None], max_attempts: int
+        self,
+        client: CollectionClient,
+        sobject: str,
+        sleep: Callable[[float], None],
+        max_attempts: int,
     ) -> None:
         self._client = client
+        self._sobject = sobject
         self._sleep = sleep
         self._max_attempts = max_attempts
         self.requests = 0
@@ -208,11 +215,23 @@ class _BatchSender:
             pending = [record for record in pending if record["id"] in locked_ids]
         return [settled[record["id"]] for record in batch]
 
-    def _send_isolating(self, records: Sequence[Record]) -> list[WritebackOutcome]:
-        """Send `records`; when Salesforce rejects the whole request, halve it until it passes."""
+    def _send_isolating(
+        self, records: Sequence[Record], unknown: int = 0
+    ) -> list[WritebackOutcome]:
+        """Send `records`; when Salesforce rejects the whole request, halve it until it passes.
+
+        A request whose answer was lost (timeout, dropped connection, 5xx) may or may not have
+        been applied: the records are read back, those that landed are settled, and only the
+        rest is sent again, at most `max_attempts` times before the run stops (the batch then
+        stays in flight for the next run to read back).
+        """
         self.requests += 1
         try:
             results = self._client.update_collection(records, all_or_none=False)
+        except SalesforceUnavailable:
+            if unknown + 1 >= self._max_attempts:
+                raise
+            return self._after_lost_answer(records, unknown + 1)
         except SalesforceApiError as exc:
             if exc.status != 400:
                 raise
@@ -226,6 +245,17 @@ class _BatchSender:
                 "results are matched by position, so none of them can be trusted"
             )
         return [_outcome(record, answer) for record, answer in zip(records, results, strict=True)]
+
+    def _after_lost_answer(self, records: Sequence[Record], unknown: int) -> list[WritebackOutcome]:
+        sent = {record["id"]: field_values(record) for record in records}
+        landed, _ = settle_in_flight(self._client, self._sobject, sent)
+        settled = {i: WritebackOutcome(i, SUCCESS, values) for i, values in landed.items()}
+        again = [record for record in records if record["id"] not in landed]
+        if again:
+            self._sleep(backoff_seconds(unknown))
+            outcomes = self._send_isolating(again, unknown)
+            settled.update((o.external_id, o) for o in outcomes)
+        return [settled[record["id"]] for record in records]
 
 
 def _outcome(record: Record, answer: Mapping[str, Any]) -> WritebackOutcome:

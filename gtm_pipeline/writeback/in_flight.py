@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from gtm_pipeline.salesforce.errors import SalesforceApiError
 from gtm_pipeline.sync.soql import check_identifier
 
 READ_BACK_CHUNK = 200
@@ -85,7 +86,15 @@ def settle_in_flight(
         chunk = readable[start : start + READ_BACK_CHUNK]
         fields = sorted({field for i in chunk for field in in_flight[i]})
         by_id: dict[str, dict[str, Any]] = {}
-        for record in client.query_records(read_back_query(sobject, fields, chunk)):
+        try:
+            read = list(client.query_records(read_back_query(sobject, fields, chunk)))
+        except SalesforceApiError as exc:
+            if exc.status != 400:
+                raise
+            # A field sent then is gone now (deleted, hidden): the values cannot be confirmed,
+            # so the records are sent again under the current mapping.
+            continue
+        for record in read:
             record_id = str(record.get("Id", ""))
             by_id[record_id] = record
             by_id.setdefault(record_id[:15], record)

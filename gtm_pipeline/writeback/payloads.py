@@ -24,6 +24,9 @@ SF_OBJECT: dict[str, str] = {
 MAX_BATCH = 200
 
 FLOAT_FIELDS = ("fit_score", "engagement_score", "combined_score")
+SCORE_DECIMALS = 2
+"""Scores are written with two decimals: what is sent is exactly what a number field of scale
+2 stores, so reading a record back (after a lost answer) compares like with like."""
 TEXT_FIELDS = ("tier",)
 DATETIME_FIELDS = ("scored_at",)
 SCORE_FIELDS = FLOAT_FIELDS + TEXT_FIELDS + DATETIME_FIELDS
@@ -88,7 +91,7 @@ def float_value(value: Any) -> float | None:
         return None
     if math.isinf(number):
         raise ValueError("a score must be finite, got infinity")
-    return number
+    return round(number, SCORE_DECIMALS)
 
 
 def text_value(value: Any) -> str | None:
@@ -128,9 +131,11 @@ def _floats_at_once(column: pd.Series) -> list[Any] | None:
     numbers = column.to_numpy(dtype=np.float64)
     if np.isinf(numbers).any():
         return None
-    values = numbers.astype(object)
-    values[np.isnan(numbers)] = None
-    return values.tolist()
+    missing = np.isnan(numbers).tolist()
+    return [
+        None if gone else round(n, SCORE_DECIMALS)
+        for n, gone in zip(numbers.tolist(), missing, strict=True)
+    ]
 
 
 def _datetimes_at_once(column: pd.Series) -> list[Any] | None:

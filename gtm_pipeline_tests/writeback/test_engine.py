@@ -409,3 +409,37 @@ def test_bad_arguments_are_refused_before_any_call(client, engine) -> None:
     with pytest.raises(ValueError, match="unknown entity type"):
         write_back(client, engine, TENANT, "lead", df, FIELD_MAP)
     assert client.calls_made == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "applied_before_the_loss"),
+    [
+        ({"kind": "drop"}, True),  # handled, then the answer is cut off mid-body
+        ({"kind": "status", "status": 503, "error_code": "SERVER_UNAVAILABLE"}, False),
+    ],
+)
+def test_a_lost_answer_is_resolved_by_reading_back_so_each_record_is_written_once(
+    emulator, client, engine, fault, applied_before_the_loss
+) -> None:
+    ids = _live_ids(emulator)[:200]
+    df = _scores(ids, bump=0.75)
+    before = emulator.control.update_counts("Contact")
+    emulator.control.add_fault(**fault, times=1, methods=["PATCH"])
+    queries = emulator.control.stats()["calls"]["query"]
+    result = write_back(client, engine, TENANT, "person", df, FIELD_MAP, sleep=lambda _s: None)
+    assert (result.success, result.failed) == (200, 0)
+    assert result.requests == (1 if applied_before_the_loss else 2)
+    assert emulator.control.stats()["calls"]["query"] - queries == 1  # one read-back
+    after = emulator.control.update_counts("Contact")
+    assert all(after.get(i, 0) - before.get(i, 0) == 1 for i in ids)
+    _assert_landed(emulator, df)
+
+
+def test_a_field_gone_since_the_crash_does_not_block_the_next_run(emulator, client, engine):
+    ids = _live_ids(emulator)[:5]
+    with pytest.raises(KeyboardInterrupt):
+        write_back(_DyingAfterApply(client), engine, TENANT, "person", _scores(ids), FIELD_MAP)
+    with engine.begin() as conn:  # the in-flight values name a field the org no longer has
+        conn.execute(sa.update(writeback_state).values(sending_values={"Gone_Field__c": 1.0}))
+    result = write_back(client, engine, TENANT, "person", _scores(ids), FIELD_MAP)
+    assert result.recovered == 0 and result.success == 5
