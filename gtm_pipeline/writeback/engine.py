@@ -27,6 +27,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from gtm_pipeline.salesforce.errors import SalesforceApiError, SalesforceUnavailable
+from gtm_pipeline.store.locks import tenant_lock
 from gtm_pipeline.store.writeback import (
     FAILED,
     SUCCESS,
@@ -121,6 +122,23 @@ def write_back(
     if not tenant_id:
         raise ValueError("tenant_id must be non-empty")
     records = build_records(scores_df, entity_type, field_map)
+    with tenant_lock(engine, f"writeback of {entity_type} scores", tenant_id):
+        return _write_changed(client, engine, tenant_id, entity_type, records, sleep=sleep,
+                              max_attempts=max_attempts, on_progress=on_progress)  # fmt: skip
+
+
+def _write_changed(
+    client: CollectionClient,
+    engine: sa.Engine,
+    tenant_id: str,
+    entity_type: str,
+    records: list[Record],
+    *,
+    sleep: Callable[[float], None],
+    max_attempts: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> WritebackResult:
+    """Under the tenant's writeback lock: settle a crashed batch, then send what changed."""
     recovered = _settle_crashed_batch(client, engine, tenant_id, entity_type)
     with engine.connect() as conn:
         settled = last_written_values(conn, tenant_id, entity_type)

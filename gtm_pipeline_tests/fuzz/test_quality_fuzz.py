@@ -11,6 +11,7 @@ test_gates_never_raise_and_account_for_every_input_row, which this extends).
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -52,7 +53,8 @@ def verdicts(entity, raw: pd.DataFrame) -> tuple[set[str], dict[str, tuple[str, 
     return passed, failed, result.stats
 
 
-# Two passes through Pandera's gates take about 0.1 s: quick 20, full 10,000 examples (~15 min).
+# Two passes through Pandera's gates take about 0.1 s: quick 20, full 10,000 examples (~20 min).
+@pytest.mark.timeout(scaled(300, 3600))
 @settings(max_examples=scaled(20, 10_000), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
 @given(page=pages())

@@ -443,3 +443,19 @@ def test_a_field_gone_since_the_crash_does_not_block_the_next_run(emulator, clie
         conn.execute(sa.update(writeback_state).values(sending_values={"Gone_Field__c": 1.0}))
     result = write_back(client, engine, TENANT, "person", _scores(ids), FIELD_MAP)
     assert result.recovered == 0 and result.success == 5
+
+
+def test_a_second_writeback_of_the_tenant_at_once_is_refused_before_any_call(
+    emulator, client, engine
+) -> None:
+    from gtm_pipeline.store.locks import TenantBusy, tenant_lock
+
+    df = _scores(_live_ids(emulator)[:10])
+    composite = emulator.control.stats()["calls"]["composite"]
+    with tenant_lock(engine, "writeback of person scores", TENANT):  # another run holds it
+        with pytest.raises(TenantBusy, match="writeback of person scores of tenant acme"):
+            write_back(client, engine, TENANT, "person", df, FIELD_MAP)
+        other = write_back(client, engine, "globex", "person", df, FIELD_MAP)  # not blocked
+    assert other.success == 10
+    assert emulator.control.stats()["calls"]["composite"] - composite == 1
+    assert write_back(client, engine, TENANT, "person", df, FIELD_MAP).success == 10
