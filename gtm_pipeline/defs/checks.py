@@ -97,7 +97,7 @@ def quality_check_results(
             dg.AssetCheckResult(
                 asset_key=key,
                 check_name=summary.stage,
-                passed=summary.rejected == 0,
+                passed=summary.severity == "PASS",
                 severity=dg.AssetCheckSeverity.ERROR
                 if summary.severity == "ERROR"
                 else dg.AssetCheckSeverity.WARN,

@@ -84,6 +84,24 @@ def replace_failures(
     )
 
 
+def forget_failures(
+    conn: sa.Connection, tenant_id: str, entity: str, external_ids: Sequence[str]
+) -> int:
+    """Drop the quarantine entries of records deleted in Salesforce: nothing is left to fix,
+    and they would keep counting against the tenant's quality. Returns the rows removed."""
+    table = quality_failures
+    removed = 0
+    for chunk in _chunks(list(dict.fromkeys(external_ids))):
+        removed += conn.execute(
+            sa.delete(table).where(
+                table.c.tenant_id == tenant_id,
+                table.c.entity == entity,
+                _among(conn, table.c.external_id, chunk),
+            )
+        ).rowcount
+    return removed
+
+
 def failures_for(
     conn: sa.Connection,
     tenant_id: str,

@@ -58,7 +58,10 @@ def _expanded(objects: pd.Series) -> pd.DataFrame:
     sub = pd.json_normalize([v if isinstance(v, dict) else {} for v in objects.tolist()], sep=".")
     sub.columns = [f"{objects.name}.{c}" for c in sub.columns]
     sub.index = objects.index
-    return sub[[c for c in sub.columns if not _is_noise(c)]]
+    sub = sub[[c for c in sub.columns if not _is_noise(c)]]
+    if sub.columns.empty:  # only empty objects: keep the parent, so its paths read as null
+        return pd.DataFrame({objects.name: [None] * len(objects)}, index=objects.index)
+    return sub
 
 
 def iter_raw_pages(

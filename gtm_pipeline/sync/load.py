@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor, save_cursor, upsert_records
-from gtm_pipeline.store.quarantine import replace_failures
+from gtm_pipeline.store.quarantine import forget_failures, replace_failures
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.sync.prepare import PreparedPage
 
@@ -101,8 +101,8 @@ def load_deletions(
     now: datetime,
     hold_cursor: bool = False,
 ) -> PageLoad:
-    """Mark records deleted (rows kept; `deleted_at` = deletion stamp); advance that cursor
-    (unless `hold_cursor`, as for `load_page`)."""
+    """Mark records deleted (rows kept; `deleted_at` = deletion stamp), drop their quarantine
+    entries, and advance that cursor (unless `hold_cursor`, as for `load_page`)."""
     if deleted.empty:
         return PageLoad(0, None)
     stamps = pd.to_datetime(deleted["SystemModstamp"], utc=True, format="ISO8601")
@@ -117,6 +117,7 @@ def load_deletions(
         }
     )
     loaded = upsert_records(conn, CANONICAL_TABLES[entity.name], rows)
+    forget_failures(conn, tenant_id, entity.name, rows["external_id"].tolist())
     reached = page_cursor(rows)
     if hold_cursor:
         return PageLoad(loaded=loaded, cursor=reached)

@@ -504,23 +504,34 @@ class StageSummary:
     """Share of the tenant's records of the entity in this gate's quarantine, when known."""
 
 
+MIN_ROWS_FOR_RUN_RATE = 100
+"""A run's own rejection rate is trusted from this many rows on (1 bad row in 8 is noise)."""
+
+
 def stage_summaries(
     stats: QualityStats, threshold: float, standing: Standing | None = None
 ) -> list[StageSummary]:
     """Each gate's rejections and severity.
 
-    With a `standing`, a gate that rejected rows is an ERROR when the tenant's quarantine for
-    that gate holds more than `threshold` of the entity's records: an incremental run that
-    rejects 1 of its 8 rows (12.5%) says little, a table 12.5% dirty says a lot. For a full
-    sync the two rates agree. Without one, the run's own rate is judged.
+    With a `standing`, a gate is an ERROR while the tenant's quarantine for it holds more than
+    `threshold` of the entity's records, even in a run that rejected nothing (the dirty rows are
+    still there), or when this run rejected more than `threshold` of at least
+    `MIN_ROWS_FOR_RUN_RATE` rows (a mapping that just broke, before the table shows it). An
+    incremental run that rejects 1 of its 8 rows on a clean tenant is a WARN. Without a
+    standing, the run's own rate is judged.
     """
     out = []
     for stage in STAGES:
         rejected = stats.failed_by_stage.get(stage, 0)
         rate = rejected / stats.input if stats.input else 0.0
-        tenant_rate = standing.rate(stage) if standing is not None else None
-        judged = rate if tenant_rate is None else tenant_rate
-        severity = "PASS" if rejected == 0 else "ERROR" if judged > threshold else "WARN"
+        if standing is None:
+            tenant_rate = None
+            too_many = rate > threshold
+        else:
+            tenant_rate = standing.rate(stage)
+            run_counts = stats.input >= MIN_ROWS_FOR_RUN_RATE and rate > threshold
+            too_many = tenant_rate > threshold or run_counts
+        severity = "ERROR" if too_many else "WARN" if rejected else "PASS"
         out.append(StageSummary(stage, rejected, rate, severity, tenant_rate))
     return out
 

@@ -64,8 +64,24 @@ def test_with_a_standing_the_tenants_whole_table_is_judged_not_the_run(monkeypat
     meta = {k: v.value for k, v in results[REQUIRED].metadata.items()}
     assert meta["rejected_rate"] == 0.125 and meta["tenant_rejected_rate"] == 0.02
     assert meta["tenant_records"] == 1000 and meta["tenant_quarantined"] == 20
-    # A gate that rejected nothing in this run passes, whatever the quarantine still holds.
-    assert results[DEDUPLICATION].passed
+    assert results[DEDUPLICATION].passed  # nothing rejected, nothing in its quarantine
+
+
+def test_an_error_stays_an_error_while_the_quarantine_holds_it(monkeypatch):
+    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.05")
+    dirty_tenant = Standing({REQUIRED: 400}, records=1000)  # a full sync quarantined 40%
+    quiet_run = stats(3)  # the next incremental run rejects nothing
+    results = by_name(quality_check_results(KEY, quiet_run, standing=dirty_tenant))
+    assert not results[REQUIRED].passed
+    assert results[REQUIRED].severity == dg.AssetCheckSeverity.ERROR
+
+
+def test_a_run_rejecting_most_of_many_rows_is_an_error_before_the_table_shows_it(monkeypatch):
+    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.05")
+    clean_tenant = Standing({TYPE_COERCION: 200}, records=100_000)  # 0.2% of the table
+    broken_mapping = stats(200, type_coercion=200)  # every row of this run
+    results = by_name(quality_check_results(KEY, broken_mapping, standing=clean_tenant))
+    assert results[TYPE_COERCION].severity == dg.AssetCheckSeverity.ERROR
 
 
 def test_without_a_standing_the_run_rate_is_judged(monkeypatch):

@@ -49,3 +49,8 @@ def test_a_relationship_null_in_every_record_stays_a_column_of_its_own():
 
 def test_an_empty_page_is_an_empty_frame():
     assert flatten_records([]).empty
+
+
+def test_objects_that_are_all_empty_keep_their_parent_column():
+    frame = flatten_records([{**RECORDS[0], "Account": {"attributes": {"type": "Account"}}}])
+    assert "Account" in frame.columns and frame["Account"].isna().all()

@@ -306,3 +306,22 @@ def test_a_record_served_twice_on_one_page_and_rejected_twice_is_quarantined_onc
     )
     assert loaded.loaded == 0
     assert list(quarantine(engine)) == ["003Q00000000000AAA"]
+
+
+def test_a_record_deleted_in_salesforce_leaves_the_quarantine(engine):
+    load(
+        engine,
+        [
+            contact("003B00000000000AAA", None, T0),  # quarantined: no email, no name
+            contact("003D00000000000AAA", None, T0),
+        ],
+    )
+    assert set(quarantine(engine)) == {"003B00000000000AAA", "003D00000000000AAA"}
+    gone = pd.DataFrame(
+        {"Id": ["003B00000000000AAA"], "SystemModstamp": [sf_stamp(T0 + timedelta(minutes=1))]}
+    )
+    with engine.begin() as conn:
+        load_deletions(
+            conn, tenant_id=TENANT, entity=PERSONS, deleted=gone, mode="full", now=RUN_AT
+        )
+    assert set(quarantine(engine)) == {"003D00000000000AAA"}
