@@ -199,6 +199,7 @@ def test_readme_quick_start_is_the_two_make_commands() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(5400)  # a new virtual environment, the demo, then the whole quick suite
 def test_a_fresh_clone_runs_the_readme_commands_as_written(tmp_path) -> None:
     clone = tmp_path / "gtm-pipeline"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)  # noqa: S603,S607
