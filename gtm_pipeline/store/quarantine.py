@@ -12,24 +12,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
+from gtm_pipeline.store.id_filters import among, chunks
 from gtm_pipeline.store.tables import CANONICAL_TABLES, quality_failures
 from gtm_pipeline.store.types import ensure_aware_utc
-
-_CHUNK = 1000
-
-
-def _chunks(values: Sequence[str]) -> list[Sequence[str]]:
-    return [values[i : i + _CHUNK] for i in range(0, len(values), _CHUNK)]
-
-
-def _among(conn: sa.Connection, column: sa.Column[Any], values: Sequence[str]) -> Any:
-    """`column IN values`; on PostgreSQL `= ANY(array)`, one bound value instead of a thousand
-    (planning a 1000-parameter IN list per page was over half of a Bulk sync's time)."""
-    if conn.dialect.name == "postgresql":
-        return column == sa.any_(sa.literal(list(values), type_=postgresql.ARRAY(column.type)))
-    return column.in_(values)
 
 
 def replace_failures(
@@ -55,10 +41,10 @@ def replace_failures(
     failures = list({(f["external_id"], f["stage"]): f for f in failures}.values())
     ids = list(dict.fromkeys([*seen_ids, *(f["external_id"] for f in failures)]))
     first_seen: dict[tuple[str, str], datetime] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         removed = conn.execute(
             sa.delete(table)
-            .where(*scope, _among(conn, table.c.external_id, chunk))
+            .where(*scope, among(conn, table.c.external_id, chunk))
             .returning(table.c.external_id, table.c.stage, table.c.first_seen_at)
         )
         first_seen.update({(r.external_id, r.stage): r.first_seen_at for r in removed})
@@ -91,12 +77,12 @@ def forget_failures(
     and they would keep counting against the tenant's quality. Returns the rows removed."""
     table = quality_failures
     removed = 0
-    for chunk in _chunks(list(dict.fromkeys(external_ids))):
+    for chunk in chunks(list(dict.fromkeys(external_ids))):
         removed += conn.execute(
             sa.delete(table).where(
                 table.c.tenant_id == tenant_id,
                 table.c.entity == entity,
-                _among(conn, table.c.external_id, chunk),
+                among(conn, table.c.external_id, chunk),
             )
         ).rowcount
     return removed

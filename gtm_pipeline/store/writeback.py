@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gtm_pipeline.store.errors import StoreError
+from gtm_pipeline.store.id_filters import among, chunks
 from gtm_pipeline.store.tables import writeback_state
 from gtm_pipeline.store.types import ensure_aware_utc
 
@@ -58,14 +59,20 @@ def last_written_values(
     conn: sa.Connection, tenant_id: str, entity_type: str
 ) -> dict[str, dict[str, Any]]:
     """external id → settled values, for every record of the entity type that has any."""
+    return _values_by_id(conn, tenant_id, entity_type, writeback_state.c.last_written_values)
+
+
+def _values_by_id(
+    conn: sa.Connection, tenant_id: str, entity_type: str, column: sa.Column[Any]
+) -> dict[str, dict[str, Any]]:
     rows = conn.execute(
-        sa.select(writeback_state.c.external_id, writeback_state.c.last_written_values).where(
+        sa.select(writeback_state.c.external_id, column).where(
             writeback_state.c.tenant_id == tenant_id,
             writeback_state.c.entity_type == entity_type,
-            writeback_state.c.last_written_values.is_not(None),
+            column.is_not(None),
         )
     )
-    return {row.external_id: dict(row.last_written_values) for row in rows}
+    return {external_id: dict(values) for external_id, values in rows}
 
 
 def mark_sending(
@@ -98,27 +105,20 @@ def in_flight_values(
     conn: sa.Connection, tenant_id: str, entity_type: str
 ) -> dict[str, dict[str, Any]]:
     """external id → values sent by a batch whose outcomes were never stored (a crash)."""
-    rows = conn.execute(
-        sa.select(writeback_state.c.external_id, writeback_state.c.sending_values).where(
-            writeback_state.c.tenant_id == tenant_id,
-            writeback_state.c.entity_type == entity_type,
-            writeback_state.c.sending_values.is_not(None),
-        )
-    )
-    return {row.external_id: dict(row.sending_values) for row in rows}
+    return _values_by_id(conn, tenant_id, entity_type, writeback_state.c.sending_values)
 
 
 def clear_sending(
     conn: sa.Connection, tenant_id: str, entity_type: str, external_ids: Sequence[str]
 ) -> None:
     """Forget in-flight values that did not land: those records are simply sent again."""
-    for start in range(0, len(external_ids), 1000):
+    for chunk in chunks(external_ids):
         conn.execute(
             sa.update(writeback_state)
             .where(
                 writeback_state.c.tenant_id == tenant_id,
                 writeback_state.c.entity_type == entity_type,
-                writeback_state.c.external_id.in_(external_ids[start : start + 1000]),
+                among(conn, writeback_state.c.external_id, chunk),
             )
             .values(sending_values=None)
         )
