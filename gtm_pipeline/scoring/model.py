@@ -44,16 +44,11 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-SCORE_COLUMNS = (
-    "entity_type",
-    "external_id",
-    "fit_score",
-    "engagement_score",
-    "combined_score",
-    "tier",
-    "scored_at",
-)
-ENTITY_TYPES = ("account", "person", "opportunity")
+from gtm_pipeline.store.scoring import SCORE_COLUMNS, SCORE_ENTITY_TYPES
+
+# The `scores` table is the contract (a tenant's own model writes the same table), so its
+# columns and entity types are defined once, by the store.
+ENTITY_TYPES = SCORE_ENTITY_TYPES
 TIERS = ("A", "B", "C", "D")
 
 # How attractive an industry is to the reference seller (a B2B software vendor), 0-1.
