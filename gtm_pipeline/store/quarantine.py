@@ -41,7 +41,7 @@ def replace_failures(
     failures = list({(f["external_id"], f["stage"]): f for f in failures}.values())
     ids = list(dict.fromkeys([*seen_ids, *(f["external_id"] for f in failures)]))
     first_seen: dict[tuple[str, str], datetime] = {}
-    for chunk in chunks(ids):
+    for chunk in chunks(conn, ids):
         removed = conn.execute(
             sa.delete(table)
             .where(*scope, among(conn, table.c.external_id, chunk))
@@ -77,7 +77,7 @@ def forget_failures(
     and they would keep counting against the tenant's quality. Returns the rows removed."""
     table = quality_failures
     removed = 0
-    for chunk in chunks(list(dict.fromkeys(external_ids))):
+    for chunk in chunks(conn, list(dict.fromkeys(external_ids))):
         removed += conn.execute(
             sa.delete(table).where(
                 table.c.tenant_id == tenant_id,

@@ -112,7 +112,7 @@ def clear_sending(
     conn: sa.Connection, tenant_id: str, entity_type: str, external_ids: Sequence[str]
 ) -> None:
     """Forget in-flight values that did not land: those records are simply sent again."""
-    for chunk in chunks(external_ids):
+    for chunk in chunks(conn, external_ids):
         conn.execute(
             sa.update(writeback_state)
             .where(
