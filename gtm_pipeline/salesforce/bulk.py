@@ -6,8 +6,9 @@ own `sf.bulk2` is not used: its calls skip `Sforce-Limit-Info` (the usage guard 
 its wait loop sleeps up to 24 hours with no way to bound or inject it, and it decodes each result
 set to `str` when pandas/pyarrow want the bytes.
 
-Polling backs off exponentially from `initial_seconds` to `max_interval_seconds` and gives up
-after `timeout_seconds` (the job is aborted, then `BulkJobFailed`). A job that ends `Failed` or
+Polling (the first check at once, the next after 0.2 s) backs off exponentially from
+`initial_seconds` to `max_interval_seconds` and gives up after `timeout_seconds` (the job is
+aborted, then `BulkJobFailed`). A job that ends `Failed` or
 `Aborted` raises `BulkJobFailed`; a create call refused because the org has no Bulk access (or
 Bulk cannot run the query) raises `BulkUnavailable`. Both mean "read it through REST instead".
 """
@@ -50,7 +51,7 @@ _CSV_HEADERS = {"Accept": "text/csv", "Accept-Encoding": "gzip"}
 class BulkPollPolicy:
     """How patiently to wait for a job: exponential backoff, bounded in total."""
 
-    initial_seconds: float = 0.5
+    initial_seconds: float = 0.2
     max_interval_seconds: float = 10.0
     timeout_seconds: float = 3600.0
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -50,6 +52,24 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def sqlite_timestamp_texts(values: list[datetime | None]) -> list[str | None] | None:
+    """UTC datetimes as the text `UTCDateTime` stores on SQLite, for a whole column at once.
+
+    The same text SQLAlchemy's per-value bind processing gives (`YYYY-MM-DD HH:MM:SS.ffffff`,
+    UTC, no offset), built by numpy in one pass: the per-value path was a tenth of a SQLite
+    sync. `values` must already be aware (as `store.rows.prepare_rows` leaves them). None when
+    an instant lies outside pandas' nanosecond range (before 1677, after 2262): the caller
+    then binds value by value.
+    """
+    try:
+        stamps = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        return None
+    micros = stamps.dt.tz_convert(None).to_numpy().astype("datetime64[us]")
+    texts = np.datetime_as_string(micros, unit="us").astype(object)
+    return [None if text == "NaT" else f"{text[:10]} {text[11:]}" for text in texts]
 
 
 def json_type() -> sa.types.TypeEngine[Any]:

@@ -11,6 +11,10 @@ live and deleted rows and loaded in its own transaction, but as result sets come
 order the cursors move only in the last one's transaction, so an interrupted Bulk read is
 re-read, never skipped. A failed job or an org without Bulk access falls back to REST pages
 (`SyncStats.bulk_fallback` says why). Incremental syncs always use REST.
+
+While one batch is gated and loaded, the next is fetched and parsed in a background thread
+(`sync/read_ahead.py`, one batch ahead): the wait on Salesforce overlaps the work on the store.
+Nothing is committed by that thread, so a crash still leaves the store at a batch boundary.
 """
 
 from __future__ import annotations
@@ -19,18 +23,24 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
-from gtm_pipeline.salesforce.bulk import DEFAULT_MAX_RECORDS, BulkPollPolicy, BulkQuery
+from gtm_pipeline.salesforce.bulk import DEFAULT_MAX_RECORDS, BulkPollPolicy, BulkQuery, ResultSet
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.errors import BulkJobFailed, BulkUnavailable
 from gtm_pipeline.store import Cursor, get_cursor, mark_run_started, mark_run_succeeded
-from gtm_pipeline.sync.bulk import bulk_threshold, plan_bulk_query, read_result_set, split_deleted
+from gtm_pipeline.sync.bulk import (
+    BulkPlan,
+    bulk_threshold,
+    plan_bulk_query,
+    read_result_set,
+    split_deleted,
+)
 from gtm_pipeline.sync.entities import Entity, FieldMapping
 from gtm_pipeline.sync.extract import RawPage, iter_raw_pages
 from gtm_pipeline.sync.load import (
@@ -44,6 +54,7 @@ from gtm_pipeline.sync.load import (
 from gtm_pipeline.sync.mapping import ResolvedMappings, resolve_mappings, source_fields
 from gtm_pipeline.sync.prepare import PreparedPage, prepare_page
 from gtm_pipeline.sync.quality import QualityStats
+from gtm_pipeline.sync.read_ahead import read_ahead
 from gtm_pipeline.sync.soql import deleted_query, modified_query
 
 DEFAULT_LOOKBACK = timedelta(minutes=10)
@@ -252,7 +263,8 @@ def batched_pages(pages: Iterator[RawPage], rows: int) -> Iterator[tuple[RawPage
 
 def _load_rest_pages(run: _Run, pages: Iterator[RawPage]) -> None:
     stats = run.stats
-    for page, page_count in batched_pages(pages, run.options.load_batch_rows):
+    batches = read_ahead(batched_pages(pages, run.options.load_batch_rows), name="rest-pages")
+    for page, page_count in batches:
         prepared = prepare_page(
             run.entity, page.frame, run.resolved.mappings, tenant_id=run.tenant_id
         )
@@ -291,11 +303,9 @@ def _load_bulk(run: _Run, total_size: int) -> None:
     stats = run.stats
     reached: Cursor | None = None
     reached_deleted: Cursor | None = None
-    for result in bulk.run(
-        plan.soql, include_deleted=True, max_records=run.options.bulk_max_records
-    ):
+    results = bulk.run(plan.soql, include_deleted=True, max_records=run.options.bulk_max_records)
+    for result, (live, gone) in read_ahead(_parsed(results, plan), name="bulk-results"):
         stats.extraction = "bulk"
-        live, gone = split_deleted(read_result_set(result.csv, plan))
         prepared = None
         if not live.empty:
             prepared = prepare_page(
@@ -319,6 +329,15 @@ def _load_bulk(run: _Run, total_size: int) -> None:
                 committed = _commit_cursors(run, conn, reached, reached_deleted)
         rows = len(live) + len(gone)
         run.report("bulk", result.number, total_size, rows, PageLoad(loaded, committed))
+
+
+def _parsed(
+    results: Iterator[ResultSet], plan: BulkPlan
+) -> Iterator[tuple[ResultSet, tuple[pd.DataFrame, pd.DataFrame]]]:
+    """Each result set with its live and deleted rows, its CSV bytes released once parsed."""
+    for result in results:
+        frames = split_deleted(read_result_set(result.csv, plan))
+        yield replace(result, csv=b""), frames
 
 
 def _commit_cursors(
