@@ -45,9 +45,10 @@ def make_engine(url: str | URL | None = None, **engine_options: Any) -> Engine:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         _ensure_sqlite_folder(parsed)
-        # The sqlite3 module keeps 128 prepared statements per connection; a page's multi-row
-        # upsert binds up to 32k values and page sizes vary, so that cache grew a sync's memory
-        # by ~40% from 100k to 1M records. SQLAlchemy's own compiled cache stays on.
+        # The sqlite3 module keeps 128 prepared statements per connection; statements whose
+        # length follows the data (multi-row upserts once, id lists of up to 1,000 now) filled
+        # that cache and grew a sync's memory by ~40% from 100k to 1M records. SQLAlchemy's own
+        # compiled cache stays on.
         connect_args = {"cached_statements": 0, **engine_options.pop("connect_args", {})}
         engine = sa.create_engine(parsed, connect_args=connect_args, **engine_options)
         _configure_sqlite(engine)

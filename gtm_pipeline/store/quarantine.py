@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gtm_pipeline.store.id_filters import among, chunks
+from gtm_pipeline.store.id_filters import among
 from gtm_pipeline.store.tables import CANONICAL_TABLES, quality_failures
 from gtm_pipeline.store.types import ensure_aware_utc
 
@@ -40,14 +40,12 @@ def replace_failures(
     scope = (table.c.tenant_id == tenant_id, table.c.entity == entity)
     failures = list({(f["external_id"], f["stage"]): f for f in failures}.values())
     ids = list(dict.fromkeys([*seen_ids, *(f["external_id"] for f in failures)]))
-    first_seen: dict[tuple[str, str], datetime] = {}
-    for chunk in chunks(conn, ids):
-        removed = conn.execute(
-            sa.delete(table)
-            .where(*scope, among(conn, table.c.external_id, chunk))
-            .returning(table.c.external_id, table.c.stage, table.c.first_seen_at)
-        )
-        first_seen.update({(r.external_id, r.stage): r.first_seen_at for r in removed})
+    removed = conn.execute(
+        sa.delete(table)
+        .where(*scope, among(conn, table.c.external_id, ids))
+        .returning(table.c.external_id, table.c.stage, table.c.first_seen_at)
+    )
+    first_seen = {(r.external_id, r.stage): r.first_seen_at for r in removed}
     if not failures:
         return
     conn.execute(
@@ -76,16 +74,13 @@ def forget_failures(
     """Drop the quarantine entries of records deleted in Salesforce: nothing is left to fix,
     and they would keep counting against the tenant's quality. Returns the rows removed."""
     table = quality_failures
-    removed = 0
-    for chunk in chunks(conn, list(dict.fromkeys(external_ids))):
-        removed += conn.execute(
-            sa.delete(table).where(
-                table.c.tenant_id == tenant_id,
-                table.c.entity == entity,
-                among(conn, table.c.external_id, chunk),
-            )
-        ).rowcount
-    return removed
+    return conn.execute(
+        sa.delete(table).where(
+            table.c.tenant_id == tenant_id,
+            table.c.entity == entity,
+            among(conn, table.c.external_id, list(dict.fromkeys(external_ids))),
+        )
+    ).rowcount
 
 
 def failures_for(

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gtm_pipeline.store.errors import StoreError
-from gtm_pipeline.store.id_filters import among, chunks
+from gtm_pipeline.store.id_filters import among
 from gtm_pipeline.store.tables import writeback_state
 from gtm_pipeline.store.types import ensure_aware_utc
 
@@ -112,16 +112,15 @@ def clear_sending(
     conn: sa.Connection, tenant_id: str, entity_type: str, external_ids: Sequence[str]
 ) -> None:
     """Forget in-flight values that did not land: those records are simply sent again."""
-    for chunk in chunks(conn, external_ids):
-        conn.execute(
-            sa.update(writeback_state)
-            .where(
-                writeback_state.c.tenant_id == tenant_id,
-                writeback_state.c.entity_type == entity_type,
-                among(conn, writeback_state.c.external_id, chunk),
-            )
-            .values(sending_values=None)
+    conn.execute(
+        sa.update(writeback_state)
+        .where(
+            writeback_state.c.tenant_id == tenant_id,
+            writeback_state.c.entity_type == entity_type,
+            among(conn, writeback_state.c.external_id, external_ids),
         )
+        .values(sending_values=None)
+    )
 
 
 def record_outcomes(

@@ -20,10 +20,6 @@ class RawPage:
     total_size: int
 
 
-def _is_noise(column: str) -> bool:
-    return column == "attributes" or column.startswith("attributes.") or ".attributes." in column
-
-
 def _nested_columns(frame: pd.DataFrame) -> list[str]:
     """Columns holding objects (relationships, compound fields): Salesforce gives a field one
     shape, an object or null, so the first value that is set tells."""
@@ -40,27 +36,31 @@ def _nested_columns(frame: pd.DataFrame) -> list[str]:
 def flatten_records(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Nested objects (`Account.Industry`, `MailingAddress.city`) become dot-path columns.
 
-    Flat fields go through `DataFrame.from_records` (C speed); only the object columns are
-    normalised, which is where `json_normalize` over whole records spent its time. A parent that
-    is null in every record stays as its own column, so its paths read as null downstream.
+    Every level goes through `DataFrame.from_records` (C speed; `json_normalize` over whole
+    records, and then over the object columns, was most of a page's flattening time). A parent
+    that is null in every record stays as its own column, so its paths read as null downstream.
     """
     if not records:
         return pd.DataFrame()
-    frame = pd.DataFrame.from_records(records)
-    nested = _nested_columns(frame.drop(columns=["attributes"], errors="ignore"))
-    flat = frame.drop(columns=["attributes", *nested], errors="ignore")
+    return _flattened(pd.DataFrame.from_records(records))
+
+
+def _flattened(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.drop(columns=["attributes"], errors="ignore")
+    nested = _nested_columns(frame)
+    if not nested:
+        return frame
     expanded = [_expanded(frame[column]) for column in nested]
-    return pd.concat([flat, *expanded], axis=1) if expanded else flat
+    return pd.concat([frame.drop(columns=nested), *expanded], axis=1)
 
 
 def _expanded(objects: pd.Series) -> pd.DataFrame:
     """One object column as `<column>.<path>` columns; a null object gives nulls."""
-    sub = pd.json_normalize([v if isinstance(v, dict) else {} for v in objects.tolist()], sep=".")
-    sub.columns = [f"{objects.name}.{c}" for c in sub.columns]
-    sub.index = objects.index
-    sub = sub[[c for c in sub.columns if not _is_noise(c)]]
+    rows = [value if isinstance(value, dict) else {} for value in objects.tolist()]
+    sub = _flattened(pd.DataFrame.from_records(rows, index=objects.index))
     if sub.columns.empty:  # only empty objects: keep the parent, so its paths read as null
         return pd.DataFrame({objects.name: [None] * len(objects)}, index=objects.index)
+    sub.columns = [f"{objects.name}.{column}" for column in sub.columns]
     return sub
 
 

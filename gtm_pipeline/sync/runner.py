@@ -264,15 +264,17 @@ def batched_pages(pages: Iterator[RawPage], rows: int) -> Iterator[tuple[RawPage
 def _load_rest_pages(run: _Run, pages: Iterator[RawPage]) -> None:
     stats = run.stats
     batches = read_ahead(batched_pages(pages, run.options.load_batch_rows), name="rest-pages")
-    for page, page_count in batches:
-        prepared = prepare_page(
-            run.entity, page.frame, run.resolved.mappings, tenant_id=run.tenant_id
-        )
+    ready = read_ahead(((page, count, _prepare(run, page.frame)) for page, count in batches))
+    for page, page_count, prepared in ready:
         _count_page(stats, page.frame, prepared, pages=page_count)
         with run.engine.begin() as conn:
             loaded = _load_live(run, conn, prepared, hold_cursor=False)
         stats.cursor_after = _describe(loaded.cursor)
         run.report("modified", page.page_number, page.total_size, len(page.frame), loaded)
+
+
+def _prepare(run: _Run, frame: pd.DataFrame) -> PreparedPage:
+    return prepare_page(run.entity, frame, run.resolved.mappings, tenant_id=run.tenant_id)
 
 
 def _load_rest_deletions(run: _Run, deleted_cursor: Cursor | None) -> None:

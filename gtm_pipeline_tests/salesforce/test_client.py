@@ -63,6 +63,17 @@ def test_pages_follow_next_records_url_and_return_every_live_record_once(emulato
     assert stats["api_usage"]["used"] == len(pages)
 
 
+def test_records_are_plain_dicts_with_the_fields_in_query_order(emulator, tokens):
+    """Parsed on json's C fast path: simple-salesforce's default OrderedDict hook is not used."""
+    client = make_client(emulator, tokens, batch_size=200)
+    page = next(client.query_pages("SELECT Id, LastName, MailingAddress FROM Contact"))
+    record = page.records[0]
+    assert type(record) is dict
+    assert list(record)[1:] == ["Id", "LastName", "MailingAddress"]  # after "attributes"
+    address = next(r["MailingAddress"] for r in page.records if r["MailingAddress"])
+    assert type(address) is dict
+
+
 def test_default_batch_size_2000_makes_ten_times_fewer_calls_than_200(emulator, tokens):
     small = make_client(emulator, tokens, batch_size=200)
     large = make_client(emulator, tokens)

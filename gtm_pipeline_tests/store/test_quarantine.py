@@ -1,4 +1,4 @@
-"""The quarantine's replace/forget by id lists longer than one statement's chunk, both databases."""
+"""The quarantine's replace/forget by long id lists, both databases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from gtm_pipeline.store.id_filters import CHUNK, among, chunks
+from gtm_pipeline.store.id_filters import among
 from gtm_pipeline.store.quarantine import failures_for, forget_failures, replace_failures
 from gtm_pipeline.store.tables import quality_failures
 
@@ -23,8 +23,8 @@ def _failure(external_id: str, reason: str = "missing email") -> dict:
             "raw": {"Id": external_id}}  # fmt: skip
 
 
-def test_replace_spans_chunks_keeps_first_seen_and_leaves_unseen_records(engine) -> None:
-    ids = _ids(CHUNK * 2 + 500)
+def test_replace_keeps_first_seen_and_leaves_unseen_records(engine) -> None:
+    ids = _ids(2500)
     failing = ids[::7]
     with engine.begin() as conn:
         replace_failures(conn, "t1", "persons", ids, [_failure(i) for i in failing],
@@ -32,7 +32,7 @@ def test_replace_spans_chunks_keeps_first_seen_and_leaves_unseen_records(engine)
         replace_failures(conn, "t2", "persons", ids[:10], [_failure(ids[0])], run_id="r1", now=T0)
     later = T0 + timedelta(days=1)
     still_failing = failing[::2]
-    seen_again = ids[: CHUNK * 2]  # the last 500 are not on this page: their entries stay
+    seen_again = ids[:2000]  # the last 500 are not on this page: their entries stay
     with engine.begin() as conn:
         replace_failures(conn, "t1", "persons", seen_again,
                          [_failure(i, "still missing") for i in still_failing if i in seen_again],
@@ -52,7 +52,7 @@ def test_replace_spans_chunks_keeps_first_seen_and_leaves_unseen_records(engine)
 
 
 def test_forget_removes_only_the_given_records(engine) -> None:
-    ids = _ids(CHUNK + 300)
+    ids = _ids(1300)
     with engine.begin() as conn:
         replace_failures(conn, "t1", "accounts", ids, [_failure(i) for i in ids],
                          run_id=None, now=T0)  # fmt: skip
@@ -62,13 +62,17 @@ def test_forget_removes_only_the_given_records(engine) -> None:
     assert sorted(left) == ids[:5]
 
 
-def test_chunks_fit_the_database(engine) -> None:
-    ids = _ids(CHUNK * 3 + 1)
-    with engine.connect() as conn:
-        parts = chunks(conn, ids)
-    assert [i for part in parts for i in part] == ids
-    expected = 1 if engine.dialect.name == "postgresql" else 4
-    assert len(parts) == expected
+def test_ids_travel_as_one_bound_value(engine) -> None:
+    ids = _ids(5000)
+    statements: list[tuple[str, object]] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append((a[2], a[3])))
+    with engine.begin() as conn:
+        replace_failures(conn, "t1", "persons", ids, [_failure(ids[-1])], run_id=None, now=T0)
+    deletes = [(sql, params) for sql, params in statements if sql.lstrip().startswith("DELETE")]
+    assert len(deletes) == 1
+    params = deletes[0][1]
+    values = params.values() if isinstance(params, dict) else params
+    assert len(values) == 3  # tenant, entity and the ids
 
 
 @pytest.mark.postgres

@@ -295,23 +295,30 @@ def test_large_batch_on_the_fast_path(engine: sa.Engine) -> None:
     assert (total, changed) == (count, count)
 
 
-def test_sqlite_splits_statements_under_the_variable_limit(tmp_path) -> None:
+def test_sqlite_runs_one_prepared_row_statement_for_the_page(tmp_path) -> None:
+    """One single-row upsert run for every row (executemany): no statement grows with the page,
+    so the variable limit never matters, and the count leaves out rows an older stamp skipped."""
     from gtm_pipeline.store import make_engine, upgrade
 
     engine = make_engine(f"sqlite:///{tmp_path / 'limit.db'}")
     upgrade(engine)
-    rows = [person(f"003{i:04d}", T0, email=f"{i}@x.io") for i in range(250)]
-    statements: list[str] = []
-    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    newer = T0 + timedelta(hours=1)
+    with engine.begin() as conn:
+        upsert_records(conn, persons, [person("003KEEP", newer, email="new@x.io")])
+    rows = [person(f"003{i:04d}", T0, email=f"{i}@x.io") for i in range(2500)]
+    rows.append(person("003KEEP", T0, email="old@x.io"))
+    calls: list[tuple[str, bool]] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: calls.append((a[2], a[5])))
     try:
         with engine.begin() as conn:
             conn.connection.driver_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
             applied = upsert_records(conn, persons, rows)
-        inserts = [s for s in statements if s.startswith("INSERT")]
-        assert applied == 250
-        assert len(stored(engine, persons)) == 250
-        # 5 columns (4 given + synced_at) → 20 rows per statement under a limit of 100.
-        assert len(inserts) == 13
+        inserts = [(sql, many) for sql, many in calls if sql.startswith("INSERT")]
+        assert applied == 2500
+        assert len(stored(engine, persons)) == 2501
+        assert stored(engine, persons)["003KEEP"].email == "new@x.io"
+        assert len(inserts) == 1 and inserts[0][1] is True
+        assert inserts[0][0].count("?") == 5  # 4 given columns + synced_at
     finally:
         engine.dispose()
 
