@@ -17,7 +17,8 @@ emulator's control API and the incremental syncs of the connector and of dlt on 
 their full syncs filled (the changed values are checked in the connector's store); the
 writeback of `--writeback-records` changed scores (benchmarks/writeback.py's `engine_run`); the
 three quality gates over `--gates-rows` rows (benchmarks/quality_gates.py's page); and the
-connector's REST full sync of Contacts on two org sizes (`--memory-sizes`), for memory growth.
+connector's REST and Bulk full syncs of Contacts on two org sizes (`--memory-sizes`), for
+memory growth.
 Writes benchmarks/results/sync_comparison.{json,md}; `--quick` runs small sizes and writes nothing.
 """
 
@@ -337,16 +338,26 @@ def memory_org(size: int) -> dict[str, int]:
 
 
 def memory_rows(bench: Bench, infos: Mapping[str, dict[str, Any]], sizes: list[int]) -> None:
-    """The connector's REST full sync of Contacts on orgs of each size, for memory growth."""
-    for size in sizes:
-        sized = Bench(infos[f"memory_{size}"])
-        label = _label("memory: contacts full sync", "REST", "sqlite")
-        with fresh_store("sqlite", "") as url:
-            row = sized.measure(
-                f"memory_{size}", label, scenarios.connector_sync, url, True, False, ("persons",)
-            )
-        row["org_contacts"] = size
-        bench.rows.append(row)
+    """The connector's full sync of Contacts on orgs of each size, through REST pages and
+    through Bulk result sets (the path a large org takes by default), for memory growth."""
+    for path, bulk in (("rest", False), ("bulk", True)):
+        if bulk and not scenarios.bulk_supported():
+            continue
+        for size in sizes:
+            sized = Bench(infos[f"memory_{size}"])
+            label = _label("memory: contacts full sync", "Bulk" if bulk else "REST", "sqlite")
+            with fresh_store("sqlite", "") as url:
+                row = sized.measure(
+                    f"memory_{path}_{size}",
+                    label,
+                    scenarios.connector_sync,
+                    url,
+                    True,
+                    bulk,
+                    ("persons",),
+                )
+            row["org_contacts"] = size
+            bench.rows.append(row)
 
 
 # --- the run -------------------------------------------------------------------------------------

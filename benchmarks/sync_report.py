@@ -98,7 +98,8 @@ def _judge(rows: Mapping[str, Row]) -> Iterator[dict[str, str]]:
         _fmt(worst, " MB"),
         None if worst is None else worst < PEAK_RSS_MB,
     )
-    yield _growth([r for k, r in rows.items() if k.startswith("memory_")])
+    for path in ("rest", "bulk"):
+        yield _growth([r for k, r in rows.items() if k.startswith(f"memory_{path}_")], path)
 
 
 def _line(target: str, measured: str, ok: bool | None) -> dict[str, str]:
@@ -135,8 +136,11 @@ def _incremental(row: Row | None, store: str) -> dict[str, str]:
     return _line(target, f"{row['seconds']:.2f} s; calls {per}", ok)
 
 
-def _growth(rows: Sequence[Row]) -> dict[str, str]:
-    target = f"peak RSS growth < {RSS_GROWTH_PERCENT:.0f}% from the small to the large org"
+def _growth(rows: Sequence[Row], path: str) -> dict[str, str]:
+    target = (
+        f"peak RSS growth < {RSS_GROWTH_PERCENT:.0f}% from the small to the large org "
+        f"({path.upper() if path == 'rest' else 'Bulk'})"
+    )
     if len(rows) != 2:
         return _line(target, "-", None)
     small, large = sorted(rows, key=lambda r: r["org_contacts"])
@@ -256,8 +260,9 @@ def render_markdown(payload: dict[str, Any]) -> str:
                 [[t["target"], t["measured"], f"**{t['verdict']}**"] for t in targets],
             ),
             "",
-            f"Memory rows: the connector's REST full sync of Contacts alone on orgs of "
-            f"{sizes[0]:,} and {sizes[1]:,} Contacts (a tenth as many Accounts), SQLite. "
+            f"Memory rows: the connector's full sync of Contacts alone, through REST pages and "
+            f"through Bulk result sets, on orgs of {sizes[0]:,} and {sizes[1]:,} Contacts (a "
+            "tenth as many Accounts), SQLite. "
             f"The dlt pipeline (dlt {payload['dlt_version'] or 'not installed, not run'}): "
             "simple-salesforce `query_all_iter`, "
             "incremental on `SystemModstamp`, `merge` on `Id`, sqlalchemy destination for SQLite "

@@ -74,7 +74,7 @@ def test_sync_comparison_quick_run_measures_every_row_and_records_nothing():
     rows = {r["key"]: r for r in payload["rows"]}
     stores = ("sqlite", "postgresql")
     paths = ("rest", "bulk", "dlt_full", "incremental", "dlt_incremental")
-    memory = {f"memory_{n}" for n in payload["memory_sizes"]}
+    memory = {f"memory_{p}_{n}" for p in ("rest", "bulk") for n in payload["memory_sizes"]}
     expected = (
         {"floor", "writeback", "gates"} | memory | {f"{p}_{s}" for p in paths for s in stores}
     )
@@ -123,11 +123,14 @@ def test_sync_report_judges_targets_from_the_rows():
         row("bulk_sqlite", "sqlite", 1500, 5, peak_rss_mb=650.0),
         {"key": "dlt_full_sqlite", "store": "sqlite", "available": False, "note": "no dlt"},
         row("incremental_sqlite", "sqlite", 100, 6, seconds=2.5, detail={"per_entity": per_entity}),
-        row("memory_100", "sqlite", 500, 2, org_contacts=100),
-        row("memory_1000", "sqlite", 500, 2, org_contacts=1000, peak_rss_mb=390.0),
+        row("memory_rest_100", "sqlite", 500, 2, org_contacts=100),
+        row("memory_rest_1000", "sqlite", 500, 2, org_contacts=1000, peak_rss_mb=390.0),
+        row("memory_bulk_100", "sqlite", 900, 2, org_contacts=100),
+        row("memory_bulk_1000", "sqlite", 900, 2, org_contacts=1000, peak_rss_mb=330.0),
     ]
     verdicts = [t["verdict"] for t in sync_report.judge(rows)]
-    # REST 0.6x floor; Bulk 2.5x REST; no dlt (x2); incremental; peak 650 MB; growth +30%
+    # REST 0.6x floor; Bulk 2.5x REST; no dlt (x2); incremental; peak 650 MB;
+    # growth REST +30%, Bulk +10%
     assert verdicts == [
         "met",
         "missed",
@@ -136,6 +139,7 @@ def test_sync_report_judges_targets_from_the_rows():
         "met",
         "missed",
         "missed",
+        "met",
     ]
     sync_report.add_ratios(rows)
     assert (rows[1]["vs_floor"], rows[2]["vs_floor"], rows[2]["vs_dlt"]) == (0.6, 1.5, None)

@@ -10,7 +10,8 @@ An exception in the producer is raised to the caller at the point its item would
 taken (earlier items are handed over first). When the caller stops early (an exception of its
 own, `close()`), the producer is told to stop, the source iterator is closed in the producer
 thread, and the thread is joined before control returns: nothing keeps using the client after
-the caller has moved on.
+the caller has moved on. Use `reading_ahead` (a context manager) so that close happens when the
+caller's block ends, not whenever the garbage collector gets to the generator.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -73,4 +75,17 @@ def read_ahead(items: Iterator[T], *, depth: int = 1, name: str = "read-ahead") 
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        producer.join()
+        if producer is not threading.current_thread():  # a late close by the collector
+            producer.join()
+
+
+@contextmanager
+def reading_ahead(
+    items: Iterator[T], *, depth: int = 1, name: str = "read-ahead"
+) -> Iterator[Iterator[T]]:
+    """`read_ahead(items)` closed when the block ends, however it ends."""
+    ahead = read_ahead(items, depth=depth, name=name)
+    try:
+        yield ahead
+    finally:
+        ahead.close()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gtm_pipeline.sync.read_ahead import read_ahead
+from gtm_pipeline.sync.read_ahead import read_ahead, reading_ahead
 
 
 def _threads(name: str) -> list[threading.Thread]:
@@ -75,3 +75,37 @@ def test_a_caller_that_stops_early_stops_and_closes_the_source() -> None:
 def test_depth_must_be_positive() -> None:
     with pytest.raises(ValueError, match="depth"):
         next(read_ahead(iter([1]), depth=0))
+
+
+def test_a_two_stage_pipeline_is_shut_down_when_the_block_ends() -> None:
+    """As the sync uses it: fetch in one thread, work in another, load in the caller's. A failure
+    of the caller stops both threads before the block is left, not when the collector runs."""
+    closed = threading.Event()
+
+    def pages():
+        try:
+            yield from range(10_000)
+        finally:
+            closed.set()
+
+    def doubled(items):
+        for item in items:
+            yield item * 2
+
+    taken = []
+
+    def load() -> None:
+        with (
+            reading_ahead(pages(), name="t-fetch") as fetched,
+            reading_ahead(doubled(fetched), name="t-work") as ready,
+        ):
+            for item in ready:
+                taken.append(item)
+                if len(taken) == 3:
+                    raise RuntimeError("commit failed")
+
+    with pytest.raises(RuntimeError, match="commit failed"):
+        load()
+    assert taken == [0, 2, 4]
+    assert closed.is_set()
+    assert _threads("t-fetch") == [] and _threads("t-work") == []
