@@ -10,7 +10,9 @@ emulator's call statistics before each and reads them after, so API calls are wh
 server (OAuth calls excluded: one token is obtained up front and handed to every scenario).
 
 Rows, in order: the raw floor (every page of Account, Contact, Opportunity with plain `requests`
-and `json`, the connector's SOQL and batch size); the connector's full sync through
+and `json`, the connector's SOQL and batch size); the Bulk raw floor (one `queryAll` job per
+object with plain `requests`, result sets parsed by pyarrow: benchmarks/bulk_floor.py, the most
+the Bulk path can reach on this emulator); the connector's full sync through
 `sync_entity` on REST pages, then through Bulk API 2.0, then dlt (benchmarks/dlt_salesforce.py),
 each on SQLite and PostgreSQL (fresh databases); then `--changes` Contacts updated through the
 emulator's control API and the incremental syncs of the connector and of dlt on the databases
@@ -230,6 +232,12 @@ def full_syncs(bench: Bench, stores: Mapping[str, str], postgres_url: str) -> No
         scenarios.raw_floor,
         scenarios.BATCH_SIZE,
     )
+    if scenarios.bulk_supported():
+        soqls = scenarios.bulk_soqls(bench.info, bench.token)
+        bench.measure(
+            "floor_bulk", _label("raw floor, Bulk (requests + pyarrow)", "Bulk"),
+            scenarios.bulk_floor, soqls,
+        )  # fmt: skip
     for kind, url in stores.items():
         bench.measure(
             f"rest_{kind}",

@@ -41,7 +41,7 @@ def add_ratios(rows: Sequence[dict[str, Any]]) -> None:
     rows_by_key = _by_key(rows)
     floor = _rate(rows_by_key.get("floor"))
     for row in rows:
-        if not row.get("available") or row["key"] in ("floor", "gates", "writeback"):
+        if not row.get("available") or row["key"] in ("floor", "floor_bulk", "gates", "writeback"):
             continue
         rate = row["records_per_second"]
         if row["key"].startswith(("rest_", "bulk_", "dlt_full_", "memory_")):
@@ -78,9 +78,10 @@ def _judge(rows: Mapping[str, Row]) -> Iterator[dict[str, str]]:
             None if ratio is None else ratio >= REST_VS_FLOOR,
         )
         ratio = _ratio(bulk, rest)
+        ceiling = _ratio(_rate(rows.get("floor_bulk")), rest)
         yield _line(
             f"Bulk ≥ {BULK_VS_REST}x REST records/s ({store})",
-            _fmt(ratio, "x"),
+            _fmt(ratio, "x") + ("" if ceiling is None else f" (Bulk raw floor: {ceiling}x REST)"),
             None if ratio is None else ratio >= BULK_VS_REST,
         )
         dlt = rows.get(f"dlt_full_{store}")
@@ -182,7 +183,7 @@ def _note(row: Row) -> str:
         return f"{stats['passed']:,} passed, {stats['failed']:,} failed (RSS includes the page)"
     if key == "writeback":
         return f"{detail['figures']['requests']:,} sObject Collections requests"
-    if key == "floor":
+    if key in ("floor", "floor_bulk"):
         return ", ".join(f"{o} {n:,}" for o, n in detail["per_object"].items())
     if key.startswith("dlt_"):
         return ", ".join(f"{o} {n:,}" for o, n in detail["per_object"].items())

@@ -58,6 +58,28 @@ def raw_floor(info: Mapping[str, Any], access_token: str, batch_size: int) -> di
     return {"records": sum(per_object.values()), "seconds": seconds, "per_object": per_object}
 
 
+def bulk_floor(
+    info: Mapping[str, Any], access_token: str, soqls: Mapping[str, str]
+) -> dict[str, Any]:
+    """Every object through one Bulk `queryAll` job with plain `requests`, CSV read by pyarrow."""
+    from benchmarks.bulk_floor import read_job
+
+    per_object: dict[str, int] = {}
+    started = time.perf_counter()
+    for sf_object, soql in soqls.items():
+        per_object[sf_object] = read_job(info, access_token, soql)
+    seconds = time.perf_counter() - started
+    return {"records": sum(per_object.values()), "seconds": seconds, "per_object": per_object}
+
+
+def bulk_soqls(info: Mapping[str, Any], access_token: str) -> dict[str, str]:
+    """The connector's Bulk SOQL per object (describe calls; run before a measurement)."""
+    from gtm_pipeline.sync.bulk import plan_bulk_query
+
+    client = make_client(info, access_token)
+    return {e.sf_object: plan_bulk_query(client, e, e.mappings).soql for e in SYNC_ORDER}
+
+
 # --- the connector -----------------------------------------------------------------------------
 
 

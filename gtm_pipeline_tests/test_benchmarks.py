@@ -76,7 +76,9 @@ def test_sync_comparison_quick_run_measures_every_row_and_records_nothing():
     paths = ("rest", "bulk", "dlt_full", "incremental", "dlt_incremental")
     memory = {f"memory_{p}_{n}" for p in ("rest", "bulk") for n in payload["memory_sizes"]}
     expected = (
-        {"floor", "writeback", "gates"} | memory | {f"{p}_{s}" for p in paths for s in stores}
+        {"floor", "floor_bulk", "writeback", "gates"}
+        | memory
+        | {f"{p}_{s}" for p in paths for s in stores}
     )
     dlt_ran = payload["dlt_version"] is not None
     assert (
@@ -86,6 +88,8 @@ def test_sync_comparison_quick_run_measures_every_row_and_records_nothing():
     )
     floor = rows["floor"]["records"]
     assert floor > 0
+    if payload["bulk_available"]:  # queryAll: the recycle bins' records too
+        assert rows["floor_bulk"]["records"] >= floor
     for store in stores:
         assert rows[f"rest_{store}"]["records"] == floor  # same query, every record read
         assert rows[f"bulk_{store}"]["available"] is payload["bulk_available"]
