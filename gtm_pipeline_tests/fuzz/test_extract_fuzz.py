@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gtm_pipeline.sync.extract import flatten_records
+from gtm_pipeline_tests.fuzz.examples import ran
 from gtm_pipeline_tests.fuzz.settings import fuzz
 
 NAMES = st.from_regex(r"[A-Z][A-Za-z]{0,6}(__c)?", fullmatch=True)
@@ -84,6 +85,7 @@ def same(value: Any, cell: Any) -> bool:
 @fuzz
 @given(pages())
 def test_every_leaf_is_under_its_path_and_nothing_else_appears(page) -> None:
+    ran("extract: every leaf under its dot path")
     shape, records = page
     frame = flatten_records(records)
     assert len(frame) == len(records)
