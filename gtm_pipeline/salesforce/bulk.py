@@ -8,9 +8,9 @@ set to `str` when pandas/pyarrow want the bytes.
 
 Polling (the first check at once, the next after 0.2 s) backs off exponentially from
 `initial_seconds` to `max_interval_seconds` and gives up after `timeout_seconds` (the job is
-aborted, then `BulkJobFailed`). A job that ends `Failed` or
-`Aborted` raises `BulkJobFailed`; a create call refused because the org has no Bulk access (or
-Bulk cannot run the query) raises `BulkUnavailable`. Both mean "read it through REST instead".
+aborted, then `BulkJobFailed`). A job that ends `Failed` or `Aborted` raises `BulkJobFailed`; a
+create call refused because the org has no Bulk access (or Bulk cannot run the query) raises
+`BulkUnavailable`. Both mean "read it through REST instead".
 """
 
 from __future__ import annotations

@@ -45,9 +45,10 @@ def make_engine(url: str | URL | None = None, **engine_options: Any) -> Engine:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         _ensure_sqlite_folder(parsed)
-        # The sqlite3 module keeps 128 prepared statements per connection; statements whose
-        # length follows the data (multi-row upserts once, id lists of up to 1,000 now) filled
-        # that cache and grew a sync's memory by ~40% from 100k to 1M records. SQLAlchemy's own
+        # The sqlite3 module keeps 128 prepared statements per connection. Statements whose
+        # length followed the data (multi-row upserts, 1,000-id IN lists) once filled that cache
+        # and grew a sync's memory by ~40% from 100k to 1M records; both now bind a fixed number
+        # of values, and the cache stays off so no such statement can return. SQLAlchemy's own
         # compiled cache stays on.
         connect_args = {"cached_statements": 0, **engine_options.pop("connect_args", {})}
         engine = sa.create_engine(parsed, connect_args=connect_args, **engine_options)

@@ -60,8 +60,8 @@ def sqlite_timestamp_texts(values: list[datetime | None]) -> list[str | None] | 
     The same text SQLAlchemy's per-value bind processing gives (`YYYY-MM-DD HH:MM:SS.ffffff`,
     UTC, no offset), built by numpy in one pass: the per-value path was a tenth of a SQLite
     sync. `values` must already be aware (as `store.rows.prepare_rows` leaves them). None when
-    an instant lies outside pandas' nanosecond range (before 1677, after 2262): the caller
-    then binds value by value.
+    the installed pandas cannot hold an instant (pandas 2 converts to nanoseconds, years
+    1677-2262; pandas 3 keeps microseconds): the caller then binds value by value.
     """
     try:
         stamps = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
