@@ -18,6 +18,7 @@ INCREMENTAL_SECONDS = 10.0
 INCREMENTAL_CALLS_PER_ENTITY = 4
 PEAK_RSS_MB = 600.0
 RSS_GROWTH_PERCENT = 20.0
+PATH_NAMES = {"rest": "REST", "bulk": "Bulk"}
 
 Row = Mapping[str, Any]
 
@@ -99,7 +100,7 @@ def _judge(rows: Mapping[str, Row]) -> Iterator[dict[str, str]]:
         _fmt(worst, " MB"),
         None if worst is None else worst < PEAK_RSS_MB,
     )
-    for path in ("rest", "bulk"):
+    for path in PATH_NAMES:
         yield _growth([r for k, r in rows.items() if k.startswith(f"memory_{path}_")], path)
 
 
@@ -140,7 +141,7 @@ def _incremental(row: Row | None, store: str) -> dict[str, str]:
 def _growth(rows: Sequence[Row], path: str) -> dict[str, str]:
     target = (
         f"peak RSS growth < {RSS_GROWTH_PERCENT:.0f}% from the small to the large org "
-        f"({path.upper() if path == 'rest' else 'Bulk'})"
+        f"({PATH_NAMES[path]})"
     )
     if len(rows) != 2:
         return _line(target, "-", None)
