@@ -29,7 +29,10 @@ def test_the_producer_runs_at_most_depth_plus_one_ahead() -> None:
 
     items = read_ahead(source(), depth=2, name="t-bound")
     taken = [next(items) for _ in range(3)]
-    time.sleep(0.3)  # let the producer get as far as it can
+    deadline = time.monotonic() + 10
+    while len(produced) < 6 and time.monotonic() < deadline:  # a loaded machine is slow
+        time.sleep(0.01)
+    time.sleep(0.2)  # it would go on here if it were not bounded
     assert taken == [0, 1, 2]
     # taken 3, two waiting in the queue, one produced and blocked on the full queue
     assert len(produced) == 3 + 2 + 1
