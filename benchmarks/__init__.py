@@ -6,6 +6,7 @@ records them, with the machine they were measured on, in `benchmarks/results/NAM
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -27,6 +28,18 @@ DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postg
 def postgres_admin_url() -> str:
     """The server benchmarks create their throw-away databases on (same variable as the tests)."""
     return os.environ.get("GTM_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--postgres-url`, `--no-postgres` and `--no-write`, as every store benchmark takes them."""
+    parser.add_argument(
+        "--postgres-url",
+        default=None,
+        help="server on which temporary databases are created "
+        "(default: GTM_TEST_POSTGRES_URL or postgres@127.0.0.1:5432)",
+    )
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--no-write", action="store_true", help="print only; keep result files")
 
 
 def machine_info() -> dict[str, Any]:

@@ -21,6 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from benchmarks import (
+    add_store_arguments,
     machine_info,
     markdown_table,
     postgres_admin_url,
@@ -140,14 +141,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="persons to upsert per pass")
     parser.add_argument("--page-size", type=int, default=2_000, help="rows per transaction")
-    parser.add_argument(
-        "--postgres-url",
-        default=None,
-        help="server on which a temporary database is created "
-        "(default: GTM_TEST_POSTGRES_URL or postgres@127.0.0.1:5432)",
-    )
-    parser.add_argument("--no-postgres", action="store_true", help="benchmark SQLite only")
-    parser.add_argument("--no-write", action="store_true", help="print only; keep result files")
+    add_store_arguments(parser)
     args = parser.parse_args(argv)
     if args.rows < 1 or args.page_size < 1:
         parser.error("--rows and --page-size must be positive")

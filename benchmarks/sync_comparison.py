@@ -39,6 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from benchmarks import (
+    add_store_arguments,
     machine_info,
     postgres_admin_url,
     temporary_postgres_database,
@@ -447,10 +448,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-sizes", default=None, help="two Contact counts, e.g. 1000,4000")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--dirty-ratio", type=float, default=0.05)
-    parser.add_argument("--postgres-url", default=None, help="server for throw-away databases")
-    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--no-dlt", action="store_true", help="skip the dlt rows")
-    parser.add_argument("--no-write", action="store_true", help="print only; keep result files")
+    add_store_arguments(parser)
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else DEFAULTS
     for name, default in sizes.items():

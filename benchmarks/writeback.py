@@ -39,6 +39,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from benchmarks import (
+    add_store_arguments,
     machine_info,
     markdown_table,
     postgres_admin_url,
@@ -453,14 +454,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000, help="scored Contacts")
-    parser.add_argument(
-        "--postgres-url",
-        default=None,
-        help="server on which a temporary database is created "
-        "(default: GTM_TEST_POSTGRES_URL or postgres@127.0.0.1:5432)",
-    )
-    parser.add_argument("--no-postgres", action="store_true", help="store on SQLite only")
-    parser.add_argument("--no-write", action="store_true", help="print only; keep result files")
+    add_store_arguments(parser)
     args = parser.parse_args(argv)
     if args.records < 100:
         parser.error("--records must be at least 100 (1% of them are rescored)")
