@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
+from gtm_pipeline.emulator.testing import emulator_client
 from gtm_pipeline.store import make_engine
 from gtm_pipeline.sync.entities import ENTITIES, SYNC_ORDER
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
@@ -33,13 +33,6 @@ def sync_soql(entity_name: str) -> str:
     """The SOQL the connector's full sync sends for an entity with its default mapping."""
     entity = ENTITIES[entity_name]
     return modified_query(entity.sf_object, entity.source_fields(), None)
-
-
-def make_client(info: Mapping[str, Any], access_token: str) -> SalesforceClient:
-    return SalesforceClient(
-        Credentials(info["instance_url"], access_token),
-        config=ClientConfig(ca_bundle=info["ca_bundle"], api_version=info["api_version"]),
-    )
 
 
 # --- the raw floor -----------------------------------------------------------------------------
@@ -76,7 +69,7 @@ def bulk_soqls(info: Mapping[str, Any], access_token: str) -> dict[str, str]:
     """The connector's Bulk SOQL per object (describe calls; run before a measurement)."""
     from gtm_pipeline.sync.bulk import plan_bulk_query
 
-    client = make_client(info, access_token)
+    client = emulator_client(info, access_token)
     return {e.sf_object: plan_bulk_query(client, e, e.mappings).soql for e in SYNC_ORDER}
 
 
@@ -102,7 +95,7 @@ def connector_sync(
     entities: Sequence[str] = ALL_ENTITIES,
 ) -> dict[str, Any]:
     """`sync_entity` over `entities` in order, on a migrated store; figures per entity."""
-    client = make_client(info, access_token)
+    client = emulator_client(info, access_token)
     engine = make_engine(database_url)
     options = sync_options(full=full, bulk=bulk)
     per_entity: dict[str, dict[str, Any]] = {}
@@ -164,7 +157,7 @@ def writeback_run(
     """`write_back` of new scores for `ids` (all changed), timed by benchmarks.writeback."""
     from benchmarks.writeback import check_state, engine_run, first_scores
 
-    client = make_client(info, access_token)
+    client = emulator_client(info, access_token)
     engine = make_engine(database_url)
     try:
         scores = first_scores(ids, salt=7)

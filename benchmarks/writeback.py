@@ -49,8 +49,8 @@ from benchmarks import (
     write_results,
 )
 from gtm_pipeline.emulator.org import Org
-from gtm_pipeline.emulator.testing import EmulatorControl, obtain_tokens, running_emulator
-from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
+from gtm_pipeline.emulator.testing import EmulatorControl, emulator_client, running_emulator
+from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.store import make_engine, upgrade
 from gtm_pipeline.store.tables import writeback_state
 from gtm_pipeline.writeback import batches, build_records, write_back
@@ -308,14 +308,6 @@ def live_contact_ids(control: EmulatorControl) -> list[str]:
     return sorted(row["Id"] for row in control.truth(SOBJECT) if not row.get("IsDeleted"))
 
 
-def make_client(info: Mapping[str, Any]) -> SalesforceClient:
-    tokens = obtain_tokens(info)
-    return SalesforceClient(
-        Credentials(tokens["instance_url"], tokens["access_token"]),
-        config=ClientConfig(ca_bundle=info["ca_bundle"], api_version=info["api_version"]),
-    )
-
-
 def run(records: int, postgres_url: str | None, write: bool = True) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
@@ -331,7 +323,7 @@ def run(records: int, postgres_url: str | None, write: bool = True) -> dict[str,
         running_emulator(state_dir, org=org, daily_api_limit=10**9) as emulator,
     ):
         ids = live_contact_ids(emulator.control)
-        client = make_client(emulator.info)
+        client = emulator_client(emulator.info)
         with temporary_sqlite_url() as url:
             stores.append(bench_store("sqlite", url, client, emulator.control, ids, salt=1))
         if postgres_url is not None:

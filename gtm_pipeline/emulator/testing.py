@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
@@ -26,6 +26,9 @@ from gtm_pipeline.emulator.org import Org
 from gtm_pipeline.emulator.paging import PageSizePolicy
 from gtm_pipeline.emulator.server import EmulatorServer
 from gtm_pipeline.emulator.state import EmulatorOptions
+
+if TYPE_CHECKING:
+    from gtm_pipeline.salesforce.client import RefreshHook, SalesforceClient
 
 DEFAULT_REDIRECT_URI = "https://127.0.0.1:8443/oauth/callback"
 
@@ -227,6 +230,32 @@ def obtain_tokens(
     if token_response.status_code != 200:
         raise RuntimeError(f"token exchange failed: {token_response.json().get('error')}")
     return token_response.json()
+
+
+def emulator_client(
+    info: Mapping[str, Any],
+    access_token: str | None = None,
+    *,
+    refresh: RefreshHook | None = None,
+    sleep: Callable[[float], None] | None = None,
+    **config: Any,
+) -> SalesforceClient:
+    """A `SalesforceClient` on the emulator of `info` (its CA, its API version, `config`
+    overrides), with `access_token` or one obtained through the OAuth flow, and the client's
+    own `refresh` hook and `sleep`."""
+    from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
+
+    if access_token is None:
+        tokens = obtain_tokens(info)
+        credentials = Credentials(tokens["instance_url"], tokens["access_token"])
+    else:
+        credentials = Credentials(str(info["instance_url"]), access_token)
+    return SalesforceClient(
+        credentials,
+        config=ClientConfig(ca_bundle=info["ca_bundle"], api_version=info["api_version"], **config),
+        refresh=refresh,
+        sleep=sleep,
+    )
 
 
 class TokenRefresher:

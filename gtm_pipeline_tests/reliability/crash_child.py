@@ -17,8 +17,8 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from gtm_pipeline.emulator.testing import obtain_tokens
-from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
+from gtm_pipeline.emulator.testing import emulator_client
+from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.store import make_engine
 from gtm_pipeline.sync.entities import SYNC_ORDER
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
@@ -67,11 +67,7 @@ def run_writeback(client: SalesforceClient, engine, job: dict) -> None:
 def main() -> None:
     job = json.loads(sys.stdin.read())
     info = job["info"]
-    tokens = obtain_tokens(info)
-    client = SalesforceClient(
-        Credentials(tokens["instance_url"], tokens["access_token"]),
-        config=ClientConfig(ca_bundle=info["ca_bundle"], api_version=info["api_version"]),
-    )
+    client = emulator_client(info)
     engine = make_engine(job["database_url"])
     counters = kill_hooks.install(engine, job.get("kill"))
     {"sync": run_sync, "writeback": run_writeback}[job["task"]](client, engine, job)

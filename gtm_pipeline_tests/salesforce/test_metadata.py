@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from gtm_pipeline.emulator.testing import emulator_client
 from gtm_pipeline.salesforce import metadata
-from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
+from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.metadata import (
     MetadataError,
     clear_describe_cache,
@@ -20,13 +21,7 @@ from gtm_pipeline.salesforce.metadata import (
 @pytest.fixture()
 def client(emulator, tokens) -> Iterator[SalesforceClient]:
     clear_describe_cache()
-    yield SalesforceClient(
-        Credentials(tokens["instance_url"], tokens["access_token"]),
-        config=ClientConfig(
-            ca_bundle=emulator.info["ca_bundle"], api_version=emulator.info["api_version"]
-        ),
-        sleep=lambda _s: None,
-    )
+    yield emulator_client(emulator.info, tokens["access_token"], sleep=lambda _s: None)
     clear_describe_cache()
 
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from gtm_pipeline.emulator.testing import EmulatorHandle, obtain_tokens, running_emulator
-from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
+from gtm_pipeline.emulator.testing import EmulatorHandle, emulator_client, running_emulator
+from gtm_pipeline.salesforce.client import SalesforceClient
 
 COUNTS = {"Account": 120, "Contact": 900, "Opportunity": 250}
 
@@ -19,14 +19,7 @@ def emulator(tmp_path) -> Iterator[EmulatorHandle]:
 
 
 def client_for(emulator: EmulatorHandle, **config) -> SalesforceClient:
-    tokens = obtain_tokens(emulator.info)
-    return SalesforceClient(
-        Credentials(tokens["instance_url"], tokens["access_token"]),
-        config=ClientConfig(
-            ca_bundle=emulator.info["ca_bundle"], api_version=emulator.info["api_version"], **config
-        ),
-        sleep=lambda _s: None,
-    )
+    return emulator_client(emulator.info, sleep=lambda _s: None, **config)
 
 
 @pytest.fixture()

@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from gtm_pipeline.emulator.testing import obtain_tokens
-from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
+from gtm_pipeline.emulator.testing import emulator_client
 from gtm_pipeline.store import make_engine
 from gtm_pipeline.sync.entities import SYNC_ORDER
 from gtm_pipeline.sync.runner import PageProgress, SyncOptions, sync_entity
@@ -34,11 +33,7 @@ def report(progress: PageProgress) -> None:
 def main() -> None:
     job = json.loads(sys.stdin.read())
     info = job["info"]
-    tokens = obtain_tokens(info)
-    client = SalesforceClient(
-        Credentials(tokens["instance_url"], tokens["access_token"]),
-        config=ClientConfig(ca_bundle=info["ca_bundle"], api_version=info["api_version"]),
-    )
+    client = emulator_client(info)
     engine = make_engine(job["database_url"])
     # One page per committed batch: the parent kills after a number of committed pages.
     size = int(job["batch_size"])

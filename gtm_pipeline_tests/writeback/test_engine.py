@@ -15,10 +15,11 @@ from gtm_pipeline.emulator.ids import make_id
 from gtm_pipeline.emulator.testing import (
     EmulatorHandle,
     TokenRefresher,
+    emulator_client,
     obtain_tokens,
     running_emulator,
 )
-from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
+from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.errors import (
     ApiLimitExceeded,
     SalesforceApiError,
@@ -47,13 +48,8 @@ def emulator(tmp_path) -> Iterator[EmulatorHandle]:
 
 def _client(emulator: EmulatorHandle, refresh: Any = None) -> tuple[SalesforceClient, dict]:
     tokens = obtain_tokens(emulator.info)
-    client = SalesforceClient(
-        Credentials(tokens["instance_url"], tokens["access_token"]),
-        config=ClientConfig(
-            ca_bundle=emulator.info["ca_bundle"], api_version=emulator.info["api_version"]
-        ),
-        refresh=refresh,
-        sleep=lambda _s: None,
+    client = emulator_client(
+        emulator.info, tokens["access_token"], refresh=refresh, sleep=lambda _s: None
     )
     return client, tokens
 

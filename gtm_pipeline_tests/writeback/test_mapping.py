@@ -9,8 +9,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from gtm_pipeline.emulator.testing import EmulatorHandle, obtain_tokens, running_emulator
-from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
+from gtm_pipeline.emulator.testing import (
+    EmulatorHandle,
+    emulator_client,
+    running_emulator,
+)
+from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.metadata import clear_describe_cache, describe_object
 from gtm_pipeline.sync import mapping_cli
 from gtm_pipeline.writeback.engine import write_back
@@ -40,14 +44,7 @@ def emulator(tmp_path_factory) -> Iterator[EmulatorHandle]:
 @pytest.fixture()
 def client(emulator) -> Iterator[SalesforceClient]:
     clear_describe_cache()
-    tokens = obtain_tokens(emulator.info)
-    yield SalesforceClient(
-        Credentials(tokens["instance_url"], tokens["access_token"]),
-        config=ClientConfig(
-            ca_bundle=emulator.info["ca_bundle"], api_version=emulator.info["api_version"]
-        ),
-        sleep=lambda _s: None,
-    )
+    yield emulator_client(emulator.info, sleep=lambda _s: None)
     clear_describe_cache()
 
 
