@@ -121,8 +121,8 @@ def signer(state_secret: str, clock: ManualClock) -> StateSigner:
     return StateSigner(state_secret, clock=clock)
 
 
-@pytest.fixture()
-def sf_settings(emulator: EmulatorHandle) -> SalesforceSettings:
+def settings_for(emulator: EmulatorHandle) -> SalesforceSettings:
+    """The connected app's settings for `emulator` (login URL, API version, CA, client)."""
     info = emulator.info
     return SalesforceSettings(
         login_url=info["login_url"],
@@ -131,6 +131,11 @@ def sf_settings(emulator: EmulatorHandle) -> SalesforceSettings:
         client_id=info["client_id"],
         client_secret=info["client_secret"],
     )
+
+
+@pytest.fixture()
+def sf_settings(emulator: EmulatorHandle) -> SalesforceSettings:
+    return settings_for(emulator)
 
 
 @pytest.fixture()

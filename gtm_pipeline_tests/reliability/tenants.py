@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from gtm_pipeline.config import SalesforceSettings
 from gtm_pipeline.connect.tokens import client_for_tenant
 from gtm_pipeline.connect.vault import TokenVault
 from gtm_pipeline.emulator.testing import EmulatorHandle
 from gtm_pipeline.salesforce.client import ClientConfig, SalesforceClient
 from gtm_pipeline.salesforce.crypto import TokenCipher
 from gtm_pipeline.salesforce.oauth import OAuthClient
+from gtm_pipeline_tests.connect.conftest import settings_for
 from gtm_pipeline_tests.defs.conftest import connect_tenant
 
 __all__ = ["connect_tenant", "refreshing_client", "revoke_refresh_token", "settings_for"]
 
 # Retries as in production, only with pauses short enough for a test.
 FAST_RETRIES = {"backoff_initial_seconds": 0.01, "backoff_max_seconds": 0.05}
-
-
-def settings_for(emulator: EmulatorHandle) -> SalesforceSettings:
-    info = emulator.info
-    return SalesforceSettings(
-        login_url=info["login_url"],
-        api_version=info["api_version"],
-        ca_bundle=info["ca_bundle"],
-        client_id=info["client_id"],
-        client_secret=info["client_secret"],
-    )
 
 
 def refreshing_client(
