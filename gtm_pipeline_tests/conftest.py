@@ -106,3 +106,14 @@ def gtm_home(tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("GTM_HOME", str(home))
     monkeypatch.delenv("DATABASE_URL", raising=False)
     return str(home)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_describe_cache() -> Iterator[None]:
+    """Every test starts and ends with an empty describe cache (a per-process cache of the
+    org's field lists): no test sees another's org, and describe-call counts are per test."""
+    from gtm_pipeline.salesforce.metadata import clear_describe_cache
+
+    clear_describe_cache()
+    yield
+    clear_describe_cache()

@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from gtm_pipeline.defs.assets import asset_key, sync_assets
 from gtm_pipeline.defs.instance import on_instance
 from gtm_pipeline.defs.partitions import salesforce_tenants
-from gtm_pipeline.salesforce.metadata import clear_describe_cache
 from gtm_pipeline.store import persons
 from gtm_pipeline.sync.entities import PERSONS, FieldMapping
 from gtm_pipeline.sync.mapping import save_mappings
@@ -20,11 +19,9 @@ CONTACTS = asset_key(PERSONS)
 
 @pytest.fixture()
 def instance():
-    clear_describe_cache()
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(salesforce_tenants.name, [TENANT])
         yield instance
-    clear_describe_cache()
 
 
 def run(instance, resources):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from gtm_pipeline.emulator.testing import emulator_client
@@ -19,10 +17,8 @@ from gtm_pipeline.salesforce.metadata import (
 
 
 @pytest.fixture()
-def client(emulator, tokens) -> Iterator[SalesforceClient]:
-    clear_describe_cache()
-    yield emulator_client(emulator.info, tokens["access_token"], sleep=lambda _s: None)
-    clear_describe_cache()
+def client(emulator, tokens) -> SalesforceClient:
+    return emulator_client(emulator.info, tokens["access_token"], sleep=lambda _s: None)
 
 
 def describes(emulator) -> int:

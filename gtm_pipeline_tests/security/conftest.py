@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from starlette.applications import Starlette
 
 from gtm_pipeline.config import SalesforceSettings
-from gtm_pipeline.salesforce import metadata
 from gtm_pipeline.store.tables import metadata as store_metadata
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline_tests.connect.conftest import (  # noqa: F401 - fixtures shared with connect/
@@ -84,13 +83,6 @@ class WebApp:
         answer = browser.post("/login", data={"token": token, "csrf_token": csrf_from(page.text)})
         assert answer.status_code == 303, answer.text
         return browser
-
-
-@pytest.fixture(autouse=True)
-def _fresh_describe_cache() -> Iterator[None]:
-    metadata.clear_describe_cache()
-    yield
-    metadata.clear_describe_cache()
 
 
 @pytest.fixture()

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from gtm_pipeline.salesforce.metadata import clear_describe_cache
 from gtm_pipeline.store import persons
 from gtm_pipeline.sync import mapping_cli
 from gtm_pipeline.sync.entities import PERSONS, FieldMapping
@@ -16,13 +13,6 @@ from gtm_pipeline.sync.mapping import MappingError, load_mappings, save_mappings
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
 
 TENANT = "acme"
-
-
-@pytest.fixture(autouse=True)
-def fresh_describe_cache() -> Iterator[None]:
-    clear_describe_cache()
-    yield
-    clear_describe_cache()
 
 
 def describes(emulator) -> int:

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gtm_pipeline.salesforce import metadata
 from gtm_pipeline.sync.mapping import load_mappings
 from gtm_pipeline.web.app import app_from_env
 from gtm_pipeline.web.serving import BackgroundServer
@@ -29,10 +28,8 @@ pytestmark = needs_chromium
 
 @pytest.fixture()
 def app_url(connect_env) -> Iterator[str]:
-    metadata.clear_describe_cache()
     with BackgroundServer(app_from_env()) as server:
         yield server.base_url
-    metadata.clear_describe_cache()
 
 
 def _shot(page, name: str) -> Path:

@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 
 from gtm_pipeline.config import SalesforceSettings
-from gtm_pipeline.salesforce import metadata
 from gtm_pipeline.store.connections import set_connector_status
 from gtm_pipeline.store.tables import field_mappings
 from gtm_pipeline.sync.mapping import load_mappings
@@ -70,13 +69,6 @@ def form_state(html: str, action_path: str = "/mapping") -> FormState:
     state = FormState(action_path)
     state.feed(html)
     return state
-
-
-@pytest.fixture(autouse=True)
-def _fresh_describe_cache() -> Iterator[None]:
-    metadata.clear_describe_cache()
-    yield
-    metadata.clear_describe_cache()
 
 
 @pytest.fixture()

@@ -24,7 +24,6 @@ from gtm_pipeline.web.writeback_form import WritebackFormError, parse_writeback_
 from gtm_pipeline.writeback.mapping import DEFAULT_FIELD_MAP, is_default, load_writeback_map
 from gtm_pipeline_tests.web.conftest import AppClient, login
 from gtm_pipeline_tests.web.test_mapping_page import (  # noqa: F401 - fixtures shared with it
-    _fresh_describe_cache,
     acme,
     admin,
     app_url,

@@ -15,7 +15,7 @@ from gtm_pipeline.emulator.testing import (
     running_emulator,
 )
 from gtm_pipeline.salesforce.client import SalesforceClient
-from gtm_pipeline.salesforce.metadata import clear_describe_cache, describe_object
+from gtm_pipeline.salesforce.metadata import describe_object
 from gtm_pipeline.sync import mapping_cli
 from gtm_pipeline.writeback.engine import write_back
 from gtm_pipeline.writeback.mapping import (
@@ -42,10 +42,8 @@ def emulator(tmp_path_factory) -> Iterator[EmulatorHandle]:
 
 
 @pytest.fixture()
-def client(emulator) -> Iterator[SalesforceClient]:
-    clear_describe_cache()
-    yield emulator_client(emulator.info, sleep=lambda _s: None)
-    clear_describe_cache()
+def client(emulator) -> SalesforceClient:
+    return emulator_client(emulator.info, sleep=lambda _s: None)
 
 
 def test_the_default_fields_are_valid_on_every_object(client) -> None:
