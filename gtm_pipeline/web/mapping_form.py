@@ -105,14 +105,18 @@ def rows_for(entity: Entity, mappings: Sequence[FieldMapping]) -> list[MappingRo
     return rows
 
 
-def _text(form: dict[str, object], name: str) -> str:
-    value = form.get(name, "")
+def form_text(name: str, value: object, error: type[ValueError]) -> str:
+    """A submitted field as stripped text of at most MAX_VALUE_CHARS; `error` otherwise."""
     if not isinstance(value, str):
-        raise MappingFormError(f"the field {name!r} must be text")
+        raise error(f"the field {name!r} must be text")
     value = value.strip()
     if len(value) > MAX_VALUE_CHARS:
-        raise MappingFormError(f"a value is longer than {MAX_VALUE_CHARS} characters")
+        raise error(f"a value is longer than {MAX_VALUE_CHARS} characters")
     return value
+
+
+def _text(form: dict[str, object], name: str) -> str:
+    return form_text(name, form.get(name, ""), MappingFormError)
 
 
 def _submitted_targets(items: Sequence[tuple[str, object]]) -> list[str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from gtm_pipeline.salesforce.metadata import FieldInfo
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.web.csrf import CSRF_FIELD
-from gtm_pipeline.web.mapping_form import MAX_VALUE_CHARS
+from gtm_pipeline.web.mapping_form import form_text
 from gtm_pipeline.writeback.mapping import KIND, WritebackMappingError, candidate_fields
 from gtm_pipeline.writeback.payloads import SCORE_FIELDS, SF_OBJECT
 
@@ -82,15 +82,6 @@ def writeback_section(
     return WritebackSection(entity_type_of(entity), entity.sf_object, rows, is_default)
 
 
-def _text(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise WritebackFormError(f"the field {name!r} must be text")
-    value = value.strip()
-    if len(value) > MAX_VALUE_CHARS:
-        raise WritebackFormError(f"a value is longer than {MAX_VALUE_CHARS} characters")
-    return value
-
-
 def _checked_items(items: Iterable[tuple[str, object]]) -> dict[str, str]:
     """The form as a dict; refuses repeated fields and fields the page never shows."""
     allowed = {CSRF_FIELD, ACTION, *(SCORE + score for score in SCORE_FIELDS)}
@@ -100,7 +91,7 @@ def _checked_items(items: Iterable[tuple[str, object]]) -> dict[str, str]:
             raise WritebackFormError("the form carried a field this page does not have")
         if name in form:
             raise WritebackFormError("the form carried a field twice")
-        form[name] = _text(name, value)
+        form[name] = form_text(name, value, WritebackFormError)
     return form
 
 
