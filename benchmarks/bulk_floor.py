@@ -3,28 +3,19 @@
 What the connector's Bulk path cannot beat on a given emulator: create a `queryAll` job with the
 connector's own Bulk SOQL, poll it with the connector's poll intervals (the emulator completes a
 job on its second status call, as Salesforce completes one after some time), download every result
-set by locator and parse it with `pyarrow.csv` (every column as text). No mapping, gates or load.
+set by locator and parse it as the connector does (`sync.bulk.read_csv_table`: pyarrow, every
+column as text), without turning it into a DataFrame. No mapping, gates or load.
 """
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-
 from gtm_pipeline.emulator.testing import CAPinnedSession
 from gtm_pipeline.salesforce.bulk import DEFAULT_MAX_RECORDS, BulkPollPolicy
-
-
-def _parse(data: bytes) -> int:
-    header = data.split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r").split(",")
-    convert = pacsv.ConvertOptions(column_types={name.strip('"'): pa.string() for name in header})
-    parse = pacsv.ParseOptions(newlines_in_values=True)
-    return pacsv.read_csv(io.BytesIO(data), parse_options=parse, convert_options=convert).num_rows
+from gtm_pipeline.sync.bulk import read_csv_table
 
 
 def read_job(info: Mapping[str, Any], access_token: str, soql: str) -> int:
@@ -50,7 +41,7 @@ def read_job(info: Mapping[str, Any], access_token: str, soql: str) -> int:
             params["locator"] = locator
         result = session.get(f"{job}/results", params=params, headers=headers, timeout=300)
         result.raise_for_status()
-        records += _parse(result.content)
+        records += read_csv_table(result.content).num_rows
         locator = result.headers.get("Sforce-Locator") or "null"
     session.close()
     return records

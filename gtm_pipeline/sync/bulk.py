@@ -144,22 +144,27 @@ def _header(data: bytes) -> list[str]:
     return next(csv.reader([line]), [])
 
 
-def read_csv_text(data: bytes) -> pd.DataFrame:
+def read_csv_table(data: bytes) -> pa.Table:
     """Every column as text, empty values (quoted or not) as missing: no guessing of types.
 
     Salesforce has no empty strings, so an empty CSV value is always a null.
     """
     names = _header(data)
     if not names:
-        return pd.DataFrame()
+        return pa.table({})
     convert = pacsv.ConvertOptions(
         column_types={name: pa.string() for name in names},
         null_values=[""],
         strings_can_be_null=True,
         quoted_strings_can_be_null=True,
     )
-    table = pacsv.read_csv(io.BytesIO(data), parse_options=_PARSE, convert_options=convert)
-    return table.to_pandas()
+    return pacsv.read_csv(io.BytesIO(data), parse_options=_PARSE, convert_options=convert)
+
+
+def read_csv_text(data: bytes) -> pd.DataFrame:
+    """`read_csv_table` as a DataFrame."""
+    table = read_csv_table(data)
+    return table.to_pandas() if table.num_columns else pd.DataFrame()
 
 
 def _numbers(text: pd.Series) -> pd.Series:
