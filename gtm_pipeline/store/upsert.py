@@ -24,8 +24,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from gtm_pipeline.store.errors import InvalidRowsError, StoreError
-from gtm_pipeline.store.rows import MODSTAMP_COLUMN, PreparedRows, Rows, prepare_rows
-from gtm_pipeline.store.types import UTCDateTime, sqlite_timestamp_texts
+from gtm_pipeline.store.rows import (
+    MODSTAMP_COLUMN,
+    Column,
+    PreparedRows,
+    Rows,
+    aware_datetimes,
+    instants_column,
+    prepare_rows,
+)
+from gtm_pipeline.store.types import UTCDateTime, sqlite_instant_texts, sqlite_timestamp_texts
 
 _staging_names = itertools.count(1)
 # One reusable encoder: `json.dumps` with options builds a new encoder on every call. NaN is
@@ -77,7 +85,7 @@ def _on_conflict_clause(conn: sa.Connection, prepared: PreparedRows) -> str:
     return clause
 
 
-def _json_texts(prepared: PreparedRows, name: str, values: list[Any]) -> list[str | None]:
+def _json_texts(prepared: PreparedRows, name: str, values: Column) -> list[str | None]:
     """Encode a JSON column the same way for both databases, naming the column on failure."""
     try:
         return [None if value is None else _encode_json(value) for value in values]
@@ -96,6 +104,9 @@ def _sqlite_bound_columns(conn: sa.Connection, prepared: PreparedRows) -> list[l
         column_type = prepared.table.c[name].type
         if isinstance(column_type, sa.JSON):
             bound.append(_json_texts(prepared, name, values))
+            continue
+        if instants_column(values):
+            bound.append(sqlite_instant_texts(values))
             continue
         if isinstance(column_type, UTCDateTime):
             texts = sqlite_timestamp_texts(values)
@@ -126,14 +137,13 @@ def _upsert_sqlite(conn: sa.Connection, prepared: PreparedRows) -> int:
     return conn.exec_driver_sql(sql, rows).rowcount
 
 
-def _postgres_copy_columns(prepared: PreparedRows) -> list[list[Any]]:
-    """Values as COPY takes them: JSON columns as JSON text, everything else as is."""
-    return [
-        _json_texts(prepared, name, values)
-        if isinstance(prepared.table.c[name].type, sa.JSON)
-        else values
-        for name, values in zip(prepared.columns, prepared.values, strict=True)
-    ]
+def _postgres_copy_column(prepared: PreparedRows, name: str, values: Column) -> Column:
+    """A column as COPY takes it: JSON as JSON text, instants as aware datetimes, else as is."""
+    if isinstance(prepared.table.c[name].type, sa.JSON):
+        return _json_texts(prepared, name, values)
+    if instants_column(values):
+        return aware_datetimes(values)
+    return values
 
 
 def _upsert_postgresql(conn: sa.Connection, prepared: PreparedRows) -> int:
@@ -150,7 +160,11 @@ def _upsert_postgresql(conn: sa.Connection, prepared: PreparedRows) -> int:
     copy_sql = f"COPY {staging} ({columns}) FROM STDIN"
     driver_connection: Any = conn.connection.driver_connection
     with driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
-        for row in zip(*_postgres_copy_columns(prepared), strict=True):
+        copy_columns = [
+            _postgres_copy_column(prepared, name, values)
+            for name, values in zip(prepared.columns, prepared.values, strict=True)
+        ]
+        for row in zip(*copy_columns, strict=True):
             copy.write_row(row)
     insert = f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "  # noqa: S608
     result = conn.exec_driver_sql(insert + _on_conflict_clause(conn, prepared))

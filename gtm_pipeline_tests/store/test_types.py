@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
-from gtm_pipeline.store.types import UTCDateTime, sqlite_timestamp_texts
+from gtm_pipeline.store.types import UTCDateTime, sqlite_instant_texts, sqlite_timestamp_texts
 
 DIALECT = sqlite.dialect()
 PROCESS = UTCDateTime().dialect_impl(DIALECT).bind_processor(DIALECT)
@@ -61,3 +61,30 @@ def test_microseconds_and_empty_columns() -> None:
     assert sqlite_timestamp_texts([stamp, None]) == ["2026-11-27 23:59:59.999999", None]
     assert sqlite_timestamp_texts([]) == []
     assert sqlite_timestamp_texts([None, None]) == [None, None]
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(st.none(), aware), max_size=30))
+def test_texts_of_a_datetime64_column_are_the_bind_processors_text(values) -> None:
+    """The path of a timezone-aware pandas column (no Python datetimes in between)."""
+    import numpy as np
+
+    instants = np.array(
+        [
+            np.datetime64("NaT")
+            if v is None
+            else np.datetime64(v.astimezone(UTC).replace(tzinfo=None), "us")
+            for v in values
+        ],
+        dtype="datetime64[us]",
+    )
+    expected = [None if v is None else PROCESS(v) for v in values]
+    assert sqlite_instant_texts(instants) == expected
+
+
+def test_instants_outside_a_python_datetime_are_refused() -> None:
+    import numpy as np
+    import pytest
+
+    with pytest.raises(ValueError, match="years 1-9999"):
+        sqlite_instant_texts(np.array(["12026-01-01T00:00:00"], dtype="datetime64[us]"))

@@ -106,6 +106,10 @@ def test_duplicates_in_one_batch_keep_the_newest_then_the_last(engine: sa.Engine
     assert rows["003A"].email == "newest"
     assert rows["003B"].email == "tie, last"
     assert rows["003C"].email == "only"
+    # The frame's timestamp column is bound from its instants: they follow the kept rows.
+    assert isinstance(batch["system_modstamp"].dtype, pd.DatetimeTZDtype)
+    assert rows["003A"].system_modstamp == T0 + timedelta(seconds=5)
+    assert rows["003C"].system_modstamp == T0
 
 
 def test_missing_values_become_null(engine: sa.Engine) -> None:
