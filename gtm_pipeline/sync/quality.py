@@ -229,13 +229,14 @@ def _last_of_its_run(keys: pd.Series) -> pd.Series:
     return (keys != keys.shift(-1)).fillna(True).astype(bool) | keys.isna()
 
 
-def dedup_schema(column: str) -> pa.DataFrameSchema:
+def dedup_schema(column: str) -> pa.SeriesSchema:
     """`column` unique, on rows sorted by (key, modstamp, id): the last of each run of equal keys
     is the newest and is kept. Comparing neighbours is what makes this check cheap; sorting is
-    the caller's half of the contract (`_sorted_keys`)."""
-    return pa.DataFrameSchema(
-        {column: pa.Column(nullable=True, checks=pa.Check(_last_of_its_run, name="newest_only"))},
-        name=f"unique_{column}",
+    the caller's half of the contract (`_sorted_keys`). A series schema, not a one-column frame
+    schema: Pandera then builds its failure-case table once instead of three times (frame,
+    column and array level), half the check's time on a 20,000-row batch with duplicates."""
+    return pa.SeriesSchema(
+        nullable=True, checks=pa.Check(_last_of_its_run, name="newest_only"), name=column
     )
 
 
@@ -245,7 +246,7 @@ def _arrow(series: pd.Series) -> pyarrow.ChunkedArray | pyarrow.Array:
     return pyarrow.array(series, from_pandas=True)
 
 
-def _sorted_keys(frame: pd.DataFrame, column: str, alive: np.ndarray) -> pd.DataFrame:
+def _sorted_keys(frame: pd.DataFrame, column: str, alive: np.ndarray) -> pd.Series:
     """`column` of the `alive` rows, ordered by (key, modstamp, id), indexed by row position.
 
     Newest last; equal stamps ordered by id, so the same data always keeps the same record.
@@ -262,7 +263,7 @@ def _sorted_keys(frame: pd.DataFrame, column: str, alive: np.ndarray) -> pd.Data
     order = order[alive[order]]
     ordered = keys.take(order)
     values = pd.arrays.ArrowStringArray(ordered) if _is_text(ordered) else ordered
-    return pd.DataFrame({column: pd.Series(values)}).set_axis(order)
+    return pd.Series(values, index=order, name=column)
 
 
 def _is_text(values: pyarrow.ChunkedArray) -> bool:

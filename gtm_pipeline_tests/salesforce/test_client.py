@@ -74,6 +74,44 @@ def test_records_are_plain_dicts_with_the_fields_in_query_order(emulator, tokens
     assert type(address) is dict
 
 
+def test_query_pages_are_parsed_by_orjson(emulator, tokens, monkeypatch):
+    from gtm_pipeline.salesforce import client as client_module
+
+    real_loads = client_module.orjson.loads
+    parsed = []
+
+    def counting_loads(body):
+        parsed.append(len(body))
+        return real_loads(body)
+
+    monkeypatch.setattr(client_module.orjson, "loads", counting_loads)
+    client = make_client(emulator, tokens, batch_size=200)
+    pages = list(client.query_pages(CONTACT_SOQL))
+    assert len(parsed) == len(pages) > 1
+    assert all(type(r) is dict for p in pages for r in p.records)
+
+
+def _parsed(body: bytes, encoding: str = "utf-8"):
+    from gtm_pipeline.salesforce.client import _OrjsonSalesforce
+
+    response = requests.Response()
+    response._content = body
+    response.encoding = encoding
+    sf = _OrjsonSalesforce(instance_url="https://example.invalid", session_id="x")
+    return sf.parse_result_to_json(response)
+
+
+def test_the_largest_salesforce_numbers_stay_exact():
+    """Salesforce number fields hold at most 18 digits: integers orjson keeps exact."""
+    body = b'{"records": [{"Amount": 999999999999999999, "Rate": 1.5}]}'
+    assert _parsed(body) == {"records": [{"Amount": 999999999999999999, "Rate": 1.5}]}
+
+
+def test_a_body_that_is_not_utf8_is_decoded_by_its_declared_encoding():
+    body = '{"records": [{"Name": "Caf\u00e9"}]}'.encode("latin-1")
+    assert _parsed(body, encoding="latin-1") == {"records": [{"Name": "Café"}]}
+
+
 def test_default_batch_size_2000_makes_ten_times_fewer_calls_than_200(emulator, tokens):
     small = make_client(emulator, tokens, batch_size=200)
     large = make_client(emulator, tokens)
