@@ -12,6 +12,12 @@ from gtm_pipeline import config
 from gtm_pipeline.store.errors import StoreConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Page cache per connection, in KiB (SQLite's default is 2,000). A 20,000-row page of upserts
+# touches the table and three indexes across more pages than 2 MB holds, so SQLite went back to
+# the file for pages within the transaction: replaying a 146,000-Contact sync's upserts in
+# 20,000-row transactions took 2.04-2.17 s with the default, 1.71-1.83 s with 32 MB (three
+# rounds each, alternated). Memory is taken only as pages are used.
+SQLITE_CACHE_KIB = 32_000
 
 
 def safe_url(url: str | URL) -> str:
@@ -97,6 +103,7 @@ def _configure_sqlite(engine: Engine) -> None:
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
         finally:
             cursor.close()
 

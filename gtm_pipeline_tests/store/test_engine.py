@@ -32,12 +32,14 @@ def test_sqlite_engine_creates_its_folder_and_sets_pragmas(tmp_path) -> None:
             journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
             foreign_keys = conn.exec_driver_sql("PRAGMA foreign_keys").scalar()
             busy_timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
     finally:
         engine.dispose()
     assert path.parent.is_dir()
     assert journal == "wal"
     assert foreign_keys == 1
     assert busy_timeout >= 1000
+    assert cache_size == -32_000  # KiB: 32 MB of page cache instead of SQLite's 2 MB
 
 
 def test_sqlite_transactions_cover_reads_and_ddl(tmp_path) -> None:
