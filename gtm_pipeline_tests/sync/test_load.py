@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor
 from gtm_pipeline.store.quarantine import failures_for
@@ -154,6 +156,30 @@ def test_page_cursor_orders_by_stamp_then_id():
     )
     assert page_cursor(frame) == Cursor(T0 + timedelta(seconds=1), "003B00000000000AAA")
     assert page_cursor(frame.iloc[0:0]) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.integers(0, 5)),
+            st.one_of(st.none(), st.sampled_from(["003A", "003B", "003b", "003C", "003É"])),
+        ),
+        max_size=12,
+    )
+)
+def test_page_cursor_is_the_last_key_in_stamp_then_id_order(rows):
+    frame = pd.DataFrame(
+        {
+            "system_modstamp": pd.to_datetime(
+                [None if s is None else T0 + timedelta(seconds=s) for s, _ in rows], utc=True
+            ),
+            "external_id": pd.array([i for _, i in rows], dtype="string[pyarrow]"),
+        }
+    )
+    keyed = sorted((s, i) for s, i in rows if s is not None and i is not None)
+    expected = None if not keyed else Cursor(T0 + timedelta(seconds=keyed[-1][0]), keyed[-1][1])
+    assert page_cursor(frame) == expected
 
 
 def test_an_older_version_read_late_never_overwrites_a_newer_one(engine):
