@@ -147,3 +147,23 @@ def test_sync_report_judges_targets_from_the_rows():
     ]
     sync_report.add_ratios(rows)
     assert (rows[1]["vs_floor"], rows[2]["vs_floor"], rows[2]["vs_dlt"]) == (0.6, 1.5, None)
+
+
+def test_rows_of_several_rounds_keep_their_fastest_run():
+    def row(key: str, seconds: float, available: bool = True) -> dict:
+        return {"key": key, "available": available, "seconds": seconds, "detail": {"n": seconds}}
+
+    rows = [row("floor", 2.0), row("rest_sqlite", 5.0), row("dlt", 0, False)]
+    rows += [row("floor", 1.5), row("rest_sqlite", 6.0), row("dlt", 0, False)]
+    kept = sync_report.fastest_runs(rows)
+    assert [(r["key"], r["seconds"]) for r in kept] == [
+        ("floor", 1.5),
+        ("rest_sqlite", 5.0),
+        ("dlt", 0),
+        ("dlt", 0),
+    ]
+    assert kept[0]["detail"] == {"n": 1.5, "rounds_seconds": [2.0, 1.5]}
+    assert "fastest of 2 runs (5.00 / 6.00 s)" in sync_report._note(
+        {**kept[1], "key": "floor", "detail": {**kept[1]["detail"], "per_object": {}}}
+    )
+    assert sync_report.fastest_runs(rows[:3]) == rows[:3]  # one round: unchanged
