@@ -9,6 +9,7 @@ seconds) and reports its own peak; the emulators serve from yet another child.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import resource
 import tempfile
@@ -106,6 +107,9 @@ def _emulator_child(
         started = time.perf_counter()
         generated = {name: Org.generate(**org_args) for name, org_args in orgs.items()}
         seconds = round(time.perf_counter() - started, 2)
+        # The orgs live as long as the process: frozen, a full collection no longer walks their
+        # objects (163,000 for the default orgs, 0.2 s) in the middle of a measured row.
+        gc.freeze()
         with ExitStack() as stack:
             infos = {
                 name: stack.enter_context(
