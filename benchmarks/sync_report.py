@@ -37,6 +37,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
+def _exact_ratio(a: float | None, b: float | None) -> float | None:
+    """Unrounded, for verdicts: 0.496x is not 0.5x, whatever two decimals show."""
+    return a / b if a and b else None
+
+
+def _fmt_ratio(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.3f}x"
+
+
 def fastest_runs(rows: Sequence[Row]) -> list[Row]:
     """Rows measured more than once (same key, `--rounds`) as their fastest run, in the place of
     the first, with every run's wall time in `detail["rounds_seconds"]`. On a shared machine the
@@ -93,17 +102,17 @@ def _judge(rows: Mapping[str, Row]) -> Iterator[dict[str, str]]:
     floor = _rate(rows.get("floor"))
     for store in stores:
         rest, bulk = _rate(rows.get(f"rest_{store}")), _rate(rows.get(f"bulk_{store}"))
-        ratio = _ratio(rest, floor)
+        ratio = _exact_ratio(rest, floor)
         yield _line(
             f"REST full ≥ {REST_VS_FLOOR}x raw floor records/s ({store})",
-            _fmt(ratio, "x"),
+            _fmt_ratio(ratio),
             None if ratio is None else ratio >= REST_VS_FLOOR,
         )
-        ratio = _ratio(bulk, rest)
+        ratio = _exact_ratio(bulk, rest)
         ceiling = _ratio(_rate(rows.get("floor_bulk")), rest)
         yield _line(
             f"Bulk ≥ {BULK_VS_REST}x REST records/s ({store})",
-            _fmt(ratio, "x") + ("" if ceiling is None else f" (Bulk raw floor: {ceiling}x REST)"),
+            _fmt_ratio(ratio) + ("" if ceiling is None else f" (Bulk raw floor: {ceiling}x REST)"),
             None if ratio is None else ratio >= BULK_VS_REST,
         )
         dlt = rows.get(f"dlt_full_{store}")
@@ -134,14 +143,14 @@ def _versus_dlt(connector: Row | None, dlt: Row | None, name: str, store: str) -
     if _rate(connector) is None or _rate(dlt) is None:
         return _line(target, "-", None)
     assert connector is not None and dlt is not None
-    ratio = _ratio(_rate(connector), _rate(dlt))
+    ratio = _exact_ratio(_rate(connector), _rate(dlt))
     calls = f"{connector['api_calls']} vs {dlt['api_calls']} calls"
     ok = (
         ratio is not None
         and ratio >= CONNECTOR_VS_DLT
         and connector["api_calls"] < dlt["api_calls"]
     )
-    return _line(target, f"{ratio}x, {calls}", ok)
+    return _line(target, f"{_fmt_ratio(ratio)}, {calls}", ok)
 
 
 def _incremental(row: Row | None, store: str) -> dict[str, str]:
