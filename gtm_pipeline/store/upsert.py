@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from gtm_pipeline.store.errors import InvalidRowsError, StoreError
 from gtm_pipeline.store.rows import (
     MODSTAMP_COLUMN,
-    Column,
+    ColumnValues,
     PreparedRows,
     Rows,
     aware_datetimes,
@@ -85,7 +85,7 @@ def _on_conflict_clause(conn: sa.Connection, prepared: PreparedRows) -> str:
     return clause
 
 
-def _json_texts(prepared: PreparedRows, name: str, values: Column) -> list[str | None]:
+def _json_texts(prepared: PreparedRows, name: str, values: ColumnValues) -> list[str | None]:
     """Encode a JSON column the same way for both databases, naming the column on failure."""
     try:
         return [None if value is None else _encode_json(value) for value in values]
@@ -95,11 +95,11 @@ def _json_texts(prepared: PreparedRows, name: str, values: Column) -> list[str |
         ) from None
 
 
-def _sqlite_bound_columns(conn: sa.Connection, prepared: PreparedRows) -> list[list[Any]]:
+def _sqlite_bound_columns(conn: sa.Connection, prepared: PreparedRows) -> list[ColumnValues]:
     """Apply each column type's SQLAlchemy bind processing, as a compiled statement would
     (timestamps in one vectorized pass that gives the same text)."""
     dialect = conn.dialect
-    bound = []
+    bound: list[ColumnValues] = []
     for name, values in zip(prepared.columns, prepared.values, strict=True):
         column_type = prepared.table.c[name].type
         if isinstance(column_type, sa.JSON):
@@ -137,7 +137,7 @@ def _upsert_sqlite(conn: sa.Connection, prepared: PreparedRows) -> int:
     return conn.exec_driver_sql(sql, rows).rowcount
 
 
-def _postgres_copy_column(prepared: PreparedRows, name: str, values: Column) -> Column:
+def _postgres_copy_column(prepared: PreparedRows, name: str, values: ColumnValues) -> ColumnValues:
     """A column as COPY takes it: JSON as JSON text, instants as aware datetimes, else as is."""
     if isinstance(prepared.table.c[name].type, sa.JSON):
         return _json_texts(prepared, name, values)
