@@ -222,8 +222,8 @@ def _newest_per_key(prepared: PreparedRows) -> PreparedRows:
     sort_by = [*prepared.key_columns]
     if prepared.guarded_by_modstamp:
         modstamps = prepared.values[prepared.columns.index(MODSTAMP_COLUMN)]
-        stamps = modstamps if instants_column(modstamps) else pd.Series(modstamps, dtype=object)
-        order["_modstamp"] = pd.to_datetime(pd.Series(stamps), utc=True)
+        stamps = pd.Series(modstamps, dtype=None if instants_column(modstamps) else object)
+        order["_modstamp"] = pd.to_datetime(stamps, utc=True)
         sort_by.append("_modstamp")
     sort_by.append("_position")
     kept = order.sort_values(sort_by).drop_duplicates(list(prepared.key_columns), keep="last")

@@ -151,6 +151,11 @@ def _upsert_postgresql(conn: sa.Connection, prepared: PreparedRows) -> int:
     target = preparer.format_table(prepared.table)
     columns = _quoted_columns(conn, prepared.columns)
     staging = preparer.quote(f"gtm_stage_{prepared.table.name}_{next(_staging_names)}")
+    # Converted (and JSON checked) before the statement: a bad value fails before any DDL.
+    copy_columns = [
+        _postgres_copy_column(prepared, name, values)
+        for name, values in zip(prepared.columns, prepared.values, strict=True)
+    ]
     # Executed through SQLAlchemy first so the caller's transaction has begun before COPY. The
     # staging table is dropped below; if anything fails first, the rollback removes it.
     conn.exec_driver_sql(
@@ -160,10 +165,6 @@ def _upsert_postgresql(conn: sa.Connection, prepared: PreparedRows) -> int:
     copy_sql = f"COPY {staging} ({columns}) FROM STDIN"
     driver_connection: Any = conn.connection.driver_connection
     with driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
-        copy_columns = [
-            _postgres_copy_column(prepared, name, values)
-            for name, values in zip(prepared.columns, prepared.values, strict=True)
-        ]
         for row in zip(*copy_columns, strict=True):
             copy.write_row(row)
     insert = f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "  # noqa: S608
