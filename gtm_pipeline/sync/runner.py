@@ -45,6 +45,7 @@ from gtm_pipeline.sync.bulk import (
 )
 from gtm_pipeline.sync.entities import Entity, FieldMapping
 from gtm_pipeline.sync.extract import RawPage, iter_raw_pages
+from gtm_pipeline.sync.heap import long_lived_heap_frozen
 from gtm_pipeline.sync.load import (
     PageLoad,
     advance_cursor,
@@ -175,7 +176,21 @@ def sync_entity(
 
     `mappings` defaults to the tenant's effective mappings from the store; anything but the
     entity's defaults is validated against the org's (cached) describe before the first query.
+    The process's long-lived heap is frozen while it runs (`sync/heap.py`).
     """
+    with long_lived_heap_frozen():
+        return _sync_entity(client, engine, tenant_id, entity, options, mappings, on_page)
+
+
+def _sync_entity(
+    client: SalesforceClient,
+    engine: sa.Engine,
+    tenant_id: str,
+    entity: Entity,
+    options: SyncOptions,
+    mappings: Sequence[FieldMapping] | None,
+    on_page: Callable[[PageProgress], None] | None,
+) -> SyncStats:
     started = time.perf_counter()
     calls_before = client.calls_made
     with engine.begin() as conn:

@@ -1,0 +1,76 @@
+"""The long-lived heap is frozen while syncs run and handed back to the collector after."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+import pytest
+
+from gtm_pipeline.sync.entities import ACCOUNTS
+from gtm_pipeline.sync.heap import long_lived_heap_frozen
+from gtm_pipeline.sync.runner import SyncOptions, sync_entity
+
+
+@pytest.fixture(autouse=True)
+def unfrozen_process():
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def test_the_heap_is_frozen_inside_the_block_and_handed_back_after():
+    kept = [object() for _ in range(10)]
+    with long_lived_heap_frozen():
+        assert gc.get_freeze_count() >= len(kept)
+    assert gc.get_freeze_count() == 0
+
+
+def test_overlapping_syncs_share_one_freeze_until_the_last_ends():
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with long_lived_heap_frozen():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    first_in.wait(5)
+    with long_lived_heap_frozen():
+        second_in.set()
+        first_out.wait(5)
+        seen["after_first_left"] = gc.get_freeze_count()
+    thread.join(5)
+    assert seen["after_first_left"] > 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_heap_frozen_by_the_process_itself_stays_frozen():
+    gc.freeze()
+    before = gc.get_freeze_count()
+    with long_lived_heap_frozen():
+        pass
+    assert gc.get_freeze_count() >= before > 0
+
+
+def test_an_error_inside_the_block_still_unfreezes():
+    with pytest.raises(RuntimeError), long_lived_heap_frozen():
+        raise RuntimeError("boom")
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_sync_runs_with_the_heap_frozen_and_unfreezes_it(client, engine):
+    counts = []
+    sync_entity(
+        client,
+        engine,
+        "acme",
+        ACCOUNTS,
+        SyncOptions(batch_size=200, load_batch_rows=200),
+        on_page=lambda _: counts.append(gc.get_freeze_count()),
+    )
+    assert counts and all(count > 0 for count in counts)
+    assert gc.get_freeze_count() == 0
