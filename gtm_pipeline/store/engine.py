@@ -18,6 +18,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # 20,000-row transactions took 2.04-2.17 s with the default, 1.71-1.83 s with 32 MB (three
 # rounds each, alternated). Memory is taken only as pages are used.
 SQLITE_CACHE_KIB = 32_000
+# Page size of a new SQLite store, in bytes (SQLite's default is 4,096; an existing file keeps
+# the size it was made with). Loading the 150,000 Contacts of the benchmark org in 20,000-row
+# transactions took ~9% less CPU with 16 KiB pages (median of 8 runs each, alternated): fewer
+# pages to split, write to the WAL and checkpoint per committed batch.
+SQLITE_PAGE_SIZE = 16_384
 
 
 def safe_url(url: str | URL) -> str:
@@ -101,6 +106,8 @@ def _configure_sqlite(engine: Engine) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
+            # Before WAL: the page size is fixed once the file is written (a no-op after that).
+            cursor.execute(f"PRAGMA page_size = {SQLITE_PAGE_SIZE}")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 
 import pytest
@@ -33,13 +34,34 @@ def test_sqlite_engine_creates_its_folder_and_sets_pragmas(tmp_path) -> None:
             foreign_keys = conn.exec_driver_sql("PRAGMA foreign_keys").scalar()
             busy_timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
             cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+            page_size = conn.exec_driver_sql("PRAGMA page_size").scalar()
     finally:
         engine.dispose()
     assert path.parent.is_dir()
+    assert page_size == 16_384  # a new file: 16 KiB pages instead of SQLite's 4 KiB
     assert journal == "wal"
     assert foreign_keys == 1
     assert busy_timeout >= 1000
     assert cache_size == -32_000  # KiB: 32 MB of page cache instead of SQLite's 2 MB
+
+
+def test_an_existing_sqlite_store_keeps_its_page_size_and_its_rows(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as old:
+        old.execute("PRAGMA page_size = 4096")
+        old.execute("CREATE TABLE kept (x INTEGER)")
+        old.execute("INSERT INTO kept VALUES (1)")
+        old.commit()
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            page_size = conn.exec_driver_sql("PRAGMA page_size").scalar()
+            conn.exec_driver_sql("INSERT INTO kept VALUES (2)")
+            rows = conn.exec_driver_sql("SELECT x FROM kept ORDER BY x").scalars().all()
+    finally:
+        engine.dispose()
+    assert page_size == 4096
+    assert rows == [1, 2]
 
 
 def test_sqlite_transactions_cover_reads_and_ddl(tmp_path) -> None:
