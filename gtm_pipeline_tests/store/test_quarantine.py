@@ -93,3 +93,46 @@ def test_postgres_statements_are_planned_for_their_ids_never_prepared(engine) ->
         matched = sorted(conn.execute(query).scalars())
     assert prepared == 0
     assert matched == _ids(50, prefix="005")
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    [
+        ["003A", "003B"],
+        ["003A"],
+        [""],
+        [],
+        ["003A", "bad\x1fid", ""],
+        ["(no id, row 7)", "003B"],
+    ],
+)
+def test_among_matches_exactly_the_given_ids(engine, wanted) -> None:
+    stored = ["003A", "003B", "003C", "", "bad\x1fid", "(no id, row 7)"]
+    with engine.begin() as conn:
+        for external_id in stored:
+            replace_failures(conn, "t1", "persons", [external_id], [_failure(external_id)],
+                             run_id=None, now=T0)  # fmt: skip
+        query = sa.select(quality_failures.c.external_id).where(
+            quality_failures.c.tenant_id == "t1",
+            among(conn, quality_failures.c.external_id, wanted),
+        )
+        matched = sorted(conn.execute(query).scalars())
+    assert matched == sorted(wanted)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_postgres_folds_the_joined_ids_into_a_constant_array(engine) -> None:
+    """A constant array is what PostgreSQL hashes; a function call left in the plan would be
+    evaluated and scanned row by row, quadratic in batch size."""
+    with engine.connect() as conn:
+        query = sa.select(quality_failures.c.external_id).where(
+            quality_failures.c.tenant_id == "t1",
+            among(conn, quality_failures.c.external_id, _ids(20)),
+        )
+        compiled = query.compile(dialect=conn.dialect)
+        plan = "\n".join(
+            conn.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).scalars()
+        )
+    assert "string_to_array" not in plan
+    assert "ANY ('{003000000000000000," in plan

@@ -381,3 +381,59 @@ def test_postgres_staging_tables_do_not_outlive_the_upsert(engine: sa.Engine) ->
         ).scalar_one()
     assert leftovers == 0
     assert set(stored(engine, persons)) == {"003A", "003B"}
+
+
+def _copy_formats(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Record whether each PostgreSQL COPY of the test went in binary format."""
+    from gtm_pipeline.store import upsert as upsert_module
+
+    formats: list[bool] = []
+    copy_rows = upsert_module._copy_rows
+
+    def spy(cursor, staging, columns, copy_columns, binary):
+        formats.append(binary)
+        return copy_rows(cursor, staging, columns, copy_columns, binary)
+
+    monkeypatch.setattr(upsert_module, "_copy_rows", spy)
+    return formats
+
+
+def test_typed_rows_copy_in_binary_and_read_back_the_same(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("COPY exists only on PostgreSQL")
+    formats = _copy_formats(monkeypatch)
+    frame = pd.DataFrame(
+        {
+            "tenant_id": ["t1", "t1"],
+            "external_id": ["006A", "006B"],
+            "name": ["Renewal — Zoë", None],
+            "amount": [1234.5, np.nan],
+            "close_date": [date(2024, 6, 30), None],
+            "system_modstamp": pd.to_datetime([T0, T0 + timedelta(seconds=1)], utc=True),
+            "is_deleted": [False, True],
+            "deleted_at": pd.to_datetime([None, T0], utc=True),
+            "custom_fields": [{"Tier__c": "A", "Score__c": 81.5}, None],
+        }
+    )
+    assert upsert(engine, opportunities, frame) == 2
+    rows = stored(engine, opportunities)
+    assert formats == [True]
+    assert rows["006A"].name == "Renewal — Zoë"
+    assert rows["006A"].amount == 1234.5
+    assert rows["006A"].close_date == date(2024, 6, 30)
+    assert rows["006A"].custom_fields == {"Tier__c": "A", "Score__c": 81.5}
+    assert rows["006A"].deleted_at is None
+    assert rows["006B"].system_modstamp == T0 + timedelta(seconds=1)
+    assert rows["006B"].is_deleted is True and rows["006B"].deleted_at == T0
+    assert rows["006B"].amount is None and rows["006B"].close_date is None
+
+
+def test_a_number_in_a_text_column_is_stored_as_its_text(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    formats = _copy_formats(monkeypatch)
+    upsert(engine, persons, [person("003A", T0, phone=5550100, title="CTO")])
+    assert stored(engine, persons)["003A"].phone == "5550100"
+    assert formats == ([False] if engine.dialect.name == "postgresql" else [])
