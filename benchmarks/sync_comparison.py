@@ -236,7 +236,8 @@ def full_syncs(
     bench: Bench, stores: Mapping[str, str], postgres_url: str, *, kept: bool = True
 ) -> None:
     """The raw floor, then the connector's full syncs: REST into `stores` (kept for the
-    incremental rows when `kept`, else fresh ones), Bulk (fresh)."""
+    incremental rows when `kept`, else fresh ones), Bulk (fresh), and the default path (fresh):
+    each object through Bulk above the connector's threshold, else through REST."""
     bench.measure(
         "floor",
         _label("raw floor (requests + json)", "REST"),
@@ -267,6 +268,11 @@ def full_syncs(
         rest = {e: d["bulk_fallback"] for e, d in per_entity.items() if d["extraction"] != "bulk"}
         if rest:
             raise BenchmarkError(f"the Bulk run read through REST instead: {rest}")
+    for kind in stores:
+        # What a user runs: Bulk for an object above the threshold (default 50,000), else REST.
+        label = _label("connector full sync", "default", kind)
+        with fresh_store(kind, postgres_url) as url:
+            bench.measure(f"default_{kind}", label, scenarios.connector_sync, url, True, None)
 
 
 def dlt_runs(

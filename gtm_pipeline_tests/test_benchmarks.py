@@ -73,7 +73,7 @@ def test_sync_comparison_quick_run_measures_every_row_and_records_nothing():
     payload = sync_comparison.main(QUICK_ARGS["sync_comparison"])
     rows = {r["key"]: r for r in payload["rows"]}
     stores = ("sqlite", "postgresql")
-    paths = ("rest", "bulk", "dlt_full", "incremental", "dlt_incremental")
+    paths = ("rest", "bulk", "default", "dlt_full", "incremental", "dlt_incremental")
     memory = {f"memory_{p}_{n}" for p in ("rest", "bulk") for n in payload["memory_sizes"]}
     expected = (
         {"floor", "floor_bulk", "writeback", "gates"}
@@ -95,6 +95,7 @@ def test_sync_comparison_quick_run_measures_every_row_and_records_nothing():
         assert rows[f"bulk_{store}"]["available"] is payload["bulk_available"]
         if payload["bulk_available"]:
             assert rows[f"bulk_{store}"]["records"] == floor
+        assert rows[f"default_{store}"]["records"] == floor
         incremental = rows[f"incremental_{store}"]
         assert incremental["records"] == payload["changes"]
         calls = [e["api_calls"] for e in incremental["detail"]["per_entity"].values()]
@@ -125,6 +126,7 @@ def test_sync_report_judges_targets_from_the_rows():
         row("floor", "-", 1000, 10),
         row("rest_sqlite", "sqlite", 600, 13),
         row("bulk_sqlite", "sqlite", 1500, 5, peak_rss_mb=650.0),
+        row("default_sqlite", "sqlite", 900, 9),
         {"key": "dlt_full_sqlite", "store": "sqlite", "available": False, "note": "no dlt"},
         row("incremental_sqlite", "sqlite", 100, 6, seconds=2.5, detail={"per_entity": per_entity}),
         row("memory_rest_100", "sqlite", 500, 2, org_contacts=100),
@@ -133,11 +135,12 @@ def test_sync_report_judges_targets_from_the_rows():
         row("memory_bulk_1000", "sqlite", 900, 2, org_contacts=1000, peak_rss_mb=330.0),
     ]
     verdicts = [t["verdict"] for t in sync_report.judge(rows)]
-    # REST 0.6x floor; Bulk 2.5x REST; no dlt (x2); incremental; peak 650 MB;
-    # growth REST +30%, Bulk +10%
+    # REST 0.6x floor; Bulk 2.5x REST; no dlt (x3: REST, Bulk, default); incremental;
+    # peak 650 MB; growth REST +30%, Bulk +10%
     assert verdicts == [
         "met",
         "missed",
+        "not available",
         "not available",
         "not available",
         "met",
@@ -147,6 +150,7 @@ def test_sync_report_judges_targets_from_the_rows():
     ]
     sync_report.add_ratios(rows)
     assert (rows[1]["vs_floor"], rows[2]["vs_floor"], rows[2]["vs_dlt"]) == (0.6, 1.5, None)
+    assert rows[3]["vs_floor"] == 0.9
 
 
 def test_rows_of_several_rounds_keep_their_fastest_run():
