@@ -151,21 +151,38 @@ def _postgres_copy_column(prepared: PreparedRows, name: str, values: ColumnValue
 
 
 # Column types whose values `prepare_rows` (and `_postgres_copy_column`) already made the Python
-# type the binary dumper takes: int, float, bool, date, aware datetime, JSON text.
-_TYPED_FOR_BINARY = (sa.Integer, sa.Float, sa.Boolean, sa.Date, UTCDateTime, sa.JSON)
+# type the binary dumper takes: bool, date, aware datetime, JSON text. Integers and floats are
+# checked as well: psycopg's binary dumpers wrap an integer too large for its column (2**31 was
+# stored as -2**31) and a float too large for `real`, where the server refuses them in text.
+_TYPED_FOR_BINARY = (sa.Boolean, sa.Date, UTCDateTime, sa.JSON)
 _TEXT_TYPES = frozenset({str, type(None)})
+_INTEGER_BITS = {sa.SmallInteger: 16, sa.BigInteger: 64, sa.Integer: 32}
+
+
+def _integers_fit(column_type: sa.Integer, values: ColumnValues) -> bool:
+    bits = next(b for kind, b in _INTEGER_BITS.items() if isinstance(column_type, kind))
+    present = [value for value in values if value is not None]
+    return not present or (-(2 ** (bits - 1)) <= min(present) and max(present) < 2 ** (bits - 1))
+
+
+def _binary_ready(column_type: sa.types.TypeEngine[Any], values: ColumnValues) -> bool:
+    if isinstance(column_type, _TYPED_FOR_BINARY):
+        return True
+    if isinstance(column_type, sa.Integer):
+        return _integers_fit(column_type, values)
+    if isinstance(column_type, sa.Float):  # double precision only: no `real`, no `numeric`
+        return column_type.precision is None and not column_type.asdecimal
+    return isinstance(column_type, sa.String) and set(map(type, values)) <= _TEXT_TYPES
 
 
 def _binary_copy_ready(prepared: PreparedRows, copy_columns: list[ColumnValues]) -> bool:
-    """Whether binary COPY can take every value: typed columns are, text columns are checked
-    (a number in a text column goes by text COPY, where the server reads it as text)."""
-    for name, values in zip(prepared.columns, copy_columns, strict=True):
-        column_type = prepared.table.c[name].type
-        if isinstance(column_type, _TYPED_FOR_BINARY):
-            continue
-        if not isinstance(column_type, sa.String) or not set(map(type, values)) <= _TEXT_TYPES:
-            return False
-    return True
+    """Whether binary COPY takes every value as text COPY would; else the batch goes as text,
+    where the server reads each value (a number in a text column as its text, an integer too
+    large for its column as an error)."""
+    return all(
+        _binary_ready(prepared.table.c[name].type, values)
+        for name, values in zip(prepared.columns, copy_columns, strict=True)
+    )
 
 
 def _already_json(text: str) -> str:

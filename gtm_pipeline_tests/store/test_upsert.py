@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -437,3 +438,18 @@ def test_a_number_in_a_text_column_is_stored_as_its_text(
     upsert(engine, persons, [person("003A", T0, phone=5550100, title="CTO")])
     assert stored(engine, persons)["003A"].phone == "5550100"
     assert formats == ([False] if engine.dialect.name == "postgresql" else [])
+
+
+@pytest.mark.parametrize("too_large", [2**31, -(2**31) - 1, 2**40])
+def test_an_integer_too_large_for_its_postgres_column_is_refused_not_wrapped(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, too_large: int
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's INTEGER holds 64 bits")
+    formats = _copy_formats(monkeypatch)
+    row = {"tenant_id": "t1", "system_modstamp": T0}
+    upsert(engine, accounts, [{**row, "external_id": "001A", "employee_count": 2**31 - 1}])
+    with pytest.raises(psycopg.DataError, match="out of range"):  # raised by COPY itself
+        upsert(engine, accounts, [{**row, "external_id": "001B", "employee_count": too_large}])
+    assert formats == [True, False]  # the edge of the range still goes in binary
+    assert {k: r.employee_count for k, r in stored(engine, accounts).items()} == {"001A": 2**31 - 1}
