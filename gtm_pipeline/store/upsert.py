@@ -171,7 +171,10 @@ def _binary_ready(column_type: sa.types.TypeEngine[Any], values: ColumnValues) -
     if isinstance(column_type, sa.Integer):
         return _integers_fit(column_type, values)
     if isinstance(column_type, sa.Float):  # double precision only: no `real`, no `numeric`
-        return column_type.precision is None and not column_type.asdecimal
+        single = isinstance(column_type, sa.REAL) or column_type.precision is not None
+        return not single and not column_type.asdecimal
+    if isinstance(column_type, sa.Enum):  # a type of the database's own, no binary dumper
+        return False
     return isinstance(column_type, sa.String) and set(map(type, values)) <= _TEXT_TYPES
 
 

@@ -453,3 +453,28 @@ def test_an_integer_too_large_for_its_postgres_column_is_refused_not_wrapped(
         upsert(engine, accounts, [{**row, "external_id": "001B", "employee_count": too_large}])
     assert formats == [True, False]  # the edge of the range still goes in binary
     assert {k: r.employee_count for k, r in stored(engine, accounts).items()} == {"001A": 2**31 - 1}
+
+
+@pytest.mark.parametrize(
+    ("column_type", "values", "binary"),
+    [
+        (sa.Float(), [1.5, None], True),
+        (sa.REAL(), [1.5], False),  # a float too large for `real` must reach the server as text
+        (sa.Float(precision=24), [1.5], False),
+        (sa.Numeric(), [1.5], False),
+        (sa.Enum("a", name="letters"), ["a"], False),
+        (sa.Text(), ["a", None], True),
+        (sa.Text(), ["a", 1], False),
+        (sa.Integer(), [None, 2**31 - 1, -(2**31)], True),
+        (sa.Integer(), [2**31], False),
+        (sa.BigInteger(), [2**40], True),
+        (sa.SmallInteger(), [2**15], False),
+        (sa.Boolean(), [True, None], True),
+    ],
+)
+def test_binary_copy_only_for_values_its_dumpers_take_as_text_copy_would(
+    column_type: sa.types.TypeEngine, values: list, binary: bool
+) -> None:
+    from gtm_pipeline.store.upsert import _binary_ready
+
+    assert _binary_ready(column_type, values) is binary
