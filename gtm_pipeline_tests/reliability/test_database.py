@@ -90,14 +90,15 @@ def test_backends_terminated_mid_sync_fail_the_run_clearly_and_the_rerun_reconci
     announce("postgres_backends_terminated", f"survived {points} terminations ({failed} mid-run)")
 
 
-def cap_file_growth(engine: sa.Engine, spare_pages: int) -> None:
-    """Every new connection of `engine` may grow the database file by `spare_pages` pages only."""
+def cap_file_growth(engine: sa.Engine, spare_bytes: int) -> None:
+    """Every new connection of `engine` may grow the database file by `spare_bytes` only."""
 
     @sa.event.listens_for(engine, "connect")
     def _cap(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
         cursor = dbapi_connection.cursor()
         try:
             pages = cursor.execute("PRAGMA page_count").fetchone()[0]
+            spare_pages = spare_bytes // cursor.execute("PRAGMA page_size").fetchone()[0]
             cursor.execute(f"PRAGMA max_page_count = {pages + spare_pages}")
         finally:
             cursor.close()
@@ -109,7 +110,7 @@ def test_sqlite_disk_full_fails_clearly_keeps_what_was_committed_and_resumes(
 ):
     client = client_for(emulator)
     full_disk = make_engine(database_url)
-    cap_file_growth(full_disk, spare_pages=60)
+    cap_file_growth(full_disk, spare_bytes=240 * 1024)  # room for a few pages of rows
     log = InjectAfter(10**6, lambda: None)
     with pytest.raises(sa.exc.OperationalError, match="database or disk is full"):
         sync_all(client, full_disk, on_page=log, batch_size=BATCH_SIZE)
