@@ -118,8 +118,8 @@ def _judge(rows: Mapping[str, Row]) -> Iterator[dict[str, str]]:
             None if ratio is None else ratio >= BULK_VS_REST,
         )
         dlt = rows.get(f"dlt_full_{store}")
-        for path in ("rest", "bulk", "default"):
-            yield _versus_dlt(rows.get(f"{path}_{store}"), dlt, f"connector {path.upper()}", store)
+        for path, name in (("rest", "REST"), ("bulk", "Bulk"), ("default", "default path")):
+            yield _versus_dlt(rows.get(f"{path}_{store}"), dlt, f"connector {name}", store)
         yield _incremental(rows.get(f"incremental_{store}"), store)
     peaks = [
         r
@@ -219,7 +219,11 @@ def _what(row: Row) -> str:
     if key.startswith(FULL_SYNC_KEYS + ("memory_",)):
         loaded = sum(d["rows_loaded"] for d in detail["per_entity"].values())
         rejected = sum(d["rows_rejected"] for d in detail["per_entity"].values())
-        return f"{loaded:,} loaded, {rejected:,} quarantined"
+        what = f"{loaded:,} loaded, {rejected:,} quarantined"
+        if key.startswith("default_"):
+            bulk = [e for e, d in detail["per_entity"].items() if d["extraction"] == "bulk"]
+            what += f"; through Bulk: {', '.join(bulk) or 'none'}"
+        return what
     if key == "gates":
         stats = detail["stats"]
         return f"{stats['passed']:,} passed, {stats['failed']:,} failed (RSS includes the page)"

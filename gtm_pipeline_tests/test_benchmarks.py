@@ -95,7 +95,10 @@ def test_sync_comparison_quick_run_measures_every_row_and_records_nothing():
         assert rows[f"bulk_{store}"]["available"] is payload["bulk_available"]
         if payload["bulk_available"]:
             assert rows[f"bulk_{store}"]["records"] == floor
-        assert rows[f"default_{store}"]["records"] == floor
+        default = rows[f"default_{store}"]
+        assert default["records"] == floor
+        extraction = {e: d["extraction"] for e, d in default["detail"]["per_entity"].items()}
+        assert extraction == dict.fromkeys(extraction, "rest")  # a quick org is under 50,000
         incremental = rows[f"incremental_{store}"]
         assert incremental["records"] == payload["changes"]
         calls = [e["api_calls"] for e in incremental["detail"]["per_entity"].values()]

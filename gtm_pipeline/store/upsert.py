@@ -8,10 +8,9 @@ the sync can commit a page of rows together with the cursor that covers them.
 - SQLite: one `INSERT ... VALUES (?, ...) ON CONFLICT DO UPDATE ... WHERE`, prepared once and
   run for every row of the page (`executemany`), all in the caller's transaction.
 - PostgreSQL: `COPY` into a temporary staging table, then one
-  `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE`. COPY goes in binary format when every
-  value has the Python type psycopg's binary dumper for its column takes (a third of the time
-  of the text format for 20,000 Contacts), else in text format, where the server reads each
-  value as text.
+  `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE`. COPY goes in binary format when
+  psycopg's binary dumper for each staging column takes its values as text COPY would (a third of
+  the time of the text format for 20,000 Contacts), else in text format.
 
 SQL text is assembled here only from names taken from the `Table` (incoming column names are
 checked against it first) and quoted by the dialect; every value travels as a bound parameter
@@ -25,6 +24,7 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg.postgres import types as postgres_types
 from psycopg.types.json import set_json_dumps
 
 from gtm_pipeline.store.errors import InvalidRowsError, StoreError
@@ -150,42 +150,42 @@ def _postgres_copy_column(prepared: PreparedRows, name: str, values: ColumnValue
     return values
 
 
-# Column types whose values `prepare_rows` (and `_postgres_copy_column`) already made the Python
-# type the binary dumper takes: bool, date, aware datetime, JSON text. Integers and floats are
-# checked as well: psycopg's binary dumpers wrap an integer too large for its column (2**31 was
-# stored as -2**31) and a float too large for `real`, where the server refuses them in text.
-_TYPED_FOR_BINARY = (sa.Boolean, sa.Date, UTCDateTime, sa.JSON)
+def _oid(name: str) -> int:
+    return postgres_types[name].oid
+
+
+# Binary COPY is chosen per column by the staging table's own PostgreSQL type, which picks
+# psycopg's dumper, and the model's type, whose values `prepare_rows` (and
+# `_postgres_copy_column`) made the Python type that dumper takes as text COPY would. Anything
+# else goes as text, where the server reads each value: psycopg's binary dumpers wrap an integer
+# too large for its column (2**31 was stored as -2**31) or a float too large for `real`, and have
+# none for `char` or a native enum.
+_TEXT_OIDS = frozenset({_oid("text"), _oid("varchar")})
 _TEXT_TYPES = frozenset({str, type(None)})
-_INTEGER_BITS = {sa.SmallInteger: 16, sa.BigInteger: 64, sa.Integer: 32}
+_INTEGER_BITS = {_oid("int2"): 16, _oid("int4"): 32, _oid("int8"): 64}
+_MODEL_TYPES: dict[int, type[sa.types.TypeEngine[Any]]] = {
+    _oid("bool"): sa.Boolean,
+    _oid("date"): sa.Date,
+    _oid("timestamptz"): UTCDateTime,
+    _oid("float8"): sa.Float,
+    _oid("json"): sa.JSON,
+    _oid("jsonb"): sa.JSON,
+}
 
 
-def _integers_fit(column_type: sa.Integer, values: ColumnValues) -> bool:
-    bits = next(b for kind, b in _INTEGER_BITS.items() if isinstance(column_type, kind))
+def _integers_fit(bits: int, values: ColumnValues) -> bool:
     present = [value for value in values if value is not None]
     return not present or (-(2 ** (bits - 1)) <= min(present) and max(present) < 2 ** (bits - 1))
 
 
-def _binary_ready(column_type: sa.types.TypeEngine[Any], values: ColumnValues) -> bool:
-    if isinstance(column_type, _TYPED_FOR_BINARY):
-        return True
-    if isinstance(column_type, sa.Integer):
-        return _integers_fit(column_type, values)
-    if isinstance(column_type, sa.Float):  # double precision only: no `real`, no `numeric`
-        single = isinstance(column_type, sa.REAL) or column_type.precision is not None
-        return not single and not column_type.asdecimal
-    if isinstance(column_type, sa.Enum):  # a type of the database's own, no binary dumper
-        return False
-    return isinstance(column_type, sa.String) and set(map(type, values)) <= _TEXT_TYPES
-
-
-def _binary_copy_ready(prepared: PreparedRows, copy_columns: list[ColumnValues]) -> bool:
-    """Whether binary COPY takes every value as text COPY would; else the batch goes as text,
-    where the server reads each value (a number in a text column as its text, an integer too
-    large for its column as an error)."""
-    return all(
-        _binary_ready(prepared.table.c[name].type, values)
-        for name, values in zip(prepared.columns, copy_columns, strict=True)
-    )
+def _binary_ready(oid: int, column_type: sa.types.TypeEngine[Any], values: ColumnValues) -> bool:
+    """Whether binary COPY takes this column's values exactly as text COPY would."""
+    if oid in _TEXT_OIDS:
+        return set(map(type, values)) <= _TEXT_TYPES
+    if oid in _INTEGER_BITS:
+        return isinstance(column_type, sa.Integer) and _integers_fit(_INTEGER_BITS[oid], values)
+    model_type = _MODEL_TYPES.get(oid)
+    return model_type is not None and isinstance(column_type, model_type)
 
 
 def _already_json(text: str) -> str:
@@ -194,21 +194,29 @@ def _already_json(text: str) -> str:
 
 
 def _copy_rows(
-    cursor: Any, staging: str, columns: str, copy_columns: list[ColumnValues], binary: bool
-) -> None:
+    cursor: Any,
+    staging: str,
+    columns: str,
+    prepared: PreparedRows,
+    copy_columns: list[ColumnValues],
+) -> bool:
+    """COPY the rows into `staging`, in binary format when every column allows; whether it did."""
+    cursor.execute(f"SELECT {columns} FROM {staging} LIMIT 0")  # noqa: S608 - quoted names
+    type_oids = [column.type_code for column in cursor.description]
+    binary = all(
+        _binary_ready(oid, prepared.table.c[name].type, values)
+        for oid, name, values in zip(type_oids, prepared.columns, copy_columns, strict=True)
+    )
     copy_sql = f"COPY {staging} ({columns}) FROM STDIN"
-    type_oids = None
     if binary:
-        # The staging table's own column types, as psycopg's binary dumpers need them.
-        cursor.execute(f"SELECT {columns} FROM {staging} LIMIT 0")  # noqa: S608 - quoted names
-        type_oids = [column.type_code for column in cursor.description]
         set_json_dumps(_already_json, cursor)
         copy_sql += " (FORMAT BINARY)"
     with cursor.copy(copy_sql) as copy:
-        if type_oids is not None:
+        if binary:
             copy.set_types(type_oids)
         for row in zip(*copy_columns, strict=True):
             copy.write_row(row)
+    return binary
 
 
 def _upsert_postgresql(conn: sa.Connection, prepared: PreparedRows) -> int:
@@ -221,7 +229,6 @@ def _upsert_postgresql(conn: sa.Connection, prepared: PreparedRows) -> int:
         _postgres_copy_column(prepared, name, values)
         for name, values in zip(prepared.columns, prepared.values, strict=True)
     ]
-    binary = _binary_copy_ready(prepared, copy_columns)
     # Executed through SQLAlchemy first so the caller's transaction has begun before COPY. The
     # staging table is dropped below; if anything fails first, the rollback removes it.
     conn.exec_driver_sql(
@@ -230,7 +237,7 @@ def _upsert_postgresql(conn: sa.Connection, prepared: PreparedRows) -> int:
     )
     driver_connection: Any = conn.connection.driver_connection
     with driver_connection.cursor() as cursor:
-        _copy_rows(cursor, staging, columns, copy_columns, binary)
+        _copy_rows(cursor, staging, columns, prepared, copy_columns)
     insert = f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "  # noqa: S608
     result = conn.exec_driver_sql(insert + _on_conflict_clause(conn, prepared))
     changed = result.rowcount

@@ -391,9 +391,21 @@ def _copy_formats(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     formats: list[bool] = []
     copy_rows = upsert_module._copy_rows
 
-    def spy(cursor, staging, columns, copy_columns, binary):
-        formats.append(binary)
-        return copy_rows(cursor, staging, columns, copy_columns, binary)
+    class Recording:
+        """The COPY's cursor, noting the format of each COPY statement it runs."""
+
+        def __init__(self, cursor) -> None:
+            self._cursor = cursor
+
+        def __getattr__(self, name: str):
+            return getattr(self._cursor, name)
+
+        def copy(self, statement: str, *args, **kwargs):
+            formats.append("FORMAT BINARY" in statement)
+            return self._cursor.copy(statement, *args, **kwargs)
+
+    def spy(cursor, *args):
+        return copy_rows(Recording(cursor), *args)
 
     monkeypatch.setattr(upsert_module, "_copy_rows", spy)
     return formats
@@ -456,25 +468,32 @@ def test_an_integer_too_large_for_its_postgres_column_is_refused_not_wrapped(
 
 
 @pytest.mark.parametrize(
-    ("column_type", "values", "binary"),
+    ("postgres_type", "column_type", "values", "binary"),
     [
-        (sa.Float(), [1.5, None], True),
-        (sa.REAL(), [1.5], False),  # a float too large for `real` must reach the server as text
-        (sa.Float(precision=24), [1.5], False),
-        (sa.Numeric(), [1.5], False),
-        (sa.Enum("a", name="letters"), ["a"], False),
-        (sa.Text(), ["a", None], True),
-        (sa.Text(), ["a", 1], False),
-        (sa.Integer(), [None, 2**31 - 1, -(2**31)], True),
-        (sa.Integer(), [2**31], False),
-        (sa.BigInteger(), [2**40], True),
-        (sa.SmallInteger(), [2**15], False),
-        (sa.Boolean(), [True, None], True),
+        ("float8", sa.Float(), [1.5, None], True),
+        ("float4", sa.REAL(), [1.5], False),  # a float too large for `real` must reach the server
+        ("float4", sa.Float(), [1.5], False),  # a model type that is `real` on PostgreSQL only
+        ("numeric", sa.Numeric(), [1.5], False),
+        ("bpchar", sa.CHAR(3), ["abc"], False),  # psycopg has no binary dumper for `char`
+        ("text", sa.Text(), ["a", None], True),
+        ("text", sa.Text(), ["a", 1], False),
+        ("varchar", sa.String(64), ["a"], True),
+        ("int4", sa.Integer(), [None, 2**31 - 1, -(2**31)], True),
+        ("int4", sa.Integer(), [2**31], False),
+        ("int4", sa.Text(), ["5"], False),  # a table that drifted from the model
+        ("int8", sa.BigInteger(), [2**40], True),
+        ("int2", sa.SmallInteger(), [2**15], False),
+        ("bool", sa.Boolean(), [True, None], True),
+        ("date", sa.Date(), [date(2024, 6, 30)], True),
+        ("jsonb", sa.JSON(), ['{"a": 1}', None], True),
+        ("jsonb", sa.Text(), ['{"a": 1}'], False),
     ],
 )
 def test_binary_copy_only_for_values_its_dumpers_take_as_text_copy_would(
-    column_type: sa.types.TypeEngine, values: list, binary: bool
+    postgres_type: str, column_type: sa.types.TypeEngine, values: list, binary: bool
 ) -> None:
+    from psycopg.postgres import types as postgres_types
+
     from gtm_pipeline.store.upsert import _binary_ready
 
-    assert _binary_ready(column_type, values) is binary
+    assert _binary_ready(postgres_types[postgres_type].oid, column_type, values) is binary

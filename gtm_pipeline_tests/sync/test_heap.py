@@ -19,11 +19,18 @@ def unfrozen_process():
     gc.unfreeze()
 
 
+def _tracked(obj: object) -> bool:
+    """Whether the collector's generations (not the permanent one) hold `obj`."""
+    return any(o is obj for o in gc.get_objects())
+
+
 def test_the_heap_is_frozen_inside_the_block_and_handed_back_after():
-    kept = [object() for _ in range(10)]
+    kept = [object()]  # a list is always tracked by the collector
     with long_lived_heap_frozen():
-        assert gc.get_freeze_count() >= len(kept)
+        assert gc.get_freeze_count() > 0
+        assert not _tracked(kept)  # the permanent generation is not walked
     assert gc.get_freeze_count() == 0
+    assert _tracked(kept)
 
 
 def test_overlapping_syncs_share_one_freeze_until_the_last_ends():
@@ -54,6 +61,20 @@ def test_a_heap_frozen_by_the_process_itself_stays_frozen():
     with long_lived_heap_frozen():
         pass
     assert gc.get_freeze_count() >= before > 0
+
+
+def test_a_child_forked_during_a_sync_starts_with_none_running():
+    import os
+
+    with long_lived_heap_frozen():
+        child = os.fork()
+        if child == 0:  # the child: a sync of its own freezes and unfreezes by itself
+            gc.unfreeze()
+            with long_lived_heap_frozen():
+                frozen = gc.get_freeze_count() > 0
+            os._exit(0 if frozen and gc.get_freeze_count() == 0 else 1)
+        _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_an_error_inside_the_block_still_unfreezes():
