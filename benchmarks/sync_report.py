@@ -118,7 +118,7 @@ def _judge(rows: Mapping[str, Row]) -> Iterator[dict[str, str]]:
             None if ratio is None else ratio >= BULK_VS_REST,
         )
         dlt = rows.get(f"dlt_full_{store}")
-        for path, name in (("rest", "REST"), ("bulk", "Bulk"), ("default", "default path")):
+        for path, name in {**PATH_NAMES, "default": "default path"}.items():
             yield _versus_dlt(rows.get(f"{path}_{store}"), dlt, f"connector {name}", store)
         yield _incremental(rows.get(f"incremental_{store}"), store)
     peaks = [
