@@ -61,7 +61,7 @@ from gtm_pipeline.store.tables import (
     writeback_state,
 )
 from gtm_pipeline.store.types import NaiveDatetimeError, UTCDateTime
-from gtm_pipeline.store.upsert import upsert_records
+from gtm_pipeline.store.upsert import UpsertBatch, prepare_upsert, upsert_records, write_upsert
 
 __all__ = [
     "CANONICAL_TABLES",
@@ -114,5 +114,8 @@ __all__ = [
     "upgrade",
     "upsert_connector",
     "upsert_records",
+    "UpsertBatch",
+    "prepare_upsert",
+    "write_upsert",
     "writeback_state",
 ]

@@ -37,7 +37,10 @@ def among(conn: sa.Connection, column: sa.Column[Any], values: Sequence[str]) ->
 
 def _postgres_ids(column: sa.Column[Any], values: Sequence[str]) -> Any:
     array_type = postgresql.ARRAY(column.type)
-    joined = _SEPARATOR.join(values) if all(isinstance(v, str) for v in values) else ""
+    try:
+        joined = _SEPARATOR.join(values)
+    except TypeError:  # a value that is not text: bound as an array, which says what is wrong
+        joined = ""
     # Empty text splits into no ids at all, so no ids and a lone "" go as an array too.
     if joined and joined.count(_SEPARATOR) == len(values) - 1:
         separator = sa.literal_column(f"chr({ord(_SEPARATOR)})")  # in the SQL, not bound

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from gtm_pipeline.store.id_filters import among
 from gtm_pipeline.store.tables import CANONICAL_TABLES, quality_failures
 from gtm_pipeline.store.types import ensure_aware_utc
+from gtm_pipeline.store.upsert import upsert_records
 
 
 def replace_failures(
@@ -48,8 +49,11 @@ def replace_failures(
     first_seen = {(r.external_id, r.stage): r.first_seen_at for r in removed}
     if not failures:
         return
-    conn.execute(
-        sa.insert(table),
+    # The bulk upsert's path (COPY on PostgreSQL): an INSERT executemany sent one statement per
+    # failure, ~60 ms for 500 failures. No entry of these ids is left, so none conflicts.
+    upsert_records(
+        conn,
+        table,
         [
             {
                 "tenant_id": tenant_id,

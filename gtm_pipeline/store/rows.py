@@ -8,7 +8,9 @@ work once, vectorised where pandas allows, so the upsert code only moves data.
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -52,6 +54,16 @@ class PreparedRows:
     def guarded_by_modstamp(self) -> bool:
         """Whether an incoming row must be at least as new as the stored one to apply."""
         return MODSTAMP_COLUMN in self.table.c
+
+    def taken(self, positions: Sequence[int]) -> PreparedRows:
+        """The rows at `positions`, in that order."""
+        values = tuple(
+            column[positions]
+            if instants_column(column)
+            else list(map(column.__getitem__, positions))
+            for column in self.values
+        )
+        return PreparedRows(self.table, self.columns, values)
 
 
 def prepare_rows(table: sa.Table, rows: Rows, *, now: datetime | None = None) -> PreparedRows:
@@ -112,10 +124,15 @@ def instants_column(values: ColumnValues) -> TypeGuard[np.ndarray]:
 
 
 def aware_datetimes(instants: np.ndarray) -> list[datetime | None]:
-    """Numpy UTC instants as aware UTC datetimes, None where missing."""
-    stamps = pd.DatetimeIndex(instants).tz_localize("UTC").to_pydatetime()
-    stamps[np.isnat(instants)] = None
-    return stamps.tolist()
+    """Numpy UTC instants as aware UTC datetimes, None where missing.
+
+    One datetime per distinct instant, shared by the rows that hold it: a batch's `synced_at`
+    is one instant, and making an aware datetime costs more than finding the distinct ones.
+    """
+    distinct, positions = np.unique(instants, return_inverse=True)
+    stamps = pd.DatetimeIndex(distinct).tz_localize("UTC").to_pydatetime()
+    stamps[np.isnat(distinct)] = None
+    return stamps[positions.reshape(-1)].tolist()
 
 
 def _check_not_null(table: sa.Table, columns: list[str], values: list[ColumnValues]) -> None:
@@ -125,7 +142,7 @@ def _check_not_null(table: sa.Table, columns: list[str], values: list[ColumnValu
         if instants_column(column_values):
             nulls = int(np.isnat(column_values).sum())
         else:
-            nulls = sum(value is None for value in column_values)
+            nulls = sum(map(operator.is_, column_values, itertools.repeat(None)))
         if nulls:
             raise InvalidRowsError(
                 f"column {table.name}.{name} must not be empty ({nulls} row(s) have no value)"
@@ -157,6 +174,8 @@ def _convert(column: sa.Column, series: pd.Series) -> ColumnValues:
             raise
         raise InvalidRowsError(f"{where} holds values of the wrong type: {exc}") from None
     if isinstance(column_type, sa.JSON):
+        if series.isna().all():
+            return [None] * len(series)
         return [None if _is_missing(value) else value for value in series.tolist()]
     return series.to_numpy(dtype=object, na_value=None).tolist()
 
@@ -171,6 +190,8 @@ def _timestamps(series: pd.Series, where: str) -> ColumnValues:
             f"{where} holds naive datetimes; make them timezone-aware "
             "(for example Series.dt.tz_localize('UTC'))"
         )
+    if series.isna().all():  # a column of no stamps (`deleted_at` of live rows)
+        return [None] * len(series)
     return [_timestamp(value, where) for value in series.tolist()]
 
 
@@ -228,9 +249,4 @@ def _newest_per_key(prepared: PreparedRows) -> PreparedRows:
         sort_by.append("_modstamp")
     sort_by.append("_position")
     kept = order.sort_values(sort_by).drop_duplicates(list(prepared.key_columns), keep="last")
-    positions = sorted(kept["_position"].tolist())
-    values = tuple(
-        column[positions] if instants_column(column) else [column[i] for i in positions]
-        for column in prepared.values
-    )
-    return PreparedRows(prepared.table, prepared.columns, values)
+    return prepared.taken(sorted(kept["_position"].tolist()))

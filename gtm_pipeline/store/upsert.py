@@ -15,12 +15,19 @@ the sync can commit a page of rows together with the cursor that covers them.
 SQL text is assembled here only from names taken from the `Table` (incoming column names are
 checked against it first) and quoted by the dialect; every value travels as a bound parameter
 or through COPY.
+
+`upsert_records` does both steps in one call. A pipeline that loads on one thread and works on
+the next batch on another calls them apart: `prepare_upsert` (validation and every conversion:
+CPU only, no connection) on the working thread, `write_upsert` (the statements) on the loading
+one, so the loading thread spends its time in the database.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,15 +61,72 @@ def upsert_records(conn: sa.Connection, table: sa.Table, rows: Rows) -> int:
     `synced_at` is filled with the current time when the rows do not carry it, and a key
     repeated within `rows` counts once (its newest version; see `rows.prepare_rows`).
     """
+    return write_upsert(conn, prepare_upsert(conn.dialect, table, rows))
+
+
+@dataclass(frozen=True)
+class UpsertBatch:
+    """Rows for one table, validated and converted for one database: all `write_upsert` sends.
+
+    `sent` holds each column of `rows` as that database's path binds it (SQLite: the column
+    type's bind processing; PostgreSQL: as COPY takes it).
+    """
+
+    rows: PreparedRows
+    dialect: str
+    sent: tuple[ColumnValues, ...]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def prepare_upsert(dialect: sa.Dialect, table: sa.Table, rows: Rows) -> UpsertBatch:
+    """Validate and convert `rows` for an upsert into `table` on `dialect`'s database.
+
+    CPU work only: it raises `InvalidRowsError` for bad rows before any statement is sent, and
+    can run on another thread than the one that writes (`write_upsert`). `synced_at`, when
+    filled here, is the time of this call.
+    """
     prepared = prepare_rows(table, rows)
-    if len(prepared) == 0:
+    if dialect.name == "sqlite":
+        sent = _sqlite_bound_columns(dialect, prepared)
+    elif dialect.name == "postgresql":
+        prepared = _in_key_order(prepared)
+        sent = [
+            _postgres_copy_column(prepared, name, values)
+            for name, values in zip(prepared.columns, prepared.values, strict=True)
+        ]
+    else:
+        raise StoreError(f"bulk upsert supports SQLite and PostgreSQL, not {dialect.name}")
+    return UpsertBatch(prepared, dialect.name, tuple(sent))
+
+
+def _in_key_order(prepared: PreparedRows) -> PreparedRows:
+    """The rows sorted by primary key, for PostgreSQL, which inserts them in staging order: the
+    key's index is then filled left to right instead of at random (the merge of 25,000 Contacts
+    took ~12% less time, median of 6 alternated loads). Keys that do not compare (text and
+    numbers mixed) keep their order."""
+    if len(prepared) < 2:
+        return prepared
+    keys = [prepared.values[prepared.columns.index(name)] for name in prepared.key_columns]
+    try:
+        order = sorted(range(len(prepared)), key=list(zip(*keys, strict=True)).__getitem__)
+    except TypeError:
+        return prepared
+    return prepared.taken(order)
+
+
+def write_upsert(conn: sa.Connection, batch: UpsertBatch) -> int:
+    """Apply a prepared upsert in the caller's transaction; rows inserted or updated."""
+    if conn.dialect.name != batch.dialect:
+        raise StoreError(
+            f"rows prepared for {batch.dialect} cannot be written to {conn.dialect.name}"
+        )
+    if len(batch) == 0:
         return 0
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        return _upsert_sqlite(conn, prepared)
-    if dialect == "postgresql":
-        return _upsert_postgresql(conn, prepared)
-    raise StoreError(f"bulk upsert supports SQLite and PostgreSQL, not {dialect}")
+    if batch.dialect == "sqlite":
+        return _upsert_sqlite(conn, batch)
+    return _upsert_postgresql(conn, batch)
 
 
 def _quoted_columns(conn: sa.Connection, names: tuple[str, ...]) -> str:
@@ -99,10 +163,9 @@ def _json_texts(prepared: PreparedRows, name: str, values: ColumnValues) -> list
         ) from None
 
 
-def _sqlite_bound_columns(conn: sa.Connection, prepared: PreparedRows) -> list[ColumnValues]:
+def _sqlite_bound_columns(dialect: sa.Dialect, prepared: PreparedRows) -> list[ColumnValues]:
     """Apply each column type's SQLAlchemy bind processing, as a compiled statement would
     (timestamps in one vectorized pass that gives the same text)."""
-    dialect = conn.dialect
     bound: list[ColumnValues] = []
     for name, values in zip(prepared.columns, prepared.values, strict=True):
         column_type = prepared.table.c[name].type
@@ -122,7 +185,7 @@ def _sqlite_bound_columns(conn: sa.Connection, prepared: PreparedRows) -> list[C
     return bound
 
 
-def _upsert_sqlite(conn: sa.Connection, prepared: PreparedRows) -> int:
+def _upsert_sqlite(conn: sa.Connection, batch: UpsertBatch) -> int:
     """One single-row upsert statement, prepared once and run for every row (`executemany`).
 
     Measured against multi-row `VALUES (...), (...)` statements of up to the variable limit:
@@ -130,6 +193,7 @@ def _upsert_sqlite(conn: sa.Connection, prepared: PreparedRows) -> int:
     that took about twice as long as stepping one prepared statement per row (10,000 rows of
     19 columns: 45-50 ms vs 25 ms) in the same transaction.
     """
+    prepared = batch.rows
     target = conn.dialect.identifier_preparer.format_table(prepared.table)
     columns = _quoted_columns(conn, prepared.columns)
     placeholders = ", ".join(["?"] * len(prepared.columns))
@@ -137,7 +201,7 @@ def _upsert_sqlite(conn: sa.Connection, prepared: PreparedRows) -> int:
         f"INSERT INTO {target} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - quoted names
         + _on_conflict_clause(conn, prepared)
     )
-    rows = list(zip(*_sqlite_bound_columns(conn, prepared), strict=True))
+    rows = list(zip(*batch.sent, strict=True))
     return conn.exec_driver_sql(sql, rows).rowcount
 
 
@@ -198,7 +262,7 @@ def _copy_rows(
     staging: str,
     columns: str,
     prepared: PreparedRows,
-    copy_columns: list[ColumnValues],
+    copy_columns: Sequence[ColumnValues],
 ) -> bool:
     """COPY the rows into `staging`, in binary format when every column allows; whether it did."""
     cursor.execute(f"SELECT {columns} FROM {staging} LIMIT 0")  # noqa: S608 - quoted names
@@ -219,16 +283,12 @@ def _copy_rows(
     return binary
 
 
-def _upsert_postgresql(conn: sa.Connection, prepared: PreparedRows) -> int:
+def _upsert_postgresql(conn: sa.Connection, batch: UpsertBatch) -> int:
+    prepared = batch.rows
     preparer = conn.dialect.identifier_preparer
     target = preparer.format_table(prepared.table)
     columns = _quoted_columns(conn, prepared.columns)
     staging = preparer.quote(f"gtm_stage_{prepared.table.name}_{next(_staging_names)}")
-    # Converted (and JSON checked) before the statement: a bad value fails before any DDL.
-    copy_columns = [
-        _postgres_copy_column(prepared, name, values)
-        for name, values in zip(prepared.columns, prepared.values, strict=True)
-    ]
     # Executed through SQLAlchemy first so the caller's transaction has begun before COPY. The
     # staging table is dropped below; if anything fails first, the rollback removes it.
     conn.exec_driver_sql(
@@ -237,7 +297,7 @@ def _upsert_postgresql(conn: sa.Connection, prepared: PreparedRows) -> int:
     )
     driver_connection: Any = conn.connection.driver_connection
     with driver_connection.cursor() as cursor:
-        _copy_rows(cursor, staging, columns, prepared, copy_columns)
+        _copy_rows(cursor, staging, columns, prepared, batch.sent)
     insert = f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "  # noqa: S608
     result = conn.exec_driver_sql(insert + _on_conflict_clause(conn, prepared))
     changed = result.rowcount

@@ -14,7 +14,16 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor, save_cursor, upsert_records
+from gtm_pipeline.store import (
+    CANONICAL_TABLES,
+    Cursor,
+    UpsertBatch,
+    get_cursor,
+    prepare_upsert,
+    save_cursor,
+    upsert_records,
+    write_upsert,
+)
 from gtm_pipeline.store.quarantine import forget_failures, replace_failures
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.sync.prepare import PreparedPage
@@ -40,6 +49,26 @@ def later(a: Cursor | None, b: Cursor | None) -> Cursor | None:
     if a is None or b is None:
         return a or b
     return max(a, b, key=lambda c: (c.system_modstamp, c.id))
+
+
+@dataclass(frozen=True)
+class ReadyPage:
+    """A prepared page whose clean rows are converted for the store: loading it is statements
+    only, so a sync makes it on the thread that runs the gates, not on the one that loads."""
+
+    page: PreparedPage
+    clean: UpsertBatch
+    reached: Cursor | None
+    """The largest cursor among the page's records, rejected ones included."""
+
+
+def ready_page(
+    dialect: sa.Dialect, tenant_id: str, entity: Entity, page: PreparedPage, now: datetime
+) -> ReadyPage:
+    """`page` made ready to load into `dialect`'s store; `now` is the rows' `synced_at`."""
+    clean = page.result.clean.assign(tenant_id=tenant_id, deleted_at=None, synced_at=now)
+    upsert = prepare_upsert(dialect, CANONICAL_TABLES[entity.name], clean)
+    return ReadyPage(page, upsert, page_cursor(page.canonical))
 
 
 @dataclass(frozen=True)
@@ -69,7 +98,7 @@ def load_page(
     *,
     tenant_id: str,
     entity: Entity,
-    page: PreparedPage,
+    page: ReadyPage,
     mode: str,
     run_id: str | None,
     now: datetime,
@@ -78,18 +107,18 @@ def load_page(
 ) -> PageLoad:
     """Upsert clean rows, quarantine rejected ones, advance the cursor: all in `conn`.
 
-    `hold_cursor` leaves the stored cursor alone, for pages that come in no particular order
-    (Bulk result sets): the caller advances it once every page up to it is committed.
+    `now` stamps the quarantine entries. `hold_cursor` leaves the stored cursor alone, for pages
+    that come in no particular order (Bulk result sets): the caller advances it once every page
+    up to it is committed.
     """
-    clean = page.result.clean.assign(tenant_id=tenant_id, deleted_at=None, synced_at=now)
-    loaded = upsert_records(conn, CANONICAL_TABLES[entity.name], clean)
+    loaded = write_upsert(conn, page.clean)
+    prepared = page.page
     replace_failures(
-        conn, tenant_id, entity.name, page.seen_ids, page.rejected, run_id=run_id, now=now
+        conn, tenant_id, entity.name, prepared.seen_ids, prepared.rejected, run_id=run_id, now=now
     )
-    reached = page_cursor(page.canonical)
     if hold_cursor:
-        return PageLoad(loaded=loaded, cursor=reached)
-    cursor = advance_cursor(conn, tenant_id, entity.name, reached, mode, stats)
+        return PageLoad(loaded=loaded, cursor=page.reached)
+    cursor = advance_cursor(conn, tenant_id, entity.name, page.reached, mode, stats)
     return PageLoad(loaded=loaded, cursor=cursor)
 
 

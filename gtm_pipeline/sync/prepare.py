@@ -35,12 +35,13 @@ class PreparedPage:
 def _json_value(value: Any) -> Any:
     if value is None or value is pd.NA or value is pd.NaT:
         return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
+    if hasattr(value, "item"):  # a numpy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        # NaN is a missing value; an infinity (a Bulk CSV's 1e999) is kept as text: JSON has none.
+        return None if math.isnan(value) else str(value)
     if isinstance(value, pd.Timestamp | datetime | date):
         return value.isoformat()
-    if hasattr(value, "item"):
-        return value.item()
     return value
 
 

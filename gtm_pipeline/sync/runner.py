@@ -13,10 +13,10 @@ re-read, never skipped. A failed job or an org without Bulk access falls back to
 (`SyncStats.bulk_fallback` says why). Incremental syncs always use REST.
 
 Batches flow through two background threads (`sync/read_ahead.py`): one fetches (REST pages,
-Bulk result sets), one parses and gates, while the calling thread loads and commits. Each hands
-over at most one batch ahead, so memory stays bounded, and the wait on Salesforce and the
-database overlaps the Python work. Only the calling thread commits, so a crash still leaves the
-store at a batch boundary.
+Bulk result sets), one parses, gates and converts the clean rows for the store (`ReadyPage`),
+while the calling thread only sends the statements and commits. Each hands over at most one batch
+ahead, so memory stays bounded, and the wait on Salesforce and the database overlaps the Python
+work. Only the calling thread writes, so a crash still leaves the store at a batch boundary.
 """
 
 from __future__ import annotations
@@ -48,14 +48,16 @@ from gtm_pipeline.sync.extract import RawPage, iter_raw_pages
 from gtm_pipeline.sync.heap import long_lived_heap_frozen
 from gtm_pipeline.sync.load import (
     PageLoad,
+    ReadyPage,
     advance_cursor,
     deleted_cursor_key,
     later,
     load_deletions,
     load_page,
+    ready_page,
 )
 from gtm_pipeline.sync.mapping import ResolvedMappings, resolve_mappings, source_fields
-from gtm_pipeline.sync.prepare import PreparedPage, prepare_page
+from gtm_pipeline.sync.prepare import prepare_page
 from gtm_pipeline.sync.quality import QualityStats
 from gtm_pipeline.sync.read_ahead import reading_ahead
 from gtm_pipeline.sync.soql import deleted_query, modified_query
@@ -297,13 +299,16 @@ def _load_rest_pages(run: _Run, pages: Iterator[RawPage]) -> None:
 
 def _prepared_batches(
     run: _Run, batches: Iterator[tuple[RawPage, int]]
-) -> Iterator[tuple[RawPage, int, PreparedPage]]:
+) -> Iterator[tuple[RawPage, int, ReadyPage]]:
     for page, page_count in batches:
         yield page, page_count, _prepare(run, page.frame)
 
 
-def _prepare(run: _Run, frame: pd.DataFrame) -> PreparedPage:
-    return prepare_page(run.entity, frame, run.resolved.mappings, tenant_id=run.tenant_id)
+def _prepare(run: _Run, frame: pd.DataFrame) -> ReadyPage:
+    """Gates and every conversion for the store: run on a read-ahead thread, so the loading
+    thread only sends statements."""
+    page = prepare_page(run.entity, frame, run.resolved.mappings, tenant_id=run.tenant_id)
+    return ready_page(run.engine.dialect, run.tenant_id, run.entity, page, datetime.now(UTC))
 
 
 def _load_rest_deletions(run: _Run, deleted_cursor: Cursor | None) -> None:
@@ -355,7 +360,7 @@ def _load_result_set(
     result: ResultSet,
     live: pd.DataFrame,
     gone: pd.DataFrame,
-    prepared: PreparedPage | None,
+    prepared: ReadyPage | None,
     total_size: int,
 ) -> None:
     stats = run.stats
@@ -383,7 +388,7 @@ def _load_result_set(
 
 def _prepared_sets(
     run: _Run, results: Iterator[ResultSet], plan: BulkPlan
-) -> Iterator[tuple[ResultSet, pd.DataFrame, pd.DataFrame, PreparedPage | None]]:
+) -> Iterator[tuple[ResultSet, pd.DataFrame, pd.DataFrame, ReadyPage | None]]:
     """Each result set with its live rows (prepared, if any) and deleted rows, its CSV bytes
     released once parsed."""
     for result in results:
@@ -402,7 +407,8 @@ def _commit_cursors(
     return cursor
 
 
-def _count_page(stats: SyncStats, frame: Any, prepared: PreparedPage, pages: int = 1) -> None:
+def _count_page(stats: SyncStats, frame: Any, ready: ReadyPage, pages: int = 1) -> None:
+    prepared = ready.page
     stats.pages += pages
     stats.rows_read += len(frame)
     stats.rows_rejected += prepared.result.stats.failed + prepared.raw_rejected
@@ -410,9 +416,7 @@ def _count_page(stats: SyncStats, frame: Any, prepared: PreparedPage, pages: int
     stats.quality.add(prepared.result.stats)
 
 
-def _load_live(
-    run: _Run, conn: sa.Connection, page: PreparedPage, *, hold_cursor: bool
-) -> PageLoad:
+def _load_live(run: _Run, conn: sa.Connection, page: ReadyPage, *, hold_cursor: bool) -> PageLoad:
     loaded = load_page(
         conn,
         tenant_id=run.tenant_id,

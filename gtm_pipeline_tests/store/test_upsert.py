@@ -11,15 +11,21 @@ import pandas as pd
 import psycopg
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects.postgresql.psycopg import dialect as postgresql_dialect
+from sqlalchemy.dialects.sqlite.pysqlite import dialect as sqlite_dialect
 
 from gtm_pipeline.store import (
     InvalidRowsError,
     accounts,
     opportunities,
     persons,
+    prepare_upsert,
     scores,
     upsert_records,
+    write_upsert,
 )
+from gtm_pipeline.store.errors import StoreError
 from gtm_pipeline_tests.store.conftest import T0
 
 
@@ -497,3 +503,63 @@ def test_binary_copy_only_for_values_its_dumpers_take_as_text_copy_would(
     from gtm_pipeline.store.upsert import _binary_ready
 
     assert _binary_ready(postgres_types[postgres_type].oid, column_type, values) is binary
+
+
+def test_a_prepared_upsert_is_written_only_to_the_database_it_was_made_for(
+    engine: sa.Engine,
+) -> None:
+    """`prepare_upsert` (no connection) then `write_upsert`: the same rows as `upsert_records`;
+    rows converted for one database are refused by the other before any statement."""
+    rows = [person("003A", T0, email="a@x.io"), person("003B", T0, email="b@x.io")]
+    batch = prepare_upsert(engine.dialect, persons, rows)
+    with engine.begin() as conn:
+        assert write_upsert(conn, batch) == 2
+    assert set(stored(engine, persons)) == {"003A", "003B"}
+    other = sqlite_dialect() if engine.dialect.name == "postgresql" else postgresql_dialect()
+    foreign = prepare_upsert(other, persons, [person("003C", T0)])
+    with engine.begin() as conn, pytest.raises(StoreError, match="cannot be written"):
+        write_upsert(conn, foreign)
+    assert set(stored(engine, persons)) == {"003A", "003B"}
+
+
+def test_bad_rows_are_refused_while_preparing_with_no_connection() -> None:
+    with pytest.raises(InvalidRowsError, match="no column"):
+        prepare_upsert(sqlite_dialect(), persons, [person("003A", T0, nickname="x")])
+
+
+def test_an_unknown_database_is_refused_while_preparing() -> None:
+    with pytest.raises(StoreError, match="SQLite and PostgreSQL"):
+        prepare_upsert(mysql.dialect(), persons, [person("003A", T0)])
+
+
+def test_postgres_rows_go_in_key_order_and_sqlite_rows_as_given() -> None:
+    ids = ["003C", "003A", "003D", "003B"]
+    stamps = [T0 + timedelta(seconds=i) for i in range(4)]
+    tenants = ["t2", "t1", "t1", "t1"]
+    rows = [
+        person(i, s, tenant=t, email=f"{i}@x.io")
+        for i, s, t in zip(ids, stamps, tenants, strict=True)
+    ]
+
+    def sent(dialect: sa.Dialect) -> list[tuple[str, str, str]]:
+        batch = prepare_upsert(dialect, persons, rows)
+        columns = dict(zip(batch.rows.columns, batch.sent, strict=True))
+        return list(
+            zip(columns["tenant_id"], columns["external_id"], columns["email"], strict=True)
+        )
+
+    assert sent(postgresql_dialect()) == [
+        ("t1", "003A", "003A@x.io"),
+        ("t1", "003B", "003B@x.io"),
+        ("t1", "003D", "003D@x.io"),
+        ("t2", "003C", "003C@x.io"),
+    ]
+    assert [external_id for _, external_id, _ in sent(sqlite_dialect())] == ids
+
+
+def test_keys_that_do_not_compare_keep_their_order_for_postgres() -> None:
+    """A key column given numbers and text (the database refuses or casts them later) does not
+    fail while sorting: the rows keep the caller's order."""
+    rows = [person("003B", T0), person(7, T0), person("003A", T0)]
+    batch = prepare_upsert(postgresql_dialect(), persons, rows)
+    assert list(batch.sent[batch.rows.columns.index("external_id")]) == ["003B", 7, "003A"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import sqlalchemy as sa
 
@@ -209,3 +211,30 @@ def test_csv_reading_keeps_text_and_nulls_apart():
     assert frame["Zip"].tolist() == ["007", "N/A"]
     assert frame["Note"].isna().tolist() == [True, False]
     assert frame.loc[1, "Note"] == "x\ny"
+
+
+@pytest.mark.parametrize("path", [REST, BULK], ids=["rest", "bulk"])
+def test_rows_are_converted_for_the_store_off_the_loading_thread(
+    emulator, client, engine, monkeypatch, path
+):
+    """The calling thread only sends statements: every batch's rows were made ready for the
+    store (`prepare_upsert`) on a read-ahead thread, and written on the caller's."""
+    from gtm_pipeline.sync import load
+
+    threads: dict[str, set[int]] = {"prepared": set(), "written": set()}
+
+    def spy(name, real):
+        def call(*args, **kwargs):
+            threads[name].add(threading.get_ident())
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(load, "prepare_upsert", spy("prepared", load.prepare_upsert))
+    monkeypatch.setattr(load, "write_upsert", spy("written", load.write_upsert))
+    options = SyncOptions(**path, batch_size=200, load_batch_rows=500, bulk_max_records=300)
+    stats = sync_entity(client, engine, "t", PERSONS, options)
+    assert stats.extraction == ("bulk" if path is BULK else "rest")
+    assert threads["written"] == {threading.get_ident()}
+    assert threads["prepared"] and threading.get_ident() not in threads["prepared"]
+    reconcile(engine, "t", emulator, PERSONS)

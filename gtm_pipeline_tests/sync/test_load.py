@@ -12,8 +12,14 @@ from hypothesis import strategies as st
 
 from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor
 from gtm_pipeline.store.quarantine import failures_for
-from gtm_pipeline.sync.entities import PERSONS
-from gtm_pipeline.sync.load import deleted_cursor_key, load_deletions, load_page, page_cursor
+from gtm_pipeline.sync.entities import ACCOUNTS, PERSONS
+from gtm_pipeline.sync.load import (
+    deleted_cursor_key,
+    load_deletions,
+    load_page,
+    page_cursor,
+    ready_page,
+)
 from gtm_pipeline.sync.prepare import prepare_page
 from gtm_pipeline.sync.quality import DEDUPLICATION, REQUIRED
 from gtm_pipeline.sync.transform import to_canonical
@@ -42,7 +48,9 @@ def contact(cid: str, email: str | None, at: datetime, **fields) -> dict:
 
 def load(engine: sa.Engine, records: list[dict], *, now: datetime = RUN_AT, fail: bool = False):
     """Transform, gate and load one page of contacts in one transaction; `fail` rolls it back."""
-    page = prepare_page(PERSONS, pd.DataFrame(records))
+    page = ready_page(
+        engine.dialect, TENANT, PERSONS, prepare_page(PERSONS, pd.DataFrame(records)), now
+    )
 
     class Boom(Exception):
         pass
@@ -351,3 +359,37 @@ def test_a_record_deleted_in_salesforce_leaves_the_quarantine(engine):
             conn, tenant_id=TENANT, entity=PERSONS, deleted=gone, mode="full", now=RUN_AT
         )
     assert set(quarantine(engine)) == {"003D00000000000AAA"}
+
+
+def test_a_number_too_large_for_a_double_is_quarantined_and_its_page_still_loads(engine):
+    """A Bulk CSV number such as 1e999 reads as infinity, which no JSON holds: the quarantine
+    keeps it as text, and the page's other records load (on both databases)."""
+    accounts = pd.DataFrame(
+        {
+            "Id": ["001A00000000000AAA", "001B00000000000AAA"],
+            "Name": ["Acme", "Globex"],
+            "Website": [None, None],
+            "Industry": [None, None],
+            "NumberOfEmployees": [10, 20],
+            "AnnualRevenue": [float("inf"), 5.0],
+            "SystemModstamp": [sf_stamp(T0), sf_stamp(T0)],
+        }
+    )
+    page = ready_page(engine.dialect, TENANT, ACCOUNTS, prepare_page(ACCOUNTS, accounts), RUN_AT)
+    with engine.begin() as conn:
+        loaded = load_page(
+            conn,
+            tenant_id=TENANT,
+            entity=ACCOUNTS,
+            page=page,
+            mode="full",
+            run_id="run-1",
+            now=RUN_AT,
+            stats={},
+        )
+        entries = failures_for(conn, TENANT, "accounts")
+    assert loaded.loaded == 1
+    assert [(e["external_id"], e["field"]) for e in entries] == [
+        ("001A00000000000AAA", "annual_revenue")
+    ]
+    assert entries[0]["raw"]["annual_revenue"] == "inf"
