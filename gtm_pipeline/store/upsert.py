@@ -101,16 +101,23 @@ def prepare_upsert(dialect: sa.Dialect, table: sa.Table, rows: Rows) -> UpsertBa
     return UpsertBatch(prepared, dialect.name, tuple(sent))
 
 
+def _one_value(values: ColumnValues) -> bool:
+    return isinstance(values, list) and values.count(values[0]) == len(values)
+
+
 def _in_key_order(prepared: PreparedRows) -> PreparedRows:
     """The rows sorted by primary key, for PostgreSQL, which inserts them in staging order: the
     key's index is then filled left to right instead of at random (the merge of 25,000 Contacts
-    took ~12% less time, median of 6 alternated loads). Keys that do not compare (text and
-    numbers mixed) keep their order."""
+    took ~12% less time, median of 6 alternated loads). Key columns holding one value (a batch's
+    tenant) are left out of the comparison; keys that do not compare (text and numbers mixed)
+    keep their order."""
     if len(prepared) < 2:
         return prepared
     keys = [prepared.values[prepared.columns.index(name)] for name in prepared.key_columns]
+    varying = [key for key in keys if not _one_value(key)] or keys[-1:]
+    position = varying[0] if len(varying) == 1 else list(zip(*varying, strict=True))
     try:
-        order = sorted(range(len(prepared)), key=list(zip(*keys, strict=True)).__getitem__)
+        order = sorted(range(len(prepared)), key=position.__getitem__)
     except TypeError:
         return prepared
     return prepared.taken(order)
