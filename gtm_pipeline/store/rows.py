@@ -71,8 +71,9 @@ def prepare_rows(table: sa.Table, rows: Rows, *, now: datetime | None = None) ->
 
     Missing values (None, NaN, NaT, pd.NA) become None. `synced_at`, when the table has it and
     the rows do not, is set to `now` (default: the current UTC time) because it records when the
-    store wrote the row. Rows repeating a key are collapsed to the one with the newest
-    `system_modstamp` (the later row on a tie), since one statement cannot touch a row twice.
+    row was written (a sync stamps a batch when it makes it ready, seconds before its commit).
+    Rows repeating a key are collapsed to the one with the newest `system_modstamp` (the later
+    row on a tie), since one statement cannot touch a row twice.
     """
     frame = _as_frame(rows)
     _check_columns(table, frame)

@@ -14,7 +14,8 @@ re-read, never skipped. A failed job or an org without Bulk access falls back to
 
 Batches flow through two background threads (`sync/read_ahead.py`): one fetches (REST pages,
 Bulk result sets), one parses, gates and converts the clean rows for the store (`ReadyPage`),
-while the calling thread only sends the statements and commits. Each hands over at most one batch
+while the calling thread writes them (and the batch's quarantine entries and deletions) and
+commits. Each hands over at most one batch
 ahead, so memory stays bounded, and the wait on Salesforce and the database overlaps the Python
 work. Only the calling thread writes, so a crash still leaves the store at a batch boundary.
 """

@@ -11,6 +11,8 @@ import pandas as pd
 import psycopg
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects.postgresql.psycopg import dialect as postgresql_dialect
 from sqlalchemy.dialects.sqlite.pysqlite import dialect as sqlite_dialect
@@ -26,6 +28,7 @@ from gtm_pipeline.store import (
     write_upsert,
 )
 from gtm_pipeline.store.errors import StoreError
+from gtm_pipeline.store.rows import aware_datetimes
 from gtm_pipeline_tests.store.conftest import T0
 
 
@@ -563,3 +566,32 @@ def test_keys_that_do_not_compare_keep_their_order_for_postgres() -> None:
     rows = [person("003B", T0), person(7, T0), person("003A", T0)]
     batch = prepare_upsert(postgresql_dialect(), persons, rows)
     assert list(batch.sent[batch.rows.columns.index("external_id")]) == ["003B", 7, "003A"]
+
+
+def test_postgres_key_order_within_one_tenant_sorts_by_id() -> None:
+    ids = ["003C", "003A", "003D", "003B", "003A"]  # 003A twice: the newer version is kept
+    rows = [person(i, T0 + timedelta(seconds=n), email=f"{n}") for n, i in enumerate(ids)]
+    batch = prepare_upsert(postgresql_dialect(), persons, rows)
+    columns = dict(zip(batch.rows.columns, batch.sent, strict=True))
+    assert list(columns["external_id"]) == ["003A", "003B", "003C", "003D"]
+    assert list(columns["email"]) == ["4", "3", "0", "2"]
+    assert [s.second for s in columns["system_modstamp"]] == [4, 3, 0, 2]
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)),
+        ),
+        max_size=40,
+    ).map(lambda values: values + values[: len(values) // 2])  # repeated instants
+)
+def test_aware_datetimes_match_each_instant_made_alone(values) -> None:
+    """One datetime per distinct instant, NaT as None, in the rows' order (PostgreSQL's COPY)."""
+    instants = np.array(
+        [np.datetime64("NaT") if v is None else np.datetime64(v, "us") for v in values],
+        dtype="datetime64[us]",
+    )
+    expected = [None if v is None else v.replace(tzinfo=UTC) for v in values]
+    assert aware_datetimes(instants) == expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -361,7 +362,8 @@ def test_a_record_deleted_in_salesforce_leaves_the_quarantine(engine):
     assert set(quarantine(engine)) == {"003D00000000000AAA"}
 
 
-def test_a_number_too_large_for_a_double_is_quarantined_and_its_page_still_loads(engine):
+@pytest.mark.parametrize("infinite", [float("inf"), float("-inf"), np.float32("inf")])
+def test_a_number_too_large_for_a_double_is_quarantined_and_its_page_still_loads(engine, infinite):
     """A Bulk CSV number such as 1e999 reads as infinity, which no JSON holds: the quarantine
     keeps it as text, and the page's other records load (on both databases)."""
     accounts = pd.DataFrame(
@@ -371,7 +373,7 @@ def test_a_number_too_large_for_a_double_is_quarantined_and_its_page_still_loads
             "Website": [None, None],
             "Industry": [None, None],
             "NumberOfEmployees": [10, 20],
-            "AnnualRevenue": [float("inf"), 5.0],
+            "AnnualRevenue": [infinite, 5.0],
             "SystemModstamp": [sf_stamp(T0), sf_stamp(T0)],
         }
     )
@@ -392,4 +394,4 @@ def test_a_number_too_large_for_a_double_is_quarantined_and_its_page_still_loads
     assert [(e["external_id"], e["field"]) for e in entries] == [
         ("001A00000000000AAA", "annual_revenue")
     ]
-    assert entries[0]["raw"]["annual_revenue"] == "inf"
+    assert entries[0]["raw"]["annual_revenue"] == str(float(infinite))
