@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor
 from gtm_pipeline.store.quarantine import failures_for
-from gtm_pipeline.sync.entities import ACCOUNTS, PERSONS
+from gtm_pipeline.sync.entities import ACCOUNTS, PERSONS, Entity
 from gtm_pipeline.sync.load import (
     deleted_cursor_key,
     load_deletions,
@@ -47,10 +47,18 @@ def contact(cid: str, email: str | None, at: datetime, **fields) -> dict:
     }
 
 
-def load(engine: sa.Engine, records: list[dict], *, now: datetime = RUN_AT, fail: bool = False):
-    """Transform, gate and load one page of contacts in one transaction; `fail` rolls it back."""
+def load(
+    engine: sa.Engine,
+    records: list[dict] | pd.DataFrame,
+    *,
+    now: datetime = RUN_AT,
+    fail: bool = False,
+    entity: Entity = PERSONS,
+):
+    """Transform, gate and load one page (of contacts by default) in one transaction; `fail`
+    rolls it back."""
     page = ready_page(
-        engine.dialect, TENANT, PERSONS, prepare_page(PERSONS, pd.DataFrame(records)), now
+        engine.dialect, TENANT, entity, prepare_page(entity, pd.DataFrame(records)), now
     )
 
     class Boom(Exception):
@@ -61,7 +69,7 @@ def load(engine: sa.Engine, records: list[dict], *, now: datetime = RUN_AT, fail
             loaded = load_page(
                 conn,
                 tenant_id=TENANT,
-                entity=PERSONS,
+                entity=entity,
                 page=page,
                 mode="full",
                 run_id="run-1",
@@ -377,18 +385,8 @@ def test_a_number_too_large_for_a_double_is_quarantined_and_its_page_still_loads
             "SystemModstamp": [sf_stamp(T0), sf_stamp(T0)],
         }
     )
-    page = ready_page(engine.dialect, TENANT, ACCOUNTS, prepare_page(ACCOUNTS, accounts), RUN_AT)
-    with engine.begin() as conn:
-        loaded = load_page(
-            conn,
-            tenant_id=TENANT,
-            entity=ACCOUNTS,
-            page=page,
-            mode="full",
-            run_id="run-1",
-            now=RUN_AT,
-            stats={},
-        )
+    loaded = load(engine, accounts, entity=ACCOUNTS)
+    with engine.connect() as conn:
         entries = failures_for(conn, TENANT, "accounts")
     assert loaded.loaded == 1
     assert [(e["external_id"], e["field"]) for e in entries] == [
