@@ -53,8 +53,9 @@ def later(a: Cursor | None, b: Cursor | None) -> Cursor | None:
 
 @dataclass(frozen=True)
 class ReadyPage:
-    """A prepared page whose clean rows are converted for the store: loading it is statements
-    only, so a sync makes it on the thread that runs the gates, not on the one that loads."""
+    """A prepared page whose clean rows are converted for the store, so that loading it is
+    mostly statements: a sync makes it on the thread that runs the gates, not on the one that
+    loads (the page's few quarantine rows are still converted when they are written)."""
 
     page: PreparedPage
     clean: UpsertBatch

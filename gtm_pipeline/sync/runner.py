@@ -15,9 +15,9 @@ re-read, never skipped. A failed job or an org without Bulk access falls back to
 Batches flow through two background threads (`sync/read_ahead.py`): one fetches (REST pages,
 Bulk result sets), one parses, gates and converts the clean rows for the store (`ReadyPage`),
 while the calling thread writes them (and the batch's quarantine entries and deletions) and
-commits. Each hands over at most one batch
-ahead, so memory stays bounded, and the wait on Salesforce and the database overlaps the Python
-work. Only the calling thread writes, so a crash still leaves the store at a batch boundary.
+commits. Each hands over at most one batch ahead, so memory stays bounded, and the wait on
+Salesforce and the database overlaps the Python work. Only the calling thread writes, so a crash
+still leaves the store at a batch boundary.
 """
 
 from __future__ import annotations
@@ -306,8 +306,8 @@ def _prepared_batches(
 
 
 def _prepare(run: _Run, frame: pd.DataFrame) -> ReadyPage:
-    """Gates and every conversion for the store: run on a read-ahead thread, so the loading
-    thread only sends statements."""
+    """Gates and the clean rows' conversion for the store: run on a read-ahead thread, so the
+    loading thread spends its time sending statements."""
     page = prepare_page(run.entity, frame, run.resolved.mappings, tenant_id=run.tenant_id)
     return ready_page(run.engine.dialect, run.tenant_id, run.entity, page, datetime.now(UTC))
 
