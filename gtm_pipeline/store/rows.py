@@ -55,6 +55,10 @@ class PreparedRows:
         """Whether an incoming row must be at least as new as the stored one to apply."""
         return MODSTAMP_COLUMN in self.table.c
 
+    def column(self, name: str) -> ColumnValues:
+        """The values of column `name`."""
+        return self.values[self.columns.index(name)]
+
     def taken(self, positions: Sequence[int]) -> PreparedRows:
         """The rows at `positions`, in that order."""
         values = tuple(
@@ -236,15 +240,13 @@ def _date(value: Any, where: str) -> date | None:
 
 def _newest_per_key(prepared: PreparedRows) -> PreparedRows:
     """Keep one row per key: the newest `system_modstamp`, the later row on a tie."""
-    keys = pd.DataFrame(
-        {name: prepared.values[prepared.columns.index(name)] for name in prepared.key_columns}
-    )
+    keys = pd.DataFrame({name: prepared.column(name) for name in prepared.key_columns})
     if not keys.duplicated().any():
         return prepared
     order = keys.assign(_position=range(len(keys)))
     sort_by = [*prepared.key_columns]
     if prepared.guarded_by_modstamp:
-        modstamps = prepared.values[prepared.columns.index(MODSTAMP_COLUMN)]
+        modstamps = prepared.column(MODSTAMP_COLUMN)
         stamps = pd.Series(modstamps, dtype=None if instants_column(modstamps) else object)
         order["_modstamp"] = pd.to_datetime(stamps, utc=True)
         sort_by.append("_modstamp")

@@ -113,7 +113,7 @@ def _in_key_order(prepared: PreparedRows) -> PreparedRows:
     keep their order."""
     if len(prepared) < 2:
         return prepared
-    keys = [prepared.values[prepared.columns.index(name)] for name in prepared.key_columns]
+    keys = [prepared.column(name) for name in prepared.key_columns]
     varying = [key for key in keys if not _one_value(key)] or keys[-1:]
     position = varying[0] if len(varying) == 1 else list(zip(*varying, strict=True))
     try:
