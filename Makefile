@@ -17,8 +17,10 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/gtm-pipeline demo
 
+# One pytest-xdist worker per core (at most 4): the suite waits on emulators, subprocesses and
+# PostgreSQL much of the time, so two workers on two cores take about 60% of a serial run.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses=4
 
 lint: setup
 	$(BIN)/ruff check gtm_pipeline gtm_pipeline_tests benchmarks

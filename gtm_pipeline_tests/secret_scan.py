@@ -1,10 +1,12 @@
 """A pytest plugin that proves the suite never logs a secret.
 
 Every log record of the session (root and Dagster loggers, DEBUG and up) and every test's captured
-output is written to `test-artifacts/suite.log`. The secrets the suite handles are remembered as
-they are made: each emulator's client secret and control token, every encryption key and state
-secret given to the cipher and signer. Access and refresh tokens are recognised by their shape
-(`00D...!AR...`, `5Aep...`). At the end the file is searched for all of them; any hit fails the run.
+output is written to `test-artifacts/suite.log` (`suite-gw0.log`, ... in each pytest-xdist worker).
+The secrets the suite handles are remembered as they are made: each emulator's client secret and
+control token, every encryption key and state secret given to the cipher and signer. Access and
+refresh tokens are recognised by their shape (`00D...!AR...`, `5Aep...`). At the end each process
+searches its file for all of them; workers send their findings to the controller, and any hit
+fails the run.
 
 Text a test sees without logging it (a page body fetched from the web app) is added to the same
 file with `record_text(label, text)`, so it is scanned too; `secrets_in(text)` checks one text
@@ -14,12 +16,21 @@ right away, for a test that wants to fail at the page that leaked.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-ARTIFACT = Path(__file__).resolve().parents[1] / "test-artifacts" / "suite.log"
+from gtm_pipeline_tests.run_summary import is_worker
+
+# GTM_SECRET_SCAN_DIR moves the files: a test that runs pytest inside the suite uses it, so its
+# inner run cannot overwrite the outer run's files.
+ARTIFACTS = Path(
+    os.environ.get("GTM_SECRET_SCAN_DIR") or Path(__file__).resolve().parents[1] / "test-artifacts"
+)
+WORKER_KEY = "gtm_secret_scan"
 TOKEN_SHAPES = {
     "access token": re.compile(r"\b[0-9A-Za-z]{15}!AR[0-9A-Za-z_\-]{40,}"),
     "refresh token": re.compile(r"\b5Aep[0-9A-Za-z_\-]{40,}"),
@@ -27,6 +38,7 @@ TOKEN_SHAPES = {
 _remembered: dict[str, str] = {}
 _handler: logging.Handler | None = None
 _file = None
+_artifact: Path | None = None
 
 
 def remember(kind: str, value: str | None) -> None:
@@ -94,10 +106,17 @@ def _secret_instrumentation():
         yield
 
 
+def artifact_path(config: pytest.Config) -> Path:
+    """`suite.log`, or `suite-gw0.log`, ... in a pytest-xdist worker."""
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    return ARTIFACTS / (f"suite-{worker}.log" if worker else "suite.log")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    global _handler, _file
-    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-    _file = ARTIFACT.open("w", encoding="utf-8", errors="replace")
+    global _handler, _file, _artifact
+    _artifact = artifact_path(session.config)
+    _artifact.parent.mkdir(parents=True, exist_ok=True)
+    _file = _artifact.open("w", encoding="utf-8", errors="replace")
     _handler = logging.StreamHandler(_file)
     _handler.setLevel(logging.DEBUG)
     _handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -116,21 +135,42 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _file.write(f"--- {report.nodeid} failure\n{report.longreprtext}\n")
 
 
-def _scan() -> tuple[int, dict[str, int]]:
-    text = ARTIFACT.read_text(encoding="utf-8", errors="replace")
+def _scan(artifact: Path) -> tuple[int, dict[str, int]]:
+    text = artifact.read_text(encoding="utf-8", errors="replace")
     return text.count("\n"), secrets_in(text)
+
+
+_worker_results: list[dict[str, Any]] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On the controller: keep a finished worker's scan (it ran before the worker stopped)."""
+    sent = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+    if sent:
+        _worker_results.append(sent)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     global _file
-    if _file is None:
+    if _file is None or _artifact is None:
         return
     for name in ("", "dagster"):
         logging.getLogger(name).removeHandler(_handler)
     _file.close()
     _file = None
-    lines, found = _scan()
-    session.config._gtm_secret_scan = (lines, len(_remembered), found)  # type: ignore[attr-defined]
+    lines, found = _scan(_artifact)
+    result = {"files": 1, "lines": lines, "checked": len(_remembered), "found": found}
+    if is_worker(session.config):
+        session.config.workeroutput[WORKER_KEY] = result  # type: ignore[attr-defined]
+        return
+    for sent in _worker_results:
+        result["files"] += sent["files"]
+        result["lines"] += sent["lines"]
+        result["checked"] += sent["checked"]
+        for kind, hits in sent["found"].items():
+            found[kind] = found.get(kind, 0) + hits
+    session.config._gtm_secret_scan = result  # type: ignore[attr-defined]
     if found and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -139,9 +179,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     result = getattr(config, "_gtm_secret_scan", None)
     if result is None:
         return
-    lines, checked, found = result
+    found = result["found"]
     summary = ", ".join(f"{n} {kind}(s)" for kind, n in sorted(found.items())) or "none"
     terminalreporter.write_line(
-        f"secret scan: {lines} log lines, {checked} known secrets and 2 token shapes checked; "
-        f"secrets found: {summary}"
+        f"secret scan: {result['lines']} log lines in {result['files']} file(s), "
+        f"{result['checked']} known secrets and 2 token shapes checked; secrets found: {summary}"
     )

@@ -28,6 +28,7 @@ import requests
 
 from gtm_pipeline_tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from gtm_pipeline_tests.modes import FULL_ENV
+from gtm_pipeline_tests.run_summary import figure
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "newcomer"
@@ -222,7 +223,7 @@ def test_a_fresh_clone_runs_the_readme_commands_as_written(tmp_path) -> None:
     tail = "\n".join((tests.stdout + tests.stderr).splitlines()[-30:])
     assert tests.returncode == 0, tail
     assert re.search(r"\d+ passed", tests.stdout), tail
-    print(f"NEWCOMER: make test in a fresh clone passed in {time.monotonic() - started:.0f} s")
+    figure(f"NEWCOMER: make test in a fresh clone passed in {time.monotonic() - started:.0f} s")
 
 
 def _free_port() -> int:

@@ -1,7 +1,7 @@
 """Fixtures of the reliability suite: a fresh emulator per test, the seed, PostgreSQL-only runs.
 
-Every test prints a `RELIABILITY: ...` line saying what it survived (crash points, faults), so
-`pytest -s gtm_pipeline_tests/reliability` gives the figures quoted in the README. The seed is
+Every test adds a `RELIABILITY: ...` line saying what it survived (crash points, faults) to the
+end-of-run summary (`run_summary.figure`): those are the figures quoted in the README. The seed is
 fixed (GTM_RELIABILITY_SEED overrides it) and printed, so a failure reproduces.
 """
 
@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from gtm_pipeline.emulator.testing import EmulatorHandle, running_emulator
+from gtm_pipeline_tests.run_summary import figure
 from gtm_pipeline_tests.sync.conftest import COUNTS
 
 SEED = int(os.environ.get("GTM_RELIABILITY_SEED", "20261127"))
@@ -24,8 +25,8 @@ POSTGRES_ONLY = pytest.mark.parametrize(
 
 
 def announce(name: str, what: str) -> None:
-    """The summary line the lead collects for the README."""
-    print(f"RELIABILITY: {name} {what} (seed {SEED})")
+    """The summary line the lead collects for the README (printed at the end of the run)."""
+    figure(f"RELIABILITY: {name} {what} (seed {SEED})")
 
 
 @pytest.fixture()

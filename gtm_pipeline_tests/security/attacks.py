@@ -2,7 +2,7 @@
 
 `attempt(kind)` wraps one attack case. The block holds the attack and the assertions that it was
 refused; an AssertionError escaping the block means the attack succeeded, which is counted (and
-re-raised, so the test fails). The security conftest prints the totals at the end of the run.
+re-raised, so the test fails). `run_summary` prints the totals at the end of the run.
 """
 
 from __future__ import annotations

@@ -37,7 +37,6 @@ from gtm_pipeline_tests.connect.conftest import (  # noqa: F401 - fixtures share
     vault,
 )
 from gtm_pipeline_tests.secret_scan import record_text, secrets_in
-from gtm_pipeline_tests.security import attacks
 from gtm_pipeline_tests.web.conftest import (  # noqa: F401 - fixtures shared with web/
     AppClient,
     app_on_emulator,
@@ -47,11 +46,6 @@ from gtm_pipeline_tests.web.conftest import (  # noqa: F401 - fixtures shared wi
 )
 
 TENANTS = ("acme", "globex")
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    if attacks.tried:
-        terminalreporter.write_line(attacks.summary())
 
 
 class ScannedClient(AppClient):
