@@ -21,9 +21,11 @@ their full syncs filled (the changed values are checked in the connector's store
 writeback of `--writeback-records` changed scores (benchmarks/writeback.py's `engine_run`); the
 three quality gates over `--gates-rows` rows (benchmarks/quality_gates.py's page); and the
 connector's REST and Bulk full syncs of Contacts on two org sizes (`--memory-sizes`), for
-memory growth. The floors and the full syncs (connector and dlt) run `--rounds` times, one
-round after the other, and each row keeps its fastest run (the others are in its detail): the
-ratios then compare runs that the machine disturbed least.
+memory growth, and the incremental sync of `--changes` Contacts on the larger org (about 1.1
+million records by default), once the Bulk row has loaded its Contacts. The floors and the full
+syncs (connector and dlt) run `--rounds` times, one round after the other, and each row keeps its
+fastest run (the others are in its detail): the ratios then compare runs that the machine
+disturbed least.
 Writes benchmarks/results/sync_comparison.{json,md}; `--quick` runs small sizes and writes nothing.
 """
 
@@ -97,11 +99,12 @@ def data_calls(stats: Mapping[str, Any]) -> int:
 class Bench:
     """The emulator a run measures against, and the rows measured so far."""
 
-    def __init__(self, info: dict[str, Any]) -> None:
+    def __init__(self, info: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> None:
+        """`rows`: another Bench's rows, for measuring another org into the same table."""
         self.info = info
         self.control = EmulatorControl(info)
         self.token = obtain_tokens(info)["access_token"]
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = [] if rows is None else rows
 
     def measure(
         self, key: str, label: Mapping[str, str], fn: Callable[..., dict], *args: Any
@@ -304,8 +307,17 @@ def dlt_full_round(bench: Bench, kinds: list[str], postgres_url: str) -> None:
             dlt_runs(bench, {kind: url}, {kind: state}, first=True)
 
 
-def incremental_syncs(bench: Bench, stores: Mapping[str, str], changes: int) -> list[str]:
-    """Change `changes` loaded Contacts in the org, sync incrementally, check the store has them."""
+def incremental_syncs(
+    bench: Bench,
+    stores: Mapping[str, str],
+    changes: int,
+    *,
+    key: str = "incremental",
+    scenario: str = "connector incremental",
+) -> list[dict[str, Any]]:
+    """Change `changes` loaded Contacts in the org, sync incrementally, check the store has them.
+
+    Rows `{key}_{store}`; returns them."""
     ids = pick_person_ids(next(iter(stores.values())), changes)
     bench.control.mutate(
         [
@@ -318,10 +330,11 @@ def incremental_syncs(bench: Bench, stores: Mapping[str, str], changes: int) -> 
             for n, record_id in enumerate(ids)
         ]
     )
+    rows = []
     for kind, url in stores.items():
         row = bench.measure(
-            f"incremental_{kind}",
-            _label("connector incremental", "REST", kind),
+            f"{key}_{kind}",
+            _label(scenario, "REST", kind),
             scenarios.connector_sync,
             url,
             False,
@@ -336,7 +349,8 @@ def incremental_syncs(bench: Bench, stores: Mapping[str, str], changes: int) -> 
         row["changes"] = changes
         row["records"], row["rows_read"] = changes, row["records"]
         row["records_per_second"] = round(changes / row["seconds"]) if row["seconds"] else None
-    return ids
+        rows.append(row)
+    return rows
 
 
 def writeback_row(bench: Bench, url: str, count: int) -> None:
@@ -368,18 +382,23 @@ def gates_row(bench: Bench, rows: int, repeat: int) -> None:
 
 
 def memory_org(size: int) -> dict[str, int]:
-    """The org of one memory row: `size` Contacts, a tenth as many Accounts."""
-    return {"Account": max(1, size // 10), "Contact": size, "Opportunity": 0}
+    """The org of one memory row: `size` Contacts, a tenth as many Accounts and a twenty-fifth
+    as many Opportunities (synced only for the large org's incremental row)."""
+    return {"Account": max(1, size // 10), "Contact": size, "Opportunity": max(1, size // 25)}
 
 
-def memory_rows(bench: Bench, infos: Mapping[str, dict[str, Any]], sizes: list[int]) -> None:
+def memory_rows(
+    bench: Bench, infos: Mapping[str, dict[str, Any]], sizes: list[int], changes: int
+) -> None:
     """The connector's full sync of Contacts on orgs of each size, through REST pages and
-    through Bulk result sets (the path a large org takes by default), for memory growth."""
+    through Bulk result sets (the path a large org takes by default), for memory growth. The
+    largest org, once its Bulk row has loaded it, also gets the incremental sync of `changes`
+    changed Contacts."""
     for path, bulk in (("rest", False), ("bulk", True)):
         if bulk and not scenarios.bulk_supported():
             continue
         for size in sizes:
-            sized = Bench(infos[f"memory_{size}"])
+            sized = Bench(infos[f"memory_{size}"], rows=bench.rows)
             label = _label("memory: contacts full sync", "Bulk" if bulk else "REST", "sqlite")
             with fresh_store("sqlite", "") as url:
                 row = sized.measure(
@@ -391,8 +410,27 @@ def memory_rows(bench: Bench, infos: Mapping[str, dict[str, Any]], sizes: list[i
                     bulk,
                     ("persons",),
                 )
-            row["org_contacts"] = size
-            bench.rows.append(row)
+                row["org_contacts"] = size
+                if bulk and size == sizes[-1]:
+                    large_org_incremental(sized, url, row["records"], changes)
+
+
+def large_org_incremental(bench: Bench, url: str, contacts_read: int, changes: int) -> None:
+    """The incremental sync of `changes` changed Contacts on a large org whose Contacts are in
+    `url` already: its other objects are synced in full first (not measured), so that every
+    entity runs incrementally, as it does in the scheduled syncs of a connected org."""
+    others = tuple(name for name in scenarios.ALL_ENTITIES if name != "persons")
+    result, _peak = run_isolated(
+        scenarios.connector_sync, bench.info, bench.token, url, True, None, others
+    )
+    (row,) = incremental_syncs(
+        bench,
+        {"sqlite": url},
+        changes,
+        key="large_incremental",
+        scenario="connector incremental, large org",
+    )
+    row["org_records"] = contacts_read + result["records"]
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -436,7 +474,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 dlt_runs(bench, dlt_stores, dlt_dirs, first=False)
             writeback_row(bench, stores["sqlite"], args.writeback_records)
         gates_row(bench, args.gates_rows, args.gates_repeat)
-        memory_rows(bench, infos, args.memory_sizes)
+        memory_rows(bench, infos, args.memory_sizes, args.changes)
     return {
         "benchmark": NAME,
         "org": counts,

@@ -76,7 +76,7 @@ def test_sync_comparison_quick_run_measures_every_row_and_records_nothing():
     paths = ("rest", "bulk", "default", "dlt_full", "incremental", "dlt_incremental")
     memory = {f"memory_{p}_{n}" for p in ("rest", "bulk") for n in payload["memory_sizes"]}
     expected = (
-        {"floor", "floor_bulk", "writeback", "gates"}
+        {"floor", "floor_bulk", "writeback", "gates", "large_incremental_sqlite"}
         | memory
         | {f"{p}_{s}" for p in paths for s in stores}
     )
@@ -105,6 +105,13 @@ def test_sync_comparison_quick_run_measures_every_row_and_records_nothing():
         assert calls == [2, 2, 2]  # one query page and one queryAll page per entity
         dlt = rows[f"dlt_full_{store}"]
         assert dlt["records"] == floor if dlt_ran else "not installed" in dlt["note"]
+    # The large memory org: its Contacts loaded by the Bulk row, then every entity incremental.
+    large = rows["large_incremental_sqlite"]
+    assert large["records"] == payload["changes"]
+    assert [e["mode"] for e in large["detail"]["per_entity"].values()] == ["incremental"] * 3
+    assert [e["api_calls"] for e in large["detail"]["per_entity"].values()] == [2, 2, 2]
+    contacts = rows[f"memory_bulk_{payload['memory_sizes'][-1]}"]["records"]
+    assert large["org_records"] > contacts >= payload["memory_sizes"][-1]
     assert all(r["peak_rss_mb"] > 0 for r in rows.values() if r["available"])
     assert all(r["api_calls"] > 0 for k, r in rows.items() if k != "gates" and r["available"])
     assert {t["verdict"] for t in payload["targets"]} <= {"met", "missed", "not available"}
@@ -132,14 +139,25 @@ def test_sync_report_judges_targets_from_the_rows():
         row("default_sqlite", "sqlite", 900, 9),
         {"key": "dlt_full_sqlite", "store": "sqlite", "available": False, "note": "no dlt"},
         row("incremental_sqlite", "sqlite", 100, 6, seconds=2.5, detail={"per_entity": per_entity}),
+        row(
+            "large_incremental_sqlite",
+            "sqlite",
+            80,
+            6,
+            seconds=12.5,
+            org_records=1100,
+            detail={"per_entity": per_entity},
+        ),
         row("memory_rest_100", "sqlite", 500, 2, org_contacts=100),
         row("memory_rest_1000", "sqlite", 500, 2, org_contacts=1000, peak_rss_mb=390.0),
         row("memory_bulk_100", "sqlite", 900, 2, org_contacts=100),
         row("memory_bulk_1000", "sqlite", 900, 2, org_contacts=1000, peak_rss_mb=330.0),
     ]
-    verdicts = [t["verdict"] for t in sync_report.judge(rows)]
-    # REST 0.6x floor; Bulk 2.5x REST; no dlt (x3: REST, Bulk, default); incremental;
-    # peak 650 MB; growth REST +30%, Bulk +10%
+    targets = sync_report.judge(rows)
+    verdicts = [t["verdict"] for t in targets]
+    # REST 0.6x floor; Bulk 2.5x REST; no dlt (x3: REST, Bulk, default); incremental; the large
+    # org's incremental (12.5 s); peak 650 MB; growth REST +30%, Bulk +10%
+    assert "(sqlite on the 1,100-record org)" in targets[6]["target"]
     assert verdicts == [
         "met",
         "missed",
@@ -147,6 +165,7 @@ def test_sync_report_judges_targets_from_the_rows():
         "not available",
         "not available",
         "met",
+        "missed",
         "missed",
         "missed",
         "met",
