@@ -12,7 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-INNER_SUITE = '''
+import pytest
+
+INNER_SUITE = """
 import logging
 
 import pytest
@@ -32,7 +34,7 @@ def test_counts(case):
 
 def test_logs():
     logging.getLogger("inner").warning(LOGGED)
-'''
+"""
 
 
 def run_inner(tmp_path: Path, logged: str, *options: str) -> subprocess.CompletedProcess[str]:
@@ -71,21 +73,23 @@ def test_workers_figures_are_added_up_and_printed_once(tmp_path) -> None:
     ]
 
 
-def test_a_token_logged_in_a_worker_fails_the_run(tmp_path) -> None:
-    token = "00DRO0000001TJP!AR" + "x7" * 24
-    run = run_inner(tmp_path, f"connected with {token}", "-n", "2")
-    assert "5 passed" in run.stdout, run.stdout[-3000:]
-    # Found in the worker's file and in the controller's (captured logs come with each report).
-    assert "in 3 file(s)" in run.stdout
-    assert "secrets found: 2 access token(s)" in run.stdout
-    assert run.returncode == 1
+TOKEN = "00DRO0000001TJP!AR" + "x7" * 24
 
 
-def test_without_workers_the_scan_and_figures_are_the_same(tmp_path) -> None:
-    token = "00DRO0000001TJP!AR" + "x7" * 24
-    run = run_inner(tmp_path, f"connected with {token}", "-n", "0")
+@pytest.mark.parametrize(
+    ("workers", "files", "hits"),
+    [
+        # Found in the worker's file and in the controller's (captured logs come with each report).
+        ("2", 3, 2),
+        ("0", 1, 1),
+    ],
+)
+def test_a_logged_token_fails_the_run_with_or_without_workers(
+    tmp_path, workers: str, files: int, hits: int
+) -> None:
+    run = run_inner(tmp_path, f"connected with {TOKEN}", "-n", workers)
     assert "5 passed" in run.stdout, run.stdout[-3000:]
-    assert "in 1 file(s)" in run.stdout
-    assert "secrets found: 1 access token(s)" in run.stdout
+    assert f"in {files} file(s)" in run.stdout
+    assert f"secrets found: {hits} access token(s)" in run.stdout
     assert "FUZZ EXAMPLES: 4 run over 1 properties" in run.stdout
     assert run.returncode == 1
