@@ -18,7 +18,7 @@ demo: setup
 	$(BIN)/gtm-pipeline demo
 
 # One pytest-xdist worker per core (at most 4): the suite waits on emulators, subprocesses and
-# PostgreSQL much of the time, so two workers on two cores take about 60% of a serial run.
+# PostgreSQL much of the time, so two workers on two cores take about half as long as a serial run.
 test: setup
 	$(BIN)/python -m pytest -n auto --maxprocesses=4
 

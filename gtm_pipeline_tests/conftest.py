@@ -19,9 +19,7 @@ import sqlalchemy as sa
 
 from gtm_pipeline_tests.modes import FULL_ENV, full_mode
 
-# run_summary first: secret_scan imports it, and a plugin imported before it is registered
-# cannot have its asserts rewritten.
-pytest_plugins = ["gtm_pipeline_tests.run_summary", "gtm_pipeline_tests.secret_scan"]
+pytest_plugins = ["gtm_pipeline_tests.secret_scan", "gtm_pipeline_tests.run_summary"]
 
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 

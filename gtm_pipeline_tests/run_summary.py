@@ -19,15 +19,13 @@ from gtm_pipeline_tests.security import attacks
 
 WORKER_KEY = "gtm_run_summary"
 lines: list[str] = []
+_added: set[str] = set()
+"""On the controller: the workers whose figures are added (xdist may report one down twice)."""
 
 
 def figure(line: str) -> None:
     """A line for the end-of-run summary (a suite's figure, quoted in the README)."""
     lines.append(line)
-
-
-def is_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workeroutput")
 
 
 def _tallies() -> dict[str, Counter[str]]:
@@ -39,7 +37,7 @@ def _tallies() -> dict[str, Counter[str]]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if is_worker(session.config):
+    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker
         session.config.workeroutput[WORKER_KEY] = {  # type: ignore[attr-defined]
             "lines": list(lines),
             "tallies": {name: dict(counter) for name, counter in _tallies().items()},
@@ -50,8 +48,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """On the controller: add what a finished worker sent."""
     sent = getattr(node, "workeroutput", {}).get(WORKER_KEY)
-    if not sent:
+    worker = node.workerinput["workerid"]
+    if not sent or worker in _added:
         return
+    _added.add(worker)
     lines.extend(sent["lines"])
     for name, counter in _tallies().items():
         counter.update(sent["tallies"].get(name, {}))

@@ -1,12 +1,13 @@
 """A pytest plugin that proves the suite never logs a secret.
 
 Every log record of the session (root and Dagster loggers, DEBUG and up) and every test's captured
-output is written to `test-artifacts/suite.log` (`suite-gw0.log`, ... in each pytest-xdist worker).
-The secrets the suite handles are remembered as they are made: each emulator's client secret and
-control token, every encryption key and state secret given to the cipher and signer. Access and
-refresh tokens are recognised by their shape (`00D...!AR...`, `5Aep...`). At the end each process
-searches its file for all of them; workers send their findings to the controller, and any hit
-fails the run.
+output is written to `test-artifacts/suite.log` (`suite-gw0.log`, ... in each pytest-xdist worker,
+which runs the tests). The secrets the suite handles are remembered as they are made: each
+emulator's client secret and control token, every encryption key and state secret given to the
+cipher and signer. Access and refresh tokens are recognised by their shape (`00D...!AR...`,
+`5Aep...`). At the end each worker sends the secrets it remembered to the controller (in memory,
+through xdist's channel), and the controller searches every file of the run, a crashed worker's
+included, for every secret of the run (one Aho-Corasick pass per file); any hit fails the run.
 
 Text a test sees without logging it (a page body fetched from the web app) is added to the same
 file with `record_text(label, text)`, so it is scanned too; `secrets_in(text)` checks one text
@@ -21,9 +22,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import ahocorasick
 import pytest
-
-from gtm_pipeline_tests.run_summary import is_worker
 
 # GTM_SECRET_SCAN_DIR moves the files: a test that runs pytest inside the suite uses it, so its
 # inner run cannot overwrite the outer run's files.
@@ -39,6 +39,9 @@ _remembered: dict[str, str] = {}
 _handler: logging.Handler | None = None
 _file = None
 _artifact: Path | None = None
+_worker_files: dict[str, Path] = {}
+"""On the controller: the file of each worker of this run, by worker id."""
+_automaton: tuple[tuple[int, int], Any] | None = None
 
 
 def remember(kind: str, value: str | None) -> None:
@@ -54,11 +57,24 @@ def record_text(label: str, text: str) -> None:
         _file.write(f"--- {label}\n{text}\n")
 
 
+def _known_secrets() -> Any:
+    """An Aho-Corasick automaton of the remembered secrets, rebuilt when a secret is added."""
+    global _automaton
+    version = (id(_remembered), len(_remembered))
+    if _automaton is None or _automaton[0] != version:
+        automaton = ahocorasick.Automaton()
+        for value, kind in _remembered.items():
+            automaton.add_word(value, (value, kind))
+        automaton.make_automaton()
+        _automaton = (version, automaton)
+    return _automaton[1]
+
+
 def secrets_in(text: str) -> dict[str, int]:
     """Kinds of secret found in `text` (known values and token shapes) and how many of each."""
     found: dict[str, int] = {}
-    for value, kind in _remembered.items():
-        if value in text:
+    if _remembered:
+        for kind in dict(match for _end, match in _known_secrets().iter(text)).values():
             found[kind] = found.get(kind, 0) + 1
     for kind, shape in TOKEN_SHAPES.items():
         hits = len(set(shape.findall(text)))
@@ -106,15 +122,18 @@ def _secret_instrumentation():
         yield
 
 
-def artifact_path(config: pytest.Config) -> Path:
-    """`suite.log`, or `suite-gw0.log`, ... in a pytest-xdist worker."""
-    worker = getattr(config, "workerinput", {}).get("workerid")
+def artifact_path(worker: str | None) -> Path:
+    """`suite.log`, or `suite-gw0.log`, ... for a pytest-xdist worker."""
     return ARTIFACTS / (f"suite-{worker}.log" if worker else "suite.log")
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workeroutput")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _handler, _file, _artifact
-    _artifact = artifact_path(session.config)
+    _artifact = artifact_path(getattr(session.config, "workerinput", {}).get("workerid"))
     _artifact.parent.mkdir(parents=True, exist_ok=True)
     _file = _artifact.open("w", encoding="utf-8", errors="replace")
     _handler = logging.StreamHandler(_file)
@@ -127,7 +146,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if _file is None:
+    # On the controller, a worker's report (it carries its `node`) is in that worker's file.
+    if _file is None or getattr(report, "node", None) is not None:
         return
     for title, text in report.sections:
         _file.write(f"--- {report.nodeid} {title}\n{text}\n")
@@ -140,15 +160,17 @@ def _scan(artifact: Path) -> tuple[int, dict[str, int]]:
     return text.count("\n"), secrets_in(text)
 
 
-_worker_results: list[dict[str, Any]] = []
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodeready(node: Any) -> None:
+    """On the controller: a worker of this run is up; its file is scanned at the end."""
+    worker = node.workerinput["workerid"]
+    _worker_files[worker] = artifact_path(worker)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    """On the controller: keep a finished worker's scan (it ran before the worker stopped)."""
-    sent = getattr(node, "workeroutput", {}).get(WORKER_KEY)
-    if sent:
-        _worker_results.append(sent)
+    """On the controller: the secrets a finished worker made, for the scan of every file."""
+    _remembered.update(getattr(node, "workeroutput", {}).get(WORKER_KEY, {}))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -159,18 +181,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         logging.getLogger(name).removeHandler(_handler)
     _file.close()
     _file = None
-    lines, found = _scan(_artifact)
-    result = {"files": 1, "lines": lines, "checked": len(_remembered), "found": found}
-    if is_worker(session.config):
-        session.config.workeroutput[WORKER_KEY] = result  # type: ignore[attr-defined]
+    if _is_worker(session.config):
+        session.config.workeroutput[WORKER_KEY] = dict(_remembered)  # type: ignore[attr-defined]
         return
-    for sent in _worker_results:
-        result["files"] += sent["files"]
-        result["lines"] += sent["lines"]
-        result["checked"] += sent["checked"]
-        for kind, hits in sent["found"].items():
+    files = [_artifact, *(path for path in _worker_files.values() if path.exists())]
+    lines, found = 0, {}
+    for artifact in files:
+        file_lines, file_found = _scan(artifact)
+        lines += file_lines
+        for kind, hits in file_found.items():
             found[kind] = found.get(kind, 0) + hits
-    session.config._gtm_secret_scan = result  # type: ignore[attr-defined]
+    session.config._gtm_secret_scan = {  # type: ignore[attr-defined]
+        "files": len(files),
+        "lines": lines,
+        "checked": len(_remembered),
+        "found": found,
+    }
     if found and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
