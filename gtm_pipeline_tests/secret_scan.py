@@ -6,8 +6,9 @@ which runs the tests). The secrets the suite handles are remembered as they are 
 emulator's client secret and control token, every encryption key and state secret given to the
 cipher and signer. Access and refresh tokens are recognised by their shape (`00D...!AR...`,
 `5Aep...`). At the end each worker sends the secrets it remembered to the controller (in memory,
-through xdist's channel), and the controller searches every file of the run, a crashed worker's
-included, for every secret of the run (one Aho-Corasick pass per file); any hit fails the run.
+through xdist's channel), and the controller searches every file of the run (a crashed worker's
+too, which sent nothing) for every secret it was sent and for the token shapes, in one
+Aho-Corasick pass per file; any hit fails the run.
 
 Text a test sees without logging it (a page body fetched from the web app) is added to the same
 file with `record_text(label, text)`, so it is scanned too; `secrets_in(text)` checks one text
