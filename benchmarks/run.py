@@ -1,14 +1,19 @@
-"""Run every benchmark in one go: `python -m benchmarks.run [--quick]`.
+"""Run the benchmarks: `python -m benchmarks.run [--all] [--quick]` (`make bench` runs the default).
 
-The default sizes are the ones the README reports and take a few minutes on a 2-core machine.
-`--quick` runs each benchmark on small sizes without touching the recorded results: it checks
-that the benchmarks still work (CI runs it), not how fast anything is.
+By default it runs the sync comparison: the one-run table of the raw floor, the connector (REST,
+Bulk, default path, SQLite and PostgreSQL), dlt, the incremental syncs, the quality gates over
+1,000,000 rows, the writeback of 100,000 scores and the memory rows. `--all` also runs the detail
+benchmarks (store upsert, emulator serving, quality gates against a per-record loop, writeback on
+both stores with its reruns), which take about as long again; each of them also runs alone.
+`--quick` runs the chosen benchmarks on small sizes without touching the recorded results: it
+checks that they still work, not how fast anything is.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 from benchmarks import emulator_serving, quality_gates, store_upsert, sync_comparison, writeback
 
@@ -19,20 +24,26 @@ QUICK_ARGS = {
     "writeback": ["--records", "1000", "--no-write"],
     "sync_comparison": ["--quick"],
 }
+DETAIL: dict[str, Callable[[list[str]], object]] = {
+    "store_upsert": store_upsert.main,
+    "emulator_serving": emulator_serving.main,
+    "quality_gates": quality_gates.main,
+    "writeback": writeback.main,
+}
+COMPARISON: dict[str, Callable[[list[str]], object]] = {"sync_comparison": sync_comparison.main}
+
+
+def selected(run_all: bool) -> dict[str, Callable[[list[str]], object]]:
+    """The benchmarks a run measures, in order: the detail ones (with `--all`), then the table."""
+    return {**DETAIL, **COMPARISON} if run_all else dict(COMPARISON)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--all", action="store_true", help="also the detail benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes; results not recorded")
     args = parser.parse_args(argv)
-    runs = {
-        "store_upsert": store_upsert.main,
-        "emulator_serving": emulator_serving.main,
-        "quality_gates": quality_gates.main,
-        "writeback": writeback.main,
-        "sync_comparison": sync_comparison.main,
-    }
-    for name, run in runs.items():
+    for name, run in selected(args.all).items():
         started = time.perf_counter()
         run(QUICK_ARGS[name] if args.quick else [])
         print(f"== {name} finished in {time.perf_counter() - started:.1f} s")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from benchmarks import (
     RESULTS_DIR,
     emulator_serving,
     quality_gates,
+    run,
     store_upsert,
     sync_comparison,
     sync_report,
@@ -193,3 +196,23 @@ def test_rows_of_several_rounds_keep_their_fastest_run():
         {**kept[1], "key": "floor", "detail": {**kept[1]["detail"], "per_object": {}}}
     )
     assert sync_report.fastest_runs(rows[:3]) == rows[:3]  # one round: unchanged
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--quick"], ["sync_comparison"]),
+        (["--quick", "--all"], [*run.DETAIL, "sync_comparison"]),
+        ([], ["sync_comparison"]),
+    ],
+)
+def test_run_measures_the_comparison_by_default_and_the_detail_benchmarks_with_all(
+    monkeypatch, argv, expected
+):
+    calls: list[tuple[str, list[str]]] = []
+    for table in (run.DETAIL, run.COMPARISON):
+        for name in table:
+            monkeypatch.setitem(table, name, lambda args, name=name: calls.append((name, args)))
+    run.main(argv)
+    quick = "--quick" in argv
+    assert calls == [(name, run.QUICK_ARGS[name] if quick else []) for name in expected]
