@@ -4,7 +4,7 @@ By default it runs the sync comparison: the one-run table of the raw floor, the 
 Bulk, default path, SQLite and PostgreSQL), dlt, the incremental syncs, the quality gates over
 1,000,000 rows, the writeback of 100,000 scores and the memory rows. `--all` also runs the detail
 benchmarks (store upsert, emulator serving, quality gates against a per-record loop, writeback on
-both stores with its reruns), which take about as long again; each of them also runs alone.
+both stores with its reruns), which take about half as long again; each also runs alone.
 `--quick` runs the chosen benchmarks on small sizes without touching the recorded results: it
 checks that they still work, not how fast anything is.
 """

@@ -198,12 +198,16 @@ def test_rows_of_several_rounds_keep_their_fastest_run():
     assert sync_report.fastest_runs(rows[:3]) == rows[:3]  # one round: unchanged
 
 
+DETAIL = ["store_upsert", "emulator_serving", "quality_gates", "writeback"]
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["--quick"], ["sync_comparison"]),
-        (["--quick", "--all"], [*run.DETAIL, "sync_comparison"]),
         ([], ["sync_comparison"]),
+        (["--quick"], ["sync_comparison"]),
+        (["--all"], [*DETAIL, "sync_comparison"]),
+        (["--quick", "--all"], [*DETAIL, "sync_comparison"]),
     ],
 )
 def test_run_measures_the_comparison_by_default_and_the_detail_benchmarks_with_all(

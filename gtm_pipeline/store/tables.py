@@ -111,9 +111,10 @@ def _canonical_table(name: str, *columns: sa.Column) -> sa.Table:
         sa.Column("custom_fields", json_type(), nullable=True),
         sa.Column("synced_at", UTCDateTime, nullable=False),
     )
-    # For readers' "what changed since" queries. Records arrive in SystemModstamp order, so it
-    # fills at its right edge: dropping it changed a 1,000,000-Contact sync into SQLite by under
-    # 2%, where the account_external_id indexes (filled at random places, never read; dropped by
+    # For readers' "what changed since" queries. REST and incremental reads come in SystemModstamp
+    # order, so it fills mostly at its right edge: on the emulator (whose stamps follow creation
+    # order), dropping it changed a 1,000,000-Contact REST sync into SQLite by under 2%, where
+    # persons' account_external_id index (filled at random places, never read; dropped by
     # migration 0004) cost 19-24%.
     sa.Index(f"ix_{name}_tenant_id_system_modstamp", table.c.tenant_id, table.c.system_modstamp)
     return table
@@ -200,7 +201,6 @@ writeback_state = sa.Table(
     # The values of the batch in flight: set before its request, cleared with its outcomes. Set
     # when a run starts, the last run died mid-request; the record is read back, not resent.
     sa.Column("sending_values", json_type(), nullable=True),
-    sa.Index("ix_writeback_state_tenant_id_last_status", "tenant_id", "last_status"),
 )
 
 # One row per started OAuth flow; consuming it (setting `consumed_at`) makes the state single use.

@@ -105,6 +105,31 @@ def test_downgrade_to_base_and_back(engine: sa.Engine) -> None:
     assert set(sa.inspect(engine).get_table_names()) >= EXPECTED_TABLES
 
 
+UNREAD_INDEXES = {
+    "persons": "ix_persons_tenant_id_account_external_id",
+    "opportunities": "ix_opportunities_tenant_id_account_external_id",
+    "quality_failures": "ix_quality_failures_tenant_id_entity_last_seen_at",
+    "writeback_state": "ix_writeback_state_tenant_id_last_status",
+}
+
+
+def _index_names(engine: sa.Engine, table: str) -> set[str]:
+    return {index["name"] for index in sa.inspect(engine).get_indexes(table)}
+
+
+def test_0004_drops_the_unread_indexes_and_its_downgrade_puts_them_back(engine: sa.Engine) -> None:
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+    for table, index in UNREAD_INDEXES.items():
+        assert index in _index_names(engine, table)
+    upgrade(engine)
+    for table, index in UNREAD_INDEXES.items():
+        assert index not in _index_names(engine, table)
+    assert "ix_persons_tenant_id_system_modstamp" in _index_names(engine, "persons")
+
+
 def test_every_table_has_its_documented_primary_key(engine: sa.Engine) -> None:
     inspector = sa.inspect(engine)
     for name, table in metadata.tables.items():
