@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import xdist
 
 from gtm_pipeline_tests.fuzz import examples
 from gtm_pipeline_tests.security import attacks
@@ -37,7 +38,7 @@ def _tallies() -> dict[str, Counter[str]]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker
+    if xdist.is_xdist_worker(session):
         session.config.workeroutput[WORKER_KEY] = {  # type: ignore[attr-defined]
             "lines": list(lines),
             "tallies": {name: dict(counter) for name, counter in _tallies().items()},

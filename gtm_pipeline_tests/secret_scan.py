@@ -25,6 +25,7 @@ from typing import Any
 
 import ahocorasick
 import pytest
+import xdist
 
 # GTM_SECRET_SCAN_DIR moves the files: a test that runs pytest inside the suite uses it, so its
 # inner run cannot overwrite the outer run's files.
@@ -123,18 +124,15 @@ def _secret_instrumentation():
         yield
 
 
-def artifact_path(worker: str | None) -> Path:
-    """`suite.log`, or `suite-gw0.log`, ... for a pytest-xdist worker."""
-    return ARTIFACTS / (f"suite-{worker}.log" if worker else "suite.log")
-
-
-def _is_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workeroutput")
+def artifact_path(worker: str) -> Path:
+    """`suite-gw0.log`, ... for a pytest-xdist worker; `suite.log` for the controller or a run
+    without workers (both "master" to `xdist.get_xdist_worker_id`)."""
+    return ARTIFACTS / ("suite.log" if worker == "master" else f"suite-{worker}.log")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _handler, _file, _artifact
-    _artifact = artifact_path(getattr(session.config, "workerinput", {}).get("workerid"))
+    _artifact = artifact_path(xdist.get_xdist_worker_id(session))
     _artifact.parent.mkdir(parents=True, exist_ok=True)
     _file = _artifact.open("w", encoding="utf-8", errors="replace")
     _handler = logging.StreamHandler(_file)
@@ -182,7 +180,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         logging.getLogger(name).removeHandler(_handler)
     _file.close()
     _file = None
-    if _is_worker(session.config):
+    if xdist.is_xdist_worker(session):
         session.config.workeroutput[WORKER_KEY] = dict(_remembered)  # type: ignore[attr-defined]
         return
     files = [_artifact, *(path for path in _worker_files.values() if path.exists())]
