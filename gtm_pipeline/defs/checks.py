@@ -21,7 +21,12 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from gtm_pipeline.store.quarantine import entity_record_count, failures_for, quarantine_counts
+from gtm_pipeline.store.quarantine import (
+    entity_record_count,
+    failures_for,
+    quarantine_counts,
+    twins_of,
+)
 from gtm_pipeline.sync.quality import (
     DEDUPLICATION,
     REQUIRED,
@@ -46,7 +51,8 @@ __all__ = [
 FAILURES_SHOWN = 20
 DESCRIPTIONS = {
     REQUIRED: "Every record has the entity's required fields.",
-    DEDUPLICATION: "One record per external id (and per normalised email for persons).",
+    DEDUPLICATION: "One row per external id; for persons, email twins left out of the live set "
+    "(the smallest id of each normalised email survives).",
     TYPE_COERCION: "Numbers and dates parse; text fits the canonical columns.",
 }
 
@@ -60,24 +66,27 @@ def quality_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
 def run_failures(
     engine: sa.Engine, tenant_id: str, entity: str, run_id: str, limit: int = FAILURES_SHOWN
 ) -> list[dict[str, Any]]:
-    """The first `limit` failures of each gate that this run quarantined."""
+    """The first `limit` failures of each gate that this run quarantined, and the first `limit`
+    email twins of the tenant (deduplication marks them in the store, not in the quarantine)."""
     with engine.connect() as conn:
+        _count, twins = twins_of(conn, tenant_id, entity, limit)
         return [
             failure
             for stage in STAGES
             for failure in failures_for(
                 conn, tenant_id, entity, stage=stage, run_id=run_id, limit=limit
             )
-        ]
+        ] + [{**twin, "stage": DEDUPLICATION} for twin in twins]
 
 
 def tenant_standing(engine: sa.Engine, tenant_id: str, entity: str) -> Standing:
-    """The tenant's quarantine and record count of one entity, as committed now."""
+    """The tenant's quarantine (email twins counted under deduplication) and record count of one
+    entity, as committed now."""
     with engine.connect() as conn:
-        return Standing(
-            quarantine_counts(conn, tenant_id, entity),
-            entity_record_count(conn, tenant_id, entity),
-        )
+        counts = quarantine_counts(conn, tenant_id, entity)
+        twins, _ = twins_of(conn, tenant_id, entity, limit=0)
+        counts[DEDUPLICATION] = counts.get(DEDUPLICATION, 0) + twins
+        return Standing(counts, entity_record_count(conn, tenant_id, entity))
 
 
 def quality_check_results(

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gtm_pipeline.store.id_filters import among
-from gtm_pipeline.store.tables import CANONICAL_TABLES, quality_failures
+from gtm_pipeline.store.tables import CANONICAL_TABLES, is_live, quality_failures
 from gtm_pipeline.store.types import ensure_aware_utc
 from gtm_pipeline.store.upsert import upsert_records
 
@@ -31,7 +31,8 @@ def replace_failures(
 ) -> None:
     """Make `failures` the quarantine entries of the records in `seen_ids`.
 
-    Each failure needs `external_id`, `stage`, `field`, `reason` and `raw` (JSON-able). A record
+    Each failure needs `external_id`, `stage`, `field`, `reason` and `raw` (JSON-able), and may
+    carry the quarantined version's `system_modstamp`. A record
     served twice on one page and rejected twice is kept once (the last failure), and a failure's
     own id is replaced even when it is not in `seen_ids` (the placeholder key of a record that
     has no id): either would otherwise hit the primary key and fail the page on every run.
@@ -63,6 +64,7 @@ def replace_failures(
                 "field": f.get("field"),
                 "reason": f["reason"],
                 "raw": f.get("raw"),
+                "system_modstamp": f.get("system_modstamp"),
                 "first_seen_at": first_seen.get((f["external_id"], f["stage"]), now),
                 "last_seen_at": now,
                 "run_id": run_id,
@@ -70,6 +72,30 @@ def replace_failures(
             for f in failures
         ],
     )
+
+
+def drop_quarantined_rows(
+    conn: sa.Connection, table: sa.Table, tenant_id: str, failures: Sequence[Mapping[str, Any]]
+) -> int:
+    """Remove the stored rows of quarantined records from `table`: a record that fails a gate has
+    no row, so no earlier version of it is presented as current. A row newer than the version
+    quarantined stays (that version was read late); a version whose stamp could not be read
+    removes the row. Returns the rows removed."""
+    newest = {f["external_id"]: f.get("system_modstamp") for f in failures}
+    key = (table.c.tenant_id == tenant_id, table.c.external_id == sa.bindparam("id"))
+    stamped = [{"id": i, "stamp": s} for i, s in newest.items() if s is not None]
+    unstamped = [i for i, s in newest.items() if s is None]
+    removed = 0
+    if stamped:
+        older = table.c.system_modstamp <= sa.bindparam("stamp", type_=table.c.system_modstamp.type)
+        removed += conn.execute(sa.delete(table).where(*key, older), stamped).rowcount
+    if unstamped:
+        removed += conn.execute(
+            sa.delete(table).where(
+                table.c.tenant_id == tenant_id, among(conn, table.c.external_id, unstamped)
+            )
+        ).rowcount
+    return removed
 
 
 def forget_failures(
@@ -125,25 +151,49 @@ def quarantine_counts(conn: sa.Connection, tenant_id: str, entity: str) -> dict[
 
 
 def live_row_count(conn: sa.Connection, tenant_id: str, entity: str) -> int:
-    """Rows of the entity's canonical table that are not flagged deleted."""
+    """Rows of the entity's canonical table in the live set (`tables.is_live`)."""
     table = CANONICAL_TABLES[entity]
-    query = sa.select(sa.func.count()).where(
-        table.c.tenant_id == tenant_id, table.c.is_deleted.is_(False)
-    )
+    query = sa.select(sa.func.count()).where(table.c.tenant_id == tenant_id, is_live(table))
     return int(conn.execute(query).scalar_one())
 
 
 def entity_record_count(conn: sa.Connection, tenant_id: str, entity: str) -> int:
-    """Live rows plus quarantined records not among them: every record the tenant's org holds
-    that the store knows of, the denominator of the tenant-wide rejection rate."""
+    """Rows not deleted (live ones and email twins) plus quarantined records: every record the
+    tenant's org holds that the store knows of, the denominator of the tenant-wide rates."""
     table = CANONICAL_TABLES[entity]
-    live_ids = sa.select(table.c.external_id).where(
-        table.c.tenant_id == tenant_id, table.c.is_deleted.is_(False)
-    )
+    present = table.c.tenant_id == tenant_id, table.c.is_deleted.is_(False)
     quarantined_only = sa.select(sa.func.count(sa.distinct(quality_failures.c.external_id))).where(
         quality_failures.c.tenant_id == tenant_id,
         quality_failures.c.entity == entity,
-        quality_failures.c.external_id.not_in(live_ids),
+        quality_failures.c.external_id.not_in(sa.select(table.c.external_id).where(*present)),
     )
-    live = live_row_count(conn, tenant_id, entity)
-    return live + int(conn.execute(quarantined_only).scalar_one())
+    stored = conn.execute(sa.select(sa.func.count()).where(*present)).scalar_one()
+    return int(stored) + int(conn.execute(quarantined_only).scalar_one())
+
+
+def twins_of(
+    conn: sa.Connection, tenant_id: str, entity: str, limit: int | None = None
+) -> tuple[int, list[dict[str, Any]]]:
+    """Email twins left out of the live set: how many, and the first `limit` of them (by id) as
+    report rows (external_id, field, reason, raw). Entities without twins have none."""
+    table = CANONICAL_TABLES[entity]
+    if "duplicate_of" not in table.c:
+        return 0, []
+    marked = (
+        table.c.tenant_id == tenant_id,
+        table.c.is_deleted.is_(False),
+        table.c.duplicate_of.is_not(None),
+    )
+    count = int(conn.execute(sa.select(sa.func.count()).where(*marked)).scalar_one())
+    query = sa.select(table.c.external_id, table.c.email, table.c.duplicate_of).where(*marked)
+    query = query.order_by(table.c.external_id).limit(limit)
+    rows = [
+        {
+            "external_id": r.external_id,
+            "field": "email",
+            "reason": f"duplicate email of record {r.duplicate_of}",
+            "raw": {"email": r.email},
+        }
+        for r in conn.execute(query)
+    ]
+    return count, rows

@@ -11,7 +11,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from gtm_pipeline.store.errors import InvalidRowsError
-from gtm_pipeline.store.tables import accounts, opportunities, persons, scores
+from gtm_pipeline.store.tables import accounts, is_live, opportunities, persons, scores
 from gtm_pipeline.store.upsert import upsert_records
 
 SCORE_ENTITY_TYPES = ("account", "person", "opportunity")
@@ -35,7 +35,7 @@ def _live_rows(conn: sa.Connection, table: sa.Table, tenant_id: str) -> pd.DataF
     names = _INPUT_COLUMNS[table.name]
     query = (
         sa.select(*(table.c[name] for name in names))
-        .where(table.c.tenant_id == tenant_id, table.c.is_deleted.is_(sa.false()))
+        .where(table.c.tenant_id == tenant_id, is_live(table))
         .order_by(table.c.external_id)
     )
     return pd.DataFrame(conn.execute(query).all(), columns=list(names))
@@ -44,7 +44,7 @@ def _live_rows(conn: sa.Connection, table: sa.Table, tenant_id: str) -> pd.DataF
 def load_scoring_inputs(
     conn: sa.Connection, tenant_id: str
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The tenant's live (not deleted) accounts, persons and opportunities, ordered by id."""
+    """The tenant's live accounts, persons and opportunities (`tables.is_live`), ordered by id."""
     return (
         _live_rows(conn, accounts, tenant_id),
         _live_rows(conn, persons, tenant_id),

@@ -108,6 +108,8 @@ def _canonical_table(name: str, *columns: sa.Column) -> sa.Table:
         sa.Column("system_modstamp", UTCDateTime, nullable=False),
         sa.Column("is_deleted", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("deleted_at", UTCDateTime, nullable=True),
+        # "deleted" (seen in the recycle bin) or "purged" (gone even from queryAll).
+        sa.Column("deleted_reason", sa.String(16), nullable=True),
         sa.Column("custom_fields", json_type(), nullable=True),
         sa.Column("synced_at", UTCDateTime, nullable=False),
     )
@@ -138,7 +140,12 @@ persons = _canonical_table(
     sa.Column("title", sa.Text, nullable=True),
     sa.Column("phone", sa.Text, nullable=True),
     sa.Column("account_external_id", RECORD_ID, nullable=True),
+    # Set on every email twin but the survivor (the smallest external id among the tenant's live
+    # rows with that email): the survivor's external id. Such rows are not in the live set.
+    sa.Column("duplicate_of", RECORD_ID, nullable=True),
 )
+# Each load of persons finds the rows of the emails it touches (store/duplicates.py).
+sa.Index("ix_persons_tenant_id_email", persons.c.tenant_id, persons.c.email)
 
 opportunities = _canonical_table(
     "opportunities",
@@ -148,6 +155,16 @@ opportunities = _canonical_table(
     sa.Column("amount", sa.Float, nullable=True),
     sa.Column("account_external_id", RECORD_ID, nullable=True),
 )
+
+
+def is_live(table: sa.Table) -> sa.ColumnElement[bool]:
+    """The live set of a canonical table: not deleted in Salesforce and, for persons, not an
+    email twin of another row. Scoring, writeback and row counts read only these rows."""
+    live = table.c.is_deleted.is_(sa.false())
+    if "duplicate_of" in table.c:
+        live = sa.and_(live, table.c.duplicate_of.is_(None))
+    return live
+
 
 CANONICAL_TABLES: dict[str, sa.Table] = {
     "accounts": accounts,
@@ -165,6 +182,8 @@ quality_failures = sa.Table(
     sa.Column("field", sa.String(255), nullable=True),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("raw", json_type(), nullable=True),
+    # The quarantined version's SystemModstamp (None when it could not be read).
+    sa.Column("system_modstamp", UTCDateTime, nullable=True),
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
     sa.Column("last_seen_at", UTCDateTime, nullable=False),
     sa.Column("run_id", sa.String(64), nullable=True),

@@ -24,7 +24,8 @@ from gtm_pipeline.store import (
     upsert_records,
     write_upsert,
 )
-from gtm_pipeline.store.quarantine import forget_failures, replace_failures
+from gtm_pipeline.store.duplicates import twins_kept_marked
+from gtm_pipeline.store.quarantine import drop_quarantined_rows, forget_failures, replace_failures
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.sync.prepare import PreparedPage
 
@@ -51,6 +52,10 @@ def later(a: Cursor | None, b: Cursor | None) -> Cursor | None:
     return max(a, b, key=lambda c: (c.system_modstamp, c.id))
 
 
+def _emails(clean: pd.DataFrame) -> list[str]:
+    return clean["email"].dropna().tolist() if "email" in clean else []
+
+
 @dataclass(frozen=True)
 class ReadyPage:
     """A prepared page whose clean rows are converted for the store, so that loading it is
@@ -67,7 +72,9 @@ def ready_page(
     dialect: sa.Dialect, tenant_id: str, entity: Entity, page: PreparedPage, now: datetime
 ) -> ReadyPage:
     """`page` made ready to load into `dialect`'s store; `now` is the rows' `synced_at`."""
-    clean = page.result.clean.assign(tenant_id=tenant_id, deleted_at=None, synced_at=now)
+    clean = page.result.clean.assign(
+        tenant_id=tenant_id, deleted_at=None, deleted_reason=None, synced_at=now
+    )
     upsert = prepare_upsert(dialect, CANONICAL_TABLES[entity.name], clean)
     return ReadyPage(page, upsert, page_cursor(page.canonical))
 
@@ -106,14 +113,19 @@ def load_page(
     stats: dict[str, Any],
     hold_cursor: bool = False,
 ) -> PageLoad:
-    """Upsert clean rows, quarantine rejected ones, advance the cursor: all in `conn`.
+    """Upsert clean rows, quarantine rejected ones (their stored rows removed), keep email twins
+    marked, advance the cursor: all in `conn`.
 
     `now` stamps the quarantine entries. `hold_cursor` leaves the stored cursor alone, for pages
     that come in no particular order (Bulk result sets): the caller advances it once every page
     up to it is committed.
     """
-    loaded = write_upsert(conn, page.clean)
     prepared = page.page
+    table = CANONICAL_TABLES[entity.name]
+    with twins_kept_marked(conn, table, tenant_id, prepared.seen_ids) as emails:
+        loaded = write_upsert(conn, page.clean)
+        drop_quarantined_rows(conn, table, tenant_id, prepared.rejected)
+        emails.update(_emails(prepared.result.clean))
     replace_failures(
         conn, tenant_id, entity.name, prepared.seen_ids, prepared.rejected, run_id=run_id, now=now
     )
@@ -134,7 +146,8 @@ def load_deletions(
     hold_cursor: bool = False,
 ) -> PageLoad:
     """Mark records deleted (rows kept; `deleted_at` = deletion stamp), drop their quarantine
-    entries, and advance that cursor (unless `hold_cursor`, as for `load_page`)."""
+    entries, hand a deleted survivor's twins over to the next one, and advance that cursor
+    (unless `hold_cursor`, as for `load_page`)."""
     if deleted.empty:
         return PageLoad(0, None)
     stamps = pd.to_datetime(deleted["SystemModstamp"], utc=True, format="ISO8601")
@@ -145,10 +158,13 @@ def load_deletions(
             "system_modstamp": stamps,
             "is_deleted": True,
             "deleted_at": stamps,
+            "deleted_reason": "deleted",
             "synced_at": now,
         }
     )
-    loaded = upsert_records(conn, CANONICAL_TABLES[entity.name], rows)
+    table = CANONICAL_TABLES[entity.name]
+    with twins_kept_marked(conn, table, tenant_id, rows["external_id"].tolist()):
+        loaded = upsert_records(conn, table, rows)
     forget_failures(conn, tenant_id, entity.name, rows["external_id"].tolist())
     reached = page_cursor(rows)
     if hold_cursor:

@@ -62,17 +62,36 @@ def _row_dicts(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in cells]
 
 
+def _stamps(values: pd.DataFrame) -> list[datetime | None]:
+    """Each row's SystemModstamp as an aware datetime: the canonical column, or the raw field
+    read leniently (a raw record may be quarantined precisely because its stamp is unreadable)."""
+    if "system_modstamp" in values:
+        stamps = values["system_modstamp"]
+    elif "SystemModstamp" in values:
+        raw = values["SystemModstamp"]
+        stamps = pd.to_datetime(raw, utc=True, format="ISO8601", errors="coerce")
+    else:
+        return [None] * len(values)
+    return [None if pd.isna(s) else s.to_pydatetime() for s in stamps]
+
+
 def failure_records(failures: pd.DataFrame, values: pd.DataFrame) -> list[dict[str, Any]]:
-    """Quarantine rows for `failures` (by row position in `values`) with the values as read."""
+    """Quarantine rows for `failures` (by row position in `values`) with the values as read and
+    the version's `system_modstamp`."""
     if failures.empty:
         return []
-    raw_rows = _row_dicts(values.loc[failures["row"]])
+    failed = values.loc[failures["row"]]
+    raw_rows = _row_dicts(failed)
     records = []
-    for failure, row in zip(failures.to_dict("records"), raw_rows, strict=True):
+    for failure, row, stamp in zip(
+        failures.to_dict("records"), raw_rows, _stamps(failed), strict=True
+    ):
         external_id = failure["external_id"]
         if external_id is None or (isinstance(external_id, float) and math.isnan(external_id)):
             external_id = f"(no id, row {failure['row']})"
-        records.append({**failure, "external_id": str(external_id), "raw": row})
+        records.append(
+            {**failure, "external_id": str(external_id), "raw": row, "system_modstamp": stamp}
+        )
     return records
 
 

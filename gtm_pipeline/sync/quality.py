@@ -5,9 +5,9 @@
    keeps the gates right whatever mapping produced the frame.
 1. `required_fields`: the entity's required columns are present (persons: an email, or a first and
    last name).
-2. `deduplication`: one row per external id (the most recently modified wins), and for persons one
-   row per normalised email. A repeated id is the same record served twice and is simply dropped;
-   an email shared by two records rejects the older record, with the id of the one kept.
+2. `deduplication`: one row per external id (the most recently modified wins): a repeated id is
+   the same record served twice and is simply dropped. Email twins are not judged here: a page
+   sees only part of a tenant, so the store marks them tenant-wide (`store/duplicates.py`).
 3. `type_coercion`: numbers and dates parsed (coerce.py), whole numbers where the column is an
    integer, text no longer than `MAX_TEXT_LENGTH`.
 
@@ -230,9 +230,9 @@ def _last_of_its_run(keys: pd.Series) -> pd.Series:
 
 
 def dedup_schema(column: str) -> pa.SeriesSchema:
-    """`column` unique, on rows sorted by (key, modstamp, id): the last of each run of equal keys
-    is the newest and is kept. Comparing neighbours is what makes this check cheap; sorting is
-    the caller's half of the contract (`_sorted_keys`). A series schema, not a one-column frame
+    """`column` unique, on rows sorted by (key, modstamp): the last of each run of equal keys is
+    the newest and is kept. Comparing neighbours is what makes this check cheap; sorting is the
+    caller's half of the contract (`_sorted_ids`). A series schema, not a one-column frame
     schema: Pandera then builds its failure-case table once instead of three times (frame,
     column and array level), half the check's time on a 20,000-row batch with duplicates."""
     return pa.SeriesSchema(
@@ -246,47 +246,20 @@ def _arrow(series: pd.Series) -> pyarrow.ChunkedArray | pyarrow.Array:
     return pyarrow.array(series, from_pandas=True)
 
 
-def _sorted_keys(frame: pd.DataFrame, column: str, alive: np.ndarray) -> pd.Series:
-    """`column` of the `alive` rows, ordered by (key, modstamp, id), indexed by row position.
-
-    Newest last; equal stamps ordered by id, so the same data always keeps the same record.
-    The whole page is sorted and the dead rows dropped from the order afterwards: cheaper than
-    copying three columns of the live rows first.
-    """
-    keys = _arrow(frame[column])
+def _sorted_ids(frame: pd.DataFrame) -> pd.Series:
+    """External ids ordered by (id, modstamp), newest copy last, indexed by row position."""
+    keys = _arrow(frame["external_id"])
     columns = {"key": keys, "stamp": _arrow(frame["system_modstamp"])}
-    if column != "external_id":
-        columns["id"] = _arrow(frame["external_id"])
     order = pc.sort_indices(
         pyarrow.table(columns), sort_keys=[(name, "ascending") for name in columns]
     ).to_numpy()
-    order = order[alive[order]]
     ordered = keys.take(order)
     values = pd.arrays.ArrowStringArray(ordered) if _is_text(ordered) else ordered
-    return pd.Series(values, index=order, name=column)
+    return pd.Series(values, index=order, name="external_id")
 
 
 def _is_text(values: pyarrow.ChunkedArray) -> bool:
     return pyarrow.types.is_string(values.type) or pyarrow.types.is_large_string(values.type)
-
-
-def _duplicates(
-    frame: pd.DataFrame, column: str, alive: np.ndarray
-) -> tuple[np.ndarray, pd.Series]:
-    """Superseded rows among the `alive` ones and, for each, the row position that is kept."""
-    ordered = _sorted_keys(frame, column, alive)
-    try:
-        dedup_schema(column).validate(ordered, lazy=True)
-    except SchemaErrors as errors:
-        positions = ordered.index.to_numpy()
-        failed = np.zeros(len(frame), dtype=bool)
-        failed[_failed_rows(errors, column)] = True
-        superseded_at = np.flatnonzero(failed[positions])
-        keepers_at = np.flatnonzero(~failed[positions])
-        kept = positions[keepers_at[np.searchsorted(keepers_at, superseded_at)]]
-        keeper = pd.Series(kept, index=positions[superseded_at]).sort_index()
-        return keeper.index.to_numpy(), keeper
-    return np.array([], dtype=np.int64), pd.Series(dtype="int64")
 
 
 def _repeated_ids(frame: pd.DataFrame, alive: np.ndarray) -> np.ndarray:
@@ -295,28 +268,13 @@ def _repeated_ids(frame: pd.DataFrame, alive: np.ndarray) -> np.ndarray:
     Run before any other gate: a record's newest version is the one judged, so a bad newest
     version is quarantined rather than an older good one loaded in its place.
     """
-    repeated, _ = _duplicates(frame, "external_id", alive)
-    alive[repeated] = False
-    return repeated
-
-
-def _shared_keys(entity: Entity, frame: pd.DataFrame, alive: np.ndarray) -> pd.DataFrame:
-    """Records rejected for sharing a normalised key (email) with a newer one still `alive`.
-
-    Run after type coercion, so a valid record never loses to a newer one that fails anyway.
-    `alive` is updated in place.
-    """
-    rejected = []
-    for column in entity.dedupe_on:
-        if column not in frame:
-            continue
-        superseded, keeper = _duplicates(frame, column, alive)
-        if len(superseded):
-            kept_id = frame["external_id"].iloc[keeper.to_numpy()].to_numpy(dtype=object)
-            reason = np.char.add(f"duplicate {column} of record ", kept_id.astype(str))
-            rejected.append(_failures(superseded, frame, DEDUPLICATION, column, reason))
-            alive[superseded] = False
-    return pd.concat(rejected) if rejected else _no_failures()
+    try:
+        dedup_schema("external_id").validate(_sorted_ids(frame), lazy=True)
+    except SchemaErrors as errors:
+        repeated = _failed_rows(errors, "external_id")
+        alive[repeated] = False
+        return repeated
+    return np.array([], dtype=np.int64)
 
 
 # -- stage 3 -----------------------------------------------------------------------------------
@@ -441,19 +399,18 @@ def run_gates(entity: Entity, frame: pd.DataFrame) -> QualityResult:
     alive[required["row"].to_numpy(dtype=np.int64)] = False
     typed, mistyped = _stage_types(entity, frame, alive)
     alive[mistyped["row"].to_numpy(dtype=np.int64)] = False
-    duplicates = _shared_keys(entity, frame, alive)
     clean = frame.assign(**typed)[alive]  # a mask filters Arrow columns faster than a take
     for column in entity.integer_columns:
         if column in clean:
             clean[column] = clean[column].astype("Int64")
-    failures = pd.concat([required, duplicates, mistyped], ignore_index=True)
+    failures = pd.concat([required, mistyped], ignore_index=True)
     failures = failures.astype({"row": "int64"}).sort_values("row", kind="stable")
-    stats.duplicates_removed = len(repeated) + len(duplicates)
+    stats.duplicates_removed = len(repeated)
     stats.failed = len(required) + len(mistyped)
     stats.passed = len(clean)
     stats.failed_by_stage = {
         REQUIRED: len(required),
-        DEDUPLICATION: len(duplicates),
+        DEDUPLICATION: 0,
         TYPE_COERCION: len(mistyped),
     }
     return QualityResult(

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from gtm_pipeline.store import CANONICAL_TABLES
 from gtm_pipeline.store.scoring import read_scores
-from gtm_pipeline.store.tables import quality_failures
+from gtm_pipeline.store.tables import is_live, quality_failures
 from gtm_pipeline.writeback.mapping import load_writeback_map
 
 # Canonical table (and quarantine entity name) of each score entity type.
@@ -19,16 +19,17 @@ CANONICAL_ENTITY = {"account": "accounts", "person": "persons", "opportunity": "
 
 
 def excluded_ids(conn: sa.Connection, tenant_id: str, entity_type: str) -> set[str]:
-    """Ids never to write: quarantined by a quality gate, or deleted in Salesforce."""
+    """Ids never to write: quarantined by a quality gate, deleted in Salesforce, or an email twin
+    of the record that survives (not live: `tables.is_live`)."""
     entity = CANONICAL_ENTITY[entity_type]
     table = CANONICAL_TABLES[entity]
     quarantined = sa.select(quality_failures.c.external_id).where(
         quality_failures.c.tenant_id == tenant_id, quality_failures.c.entity == entity
     )
-    deleted = sa.select(table.c.external_id).where(
-        table.c.tenant_id == tenant_id, table.c.is_deleted.is_(sa.true())
+    not_live = sa.select(table.c.external_id).where(
+        table.c.tenant_id == tenant_id, sa.not_(is_live(table))
     )
-    return set(conn.execute(quarantined).scalars()) | set(conn.execute(deleted).scalars())
+    return set(conn.execute(quarantined).scalars()) | set(conn.execute(not_live).scalars())
 
 
 def scores_to_write(

@@ -1,0 +1,100 @@
+"""Email twins among a tenant's persons: one survivor per normalised email, the others marked.
+
+The survivor of a group (the tenant's rows that are not deleted and share an email) is the row
+with the smallest external id in byte order: a function of Salesforce's current state alone, so
+it does not depend on batch sizes, page boundaries, the extraction path or the order of syncs,
+and it does not flip when a record is edited without changing its email. Every other row of the
+group has `duplicate_of` = the survivor's external id; survivors, rows without an email and
+deleted rows have none. Rows with `duplicate_of` set are kept with their newest values but are
+not in the live set (scoring, writeback and row counts leave them out).
+
+Each load of persons calls `refresh_duplicates` in its own transaction with the emails it
+touched, the old ones (read with `emails_of` before the change) and the new ones, so a survivor
+that is deleted, quarantined or changes its email hands over to the next twin in the same
+transaction. Python's `min()` over the ids is byte order for UTF-8 text (code point order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+from gtm_pipeline.store.id_filters import among
+from gtm_pipeline.store.tables import persons
+
+EMAIL = "email"
+
+
+def emails_of(conn: sa.Connection, tenant_id: str, external_ids: Sequence[str]) -> set[str]:
+    """The emails stored now for these persons (rows that have one)."""
+    if not external_ids:
+        return set()
+    query = sa.select(persons.c.email).where(
+        persons.c.tenant_id == tenant_id,
+        among(conn, persons.c.external_id, list(dict.fromkeys(external_ids))),
+        persons.c.email.is_not(None),
+    )
+    return set(conn.execute(query).scalars())
+
+
+def refresh_duplicates(conn: sa.Connection, tenant_id: str, emails: Iterable[str | None]) -> int:
+    """Make `duplicate_of` right for every row holding one of `emails`; returns rows changed.
+
+    Reads the rows of those emails (the email index), decides survivors in Python and updates
+    only the rows whose mark changes: after a load that made no twins, nothing is written.
+    """
+    wanted = sorted({e for e in emails if e is not None})
+    if not wanted:
+        return 0
+    rows = conn.execute(
+        sa.select(persons.c.external_id, persons.c.email, persons.c.is_deleted,
+                  persons.c.duplicate_of)
+        .where(persons.c.tenant_id == tenant_id, among(conn, persons.c.email, wanted))
+    ).all()  # fmt: skip
+    survivors = _survivors(rows)
+    changes = []
+    for row in rows:
+        survivor = None if row.is_deleted else survivors.get(row.email)
+        mark = None if survivor == row.external_id else survivor
+        if mark != row.duplicate_of:
+            changes.append({"tenant": tenant_id, "id": row.external_id, "mark": mark})
+    if changes:
+        conn.execute(
+            sa.update(persons)
+            .where(
+                persons.c.tenant_id == sa.bindparam("tenant"),
+                persons.c.external_id == sa.bindparam("id"),
+            )
+            .values(duplicate_of=sa.bindparam("mark")),
+            changes,
+        )
+    return len(changes)
+
+
+def _survivors(rows: Sequence[sa.Row]) -> dict[str, str]:
+    survivors: dict[str, str] = {}
+    for row in rows:
+        if row.is_deleted:
+            continue
+        current = survivors.get(row.email)
+        if current is None or row.external_id < current:
+            survivors[row.email] = row.external_id
+    return survivors
+
+
+@contextmanager
+def twins_kept_marked(
+    conn: sa.Connection, table: sa.Table, tenant_id: str, external_ids: Sequence[str]
+) -> Iterator[set[str]]:
+    """Around a change to the rows `external_ids` of `table`: their emails before it, plus the
+    emails the caller adds to the yielded set, get their marks refreshed after it (in `conn`).
+    Tables without email twins (no `duplicate_of` column) pass through."""
+    touched: set[str] = set()
+    if "duplicate_of" not in table.c:
+        yield touched
+        return
+    touched |= emails_of(conn, tenant_id, external_ids)
+    yield touched
+    refresh_duplicates(conn, tenant_id, touched)
