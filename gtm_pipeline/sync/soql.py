@@ -68,3 +68,35 @@ def deleted_query(sf_object: str, since: datetime | None) -> str:
         f"SELECT Id, SystemModstamp, IsDeleted FROM {sf_object} "  # noqa: S608
         f"WHERE IsDeleted = true{window} {ORDER}"
     )
+
+
+def listing_query(sf_object: str) -> str:
+    """Every record's Id, stamp and deletion flag (run through queryAll): what reconciliation
+    compares with the store."""
+    check_identifier(sf_object)
+    return f"SELECT Id, SystemModstamp, IsDeleted FROM {sf_object}"  # noqa: S608
+
+
+# A record Id: 15 or 18 case-sensitive base-62 characters. Anything else never reaches SOQL.
+_RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+# In a GET request line each Id costs its 18 characters, two quotes and a comma URL-encoded
+# (%27, %27, %2C): 27 bytes. Salesforce refuses request lines of about 16 KB and statements of
+# 100,000 characters; a query by Id stays under 12,000 bytes of encoded text.
+ENCODED_BYTES_PER_ID = 27
+BY_ID_QUERY_BYTES = 12_000
+
+
+def by_id_queries(sf_object: str, fields: Sequence[str], ids: Sequence[str]) -> list[str]:
+    """Queries reading the records `ids` (with the sync's field list), chunked so that each
+    one's URL-encoded text stays under `BY_ID_QUERY_BYTES`."""
+    check_identifier(sf_object)
+    for record_id in ids:
+        if not isinstance(record_id, str) or not _RECORD_ID.fullmatch(record_id):
+            raise SoqlBuildError(f"not a Salesforce record id: {str(record_id)[:40]!r}")
+    head = f"SELECT {', '.join(select_fields(fields))} FROM {sf_object} WHERE Id IN ("  # noqa: S608
+    room = BY_ID_QUERY_BYTES - 3 * len(head)  # the worst case: every character encoded
+    per_query = max(1, room // ENCODED_BYTES_PER_ID)
+    return [
+        head + ", ".join(f"'{i}'" for i in ids[start : start + per_query]) + ")"
+        for start in range(0, len(ids), per_query)
+    ]

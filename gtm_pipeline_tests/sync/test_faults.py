@@ -28,6 +28,7 @@ from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor, save_cursor
 from gtm_pipeline.store.quarantine import failures_for
 from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER, Entity
 from gtm_pipeline.sync.load import deleted_cursor_key
+from gtm_pipeline.sync.reconciliation import reconcile_entity
 from gtm_pipeline.sync.runner import PageProgress, SyncOptions, SyncStats, sync_entity
 from gtm_pipeline_tests.sync.conftest import client_for
 from gtm_pipeline_tests.sync.reconcile import reconcile
@@ -87,6 +88,11 @@ def assert_store_ends_at_cursor(
     assert before <= set(rows) | quarantined, "rows before the committed cursor are missing"
     assert all(r.system_modstamp <= cursor.system_modstamp for r in rows.values())
     assert len(rows) < len(live), "the run was meant to stop part way"
+
+
+def stamp_of(emulator: EmulatorHandle, record_id: str) -> datetime:
+    (record,) = [r for r in emulator.control.truth("Contact") if r["Id"] == record_id]
+    return stamp(record)
 
 
 def last_succeeded(engine: sa.Engine, entity: Entity):
@@ -281,13 +287,9 @@ def test_purged_records_stay_flagged_deleted_and_an_undelete_comes_back(emulator
     reconcile_all(engine, emulator)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit: a record deleted and purged between two syncs is never returned again "
-    "(not even by queryAll), so the store keeps it live; only a full Id reconciliation could "
-    "notice",
-)
-def test_a_delete_purged_before_any_sync_saw_it_is_noticed(emulator, client, engine):
+def test_a_delete_purged_before_any_sync_saw_it_is_noticed_by_reconciliation(
+    emulator, client, engine
+):
     sync_all(client, engine)
     (a,) = clean_live_ids(emulator, engine, PERSONS, 1)
     emulator.control.mutate(
@@ -297,14 +299,21 @@ def test_a_delete_purged_before_any_sync_saw_it_is_noticed(emulator, client, eng
         ]
     )
     sync_all(client, engine, full=True)
-    assert stored_rows(engine, PERSONS)[a].is_deleted
+    assert not stored_rows(engine, PERSONS)[a].is_deleted, "nothing Salesforce serves shows it"
+
+    result = reconcile_entity(client, engine, TENANT, PERSONS)
+    assert (result.before.ghosts, result.before.purged, result.after.total) == (1, 1, 0)
+    row = stored_rows(engine, PERSONS)[a]
+    assert (row.is_deleted, row.deleted_reason) == (True, "purged")
+    reconcile_all(engine, emulator)
 
 
-def test_late_commits_inside_the_lookback_are_caught_older_ones_need_a_full_sync(
+def test_late_commits_inside_the_lookback_are_caught_older_ones_by_reconciliation(
     emulator, client, engine
 ):
     """The lookback (10 minutes) is the limit: a commit that becomes visible later than that
-    after its stamp is missed by incremental syncs until a full sync runs."""
+    after its stamp is missed by incremental syncs; reconciliation re-reads it by Id without
+    moving the cursor."""
     sync_all(client, engine)
     anchor, inside, outside = clean_live_ids(emulator, engine, PERSONS, 3)
     # Move the cursor to "now", as a live org's would be.
@@ -338,9 +347,11 @@ def test_late_commits_inside_the_lookback_are_caught_older_ones_need_a_full_sync
     with pytest.raises(AssertionError):
         reconcile(engine, TENANT, emulator, PERSONS)
 
-    stats = sync_all(client, engine, full=True)
-    assert stats["persons"].mode == "full"
+    result = reconcile_entity(client, engine, TENANT, PERSONS)
+    assert (result.before.stale, result.after.total, result.records_reread) == (1, 0, 1)
     assert stored_rows(engine, PERSONS)[outside].last_name == "Outside"
+    with engine.connect() as conn:
+        assert get_cursor(conn, TENANT, PERSONS.name).system_modstamp > stamp_of(emulator, outside)
     reconcile_all(engine, emulator)
 
 

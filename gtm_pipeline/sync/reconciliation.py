@@ -1,0 +1,326 @@
+"""Reconciliation: prove the store equals Salesforce, and repair it where it does not.
+
+Incremental syncs cannot see everything: a record deleted and purged between two syncs is never
+returned again, and a commit that becomes visible later than the lookback is behind the cursor.
+Reconciliation reads every record's `Id, SystemModstamp, IsDeleted` (queryAll: REST pages, or
+one Id-only Bulk API 2.0 job when the store holds more records than the Bulk threshold), compares
+them with the versions the store holds (rows and quarantine entries) and classifies the drift:
+
+- missing: in Salesforce (live, or in the recycle bin), nowhere in the store;
+- stale: the store holds an older version (a row, a quarantine entry, or both at once);
+- ghosts: live in the store (a row or a quarantine entry) but deleted in Salesforce, or absent
+  even from queryAll (purged);
+- wrongly_deleted: flagged deleted in the store, live in Salesforce (undeleted).
+
+Unless it is a dry run it repairs: live records that are missing, stale or wrongly deleted are
+read again by Id (chunked `WHERE Id IN (...)` queries) and go through the same gates and load as
+a sync; records deleted in Salesforce are flagged with their deletion stamp; purged ones are
+flagged `purged`. Each page commits on its own; the sync cursor never moves. The store is then
+compared again with the same listing: what is left is drift that the repair could not fix (a
+record changed or deleted while it ran, or the API budget stopped it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from gtm_pipeline.salesforce.bulk import BulkPollPolicy, BulkQuery
+from gtm_pipeline.salesforce.client import SalesforceClient
+from gtm_pipeline.salesforce.errors import ApiLimitExceeded
+from gtm_pipeline.store.versions import mark_purged, quarantined_versions, stored_versions
+from gtm_pipeline.sync.bulk import DEFAULT_BULK_THRESHOLD, read_csv_text
+from gtm_pipeline.sync.entities import Entity
+from gtm_pipeline.sync.extract import iter_raw_pages
+from gtm_pipeline.sync.load import load_deletions, load_page, ready_page
+from gtm_pipeline.sync.mapping import resolve_mappings, source_fields
+from gtm_pipeline.sync.prepare import prepare_page
+from gtm_pipeline.sync.soql import by_id_queries, listing_query
+
+CLASSES = ("missing", "stale", "ghosts", "wrongly_deleted")
+LISTING_MAX_RECORDS = 250_000
+"""Records per result set of the Id-only Bulk job: three short columns, about 50 bytes a
+record, so a 1,000,000-record object is four result sets (seven Bulk calls in all)."""
+
+
+@dataclass(frozen=True)
+class ReconcileOptions:
+    bulk_threshold: int = DEFAULT_BULK_THRESHOLD
+    """Above this many stored records the listing is one Id-only Bulk queryAll job."""
+    batch_size: int = 2000
+    bulk_poll: BulkPollPolicy = field(default_factory=BulkPollPolicy)
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DriftCounts:
+    missing: int = 0
+    stale: int = 0
+    ghosts: int = 0
+    purged: int = 0
+    """Ghosts absent even from queryAll (among `ghosts`)."""
+    wrongly_deleted: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.missing + self.stale + self.ghosts + self.wrongly_deleted
+
+
+@dataclass
+class Reconciliation:
+    """What one reconciliation of one entity found, repaired and left."""
+
+    entity: str
+    dry_run: bool
+    listing: str = "rest"
+    """How the Salesforce side was read: "rest" queryAll pages or one "bulk" job."""
+    salesforce_records: int = 0
+    before: DriftCounts = field(default_factory=DriftCounts)
+    after: DriftCounts = field(default_factory=DriftCounts)
+    records_reread: int = 0
+    records_flagged_deleted: int = 0
+    api_calls: int = 0
+    seconds: float = 0.0
+    stopped: str | None = None
+    """Why the repair stopped early (the API budget), if it did."""
+
+    @property
+    def outcome(self) -> str:
+        """ "clean" (nothing drifted), "found" (a dry run's drift), "repaired" (drift found, none
+        left) or "drift_remains"."""
+        if not self.before.total:
+            return "clean"
+        if self.dry_run:
+            return "found"
+        return "drift_remains" if self.after.total else "repaired"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "outcome": self.outcome}
+
+
+@dataclass(frozen=True)
+class Drift:
+    """The records of each class, from one comparison of a listing with the store."""
+
+    reread: list[str]
+    """Live in Salesforce and missing, stale or wrongly deleted in the store: read again."""
+    deleted: pd.DataFrame
+    """Id and SystemModstamp of records in the recycle bin the store holds otherwise."""
+    purged: list[str]
+    counts: DriftCounts
+
+
+def reconcile_entity(
+    client: SalesforceClient,
+    engine: sa.Engine,
+    tenant_id: str,
+    entity: Entity,
+    *,
+    dry_run: bool = False,
+    options: ReconcileOptions = ReconcileOptions(),
+) -> Reconciliation:
+    """Compare one entity of one tenant with Salesforce and, unless `dry_run`, repair it."""
+    started, calls_before = time.perf_counter(), client.calls_made
+    result = Reconciliation(entity=entity.name, dry_run=dry_run)
+    listing = _listing(client, engine, tenant_id, entity, options, result)
+    result.salesforce_records = len(listing)
+    drift = compare(listing, *_stored(engine, tenant_id, entity))
+    result.before = result.after = drift.counts
+    if not dry_run and drift.counts.total:
+        try:
+            _repair(client, engine, tenant_id, entity, drift, options, result)
+        except ApiLimitExceeded as exc:
+            result.stopped = str(exc)
+        result.after = compare(listing, *_stored(engine, tenant_id, entity)).counts
+    result.api_calls = client.calls_made - calls_before
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+# -- reading both sides ------------------------------------------------------------------------
+
+
+def _stored(engine: sa.Engine, tenant_id: str, entity: Entity) -> tuple[pd.DataFrame, pd.DataFrame]:
+    with engine.connect() as conn:
+        return (
+            stored_versions(conn, tenant_id, entity.name),
+            quarantined_versions(conn, tenant_id, entity.name),
+        )
+
+
+def _listing(
+    client: SalesforceClient,
+    engine: sa.Engine,
+    tenant_id: str,
+    entity: Entity,
+    options: ReconcileOptions,
+    result: Reconciliation,
+) -> pd.DataFrame:
+    """Id, SystemModstamp (UTC), IsDeleted of every record queryAll returns.
+
+    The path is chosen from what the store holds (no API call): a store of more records than
+    the Bulk threshold means a large object."""
+    rows, quarantined = _stored(engine, tenant_id, entity)
+    soql = listing_query(entity.sf_object)
+    if len(rows) + len(quarantined) > options.bulk_threshold:
+        result.listing = "bulk"
+        frames = _bulk_listing(client, soql, options)
+    else:
+        pages = iter_raw_pages(client, soql, include_deleted=True, batch_size=options.batch_size)
+        frames = (page.frame for page in pages)
+    return _as_listing(pd.concat([_listing_columns(f) for f in frames] or [_empty()]))
+
+
+def _bulk_listing(
+    client: SalesforceClient, soql: str, options: ReconcileOptions
+) -> Iterator[pd.DataFrame]:
+    bulk = BulkQuery(client, options.bulk_poll)
+    for result_set in bulk.run(soql, include_deleted=True, max_records=LISTING_MAX_RECORDS):
+        yield read_csv_text(result_set.csv)
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({"Id": [], "SystemModstamp": [], "IsDeleted": []})
+
+
+def _listing_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    return _empty() if frame.empty else frame[["Id", "SystemModstamp", "IsDeleted"]]
+
+
+def _as_listing(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "external_id": frame["Id"].astype("str").astype(object),
+            "sf_stamp": pd.to_datetime(
+                frame["SystemModstamp"], utc=True, format="ISO8601", errors="coerce"
+            ),
+            "sf_deleted": frame["IsDeleted"].astype("str").str.lower() == "true",
+        }
+    ).drop_duplicates("external_id", keep="last")
+
+
+# -- comparing ---------------------------------------------------------------------------------
+
+
+def compare(listing: pd.DataFrame, rows: pd.DataFrame, quarantined: pd.DataFrame) -> Drift:
+    """Classify every record of either side (see the module docstring)."""
+    both = listing.merge(
+        rows.rename(columns={"system_modstamp": "row_stamp", "is_deleted": "row_deleted"}),
+        on="external_id",
+        how="outer",
+    ).merge(
+        quarantined.rename(columns={"system_modstamp": "q_stamp"}).assign(in_quarantine=True),
+        on="external_id",
+        how="outer",
+    )
+    in_sf = both["sf_deleted"].notna().to_numpy()
+    sf_deleted = both["sf_deleted"].fillna(False).astype(bool).to_numpy()
+    has_row = both["row_deleted"].notna().to_numpy()
+    row_deleted = both["row_deleted"].fillna(False).astype(bool).to_numpy()
+    row_live = has_row & ~row_deleted
+    in_q = both["in_quarantine"].fillna(False).astype(bool).to_numpy()
+    sf_stamp, row_stamp, q_stamp = (both[c] for c in ("sf_stamp", "row_stamp", "q_stamp"))
+    row_older = (row_stamp < sf_stamp).fillna(False).to_numpy(dtype=bool)
+    q_differs = (~(q_stamp == sf_stamp).fillna(False)).to_numpy(dtype=bool)
+    sf_live = in_sf & ~sf_deleted
+
+    missing_live = sf_live & ~has_row & ~in_q
+    stale_live = sf_live & ((row_live & row_older) | (in_q & (q_differs | has_row)))
+    wrongly_deleted = sf_live & row_deleted & ~in_q
+    reread = missing_live | stale_live | wrongly_deleted
+
+    missing_deleted = in_sf & sf_deleted & ~has_row & ~in_q
+    stale_deleted = in_sf & sf_deleted & row_deleted & row_older & ~in_q
+    deleted_ghosts = in_sf & sf_deleted & (row_live | in_q)
+    purged = ~in_sf & (row_live | in_q)
+    flag_deleted = missing_deleted | stale_deleted | deleted_ghosts
+
+    ids = both["external_id"].to_numpy(dtype=object)
+    deleted = pd.DataFrame(
+        {"Id": ids[flag_deleted], "SystemModstamp": both["sf_stamp"].to_numpy()[flag_deleted]}
+    )
+    counts = DriftCounts(
+        missing=int((missing_live | missing_deleted).sum()),
+        stale=int((stale_live | stale_deleted).sum()),
+        ghosts=int((deleted_ghosts | purged).sum()),
+        purged=int(purged.sum()),
+        wrongly_deleted=int(wrongly_deleted.sum()),
+    )
+    return Drift(ids[reread].tolist(), deleted, ids[purged].tolist(), counts)
+
+
+# -- repairing ---------------------------------------------------------------------------------
+
+
+def _repair(
+    client: SalesforceClient,
+    engine: sa.Engine,
+    tenant_id: str,
+    entity: Entity,
+    drift: Drift,
+    options: ReconcileOptions,
+    result: Reconciliation,
+) -> None:
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        if not drift.deleted.empty:
+            load_deletions(
+                conn, tenant_id=tenant_id, entity=entity, deleted=drift.deleted,
+                mode="reconcile", now=now, hold_cursor=True,
+            )  # fmt: skip
+        flagged = mark_purged(conn, tenant_id, entity.name, drift.purged, now)
+    result.records_flagged_deleted = len(drift.deleted) + flagged
+    if drift.reread:
+        _reread(client, engine, tenant_id, entity, sorted(drift.reread), options, result)
+
+
+def _reread(
+    client: SalesforceClient,
+    engine: sa.Engine,
+    tenant_id: str,
+    entity: Entity,
+    ids: list[str],
+    options: ReconcileOptions,
+    result: Reconciliation,
+) -> None:
+    """Read `ids` again with the sync's field list and load them as a sync loads a page."""
+    with engine.begin() as conn:
+        resolved = resolve_mappings(client, conn, tenant_id, entity, None)
+    fields = source_fields(resolved.mappings)
+    for soql in by_id_queries(entity.sf_object, fields, ids):
+        for page in iter_raw_pages(client, soql, batch_size=options.batch_size):
+            if page.frame.empty:
+                continue
+            prepared = prepare_page(entity, page.frame, resolved.mappings, tenant_id=tenant_id)
+            now = datetime.now(UTC)
+            ready = ready_page(engine.dialect, tenant_id, entity, prepared, now)
+            with engine.begin() as conn:
+                load_page(
+                    conn, tenant_id=tenant_id, entity=entity, page=ready, mode="reconcile",
+                    run_id=options.run_id, now=now, stats={}, hold_cursor=True,
+                )  # fmt: skip
+            result.records_reread += len(page.frame)
+
+
+def severity(result: Reconciliation) -> str:
+    """PASS when nothing drifted, WARN when drift was found and repaired (or only reported, in a
+    dry run), ERROR when drift remains after a repair."""
+    return {"clean": "PASS", "found": "WARN", "repaired": "WARN"}.get(result.outcome, "ERROR")
+
+
+__all__ = [
+    "CLASSES",
+    "DriftCounts",
+    "ReconcileOptions",
+    "Reconciliation",
+    "compare",
+    "reconcile_entity",
+    "severity",
+]
