@@ -3,7 +3,9 @@
 `WireFaults` sits outside Starlette so it can do what an app normally cannot: cut a response
 off mid-body (the client sees the connection close), answer before any route runs, or stall.
 It also counts every request by endpoint kind, faulted ones included, because a test asking
-"how many calls did the connector make" means calls sent, not calls that succeeded.
+"how many calls did the connector make" means calls sent, not calls that succeeded. Requests over
+Salesforce's size limits (`head_limits`: 414, 431) are counted, then refused before any fault
+rule or route sees them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gtm_pipeline.emulator import control, data_api, oauth_routes
+from gtm_pipeline.emulator import control, data_api, head_limits, oauth_routes
 from gtm_pipeline.emulator.errors import EmulatorError
 from gtm_pipeline.emulator.state import EmulatorState
 from gtm_pipeline.emulator.wire import dump_json, error_response, method_not_allowed, not_found
@@ -94,6 +96,10 @@ class WireFaults:
             await self.app(scope, receive, send)
             return
         self.state.stats.record(kind)
+        refused = head_limits.refusal(scope)
+        if refused is not None:  # Salesforce's front end answers before the API sees anything
+            await refused(scope, receive, send)
+            return
         decision = self.state.faults.decide(method, path)
         if decision.expire_sessions:
             self.state.oauth.expire_all_sessions()

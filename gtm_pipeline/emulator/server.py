@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from gtm_pipeline.emulator.app import build_app, quiet_dropped_connections
+from gtm_pipeline.emulator.head_limits import HeadLimitProtocol
 from gtm_pipeline.emulator.org import Org
 from gtm_pipeline.emulator.state import EmulatorOptions, EmulatorState
 from gtm_pipeline.emulator.tls import create_tls_files
@@ -69,13 +70,7 @@ def write_info(state_dir: Path, info: dict[str, Any]) -> Path:
     return path
 
 
-try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _BaseProtocol
-except ImportError:  # pragma: no cover - httptools is an optional uvicorn extra
-    from uvicorn.protocols.http.h11_impl import H11Protocol as _BaseProtocol  # type: ignore[assignment]
-
-
-class _PromptShutdownProtocol(_BaseProtocol):  # type: ignore[misc, valid-type]
+class _PromptShutdownProtocol(HeadLimitProtocol):
     """Abort idle keep-alive connections at shutdown instead of closing them politely.
 
     A polite TLS close waits for the client's close_notify, which a pooled, idle client

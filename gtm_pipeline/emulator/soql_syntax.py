@@ -3,6 +3,11 @@
 The grammar is the subset a connector legitimately sends (see `soql.py` for what it means);
 anything else is rejected as MALFORMED_QUERY with Salesforce's "unexpected token" wording, and
 no input text, however hostile, raises anything but EmulatorError.
+
+A statement longer than `MAX_SOQL_LENGTH` (100,000) characters is refused before it is read, with
+the MALFORMED_QUERY message Salesforce gives ("SOQL statements can not be longer than 100000
+characters."). Over REST a GET that long never gets here: its URI is refused first (414, see
+`head_limits`); Bulk API 2.0 jobs, whose SOQL travels in the body, meet this limit.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from gtm_pipeline.emulator.errors import EmulatorError, malformed
 
 MAX_NESTING = 50
+MAX_SOQL_LENGTH = 100_000
 
 KEYWORDS = frozenset(
     {
@@ -402,4 +408,6 @@ def parse(text: str) -> Query:
     """Parse SOQL text; anything outside the supported grammar raises EmulatorError."""
     if not isinstance(text, str) or not text.strip():
         raise malformed("A query is required")
+    if len(text) > MAX_SOQL_LENGTH:
+        raise malformed(f"SOQL statements can not be longer than {MAX_SOQL_LENGTH} characters.")
     return _Parser(tokenize(text)).query()

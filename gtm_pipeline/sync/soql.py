@@ -97,6 +97,6 @@ def by_id_queries(sf_object: str, fields: Sequence[str], ids: Sequence[str]) -> 
     room = BY_ID_QUERY_BYTES - 3 * len(head)  # the worst case: every character encoded
     per_query = max(1, room // ENCODED_BYTES_PER_ID)
     return [
-        head + ", ".join(f"'{i}'" for i in ids[start : start + per_query]) + ")"
+        head + ",".join(f"'{i}'" for i in ids[start : start + per_query]) + ")"
         for start in range(0, len(ids), per_query)
     ]
