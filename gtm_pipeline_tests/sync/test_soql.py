@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
+from urllib.parse import urlencode
 
 import pytest
 
 from gtm_pipeline.sync.soql import (
+    BY_ID_QUERY_BYTES,
     ORDER,
     SoqlBuildError,
+    by_id_queries,
     check_identifier,
     check_path,
     datetime_literal,
@@ -149,3 +153,20 @@ def test_deleted_query_selects_recycle_bin_rows_in_cursor_order():
     assert deleted_query("Account", since).endswith(
         f"WHERE IsDeleted = true AND SystemModstamp >= 2024-05-06T00:00:00Z {ORDER}"
     )
+
+
+def test_reads_by_id_are_chunked_under_the_request_line_limit_and_cover_every_id_once():
+    ids = [f"003{n:012d}AAA" for n in range(1000)]
+    fields = [f"Field_{n}__c" for n in range(40)]
+    queries = by_id_queries("Contact", fields, ids)
+    assert len(queries) > 1
+    for soql in queries:
+        assert len(urlencode({"q": soql})) <= BY_ID_QUERY_BYTES  # as requests sends it
+    listed = [i for soql in queries for i in re.findall(r"'([^']+)'", soql)]
+    assert listed == ids
+
+
+@pytest.mark.parametrize("bad", ["003' OR Id != '", "short", "003000000000000AAA)", 7])
+def test_reads_by_id_refuse_anything_but_record_ids(bad):
+    with pytest.raises(SoqlBuildError):
+        by_id_queries("Contact", ["Email"], ["003000000000000AAA", bad])
