@@ -21,12 +21,7 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from gtm_pipeline.store.quarantine import (
-    entity_record_count,
-    failures_for,
-    quarantine_counts,
-    twins_of,
-)
+from gtm_pipeline.store.quarantine import failures_for, standing_counts, twins_of
 from gtm_pipeline.sync.quality import (
     DEDUPLICATION,
     REQUIRED,
@@ -83,10 +78,7 @@ def tenant_standing(engine: sa.Engine, tenant_id: str, entity: str) -> Standing:
     """The tenant's quarantine (email twins counted under deduplication) and record count of one
     entity, as committed now."""
     with engine.connect() as conn:
-        counts = quarantine_counts(conn, tenant_id, entity)
-        twins, _ = twins_of(conn, tenant_id, entity, limit=0)
-        counts[DEDUPLICATION] = counts.get(DEDUPLICATION, 0) + twins
-        return Standing(counts, entity_record_count(conn, tenant_id, entity))
+        return Standing(*standing_counts(conn, tenant_id, entity))
 
 
 def quality_check_results(

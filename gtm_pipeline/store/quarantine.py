@@ -171,6 +171,20 @@ def entity_record_count(conn: sa.Connection, tenant_id: str, entity: str) -> int
     return int(stored) + int(conn.execute(quarantined_only).scalar_one())
 
 
+TWINS_STAGE = "deduplication"
+"""The quality stage email twins are counted under (they are marked in the store, not here)."""
+
+
+def standing_counts(conn: sa.Connection, tenant_id: str, entity: str) -> tuple[dict[str, int], int]:
+    """The tenant's records of one entity held back per stage (quarantined ones, and email twins
+    under `TWINS_STAGE`) and all its records known: what its gates' severity is judged on."""
+    counts = quarantine_counts(conn, tenant_id, entity)
+    twins, _ = twins_of(conn, tenant_id, entity, limit=0)
+    if twins:
+        counts[TWINS_STAGE] = counts.get(TWINS_STAGE, 0) + twins
+    return counts, entity_record_count(conn, tenant_id, entity)
+
+
 def twins_of(
     conn: sa.Connection, tenant_id: str, entity: str, limit: int | None = None
 ) -> tuple[int, list[dict[str, Any]]]:

@@ -16,7 +16,12 @@ import sqlalchemy as sa
 
 from gtm_pipeline import config
 from gtm_pipeline.store import make_engine, upgrade
-from gtm_pipeline.store.quarantine import entity_record_count, failures_for, quarantine_counts
+from gtm_pipeline.store.quarantine import (
+    failures_for,
+    quarantine_counts,
+    standing_counts,
+    twins_of,
+)
 from gtm_pipeline.store.tables import sync_state
 from gtm_pipeline.sync.entities import ENTITIES, SYNC_ORDER
 from gtm_pipeline.sync.quality import (
@@ -78,7 +83,7 @@ def entity_report(
 ) -> str:
     lines = [f"== {entity}"]
     counts = quarantine_counts(conn, tenant_id, entity)
-    standing = Standing(counts, entity_record_count(conn, tenant_id, entity))
+    standing = Standing(*standing_counts(conn, tenant_id, entity))
     stats = last_quality_stats(conn, tenant_id, entity)
     if stats is None:
         lines.append("  last sync: none recorded")
@@ -100,6 +105,10 @@ def entity_report(
     if failures and total > len(failures):
         lines.append(f"  first {len(failures)} of {total}:")
     lines.append(failures_text(failures))
+    twins, first_twins = twins_of(conn, tenant_id, entity, limit)
+    if twins:
+        lines.append(f"  email twins left out of the live set: {twins}")
+        lines.append(failures_text(first_twins))
     return "\n".join(lines)
 
 
