@@ -28,15 +28,18 @@ EMAIL = "email"
 
 
 def emails_of(conn: sa.Connection, tenant_id: str, external_ids: Sequence[str]) -> set[str]:
-    """The emails stored now for these persons (rows that have one)."""
+    """The emails stored now for these persons (rows that have one).
+
+    Found by primary key; rows without an email are dropped here, not in SQL: an `email IS NOT
+    NULL` condition made SQLite range-scan the email index instead, reading every person of the
+    tenant for each batch (a 1,000,000-Contact sync 4-5x slower)."""
     if not external_ids:
         return set()
     query = sa.select(persons.c.email).where(
         persons.c.tenant_id == tenant_id,
         among(conn, persons.c.external_id, list(dict.fromkeys(external_ids))),
-        persons.c.email.is_not(None),
     )
-    return set(conn.execute(query).scalars())
+    return {email for email in conn.execute(query).scalars() if email is not None}
 
 
 def refresh_duplicates(conn: sa.Connection, tenant_id: str, emails: Iterable[str | None]) -> int:
