@@ -19,6 +19,8 @@ from gtm_pipeline.store.quarantine import forget_failures
 from gtm_pipeline.store.tables import CANONICAL_TABLES, quality_failures
 from gtm_pipeline.store.types import ensure_aware_utc
 
+_PARTITION_ROWS = 100_000
+
 
 def _instants(values: Sequence[object]) -> pd.Series:
     return pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
@@ -29,37 +31,44 @@ def _raw(column: sa.Column) -> sa.ColumnElement:
     return sa.type_coerce(column, sa.String)
 
 
+def _frame(result: sa.CursorResult, names: Sequence[str]) -> pd.DataFrame:
+    """The result's rows as compact columns (ids as Arrow text, stamps as UTC instants), built
+    100,000 rows at a time: a million rows as Python tuples would cost several hundred MB."""
+    parts = []
+    for rows in result.partitions(_PARTITION_ROWS):
+        columns = list(zip(*rows, strict=True))
+        part = {"external_id": pd.Series(columns[0], dtype="string[pyarrow]")}
+        part["system_modstamp"] = _instants(columns[1])
+        if len(names) > 2:
+            part[names[2]] = pd.Series(columns[2], dtype=bool)
+        parts.append(pd.DataFrame(part))
+    if not parts:
+        empty = {
+            "external_id": pd.Series([], dtype="string[pyarrow]"),
+            "system_modstamp": pd.Series([], dtype="datetime64[us, UTC]"),
+        }
+        parts.append(pd.DataFrame(empty | {n: pd.Series([], dtype=bool) for n in names[2:]}))
+    return pd.concat(parts, ignore_index=True)
+
+
 def stored_versions(conn: sa.Connection, tenant_id: str, entity: str) -> pd.DataFrame:
     """external_id, system_modstamp (UTC), is_deleted of every row of the entity's table."""
     table = CANONICAL_TABLES[entity]
-    rows = conn.execute(
-        sa.select(table.c.external_id, _raw(table.c.system_modstamp), table.c.is_deleted).where(
-            table.c.tenant_id == tenant_id
-        )
-    ).all()
-    ids, stamps, deleted = zip(*rows, strict=True) if rows else ((), (), ())
-    return pd.DataFrame(
-        {
-            "external_id": pd.Series(ids, dtype=object),
-            "system_modstamp": _instants(stamps),
-            "is_deleted": pd.Series(deleted, dtype=bool),
-        }
-    )
+    query = sa.select(table.c.external_id, _raw(table.c.system_modstamp), table.c.is_deleted)
+    result = conn.execute(query.where(table.c.tenant_id == tenant_id))
+    return _frame(result, ("external_id", "system_modstamp", "is_deleted"))
 
 
 def quarantined_versions(conn: sa.Connection, tenant_id: str, entity: str) -> pd.DataFrame:
     """external_id and the quarantined version's system_modstamp (NaT when unreadable), once
     per record whatever the number of gates it failed."""
     table = quality_failures
-    rows = conn.execute(
+    result = conn.execute(
         sa.select(table.c.external_id, sa.func.max(_raw(table.c.system_modstamp)))
         .where(table.c.tenant_id == tenant_id, table.c.entity == entity)
         .group_by(table.c.external_id)
-    ).all()
-    ids, stamps = zip(*rows, strict=True) if rows else ((), ())
-    return pd.DataFrame(
-        {"external_id": pd.Series(ids, dtype=object), "system_modstamp": _instants(stamps)}
     )
+    return _frame(result, ("external_id", "system_modstamp"))
 
 
 def mark_purged(

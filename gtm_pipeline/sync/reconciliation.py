@@ -44,9 +44,9 @@ from gtm_pipeline.sync.prepare import prepare_page
 from gtm_pipeline.sync.soql import by_id_queries, listing_query
 
 CLASSES = ("missing", "stale", "ghosts", "wrongly_deleted")
-LISTING_MAX_RECORDS = 250_000
+LISTING_MAX_RECORDS = 500_000
 """Records per result set of the Id-only Bulk job: three short columns, about 50 bytes a
-record, so a 1,000,000-record object is four result sets (seven Bulk calls in all)."""
+record (25 MB a set), so a 1,000,000-record object is two result sets."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,9 @@ def _listing(
     else:
         pages = iter_raw_pages(client, soql, include_deleted=True, batch_size=options.batch_size)
         frames = (page.frame for page in pages)
-    return _as_listing(pd.concat([_listing_columns(f) for f in frames] or [_empty()]))
+    # Each page made compact as it comes: only three short columns are kept per record.
+    listing = pd.concat([_as_listing(f) for f in frames if not f.empty] or [_as_listing(_empty())])
+    return listing.drop_duplicates("external_id", keep="last").reset_index(drop=True)
 
 
 def _bulk_listing(
@@ -189,21 +191,18 @@ def _empty() -> pd.DataFrame:
     return pd.DataFrame({"Id": [], "SystemModstamp": [], "IsDeleted": []})
 
 
-def _listing_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    return _empty() if frame.empty else frame[["Id", "SystemModstamp", "IsDeleted"]]
-
-
 def _as_listing(frame: pd.DataFrame) -> pd.DataFrame:
+    """Id (Arrow text), SystemModstamp (UTC) and IsDeleted of a REST page or Bulk result set."""
     frame = frame.reset_index(drop=True)
     return pd.DataFrame(
         {
-            "external_id": frame["Id"].astype("str").astype(object),
+            "external_id": frame["Id"].astype("string[pyarrow]"),
             "sf_stamp": pd.to_datetime(
                 frame["SystemModstamp"], utc=True, format="ISO8601", errors="coerce"
             ),
             "sf_deleted": frame["IsDeleted"].astype("str").str.lower() == "true",
         }
-    ).drop_duplicates("external_id", keep="last")
+    )
 
 
 # -- comparing ---------------------------------------------------------------------------------
@@ -242,9 +241,12 @@ def compare(listing: pd.DataFrame, rows: pd.DataFrame, quarantined: pd.DataFrame
     purged = ~in_sf & (row_live | in_q)
     flag_deleted = missing_deleted | stale_deleted | deleted_ghosts
 
-    ids = both["external_id"].to_numpy(dtype=object)
+    ids = both["external_id"]
     deleted = pd.DataFrame(
-        {"Id": ids[flag_deleted], "SystemModstamp": both["sf_stamp"].to_numpy()[flag_deleted]}
+        {
+            "Id": ids[flag_deleted].tolist(),
+            "SystemModstamp": both["sf_stamp"][flag_deleted].reset_index(drop=True),
+        }
     )
     counts = DriftCounts(
         missing=int((missing_live | missing_deleted).sum()),
