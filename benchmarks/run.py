@@ -4,7 +4,8 @@ By default it runs the sync comparison: the one-run table of the raw floor, the 
 Bulk, default path, SQLite and PostgreSQL), dlt, the incremental syncs, the quality gates over
 1,000,000 rows, the writeback of 100,000 scores and the memory rows. `--all` also runs the detail
 benchmarks (store upsert, emulator serving, quality gates against a per-record loop, writeback on
-both stores with its reruns), which take about half as long again; each also runs alone.
+both stores with its reruns, reconciliation of 1,000,000 Contacts clean and with 1% drift), which
+take about as long again; each also runs alone.
 `--quick` runs the chosen benchmarks on small sizes without touching the recorded results: it
 checks that they still work, not how fast anything is.
 """
@@ -15,13 +16,21 @@ import argparse
 import time
 from collections.abc import Callable
 
-from benchmarks import emulator_serving, quality_gates, store_upsert, sync_comparison, writeback
+from benchmarks import (
+    emulator_serving,
+    quality_gates,
+    reconciliation,
+    store_upsert,
+    sync_comparison,
+    writeback,
+)
 
 QUICK_ARGS = {
     "store_upsert": ["--rows", "2000", "--page-size", "500", "--no-write"],
     "emulator_serving": ["--contacts", "3000", "--no-write"],
     "quality_gates": ["--quick"],
     "writeback": ["--records", "1000", "--no-write"],
+    "reconciliation": ["--quick"],
     "sync_comparison": ["--quick"],
 }
 DETAIL: dict[str, Callable[[list[str]], object]] = {
@@ -29,6 +38,7 @@ DETAIL: dict[str, Callable[[list[str]], object]] = {
     "emulator_serving": emulator_serving.main,
     "quality_gates": quality_gates.main,
     "writeback": writeback.main,
+    "reconciliation": reconciliation.main,
 }
 COMPARISON: dict[str, Callable[[list[str]], object]] = {"sync_comparison": sync_comparison.main}
 

@@ -166,3 +166,27 @@ def writeback_run(
     finally:
         engine.dispose()
     return {"records": figures["sent"], "seconds": figures["seconds"], "figures": figures}
+
+
+# --- reconciliation ----------------------------------------------------------------------------
+
+
+def connector_reconcile(
+    info: Mapping[str, Any],
+    access_token: str,
+    database_url: str,
+    bulk: bool,
+    entity: str = "persons",
+) -> dict[str, Any]:
+    """`reconcile_entity` of one entity (repairing), its listing forced through Bulk (`bulk`
+    True: threshold 0) or REST pages (threshold above any org); the Reconciliation's figures."""
+    from gtm_pipeline.sync.reconciliation import ReconcileOptions, reconcile_entity
+
+    client = emulator_client(info, access_token)
+    engine = make_engine(database_url)
+    options = ReconcileOptions(bulk_threshold=0 if bulk else FORCE_REST, batch_size=BATCH_SIZE)
+    try:
+        result = reconcile_entity(client, engine, TENANT, ENTITIES[entity], options=options)
+    finally:
+        engine.dispose()
+    return {"records": result.salesforce_records, **result.as_dict()}

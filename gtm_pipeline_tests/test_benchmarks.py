@@ -10,6 +10,7 @@ from benchmarks import (
     RESULTS_DIR,
     emulator_serving,
     quality_gates,
+    reconciliation,
     run,
     store_upsert,
     sync_comparison,
@@ -122,6 +123,39 @@ def test_sync_comparison_quick_run_measures_every_row_and_records_nothing():
     assert (results.read_text() if results.exists() else None) == before
 
 
+def test_reconciliation_quick_run_finds_nothing_then_repairs_the_drift_and_records_nothing():
+    results = RESULTS_DIR / "reconciliation.json"
+    before = results.read_text() if results.exists() else None
+    payload = reconciliation.main(QUICK_ARGS["reconciliation"])
+    rows = {r["key"]: r for r in payload["rows"]}
+    steps = ("full", "clean", "drift")
+    assert set(rows) == {f"{s}_{p}_sqlite" for s in steps for p in ("rest", "bulk")}
+    contacts = payload["org"]["Contact"]
+    expected = payload["drift"]["expected"]
+    assert sum(expected[c] for c in ("missing", "stale", "ghosts")) == payload["drift"]["records"]
+    assert payload["drift"]["records"] == round(contacts * 0.01)
+    for path in ("rest", "bulk"):
+        assert rows[f"full_{path}_sqlite"]["records"] >= contacts
+        clean, drift = rows[f"clean_{path}_sqlite"], rows[f"drift_{path}_sqlite"]
+        assert clean["detail"]["listing"] == drift["detail"]["listing"] == path
+        assert clean["detail"]["outcome"] == "clean" and clean["records"] >= contacts
+        assert drift["detail"]["before"] == expected
+        assert drift["detail"]["outcome"] == "repaired"
+        assert not any(drift["detail"]["after"].values())
+        assert drift["detail"]["records_reread"] == expected["missing"] + expected["stale"]
+        assert drift["detail"]["records_flagged_deleted"] == expected["ghosts"]
+        assert drift["api_calls"] > clean["api_calls"] > 0
+    # REST: one queryAll page per 2,000 records; Bulk: create, poll, one result set (+ the job's
+    # own calls), whatever the org's size up to 250,000 records.
+    pages = -(-rows["clean_rest_sqlite"]["records"] // 2000)
+    assert pages <= rows["clean_rest_sqlite"]["api_calls"] <= pages + 1
+    assert rows["clean_bulk_sqlite"]["api_calls"] <= 8
+    verdicts = {t["target"]: t["verdict"] for t in payload["targets"]}
+    assert [v for t, v in verdicts.items() if "drift found as made" in t] == ["met", "met"]
+    assert "## Targets" in reconciliation.render_markdown(payload)
+    assert (results.read_text() if results.exists() else None) == before
+
+
 def test_sync_report_judges_targets_from_the_rows():
     def row(key, store, rate, calls, **extra):
         return {
@@ -198,7 +232,7 @@ def test_rows_of_several_rounds_keep_their_fastest_run():
     assert sync_report.fastest_runs(rows[:3]) == rows[:3]  # one round: unchanged
 
 
-DETAIL = ["store_upsert", "emulator_serving", "quality_gates", "writeback"]
+DETAIL = ["store_upsert", "emulator_serving", "quality_gates", "writeback", "reconciliation"]
 
 
 @pytest.mark.parametrize(
