@@ -25,7 +25,6 @@ import pandas as pd
 from benchmarks import machine_info, markdown_table, utc_now_iso, write_results
 from gtm_pipeline.sync.entities import PERSONS
 from gtm_pipeline.sync.quality import (
-    DEDUPLICATION,
     MAX_TEXT_LENGTH,
     REQUIRED,
     TYPE_COERCION,
@@ -129,7 +128,8 @@ def _has_required(record: dict[str, Any]) -> bool:
 
 
 def per_record_gates(records: list[dict[str, Any]]) -> tuple[QualityStats, set[int]]:
-    """Newest per id, required fields, text length, newest per email: a loop, dicts and sets."""
+    """Newest per id, required fields, text length: a loop, dicts and sets. Email twins all
+    pass (the store marks them tenant-wide, not the gates)."""
     stats = QualityStats(input=len(records))
     failed: set[int] = set()
     normalised = [_normalised(record) for record in records]
@@ -140,7 +140,7 @@ def per_record_gates(records: list[dict[str, Any]]) -> tuple[QualityStats, set[i
             newest_id[record["external_id"]] = (record["system_modstamp"], i)
     kept_ids = {i for _, i in newest_id.values()}
     stats.duplicates_removed = len(records) - len(kept_ids)
-    valid: list[tuple[int, dict[str, Any]]] = []
+    passed = 0
     for i, record in enumerate(normalised):
         if i not in kept_ids:
             continue
@@ -150,24 +150,6 @@ def per_record_gates(records: list[dict[str, Any]]) -> tuple[QualityStats, set[i
         elif any(record[c] is not None and len(record[c]) > MAX_TEXT_LENGTH for c in TEXT):
             failed.add(i)
             stats.failed_by_stage[TYPE_COERCION] += 1
-        else:
-            valid.append((i, record))
-    newest_email: dict[str, tuple[Any, str, int]] = {}
-    for i, record in valid:
-        email = record["email"]
-        if email is None:
-            continue
-        key = (record["system_modstamp"], record["external_id"], i)
-        best = newest_email.get(email)
-        if best is None or key[:2] > best[:2]:
-            newest_email[email] = key
-    kept_emails = {key[2] for key in newest_email.values()}
-    passed = 0
-    for i, record in valid:
-        if record["email"] is not None and i not in kept_emails:
-            failed.add(i)
-            stats.failed_by_stage[DEDUPLICATION] += 1
-            stats.duplicates_removed += 1
         else:
             passed += 1
     stats.passed = passed

@@ -6,9 +6,13 @@ import os
 import re
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from gtm_pipeline.cli import main
+from gtm_pipeline.config import database_url
+from gtm_pipeline.store import make_engine
+from gtm_pipeline.store.tables import persons
 
 COMMANDS = [
     "demo",
@@ -82,7 +86,27 @@ def test_demo_connects_syncs_changes_and_syncs_again(gtm_home, monkeypatch, rest
         total, success, failed, skipped, requests = map(int, row)
         assert success == total > 0 and failed == skipped == 0, entity_type
         assert requests == -(-total // 200)
-    assert int(written["person"][0]) == int(full["contacts"][2]) + 1 - 3  # +insert -deletes
+    # Stored, not deleted: the full sync's rows, +insert -deletes (email twins included).
+    kept, live = _demo_persons()
+    assert kept == int(full["contacts"][2]) + 1 - 3
+    # Written: the live set, one person per email (the twins of each left out) and those with none.
+    assert int(written["person"][0]) == live < kept
+
+
+def _demo_persons() -> tuple[int, int]:
+    """The demo tenant's persons rows not deleted, and how many of them are distinct people:
+    rows without an email, plus one per distinct email."""
+    query = sa.select(persons.c.email).where(
+        persons.c.tenant_id == "demo", persons.c.is_deleted.is_(False)
+    )
+    engine = make_engine(database_url())
+    try:
+        with engine.connect() as conn:
+            emails = conn.execute(query).scalars().all()
+    finally:
+        engine.dispose()
+    present = [e for e in emails if e is not None]
+    return len(emails), len(emails) - len(present) + len(set(present))
 
 
 def _writeback_rows(output: str) -> dict[str, list[str]]:

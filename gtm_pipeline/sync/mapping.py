@@ -64,7 +64,7 @@ ADDRESS_PARTS = (
 )
 NAME_PARTS = ("first_name", "last_name")
 _NOT_CANONICAL = {"tenant_id", "system_modstamp", "is_deleted", "deleted_at", "custom_fields"}
-_NOT_CANONICAL |= {"synced_at"}
+_NOT_CANONICAL |= {"synced_at", "deleted_reason", "duplicate_of"}
 # The full name's last word is the last name; everything before it the first name.
 _FULL_NAME = re.compile(r"(?s)^(?:(?P<first_name>.*\S)\s+)?(?P<last_name>\S+)$")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from gtm_pipeline.config import ConfigError
@@ -12,6 +13,7 @@ from gtm_pipeline.defs.assets import asset_key, sync_assets
 from gtm_pipeline.defs.checks import quality_check_results
 from gtm_pipeline.defs.instance import on_instance
 from gtm_pipeline.defs.partitions import salesforce_tenants
+from gtm_pipeline.store import CANONICAL_TABLES
 from gtm_pipeline.store.quarantine import failures_for
 from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER
 from gtm_pipeline.sync.quality import (
@@ -149,7 +151,23 @@ def materialize(instance, resources) -> dg.ExecuteInProcessResult:
         )
 
 
+def email_twins(engine, entity) -> set[str]:
+    """Persons rows the store marked as another row's email twin (not deleted)."""
+    table = CANONICAL_TABLES[entity.name]
+    if "duplicate_of" not in table.c:
+        return set()
+    with engine.connect() as conn:
+        query = sa.select(table.c.external_id).where(
+            table.c.tenant_id == TENANT,
+            table.c.is_deleted.is_(False),
+            table.c.duplicate_of.is_not(None),
+        )
+        return set(conn.execute(query).scalars())
+
+
 def test_checks_report_the_runs_quarantined_records(instance, resources, engine, monkeypatch):
+    """required_fields and type_coercion report the run's quarantine; deduplication quarantines
+    nothing and reports the tenant's email twins, which the store marks (`duplicate_of`)."""
     monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.001")
     result = materialize(instance, resources)
     assert result.success
@@ -159,12 +177,19 @@ def test_checks_report_the_runs_quarantined_records(instance, resources, engine,
         with engine.connect() as conn:
             quarantined = failures_for(conn, TENANT, entity.name)
         assert quarantined and all(f["run_id"] == result.run_id for f in quarantined)
+        assert not [f for f in quarantined if f["stage"] == DEDUPLICATION]
+        twins = email_twins(engine, entity)
+        assert bool(twins) == (entity is PERSONS), "the org's shared emails made no twins"
         checks = {e.check_name: e for e in evaluations if e.asset_key == key}
         assert set(checks) == set(STAGES)
         for stage, evaluation in checks.items():
-            own = {f["external_id"] for f in quarantined if f["stage"] == stage}
+            if stage == DEDUPLICATION:
+                own, rejected = twins, 0  # marked in the store, not rejected by the run
+            else:
+                own = {f["external_id"] for f in quarantined if f["stage"] == stage}
+                rejected = len(own)
             meta = {k: v.value for k, v in evaluation.metadata.items()}
-            assert meta["rows_rejected"] == len(own)
+            assert meta["rows_rejected"] == rejected
             assert evaluation.passed == (not own)
             table = meta["first_failures"]
             if not own:

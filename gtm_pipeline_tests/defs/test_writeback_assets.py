@@ -16,6 +16,7 @@ from gtm_pipeline.defs.writeback_assets import (
     failures_markdown,
 )
 from gtm_pipeline.defs.writeback_commands import run_writeback
+from gtm_pipeline.store.duplicates import emails_of, refresh_duplicates
 from gtm_pipeline.store.scoring import read_scores
 from gtm_pipeline.store.tables import persons, quality_failures
 from gtm_pipeline.writeback import WritebackResult
@@ -108,7 +109,9 @@ def test_a_blocking_quality_error_stops_the_writeback_before_any_request(
     assert not retries
 
 
-def test_quarantined_and_deleted_records_are_not_written(instance, resources, emulator, engine):
+def test_quarantined_deleted_and_email_twin_records_are_not_written(
+    instance, resources, emulator, engine
+):
     sync(instance, resources)
     with on_instance(instance):
         scored_run = dg.materialize(
@@ -117,7 +120,7 @@ def test_quarantined_and_deleted_records_are_not_written(instance, resources, em
     assert scored_run.success
     with engine.connect() as conn:
         scored = read_scores(conn, TENANT, "person")
-    quarantined_id, deleted_id = scored.external_id.iloc[0], scored.external_id.iloc[1]
+    quarantined_id, deleted_id, survivor_id, twin_id = scored.external_id.iloc[:4]
     with engine.begin() as conn:
         conn.execute(
             sa.insert(quality_failures).values(
@@ -131,17 +134,36 @@ def test_quarantined_and_deleted_records_are_not_written(instance, resources, em
             .where(persons.c.tenant_id == TENANT, persons.c.external_id == deleted_id)
             .values(is_deleted=True)
         )
+        # Two people now share an email: the larger id becomes the smaller one's twin.
+        pair = [survivor_id, twin_id]
+        touched = emails_of(conn, TENANT, pair) | {"twin@example.com"}
+        conn.execute(
+            sa.update(persons)
+            .where(persons.c.tenant_id == TENANT, persons.c.external_id.in_(pair))
+            .values(email="twin@example.com")
+        )
+        refresh_duplicates(conn, TENANT, touched)
+        marks = dict(
+            conn.execute(
+                sa.select(persons.c.external_id, persons.c.duplicate_of).where(
+                    persons.c.tenant_id == TENANT, persons.c.external_id.in_(pair)
+                )
+            ).all()
+        )
+    assert marks == {survivor_id: None, twin_id: survivor_id}
     before = fit_scores(emulator)
     run = run_writeback(TENANT, instance=instance, resources=resources)
     assert run.success, run.failure
     after = fit_scores(emulator)
     assert after[quarantined_id] == before[quarantined_id]
     assert after[deleted_id] == before[deleted_id]
+    assert after[twin_id] == before[twin_id]
     with engine.connect() as conn:
         rescored = read_scores(conn, TENANT, "person").set_index("external_id")
     [person] = [r for r in run.results if r["entity_type"] == "person"]
-    assert person["total"] == len(rescored) - 2
-    others = [i for i in rescored.index if i not in {quarantined_id, deleted_id}]
+    assert person["total"] == len(rescored) - 3
+    others = [i for i in rescored.index if i not in {quarantined_id, deleted_id, twin_id}]
+    assert survivor_id in others
     assert all(after[i] == pytest.approx(rescored.fit_score[i]) for i in others)
 
 

@@ -17,6 +17,8 @@ from gtm_pipeline.store import (
     upgrade,
 )
 from gtm_pipeline.store.migrate import VERSION_TABLE, alembic_config
+from gtm_pipeline.store.tables import accounts, opportunities, persons, quality_failures
+from gtm_pipeline_tests.store.conftest import T0
 
 EXPECTED_TABLES = {
     "connectors",
@@ -171,3 +173,115 @@ def test_no_store_module_shadows_a_table_of_the_same_name():
         importlib.import_module(f"gtm_pipeline.store.{module.name}")
     for name in store.CANONICAL_TABLES | {"connectors": 0, "scores": 0, "writeback_state": 0}:
         assert isinstance(getattr(store, name), sa.Table), name
+
+
+def _columns(engine: sa.Engine, table: str) -> set[str]:
+    return {column["name"] for column in sa.inspect(engine).get_columns(table)}
+
+
+def _0004_rows(engine: sa.Engine) -> None:
+    """Rows as a 0004 store holds them: only the columns that revision has."""
+    # Every row names every column: an executemany INSERT takes its columns from the first row.
+    stamp = {"system_modstamp": T0, "synced_at": T0, "is_deleted": False, "deleted_at": None}
+    gone = {"is_deleted": True, "deleted_at": T0}
+    person_rows = [
+        ("t1", "003B", "shared@x.io", {}),
+        ("t1", "003A", "shared@x.io", {}),  # the smallest id of the group: the survivor
+        ("t1", "003C", "shared@x.io", gone),  # deleted: no mark, and not a candidate
+        ("t1", "003a", "case@x.io", {}),  # byte order: "003Z" < "003a" whatever the collation
+        ("t1", "003Z", "case@x.io", {}),
+        ("t1", "003D", "solo@x.io", {}),
+        ("t1", "003E", None, {}),
+        ("t2", "003F", "shared@x.io", {}),  # another tenant's twin is no twin
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(persons),
+            [
+                {"tenant_id": t, "external_id": i, "email": e, **stamp, **extra}
+                for t, i, e, extra in person_rows
+            ],
+        )
+        conn.execute(
+            sa.insert(accounts),
+            [
+                {"tenant_id": "t1", "external_id": "001A", "name": "Live", **stamp},
+                {"tenant_id": "t1", "external_id": "001X", "name": "Gone", **stamp, **gone},
+            ],
+        )
+        conn.execute(
+            sa.insert(opportunities),
+            [{"tenant_id": "t1", "external_id": "006X", "name": "Gone", **stamp, **gone}],
+        )
+        failure = {"tenant_id": "t1", "field": "email", "reason": "r", "raw": {},
+                   "first_seen_at": T0, "last_seen_at": T0}  # fmt: skip
+        conn.execute(
+            sa.insert(quality_failures),
+            [
+                {**failure, "entity": "persons", "external_id": "003G", "stage": "deduplication"},
+                {**failure, "entity": "persons", "external_id": "003H", "stage": "required_fields"},
+            ],
+        )
+
+
+def test_0005_marks_twins_and_reasons_and_its_downgrade_removes_the_columns(
+    engine: sa.Engine,
+) -> None:
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+    assert "duplicate_of" not in _columns(engine, "persons")
+    assert "ix_persons_tenant_id_email" not in _index_names(engine, "persons")
+    _0004_rows(engine)
+
+    upgrade(engine)
+    for table in ("accounts", "persons", "opportunities"):
+        assert "deleted_reason" in _columns(engine, table), table
+    assert "duplicate_of" in _columns(engine, "persons")
+    assert "system_modstamp" in _columns(engine, "quality_failures")
+    [index] = [i for i in sa.inspect(engine).get_indexes("persons")
+               if i["name"] == "ix_persons_tenant_id_email"]  # fmt: skip
+    assert index["column_names"] == ["tenant_id", "email"]
+    with engine.connect() as conn:
+        persons = conn.execute(
+            sa.text("SELECT tenant_id, external_id, duplicate_of, deleted_reason FROM persons")
+        ).all()
+        reasons = {
+            table.name: dict(
+                conn.execute(sa.select(table.c.external_id, table.c.deleted_reason)).all()
+            )
+            for table in (accounts, opportunities)
+        }
+        failures = conn.execute(
+            sa.text("SELECT external_id, stage, system_modstamp FROM quality_failures")
+        ).all()
+    assert {(t, i): d for t, i, d, _ in persons} == {
+        ("t1", "003A"): None,
+        ("t1", "003B"): "003A",
+        ("t1", "003C"): None,
+        ("t1", "003Z"): None,
+        ("t1", "003a"): "003Z",
+        ("t1", "003D"): None,
+        ("t1", "003E"): None,
+        ("t2", "003F"): None,
+    }
+    assert {i: r for _, i, _, r in persons if r is not None} == {"003C": "deleted"}
+    assert reasons == {"accounts": {"001A": None, "001X": "deleted"},
+                       "opportunities": {"006X": "deleted"}}  # fmt: skip
+    # The former email-duplicate quarantine is gone; other entries stay, their stamp unknown.
+    assert [tuple(f) for f in failures] == [("003H", "required_fields", None)]
+
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+    for table in ("accounts", "persons", "opportunities"):
+        assert "deleted_reason" not in _columns(engine, table), table
+    assert "duplicate_of" not in _columns(engine, "persons")
+    assert "system_modstamp" not in _columns(engine, "quality_failures")
+    assert "ix_persons_tenant_id_email" not in _index_names(engine, "persons")
+    with engine.connect() as conn:
+        kept = conn.execute(sa.text("SELECT count(*) FROM persons")).scalar_one()
+    assert kept == len(persons)  # the rows stay; only the columns go
+    upgrade(engine)
+    assert _schema_differences(engine, metadata) == []

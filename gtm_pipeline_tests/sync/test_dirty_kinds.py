@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from gtm_pipeline.emulator.generate import DIRTY_KINDS, DUPLICATE_ID
 from gtm_pipeline.emulator.org import Org
+from gtm_pipeline.store.tables import persons
 from gtm_pipeline.sync.coerce import to_number
 from gtm_pipeline.sync.entities import ACCOUNTS, OPPORTUNITIES, PERSONS, Entity
 from gtm_pipeline.sync.extract import flatten_records
+from gtm_pipeline.sync.load import load_page, ready_page
 from gtm_pipeline.sync.prepare import PreparedPage, prepare_page
 from gtm_pipeline.sync.quality import DEDUPLICATION, MAX_TEXT_LENGTH, REQUIRED, TYPE_COERCION
 from gtm_pipeline.sync.soql import modified_query
@@ -228,7 +232,8 @@ def test_ids_served_twice_are_removed_once_and_counted(outcomes, sobject):
         assert record["Id"] in outcome.clean.index
         assert record["Id"] not in outcome.rejected
     stats = outcome.page.result.stats
-    assert stats.duplicates_removed == len(repeated) + stats.failed_by_stage[DEDUPLICATION]
+    assert stats.duplicates_removed == len(repeated)  # repeated ids only: email twins are kept
+    assert stats.failed_by_stage[DEDUPLICATION] == 0
 
 
 def _email_groups(outcome: Outcome) -> dict[str, list[dict[str, Any]]]:
@@ -239,23 +244,33 @@ def _email_groups(outcome: Outcome) -> dict[str, list[dict[str, Any]]]:
     return {k: v for k, v in groups.items() if len(v) > 1}
 
 
-def _newest(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return max(records, key=lambda r: (r["SystemModstamp"], r["Id"]))
-
-
-def test_a_shared_email_keeps_the_newest_record_and_rejects_the_others(outcomes):
+def test_shared_emails_pass_the_gates_and_the_store_marks_all_but_the_smallest_id(outcomes, engine):
     outcome = outcomes["Contact"]
     groups = _email_groups(outcome)
     assert any(any(r.get("_dirty") == "duplicate_email" for r in g) for g in groups.values())
+    assert not [f for f in outcome.page.rejected if f["stage"] == DEDUPLICATION]
     for records in groups.values():
-        keeper = _newest(records)
-        assert keeper["Id"] in outcome.clean.index
         for record in records:
-            if record is keeper:
-                continue
-            failure = outcome.rejected[record["Id"]]
-            assert failure["stage"] == DEDUPLICATION and failure["field"] == "email"
-            assert failure["reason"] == f"duplicate email of record {keeper['Id']}"
+            if record.get("_dirty") in (None, "duplicate_email", DUPLICATE_ID):
+                assert record["Id"] in outcome.clean.index, record["Id"]
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        page = ready_page(engine.dialect, "t", PERSONS, outcome.page, now)
+        load_page(conn, tenant_id="t", entity=PERSONS, page=page, mode="full", run_id="r",
+                  now=now, stats={})  # fmt: skip
+        rows = conn.execute(
+            sa.select(persons.c.external_id, persons.c.email, persons.c.duplicate_of)
+        ).all()
+    by_email: dict[str, list[str]] = {}
+    for row in rows:
+        if row.email is not None:
+            by_email.setdefault(row.email, []).append(row.external_id)
+    expected = {row.external_id: None for row in rows}
+    for ids in by_email.values():
+        expected.update({i: min(ids) for i in ids if i != min(ids)})
+    assert {row.external_id: row.duplicate_of for row in rows} == expected
+    assert len(rows) == len(outcome.clean)  # every twin stored
+    assert any(expected.values()), "no twin reached the store"
 
 
 def test_every_duplicate_email_record_is_in_a_shared_email_group(outcomes):
@@ -278,11 +293,8 @@ def _clean_rejections(outcome: Outcome, sobject: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("sobject", list(ENTITIES))
-def test_no_clean_record_is_rejected_except_as_the_older_of_a_shared_email(outcomes, sobject):
-    rejected = _clean_rejections(outcomes[sobject], sobject)
-    assert all(f["stage"] == DEDUPLICATION for f in rejected), rejected[:3]
-    if sobject != "Contact":
-        assert rejected == []
+def test_no_clean_record_is_rejected(outcomes, sobject):
+    assert _clean_rejections(outcomes[sobject], sobject) == []
 
 
 def test_no_clean_contact_loses_a_shared_email_to_its_dirty_copy(outcomes):

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor
-from gtm_pipeline.store.quarantine import failures_for
+from gtm_pipeline.store.quarantine import failures_for, live_row_count
+from gtm_pipeline.store.tables import is_live
 from gtm_pipeline.sync.entities import ACCOUNTS, PERSONS, Entity
 from gtm_pipeline.sync.load import (
     deleted_cursor_key,
@@ -22,7 +23,7 @@ from gtm_pipeline.sync.load import (
     ready_page,
 )
 from gtm_pipeline.sync.prepare import prepare_page
-from gtm_pipeline.sync.quality import DEDUPLICATION, REQUIRED
+from gtm_pipeline.sync.quality import REQUIRED, TYPE_COERCION
 from gtm_pipeline.sync.transform import to_canonical
 
 TENANT = "acme"
@@ -247,17 +248,85 @@ def test_quarantine_keeps_first_seen_and_releases_a_record_that_passes_later(eng
 def test_a_different_failure_stage_starts_its_own_first_seen(engine):
     load(engine, [contact("003Q00000000000AAA", None, T0)], now=RUN_AT)
     later = RUN_AT + timedelta(days=1)
-    load(
+    too_long = contact("003Q00000000000AAA", "q@x.io", T0 + timedelta(seconds=1), Title="x" * 300)
+    load(engine, [too_long], now=later)
+    entry = quarantine(engine)["003Q00000000000AAA"]
+    assert entry["stage"] == TYPE_COERCION and entry["first_seen_at"] == later
+    assert entry["reason"] == "title: text longer than 255 characters (300)"
+
+
+def test_a_record_that_fails_loses_its_earlier_stored_row(engine):
+    load(engine, [contact("003A00000000000AAA", "a@x.io", T0, FirstName="Ada")])
+    failing = contact("003A00000000000AAA", None, T0 + timedelta(seconds=1))  # no email, no name
+    load(engine, [failing], now=RUN_AT + timedelta(hours=1))
+    assert "003A00000000000AAA" not in stored(engine)
+    entry = quarantine(engine)["003A00000000000AAA"]
+    assert entry["stage"] == REQUIRED and entry["system_modstamp"] == T0 + timedelta(seconds=1)
+    assert entry["raw"]["email"] is None and entry["raw"]["first_name"] is None
+
+
+def test_an_older_failing_version_read_late_leaves_the_newer_row(engine):
+    load(engine, [contact("003A00000000000AAA", "a@x.io", T0 + timedelta(minutes=5))])
+    load(engine, [contact("003A00000000000AAA", None, T0)], now=RUN_AT + timedelta(hours=1))
+    assert stored(engine)["003A00000000000AAA"].email == "a@x.io"
+
+
+def marks(engine: sa.Engine) -> dict[str, str | None]:
+    return {i: r.duplicate_of for i, r in stored(engine).items() if not r.is_deleted}
+
+
+def live(engine: sa.Engine) -> set[str]:
+    with engine.connect() as conn:
+        table = CANONICAL_TABLES["persons"]
+        query = sa.select(table.c.external_id).where(table.c.tenant_id == TENANT, is_live(table))
+        return set(conn.execute(query).scalars())
+
+
+def test_email_twins_are_both_stored_and_the_larger_id_is_marked(engine):
+    loaded = load(
         engine,
         [
-            contact("003Q00000000000AAA", "dup@x.io", T0 + timedelta(seconds=1)),
-            contact("003W00000000000AAA", "dup@x.io", T0 + timedelta(seconds=2)),
+            contact("003W00000000000AAA", "dup@x.io", T0 + timedelta(seconds=2), Title="newer"),
+            contact("003Q00000000000AAA", " DUP@x.io ", T0 + timedelta(seconds=1), Title="older"),
+            contact("003S00000000000AAA", "solo@x.io", T0),
         ],
-        now=later,
     )
-    entry = quarantine(engine)["003Q00000000000AAA"]
-    assert entry["stage"] == DEDUPLICATION and entry["first_seen_at"] == later
-    assert entry["reason"] == "duplicate email of record 003W00000000000AAA"
+    assert loaded.loaded == 3 and quarantine(engine) == {}
+    rows = stored(engine)
+    assert (
+        rows["003W00000000000AAA"].title == "newer" and rows["003Q00000000000AAA"].title == "older"
+    )
+    assert marks(engine) == {
+        "003Q00000000000AAA": None,  # the smallest id survives, whichever is newer
+        "003W00000000000AAA": "003Q00000000000AAA",
+        "003S00000000000AAA": None,
+    }
+    assert live(engine) == {"003Q00000000000AAA", "003S00000000000AAA"}
+    with engine.connect() as conn:
+        assert live_row_count(conn, TENANT, "persons") == 2
+
+
+def test_twin_marks_do_not_depend_on_pages_or_their_order(engine):
+    ids = [f"003{c}00000000000AAA" for c in "QBZA"]
+    pages = [[ids[2]], [ids[0], ids[3]], [ids[1]]]  # the survivor arrives in the middle
+    for page in pages:
+        load(engine, [contact(i, "shared@x.io", T0) for i in page])
+    survivor = "003A00000000000AAA"
+    assert marks(engine) == {i: None if i == survivor else survivor for i in ids}
+
+
+def test_the_next_twin_takes_over_when_the_survivor_goes(engine):
+    a, b, c = (f"003{x}00000000000AAA" for x in "ABC")
+    load(engine, [contact(i, "shared@x.io", T0) for i in (a, b, c)])
+    load_deleted(engine, deletions((a, T0 + timedelta(seconds=1))))
+    assert marks(engine) == {b: None, c: b}
+    assert stored(engine)[a].duplicate_of is None and stored(engine)[a].deleted_reason == "deleted"
+    load(engine, [contact(b, None, T0 + timedelta(seconds=2))])  # b fails: its row goes
+    assert marks(engine) == {c: None}
+    load(engine, [contact(b, "shared@x.io", T0 + timedelta(seconds=3))])  # b passes again
+    assert marks(engine) == {b: None, c: b}
+    load(engine, [contact(b, "other@x.io", T0 + timedelta(seconds=4))])  # b changes its email
+    assert marks(engine) == {b: None, c: None}
 
 
 def test_quarantine_of_records_not_on_the_page_is_left_alone(engine):

@@ -200,7 +200,17 @@ def test_sources_that_are_not_plain_paths_are_refused(source):
         check_mappings(PERSONS, [FieldMapping("title", source)])
 
 
-@pytest.mark.parametrize("target", ["region", "custom_fields.", "custom_fields.a b", "tenant_id"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "region",
+        "custom_fields.",
+        "custom_fields.a b",
+        "tenant_id",
+        "duplicate_of",
+        "deleted_reason",
+    ],
+)
 def test_unknown_targets_are_refused(target):
     with pytest.raises(MappingError, match="unknown target"):
         check_mappings(PERSONS, [FieldMapping(target, "Title")])
