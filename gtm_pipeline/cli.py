@@ -36,6 +36,7 @@ def _register() -> None:
     from gtm_pipeline.connect.cli import connect, operator, web
     from gtm_pipeline.connect.commands import rotate_key_command
     from gtm_pipeline.defs.commands import sync
+    from gtm_pipeline.defs.reconcile_commands import reconcile
     from gtm_pipeline.defs.writeback_commands import writeback
     from gtm_pipeline.demo import demo
     from gtm_pipeline.emulator.command import emulator
@@ -50,6 +51,7 @@ def _register() -> None:
         connect,
         operator,
         sync,
+        reconcile,
         rotate_key_command,
         mapping,
         quality,

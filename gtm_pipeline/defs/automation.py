@@ -3,22 +3,35 @@
 Both list the connected tenants from the store, make sure each is a `salesforce_tenants` partition,
 and request one incremental sync run per tenant, tagged `gtm/tenant=<id>`. A tenant whose previous
 run is still queued or running is skipped; dagster.yaml's tag limit is the second line of defence.
+
+What starts reconciliation runs (the `reconciliation` checks, in their own job): a daily schedule
+(`GTM_RECONCILE_CRON`) for every connected tenant, and a run-status sensor after each successful
+sync run that read an entity in full. Neither skips a busy tenant: the run waits in the queue
+behind the tenant's sync (one run per tenant), since a skipped day would be a day unreconciled.
 """
 
 import os
+from collections.abc import Mapping
 
 import dagster as dg
 import sqlalchemy as sa
 
+# Dagster's own test of a cron string, the one its schedules apply, has no public name; used so a
+# bad GTM_RECONCILE_CRON fails with a message naming the variable rather than a definition error.
+from dagster._utils.schedules import is_valid_cron_string
+
 from gtm_pipeline.config import ConfigError
 from gtm_pipeline.defs.assets import asset_key
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
+from gtm_pipeline.defs.reconciliation import reconciliation_check_keys
 from gtm_pipeline.defs.resources import WarehouseResource
 from gtm_pipeline.store.connections import list_connectors
 from gtm_pipeline.sync.entities import SYNC_ORDER
 
 DEFAULT_INTERVAL_SECONDS = 900
 DEFAULT_CRON = "*/30 * * * *"
+RECONCILE_CRON_VARIABLE = "GTM_RECONCILE_CRON"
+DEFAULT_RECONCILE_CRON = "0 4 * * *"
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -29,8 +42,26 @@ IN_PROGRESS = [
 
 sync_job = dg.define_asset_job(
     "salesforce_sync",
-    selection=dg.AssetSelection.assets(*(asset_key(e) for e in SYNC_ORDER)),
+    # An asset selection includes every check on the assets: the reconciliation checks are taken
+    # out, so an incremental sync never pays for a listing of every record.
+    selection=dg.AssetSelection.assets(*(asset_key(e) for e in SYNC_ORDER))
+    - dg.AssetSelection.checks(*reconciliation_check_keys()),
     description="Accounts, then contacts, then opportunities, for one tenant.",
+)
+
+reconciliation_job = dg.define_asset_job(
+    "salesforce_reconciliation",
+    selection=dg.AssetSelection.checks(*reconciliation_check_keys()),
+    # Dagster 1.13 infers a job's partitions from the assets it materializes only, so a job of
+    # checks alone is unpartitioned even though the checks are (and define_asset_job's
+    # partitions_def is deprecated and only validated against those assets). A partitioned
+    # config makes it a `salesforce_tenants` job: a partition picker in the launchpad, run
+    # requests and in-process runs by partition key, each run tagged with its tenant.
+    config=dg.PartitionedConfig(
+        partitions_def=salesforce_tenants, run_config_for_partition_key_fn=lambda _key: {}
+    ),
+    description="The reconciliation check of accounts, contacts and opportunities, for one "
+    "tenant: Salesforce's Ids and stamps compared with the store, drift repaired.",
 )
 
 
@@ -45,9 +76,30 @@ def sync_interval_seconds() -> int:
     return int(raw)
 
 
+def reconcile_cron(environ: Mapping[str, str] | None = None) -> str:
+    raw = (os.environ if environ is None else environ).get(RECONCILE_CRON_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_RECONCILE_CRON
+    if not is_valid_cron_string(raw):
+        raise ConfigError(
+            f"{RECONCILE_CRON_VARIABLE} must be a five-field cron expression such as "
+            f"'{DEFAULT_RECONCILE_CRON}' (got {raw!r})"
+        )
+    return raw
+
+
 def connected_tenants(engine: sa.Engine) -> list[str]:
     with engine.connect() as conn:
         return [c.tenant_id for c in list_connectors(conn) if c.status == "connected"]
+
+
+def _new_partitions(instance: dg.DagsterInstance, tenants: list[str]) -> list[str]:
+    known = set(instance.get_dynamic_partitions(salesforce_tenants.name))
+    return [t for t in tenants if t not in known]
+
+
+def tenant_request(tenant_id: str, run_key: str | None = None) -> dg.RunRequest:
+    return dg.RunRequest(run_key=run_key, partition_key=tenant_id, tags={TENANT_TAG: tenant_id})
 
 
 def _busy(instance: dg.DagsterInstance, tenant_id: str) -> bool:
@@ -62,15 +114,13 @@ def sync_requests(
 ) -> tuple[list[str], list[dg.RunRequest], list[str]]:
     """New partitions to add, run requests, and tenants skipped because a run is in progress."""
     tenants = connected_tenants(engine)
-    known = set(instance.get_dynamic_partitions(salesforce_tenants.name))
-    new = [t for t in tenants if t not in known]
     requests, skipped = [], []
     for tenant in tenants:
         if _busy(instance, tenant):
             skipped.append(tenant)
             continue
-        requests.append(dg.RunRequest(partition_key=tenant, tags={TENANT_TAG: tenant}))
-    return new, requests, skipped
+        requests.append(tenant_request(tenant))
+    return _new_partitions(instance, tenants), requests, skipped
 
 
 @dg.sensor(
@@ -103,3 +153,55 @@ def tenant_sync_schedule(context: dg.ScheduleEvaluationContext, warehouse: Wareh
     if new:
         context.instance.add_dynamic_partitions(salesforce_tenants.name, new)
     return requests or dg.SkipReason("no connected tenant is free to sync")
+
+
+@dg.schedule(
+    job=reconciliation_job,
+    cron_schedule=reconcile_cron(),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Reconciles every connected tenant with Salesforce (cron: GTM_RECONCILE_CRON).",
+)
+def tenant_reconciliation_schedule(
+    context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource
+):
+    tenants = connected_tenants(warehouse.engine())
+    new = _new_partitions(context.instance, tenants)
+    if new:
+        context.instance.add_dynamic_partitions(salesforce_tenants.name, new)
+    return [tenant_request(t) for t in tenants] or dg.SkipReason("no connected tenant")
+
+
+def read_in_full(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The assets that a run materialized in "full" mode (the sync assets' `mode` metadata)."""
+    records = instance.get_records_for_run(
+        run_id=run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    full = []
+    for record in records:
+        materialization = record.event_log_entry.asset_materialization
+        if materialization is None:
+            continue
+        mode = materialization.metadata.get("mode")
+        if mode is not None and mode.value == "full":
+            full.append(materialization.asset_key.to_user_string())
+    return full
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[sync_job],
+    request_job=reconciliation_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After a successful sync run that read any entity in full, requests the "
+    "reconciliation of that tenant.",
+)
+def reconcile_after_full_sync(context: dg.RunStatusSensorContext):
+    run = context.dagster_run
+    tenant = context.partition_key
+    if tenant is None:
+        return dg.SkipReason(f"run {run.run_id} has no tenant partition")
+    full = read_in_full(context.instance, run.run_id)
+    if not full:
+        return dg.SkipReason(f"run {run.run_id} of {tenant} was incremental")
+    context.log.info(f"{tenant}: {', '.join(full)} read in full; requesting reconciliation")
+    return tenant_request(tenant, run_key=f"reconcile-after-{run.run_id}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import click
 import dagster as dg
@@ -11,6 +12,9 @@ from gtm_pipeline.defs.assets import asset_key, sync_assets
 from gtm_pipeline.defs.instance import local_instance, on_instance
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
 from gtm_pipeline.sync.entities import SYNC_ORDER
+
+if TYPE_CHECKING:
+    from gtm_pipeline.defs.reconcile_commands import ReconcileRun
 
 SUMMARY_COLUMNS = ("mode", "rows_read", "rows_loaded", "rows_rejected", "rows_deleted",
                    "pages", "api_calls")  # fmt: skip
@@ -23,6 +27,8 @@ class SyncRun:
     summary: dict[str, dict[str, object]]
     """Per entity: the materialization metadata shown in SUMMARY_COLUMNS."""
     failure: str | None
+    reconciliation: ReconcileRun | None = None
+    """The reconciliation run that follows a successful `full` sync."""
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str | None:
@@ -41,15 +47,20 @@ def run_sync(
     full: bool = False,
     instance: dg.DagsterInstance | None = None,
     resources: dict[str, object] | None = None,
+    reconcile: bool = True,
 ) -> SyncRun:
     """Materialize the three sync assets for one tenant partition; never raises on a failed run.
 
     Without an `instance`, the persistent local one is opened (and entered, so Dagster's
-    process-wide state points at it) for the duration of the run.
+    process-wide state points at it) for the duration of the run. A successful `full` sync is
+    followed by a run of the reconciliation checks (as the sensor does for scheduled full syncs),
+    unless `reconcile` is False: a full read cannot see what was purged from Salesforce.
     """
     if instance is None:
         with local_instance() as opened:
-            return run_sync(tenant_id, full=full, instance=opened, resources=resources)
+            return run_sync(
+                tenant_id, full=full, instance=opened, resources=resources, reconcile=reconcile
+            )
     from gtm_pipeline.definitions import defs
 
     if not instance.has_dynamic_partition(salesforce_tenants.name, tenant_id):
@@ -71,7 +82,13 @@ def run_sync(
         metadata = event.materialization.metadata
         entity = event.asset_key.path[-1]
         summary[entity] = {c: metadata[c].value for c in SUMMARY_COLUMNS if c in metadata}
-    return SyncRun(result.success, result.run_id, summary, failure_message(result))
+    run = SyncRun(result.success, result.run_id, summary, failure_message(result))
+    if not (reconcile and full and run.success):
+        return run
+    from gtm_pipeline.defs.reconcile_commands import run_reconciliation
+
+    reconciliation = run_reconciliation(tenant_id, instance=instance, resources=resources)
+    return replace(run, reconciliation=reconciliation)
 
 
 def summary_table(summary: dict[str, dict[str, object]]) -> str:
@@ -87,7 +104,9 @@ def summary_table(summary: dict[str, dict[str, object]]) -> str:
 
 @click.command("sync")
 @click.option("--tenant", required=True, help="Tenant id (a connected tenant).")
-@click.option("--full", is_flag=True, help="Read everything, not only what changed.")
+@click.option(
+    "--full", is_flag=True, help="Read everything, not only what changed; then reconcile."
+)
 def sync(tenant: str, full: bool) -> None:
     """Sync a tenant's accounts, contacts and opportunities now (Dagster in-process)."""
     run = run_sync(tenant, full=full)
@@ -95,3 +114,10 @@ def sync(tenant: str, full: bool) -> None:
     if not run.success:
         raise click.ClickException(run.failure or "the sync failed")
     click.echo(f"Sync of {tenant} succeeded (Dagster run {run.run_id}).")
+    if run.reconciliation is not None:
+        from gtm_pipeline.defs.reconcile_commands import echo_outcome, reconciliation_table
+
+        click.echo("\nReconciliation after the full sync:")
+        if run.reconciliation.results:
+            click.echo(reconciliation_table(run.reconciliation.results))
+        echo_outcome(tenant, run.reconciliation)
