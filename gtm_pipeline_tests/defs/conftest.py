@@ -12,7 +12,7 @@ from gtm_pipeline.connect.vault import StoredTokens, TokenVault
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.emulator.testing import EmulatorHandle, obtain_tokens, running_emulator
 from gtm_pipeline.salesforce.crypto import TokenCipher
-from gtm_pipeline.store.connections import upsert_connector
+from gtm_pipeline.store.connections import set_connector_status, upsert_connector
 
 TENANT = "acme"
 COUNTS = {"Account": 80, "Contact": 600, "Opportunity": 150}
@@ -68,4 +68,32 @@ def resources(engine, emulator, encryption_key, database_url) -> dict:
             api_version=info["api_version"],
             ca_bundle=info["ca_bundle"],
         ),
+    }
+
+
+@pytest.fixture()
+def tenants(engine, emulator, encryption_key):
+    """acme and globex connected, initech needing a reconnect."""
+    for tenant in ("acme", "globex", "initech"):
+        connect_tenant(engine, emulator, encryption_key, tenant)
+    with engine.begin() as conn:
+        set_connector_status(conn, "initech", "reconnect_needed", "refresh token revoked")
+    return engine
+
+
+def program_environment(
+    emulator: EmulatorHandle, encryption_key: str, database_url: str, dagster_home: object
+) -> dict[str, str]:
+    """The settings a `gtm-pipeline` or `dagster` process reads, pointed at the emulator, the
+    store and a Dagster home."""
+    info = emulator.info
+    return {
+        "DAGSTER_HOME": str(dagster_home),
+        "DATABASE_URL": database_url,
+        "SALESFORCE_LOGIN_URL": info["login_url"],
+        "SALESFORCE_CA_BUNDLE": info["ca_bundle"],
+        "SALESFORCE_API_VERSION": info["api_version"],
+        "SALESFORCE_CLIENT_ID": info["client_id"],
+        "SALESFORCE_CLIENT_SECRET": info["client_secret"],
+        "CONNECTOR_ENCRYPTION_KEY": encryption_key,
     }

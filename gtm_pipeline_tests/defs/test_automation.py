@@ -13,18 +13,7 @@ from gtm_pipeline.defs.automation import tenant_sync_schedule, tenant_sync_senso
 from gtm_pipeline.defs.commands import run_sync
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
 from gtm_pipeline.defs.resources import WarehouseResource
-from gtm_pipeline.store.connections import set_connector_status
-from gtm_pipeline_tests.defs.conftest import TENANT, connect_tenant
-
-
-@pytest.fixture()
-def tenants(engine, emulator, encryption_key):
-    """acme and globex connected, initech needing a reconnect."""
-    for tenant in ("acme", "globex", "initech"):
-        connect_tenant(engine, emulator, encryption_key, tenant)
-    with engine.begin() as conn:
-        set_connector_status(conn, "initech", "reconnect_needed", "refresh token revoked")
-    return engine
+from gtm_pipeline_tests.defs.conftest import TENANT
 
 
 def test_sensor_adds_partitions_and_requests_one_run_per_connected_tenant(tenants, database_url):

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from gtm_pipeline.defs.instance import on_instance
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.store import CANONICAL_TABLES
-from gtm_pipeline_tests.defs.conftest import TENANT
+from gtm_pipeline_tests.defs.conftest import TENANT, program_environment
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,18 +27,7 @@ def test_dagster_cli_materializes_a_tenant_partition(
     home.mkdir()
     with dg.DagsterInstance.from_config(str(home)) as instance, on_instance(instance):
         instance.add_dynamic_partitions(salesforce_tenants.name, [TENANT])
-    info = emulator.info
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "DATABASE_URL": database_url,
-        "SALESFORCE_LOGIN_URL": info["login_url"],
-        "SALESFORCE_CA_BUNDLE": info["ca_bundle"],
-        "SALESFORCE_API_VERSION": info["api_version"],
-        "SALESFORCE_CLIENT_ID": info["client_id"],
-        "SALESFORCE_CLIENT_SECRET": info["client_secret"],
-        "CONNECTOR_ENCRYPTION_KEY": encryption_key,
-    }
+    env = {**os.environ, **program_environment(emulator, encryption_key, database_url, home)}
     command = [sys.executable, "-m", "dagster", "asset", "materialize",
                "-m", "gtm_pipeline.definitions", "--select", "key:salesforce/*",
                "--partition", TENANT]  # fmt: skip

@@ -15,7 +15,7 @@ from gtm_pipeline.defs.instance import on_instance
 from gtm_pipeline.defs.reconcile_commands import ReconcileRun, echo_outcome
 from gtm_pipeline.defs.reconciliation import reconciliation_check_key
 from gtm_pipeline.sync.entities import PERSONS
-from gtm_pipeline_tests.defs.conftest import TENANT
+from gtm_pipeline_tests.defs.conftest import TENANT, program_environment
 from gtm_pipeline_tests.defs.test_reconciliation_check import clean_live_contacts, persons
 
 
@@ -35,18 +35,8 @@ def test_reconcile_help_names_its_options():
 def cli_env(gtm_home, monkeypatch, resources, emulator, encryption_key, database_url, tmp_path):
     """The environment `gtm-pipeline` reads, pointed at the emulator, the store and a fresh
     DAGSTER_HOME; returns that home."""
-    info = emulator.info
     home = tmp_path / "dagster_home"
-    for name, value in {
-        "DATABASE_URL": database_url,
-        "DAGSTER_HOME": str(home),
-        "SALESFORCE_LOGIN_URL": info["login_url"],
-        "SALESFORCE_CA_BUNDLE": info["ca_bundle"],
-        "SALESFORCE_API_VERSION": info["api_version"],
-        "SALESFORCE_CLIENT_ID": info["client_id"],
-        "SALESFORCE_CLIENT_SECRET": info["client_secret"],
-        "CONNECTOR_ENCRYPTION_KEY": encryption_key,
-    }.items():
+    for name, value in program_environment(emulator, encryption_key, database_url, home).items():
         monkeypatch.setenv(name, value)
     return home
 

@@ -36,10 +36,9 @@ from gtm_pipeline.defs.reconciliation import (
 )
 from gtm_pipeline.defs.resources import WarehouseResource
 from gtm_pipeline.store import CANONICAL_TABLES
-from gtm_pipeline.store.connections import set_connector_status
 from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER
 from gtm_pipeline.sync.quality import STAGES
-from gtm_pipeline_tests.defs.conftest import TENANT, connect_tenant
+from gtm_pipeline_tests.defs.conftest import TENANT
 
 REPO = Path(__file__).resolve().parents[2]
 CONTACTS_CHECK = reconciliation_check_key(PERSONS)
@@ -264,16 +263,6 @@ def test_a_budget_spent_before_the_listing_stops_cleanly_without_retry(
 
 
 # -- what starts it --------------------------------------------------------------------------------
-
-
-@pytest.fixture()
-def tenants(engine, emulator, encryption_key):
-    """acme and globex connected, initech needing a reconnect."""
-    for tenant in ("acme", "globex", "initech"):
-        connect_tenant(engine, emulator, encryption_key, tenant)
-    with engine.begin() as conn:
-        set_connector_status(conn, "initech", "reconnect_needed", "refresh token revoked")
-    return engine
 
 
 def test_schedule_requests_one_reconciliation_per_connected_tenant(tenants, database_url):
