@@ -1,76 +1,515 @@
-"""Compare the store with the emulator's ground truth, field by field."""
+"""The test oracle: the store one entity must hold, computed from the emulator's truth alone.
+
+Nothing here calls the code under test. The default mapping (Salesforce field -> canonical
+column) and the documented gate rules are written out again below, independently of
+`sync/entities.py`, `sync/coerce.py` and `sync/quality.py`, so that a change to either side shows
+up as a difference instead of being copied into the expectation.
+
+From `emulator.control.truth(object)` (every record not purged, with `IsDeleted`):
+
+- a live record that keeps the raw contract and passes the gates -> a row holding the newest
+  value of every canonical column, not deleted, no quarantine entry;
+- a live record that fails -> no row, exactly one quarantine entry (the expected stage, a failing
+  field, the version's stamp and its newest values);
+- persons: among the expected live rows sharing an email, the smallest Id (Python `min()`)
+  survives and every other row has `duplicate_of` = that Id; every other row has none;
+- a record in the recycle bin -> a row flagged deleted (`deleted_reason` "deleted") with
+  `deleted_at` == `system_modstamp` == the record's stamp (other values not compared) and no
+  quarantine entry;
+- a stored row of a record absent from the truth (purged) -> flagged deleted ("deleted" or
+  "purged"), no quarantine entry.
+
+Every canonical column is compared except `synced_at`. Every difference is collected, so one
+failure lists them all.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from gtm_pipeline.emulator.testing import EmulatorHandle
 from gtm_pipeline.store import CANONICAL_TABLES
-from gtm_pipeline.store.quarantine import failures_for
+from gtm_pipeline.store.tables import quality_failures
 from gtm_pipeline.sync.entities import Entity
 
-
-def _text(value):
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _stamp(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+RAW_SCHEMA, REQUIRED, TYPES = "raw_schema", "required_fields", "type_coercion"
+MAX_TEXT = 255
+MAX_INTEGER = 2**31 - 1
+SHOWN = 25
+"""Differences listed in a failure message (all are counted)."""
 
 
-CHECKS = {
-    "accounts": {"name": lambda r: _text(r["Name"]), "industry": lambda r: _text(r["Industry"])},
+# -- the reference default mapping -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """One canonical column: the Salesforce field it is read from and what kind of value."""
+
+    field: str
+    kind: str  # text, email, domain, integer, number, date
+
+
+MAPPING: dict[str, dict[str, Source]] = {
+    "accounts": {
+        "name": Source("Name", "text"),
+        "website": Source("Website", "text"),
+        "domain": Source("Website", "domain"),
+        "industry": Source("Industry", "text"),
+        "employee_count": Source("NumberOfEmployees", "integer"),
+        "annual_revenue": Source("AnnualRevenue", "number"),
+    },
     "persons": {
-        "email": lambda r: None if _text(r["Email"]) is None else _text(r["Email"]).lower(),
-        "first_name": lambda r: _text(r["FirstName"]),
-        "last_name": lambda r: _text(r["LastName"]),
-        "account_external_id": lambda r: r["AccountId"],
+        "email": Source("Email", "email"),
+        "first_name": Source("FirstName", "text"),
+        "last_name": Source("LastName", "text"),
+        "title": Source("Title", "text"),
+        "phone": Source("Phone", "text"),
+        "account_external_id": Source("AccountId", "text"),
     },
     "opportunities": {
-        "name": lambda r: _text(r["Name"]),
-        "stage": lambda r: _text(r["StageName"]),
-        "account_external_id": lambda r: r["AccountId"],
+        "name": Source("Name", "text"),
+        "stage": Source("StageName", "text"),
+        "close_date": Source("CloseDate", "date"),
+        "account_external_id": Source("AccountId", "text"),
+        "amount": Source("Amount", "number"),
     },
+}
+OBJECT = {"accounts": "Account", "persons": "Contact", "opportunities": "Opportunity"}
+REQUIRED_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "accounts": (("name",),),
+    "persons": (("email",), ("first_name", "last_name")),
+    "opportunities": (("name", "account_external_id"),),
+}
+"""A record passes when every column of one group is set (external_id always is)."""
+TEXT_KINDS = ("text", "email", "domain")
+
+
+# -- one small function per rule ---------------------------------------------------------------
+
+
+class Unreadable(ValueError):
+    """A value the type gate must reject."""
+
+
+SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+SALESFORCE_STAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})"
+)
+
+
+def stamp_of(record: Mapping[str, Any]) -> datetime:
+    """A record's SystemModstamp as an aware datetime."""
+    return datetime.strptime(record["SystemModstamp"], "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def breaks_raw_contract(record: Mapping[str, Any]) -> str | None:
+    """The field that breaks Salesforce's side of the contract (Id, stamp, reference ids)."""
+    if not isinstance(record.get("Id"), str) or not SALESFORCE_ID.fullmatch(record["Id"]):
+        return "Id"
+    stamp = record.get("SystemModstamp")
+    if not isinstance(stamp, str) or not SALESFORCE_STAMP.fullmatch(stamp):
+        return "SystemModstamp"
+    account = record.get("AccountId")
+    if account is not None and not SALESFORCE_ID.fullmatch(str(account)):
+        return "AccountId"
+    return None
+
+
+def text(value: Any) -> str | None:
+    """Trimmed; blanks are missing."""
+    if value is None:
+        return None
+    trimmed = str(value).strip()
+    return trimmed or None
+
+
+def email(value: Any) -> str | None:
+    """Trimmed and lowercased."""
+    trimmed = text(value)
+    return None if trimmed is None else trimmed.lower()
+
+
+_LABEL = re.compile(r"[^\W_](?:[\w-]*[^\W_])?")
+
+
+def domain(value: Any) -> str | None:
+    """The host of a website, lowercased, without scheme, user, `www.`, port or path; missing
+    unless it is dot-separated labels ending in a label that starts with a letter."""
+    site = text(value)
+    if site is None:
+        return None
+    rest = re.sub(r"^[a-z][a-z0-9+.\-]*:", "", site.lower()).removeprefix("//")
+    host = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    host = host.rsplit("@", 1)[-1].removeprefix("www.")
+    host = re.sub(r"\.?(?::\d+)?$", "", host)
+    labels = host.split(".")
+    if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
+        return None
+    return host if labels[-1][0].isalpha() else None
+
+
+_PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?")
+_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_SUFFIXED = re.compile(r"(-?\d+(?:\.\d+)?)\s*([kmb])")
+_SCALE = {"k": 1e3, "m": 1e6, "b": 1e9}
+
+
+def number(value: Any) -> float | None:
+    """coerce.py's rule: JSON numbers; text with a currency sign, thousands commas or a k/m/b
+    suffix; anything ambiguous ("1.200,50", "N/A", "-") or not finite is unreadable."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise Unreadable(value)
+    if isinstance(value, int | float):
+        parsed = float(value)
+    else:
+        cleaned = re.sub(r"^[$€£]\s*", "", str(value).strip().lower())
+        if _THOUSANDS.fullmatch(cleaned):
+            cleaned = cleaned.replace(",", "")
+        if _PLAIN_NUMBER.fullmatch(cleaned):
+            parsed = float(cleaned)
+        elif match := _SUFFIXED.fullmatch(cleaned):
+            parsed = float(match[1]) * _SCALE[match[2]]
+        else:
+            raise Unreadable(value)
+    if not math.isfinite(parsed):
+        raise Unreadable(value)
+    return parsed
+
+
+def integer(value: Any) -> int | None:
+    """A number that is whole and fits 32 bits."""
+    parsed = number(value)
+    if parsed is None:
+        return None
+    if parsed != round(parsed) or abs(parsed) > MAX_INTEGER:
+        raise Unreadable(value)
+    return int(parsed)
+
+
+def iso_date(value: Any) -> date | None:
+    """`YYYY-MM-DD` (trimmed) naming a real day."""
+    if value is None:
+        return None
+    cleaned = str(value).strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", cleaned, flags=re.ASCII):
+        raise Unreadable(value)
+    try:
+        return datetime.strptime(cleaned, "%Y-%m-%d").date()
+    except ValueError:
+        raise Unreadable(value) from None
+
+
+READ: dict[str, Callable[[Any], Any]] = {
+    "text": text,
+    "email": email,
+    "domain": domain,
+    "integer": integer,
+    "number": number,
+    "date": iso_date,
 }
 
 
-def reconcile(engine: sa.Engine, tenant_id: str, emulator: EmulatorHandle, entity: Entity) -> dict:
-    """Assert the store matches the truth for one entity; return counts for further checks.
+def too_long(value: Any) -> bool:
+    return isinstance(value, str) and len(value) > MAX_TEXT
 
-    Every live record is either stored live with its current values and stamp, or quarantined;
-    every record in the recycle bin that the store knows is flagged deleted; nothing else is live.
-    """
-    truth = list(emulator.control.truth(entity.sf_object))
-    live = {r["Id"]: r for r in truth if not r["IsDeleted"]}
-    deleted = {r["Id"]: r for r in truth if r["IsDeleted"]}
-    table = CANONICAL_TABLES[entity.name]
-    with engine.connect() as conn:
-        rows = {
-            r.external_id: r
-            for r in conn.execute(sa.select(table).where(table.c.tenant_id == tenant_id))
-        }
-        quarantined = {f["external_id"] for f in failures_for(conn, tenant_id, entity.name)}
-    stored_live = {i for i, r in rows.items() if not r.is_deleted}
-    assert stored_live | quarantined >= set(live), "live records missing from store and quarantine"
-    assert stored_live <= set(live), (
-        f"store has live rows Salesforce does not: {stored_live - set(live)}"
-    )
-    # A quarantined record may still have an earlier, clean version stored: the last good one.
-    for external_id in stored_live - quarantined:
-        record, row = live[external_id], rows[external_id]
-        assert row.system_modstamp == _stamp(record["SystemModstamp"]), external_id
-        for column, expected in CHECKS[entity.name].items():
-            assert getattr(row, column) == expected(record), (external_id, column)
-    for external_id in set(deleted) & set(rows):
-        assert rows[external_id].is_deleted, f"{external_id} deleted in Salesforce, live in store"
+
+def missing_required(entity: str, values: Mapping[str, Any]) -> str | None:
+    """The first required column missing when no group of required columns is complete."""
+    groups = REQUIRED_GROUPS[entity]
+    if any(all(values[c] is not None for c in group) for group in groups):
+        return None
+    ordered = dict.fromkeys(c for group in groups for c in group)
+    return next(c for c in ordered if values[c] is None)
+
+
+# -- what one record must become ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The quarantine entry a record must have: its stage and the fields that may be named."""
+
+    stage: str
+    fields: frozenset[str]
+
+
+def text_values(entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The text columns as the gates see them (also what a quarantine entry holds)."""
     return {
-        "live": len(live),
-        "stored": len(stored_live),
-        "quarantined": len(quarantined & set(live)),
-        "deleted": len(deleted),
+        column: READ[source.kind](record.get(source.field))
+        for column, source in MAPPING[entity].items()
+        if source.kind in TEXT_KINDS
+    }
+
+
+def judged(entity: str, record: Mapping[str, Any]) -> dict[str, Any] | Failure:
+    """The record's expected row values (every mapped column), or the failure it must have."""
+    broken = breaks_raw_contract(record)
+    if broken is not None:
+        return Failure(RAW_SCHEMA, frozenset({broken}))
+    values = text_values(entity, record)
+    missing = missing_required(entity, values)
+    if missing is not None:
+        return Failure(REQUIRED, frozenset({missing}))
+    failing = {column for column, value in values.items() if too_long(value)}
+    for column, source in MAPPING[entity].items():
+        if source.kind not in TEXT_KINDS:
+            try:
+                values[column] = READ[source.kind](record.get(source.field))
+            except Unreadable:
+                failing.add(column)
+    if failing:
+        return Failure(TYPES, frozenset(failing))
+    return values
+
+
+def live_row(entity: str, record: Mapping[str, Any], values: Mapping[str, Any]) -> dict:
+    """Every canonical column of a stored live record (`duplicate_of` filled in later)."""
+    row = {
+        "external_id": record["Id"],
+        **values,
+        "system_modstamp": stamp_of(record),
+        "is_deleted": False,
+        "deleted_at": None,
+        "deleted_reason": None,
+        "custom_fields": None,
+    }
+    if entity == "persons":
+        row["duplicate_of"] = None
+    return row
+
+
+def mark_twins(rows: dict[str, dict]) -> None:
+    """duplicate_of: the smallest Id among the live rows sharing the email, on all but it."""
+    by_email: dict[str, list[str]] = {}
+    for external_id, row in rows.items():
+        if row["email"] is not None:
+            by_email.setdefault(row["email"], []).append(external_id)
+    for ids in by_email.values():
+        survivor = min(ids)
+        for external_id in ids:
+            rows[external_id]["duplicate_of"] = None if external_id == survivor else survivor
+
+
+@dataclass
+class Expected:
+    """The store one entity of one tenant must hold."""
+
+    live: dict[str, dict]
+    """external_id -> every canonical column."""
+    quarantined: dict[str, tuple[Failure, Mapping[str, Any]]]
+    """external_id -> the failure and the record."""
+    deleted: dict[str, datetime]
+    """Records in the recycle bin -> their stamp."""
+
+    @property
+    def known(self) -> set[str]:
+        return set(self.live) | set(self.quarantined) | set(self.deleted)
+
+
+def expected_store(entity: str, truth: list[dict]) -> Expected:
+    expected = Expected({}, {}, {})
+    for record in truth:
+        if record["IsDeleted"]:
+            expected.deleted[record["Id"]] = stamp_of(record)
+            continue
+        outcome = judged(entity, record)
+        if isinstance(outcome, Failure):
+            expected.quarantined[record["Id"]] = (outcome, record)
+        else:
+            expected.live[record["Id"]] = live_row(entity, record, outcome)
+    if entity == "persons":
+        mark_twins(expected.live)
+    return expected
+
+
+# -- comparing with the store ------------------------------------------------------------------
+
+
+def stored_rows(conn: sa.Connection, tenant_id: str, entity: str) -> dict[str, dict]:
+    table = CANONICAL_TABLES[entity]
+    query = sa.select(table).where(table.c.tenant_id == tenant_id)
+    skip = {"tenant_id", "synced_at"}
+    return {
+        r["external_id"]: {k: v for k, v in r.items() if k not in skip}
+        for r in conn.execute(query).mappings()
+    }
+
+
+def stored_failures(conn: sa.Connection, tenant_id: str, entity: str) -> dict[str, list[dict]]:
+    table = quality_failures
+    query = sa.select(table).where(table.c.tenant_id == tenant_id, table.c.entity == entity)
+    found: dict[str, list[dict]] = {}
+    for f in conn.execute(query).mappings():
+        found.setdefault(f["external_id"], []).append(dict(f))
+    return found
+
+
+def live_differences(
+    expected: dict[str, dict], rows: dict[str, dict], skip: frozenset[str] = frozenset()
+) -> list[str]:
+    out = []
+    for external_id, want in sorted(expected.items()):
+        row = rows.get(external_id)
+        if row is None:
+            out.append(f"{external_id}: live and valid in Salesforce, no row")
+            continue
+        for column in sorted((set(want) | set(row)) - skip):
+            if row.get(column, "<absent>") != want.get(column, "<absent>"):
+                got, wanted = row.get(column, "<absent>"), want.get(column, "<absent>")
+                out.append(f"{external_id}.{column}: stored {got!r}, expected {wanted!r}")
+    return out
+
+
+def deleted_differences(expected: dict[str, datetime], rows: dict[str, dict]) -> list[str]:
+    out = []
+    for external_id, stamp in sorted(expected.items()):
+        row = rows.get(external_id)
+        if row is None:
+            out.append(f"{external_id}: in the recycle bin, no row flagged deleted")
+            continue
+        got = (row["is_deleted"], row["deleted_at"], row["system_modstamp"], row["deleted_reason"],
+               row.get("duplicate_of"))  # fmt: skip
+        if got != (True, stamp, stamp, "deleted", None):
+            out.append(
+                f"{external_id}: in the recycle bin at {stamp.isoformat()}, stored (is_deleted, "
+                f"deleted_at, system_modstamp, deleted_reason, duplicate_of) = {got!r}"
+            )
+    return out
+
+
+def purged_differences(truth_ids: set[str], rows: dict[str, dict]) -> list[str]:
+    out = []
+    for external_id in sorted(set(rows) - truth_ids):
+        row = rows[external_id]
+        got = (row["is_deleted"], row["deleted_reason"], row.get("duplicate_of"))
+        if not (got[0] is True and got[1] in ("deleted", "purged") and got[2] is None):
+            out.append(
+                f"{external_id}: purged from Salesforce, stored (is_deleted, deleted_reason, "
+                f"duplicate_of) = {got!r}"
+            )
+    return out
+
+
+def unexpected_rows(entity: str, expected: Expected, rows: dict[str, dict]) -> list[str]:
+    return [
+        f"{external_id}: fails {expected.quarantined[external_id][0].stage} in Salesforce, "
+        f"has a row ({_short(rows[external_id])})"
+        for external_id in sorted(set(rows) & set(expected.quarantined))
+    ]
+
+
+def quarantine_differences(
+    entity: str, expected: Expected, failures: dict[str, list[dict]]
+) -> list[str]:
+    out = [
+        f"{external_id}: in quarantine ({entries[0]['stage']}: {entries[0]['reason']!r}) but "
+        + ("valid in Salesforce" if external_id in expected.live else "not live in Salesforce")
+        for external_id, entries in sorted(failures.items())
+        if external_id not in expected.quarantined
+    ]
+    for external_id, (failure, record) in sorted(expected.quarantined.items()):
+        entries = failures.get(external_id, [])
+        if len(entries) != 1:
+            shown = [(e["stage"], e["field"]) for e in entries]
+            out.append(f"{external_id}: fails {failure.stage}, quarantine entries {shown}")
+            continue
+        out += entry_differences(entity, external_id, failure, record, entries[0])
+    return out
+
+
+def entry_differences(
+    entity: str, external_id: str, failure: Failure, record: Mapping[str, Any], entry: dict
+) -> list[str]:
+    """One quarantine entry against the record's newest version."""
+    out = []
+    if entry["stage"] != failure.stage or (
+        failure.stage != RAW_SCHEMA and entry["field"] not in failure.fields
+    ):
+        out.append(
+            f"{external_id}: quarantined as ({entry['stage']}, {entry['field']}), expected "
+            f"{failure.stage} on one of {sorted(failure.fields)}"
+        )
+    if entry["system_modstamp"] != stamp_of(record):
+        out.append(
+            f"{external_id}: quarantined version {entry['system_modstamp']}, newest "
+            f"{stamp_of(record)}"
+        )
+    if failure.stage != RAW_SCHEMA:
+        raw = entry["raw"] or {}
+        for column, value in text_values(entity, record).items():
+            if raw.get(column) != value:
+                out.append(
+                    f"{external_id}: quarantined raw {column} {raw.get(column)!r}, newest {value!r}"
+                )
+    return out
+
+
+def _short(row: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in row.items() if k != "custom_fields")[:160]
+
+
+def differences(
+    entity: str,
+    truth: list[dict],
+    rows: dict[str, dict],
+    failures: dict[str, list[dict]],
+    skip: frozenset[str] = frozenset(),
+) -> tuple[Expected, list[str]]:
+    expected = expected_store(entity, truth)
+    found = live_differences(expected.live, rows, skip)
+    found += unexpected_rows(entity, expected, rows)
+    found += deleted_differences(expected.deleted, rows)
+    found += purged_differences(expected.known, rows)
+    found += quarantine_differences(entity, expected, failures)
+    return expected, found
+
+
+def reconcile(
+    engine: sa.Engine,
+    tenant_id: str,
+    emulator: EmulatorHandle,
+    entity: Entity,
+    *,
+    custom_fields: bool = True,
+) -> dict:
+    """Assert the store of one entity is exactly what the truth says; return counts.
+
+    `custom_fields=False` leaves that column out, for a tenant synced with its own mapping:
+    the reference is the default mapping, which fills no custom field. Every other column is
+    still compared (a mapping that moves a canonical column is not the default either).
+
+    Counts: `live` records in Salesforce, `stored` rows in the live set (not deleted, not an
+    email twin), `twins` rows marked duplicate_of, `quarantined` records, `deleted` records in
+    the recycle bin.
+    """
+    name = entity.name
+    truth = list(emulator.control.truth(OBJECT[name]))
+    with engine.connect() as conn:
+        rows = stored_rows(conn, tenant_id, name)
+        failures = stored_failures(conn, tenant_id, name)
+    skip = frozenset() if custom_fields else frozenset({"custom_fields"})
+    expected, found = differences(name, truth, rows, failures, skip)
+    assert not found, (
+        f"{tenant_id}/{name}: {len(found)} difference(s) from Salesforce's truth:\n  "
+        + "\n  ".join(found[:SHOWN])
+        + (f"\n  ... and {len(found) - SHOWN} more" if len(found) > SHOWN else "")
+    )
+    twins = sum(1 for r in expected.live.values() if r.get("duplicate_of"))
+    return {
+        "live": len(expected.live) + len(expected.quarantined),
+        "stored": len(expected.live) - twins,
+        "twins": twins,
+        "quarantined": len(expected.quarantined),
+        "deleted": len(expected.deleted),
     }
