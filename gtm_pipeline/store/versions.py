@@ -1,16 +1,19 @@
 """Which version of each record the store holds: what reconciliation compares with Salesforce.
 
-Read as whole columns (one statement per table, no per-row type processing: SQLite's stamps come
-back as their stored text and are parsed in one pass), so comparing a 1,000,000-record entity
-costs seconds, not minutes. Runs in the caller's transaction.
+Read as whole columns (one statement per table; the driver's tuples are taken apart column by
+column with no per-row type processing: SQLite's stamps come back as their stored text and are
+parsed in one pass), so comparing a 1,000,000-record entity costs about a second. Runs in the
+caller's transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
 from gtm_pipeline.store.duplicates import twins_kept_marked
@@ -19,7 +22,11 @@ from gtm_pipeline.store.quarantine import forget_failures
 from gtm_pipeline.store.tables import CANONICAL_TABLES, quality_failures
 from gtm_pipeline.store.types import ensure_aware_utc
 
-_PARTITION_ROWS = 100_000
+_PARTITION_ROWS = 20_000
+
+
+def _texts(values: Sequence[str]) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowStringArray(pa.array(values, pa.string())))
 
 
 def _instants(values: Sequence[object]) -> pd.Series:
@@ -31,31 +38,37 @@ def _raw(column: sa.Column) -> sa.ColumnElement:
     return sa.type_coerce(column, sa.String)
 
 
+def _driver_rows(result: sa.CursorResult) -> Iterator[Sequence[tuple]]:
+    """The result's rows as the driver's tuples, 20,000 at a time: no `Row` object per row (a
+    second a million), and a million rows as Python tuples would cost several hundred MB."""
+    with result:
+        while rows := result.cursor.fetchmany(_PARTITION_ROWS):
+            yield rows
+
+
+def _part(rows: Sequence[tuple], names: Sequence[str]) -> pd.DataFrame:
+    """Compact columns: the id as Arrow text, the stamp as UTC instants, flags as booleans."""
+    part = {
+        "external_id": _texts([r[0] for r in rows]),
+        "system_modstamp": _instants([r[1] for r in rows]),
+    }
+    for position, name in enumerate(names[2:], start=2):
+        part[name] = pd.Series(np.array([r[position] for r in rows], dtype=bool))
+    return pd.DataFrame(part)
+
+
 def _frame(result: sa.CursorResult, names: Sequence[str]) -> pd.DataFrame:
-    """The result's rows as compact columns (ids as Arrow text, stamps as UTC instants), built
-    100,000 rows at a time: a million rows as Python tuples would cost several hundred MB."""
-    parts = []
-    for rows in result.partitions(_PARTITION_ROWS):
-        columns = list(zip(*rows, strict=True))
-        part = {"external_id": pd.Series(columns[0], dtype="string[pyarrow]")}
-        part["system_modstamp"] = _instants(columns[1])
-        if len(names) > 2:
-            part[names[2]] = pd.Series(columns[2], dtype=bool)
-        parts.append(pd.DataFrame(part))
-    if not parts:
-        empty = {
-            "external_id": pd.Series([], dtype="string[pyarrow]"),
-            "system_modstamp": pd.Series([], dtype="datetime64[us, UTC]"),
-        }
-        parts.append(pd.DataFrame(empty | {n: pd.Series([], dtype=bool) for n in names[2:]}))
-    return pd.concat(parts, ignore_index=True)
+    parts = [_part(rows, names) for rows in _driver_rows(result)]
+    return pd.concat(parts or [_part([], names)], ignore_index=True)
 
 
 def stored_versions(conn: sa.Connection, tenant_id: str, entity: str) -> pd.DataFrame:
     """external_id, system_modstamp (UTC), is_deleted of every row of the entity's table."""
     table = CANONICAL_TABLES[entity]
     query = sa.select(table.c.external_id, _raw(table.c.system_modstamp), table.c.is_deleted)
-    result = conn.execute(query.where(table.c.tenant_id == tenant_id))
+    # Ordered by the primary key: SQLite then reads it (tenant_id, external_id) instead of
+    # looking every row up from the (tenant_id, email) index, five times slower.
+    result = conn.execute(query.where(table.c.tenant_id == tenant_id).order_by(table.c.external_id))
     return _frame(result, ("external_id", "system_modstamp", "is_deleted"))
 
 

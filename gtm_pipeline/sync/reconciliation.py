@@ -28,14 +28,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from gtm_pipeline.salesforce.bulk import BulkPollPolicy, BulkQuery
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.errors import ApiLimitExceeded
 from gtm_pipeline.store.versions import mark_purged, quarantined_versions, stored_versions
-from gtm_pipeline.sync.bulk import DEFAULT_BULK_THRESHOLD, read_csv_text
+from gtm_pipeline.sync.bulk import DEFAULT_BULK_THRESHOLD, read_csv_table
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.sync.extract import iter_raw_pages
 from gtm_pipeline.sync.load import load_deletions, load_page, ready_page
@@ -44,6 +47,11 @@ from gtm_pipeline.sync.prepare import prepare_page
 from gtm_pipeline.sync.soql import by_id_queries, listing_query
 
 CLASSES = ("missing", "stale", "ghosts", "wrongly_deleted")
+LISTING_SCHEMA = pa.schema(
+    [("Id", pa.string()), ("SystemModstamp", pa.string()), ("IsDeleted", pa.bool_())]
+)
+"""The listing's fields, as each REST page or Bulk result set is kept until all have come."""
+NAT = np.datetime64("NaT", "ns")
 LISTING_MAX_RECORDS = 500_000
 """Records per result set of the Id-only Bulk job: three short columns, about 50 bytes a
 record (25 MB a set), so a 1,000,000-record object is two result sets."""
@@ -114,6 +122,8 @@ class Drift:
     """Id and SystemModstamp of records in the recycle bin the store holds otherwise."""
     purged: list[str]
     counts: DriftCounts
+    listed: int
+    """Distinct records in the listing."""
 
 
 def reconcile_entity(
@@ -128,9 +138,11 @@ def reconcile_entity(
     """Compare one entity of one tenant with Salesforce and, unless `dry_run`, repair it."""
     started, calls_before = time.perf_counter(), client.calls_made
     result = Reconciliation(entity=entity.name, dry_run=dry_run)
-    listing = _listing(client, engine, tenant_id, entity, options, result)
-    result.salesforce_records = len(listing)
-    drift = compare(listing, *_stored(engine, tenant_id, entity))
+    rows, quarantined = _stored(engine, tenant_id, entity)
+    listing = _listing(client, entity, options, result, stored=len(rows) + len(quarantined))
+    drift = compare(listing, rows, quarantined)
+    result.salesforce_records = drift.listed
+    del rows, quarantined
     result.before = result.after = drift.counts
     if not dry_run and drift.counts.total:
         try:
@@ -156,78 +168,91 @@ def _stored(engine: sa.Engine, tenant_id: str, entity: Entity) -> tuple[pd.DataF
 
 def _listing(
     client: SalesforceClient,
-    engine: sa.Engine,
-    tenant_id: str,
     entity: Entity,
     options: ReconcileOptions,
     result: Reconciliation,
+    *,
+    stored: int,
 ) -> pd.DataFrame:
     """Id, SystemModstamp (UTC), IsDeleted of every record queryAll returns.
 
-    The path is chosen from what the store holds (no API call): a store of more records than
-    the Bulk threshold means a large object."""
-    rows, quarantined = _stored(engine, tenant_id, entity)
+    The path is chosen from the number of records the store holds (no API call): more than the
+    Bulk threshold means a large object."""
     soql = listing_query(entity.sf_object)
-    if len(rows) + len(quarantined) > options.bulk_threshold:
+    if stored > options.bulk_threshold:
         result.listing = "bulk"
-        frames = _bulk_listing(client, soql, options)
+        tables = _bulk_listing(client, soql, options)
     else:
-        pages = iter_raw_pages(client, soql, include_deleted=True, batch_size=options.batch_size)
-        frames = (page.frame for page in pages)
-    # Each page made compact as it comes: only three short columns are kept per record.
-    listing = pd.concat([_as_listing(f) for f in frames if not f.empty] or [_as_listing(_empty())])
-    return listing.drop_duplicates("external_id", keep="last").reset_index(drop=True)
+        tables = _rest_listing(client, soql, options)
+    # Each page or result set is kept as three Arrow columns: no Python object per record.
+    return _as_listing(pa.concat_tables([LISTING_SCHEMA.empty_table(), *tables]))
+
+
+def _rest_listing(
+    client: SalesforceClient, soql: str, options: ReconcileOptions
+) -> Iterator[pa.Table]:
+    pages = client.query_pages(soql, include_deleted=True, batch_size=options.batch_size)
+    for page in pages:
+        columns = {name: [record[name] for record in page.records] for name in LISTING_SCHEMA.names}
+        yield pa.table(columns, schema=LISTING_SCHEMA)
 
 
 def _bulk_listing(
     client: SalesforceClient, soql: str, options: ReconcileOptions
-) -> Iterator[pd.DataFrame]:
+) -> Iterator[pa.Table]:
     bulk = BulkQuery(client, options.bulk_poll)
     for result_set in bulk.run(soql, include_deleted=True, max_records=LISTING_MAX_RECORDS):
-        yield read_csv_text(result_set.csv)
+        text = read_csv_table(result_set.csv)  # every column as text
+        if text.num_rows:
+            deleted = pc.equal(pc.utf8_lower(text["IsDeleted"]), "true")
+            columns = {"Id": text["Id"], "SystemModstamp": text["SystemModstamp"]}
+            yield pa.table(columns | {"IsDeleted": deleted}, schema=LISTING_SCHEMA)
 
 
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame({"Id": [], "SystemModstamp": [], "IsDeleted": []})
-
-
-def _as_listing(frame: pd.DataFrame) -> pd.DataFrame:
-    """Id (Arrow text), SystemModstamp (UTC) and IsDeleted of a REST page or Bulk result set."""
-    frame = frame.reset_index(drop=True)
+def _as_listing(table: pa.Table) -> pd.DataFrame:
+    """Id (Arrow text), SystemModstamp (UTC) and IsDeleted of every record listed."""
     return pd.DataFrame(
         {
-            "external_id": frame["Id"].astype("string[pyarrow]"),
-            "sf_stamp": pd.to_datetime(
-                frame["SystemModstamp"], utc=True, format="ISO8601", errors="coerce"
-            ),
-            "sf_deleted": frame["IsDeleted"].astype("str").str.lower() == "true",
+            "external_id": pd.arrays.ArrowStringArray(table["Id"].combine_chunks()),
+            "sf_stamp": pd.Series(_instants(table["SystemModstamp"])).dt.tz_localize("UTC"),
+            "sf_deleted": table["IsDeleted"].fill_null(False).to_numpy(),
         }
     )
+
+
+def _instants(text: pa.ChunkedArray) -> np.ndarray:
+    """Stamps as UTC datetime64[ns], read by Arrow (no Python object each); should one not
+    parse there, all go through pandas' ISO 8601 parser, and what it cannot read is NaT."""
+    try:
+        return text.cast(pa.timestamp("ns", "UTC")).to_numpy()
+    except pa.ArrowInvalid:
+        parsed = pd.to_datetime(text.to_pandas(), utc=True, format="ISO8601", errors="coerce")
+        return _utc_instants(parsed)
 
 
 # -- comparing ---------------------------------------------------------------------------------
 
 
 def compare(listing: pd.DataFrame, rows: pd.DataFrame, quarantined: pd.DataFrame) -> Drift:
-    """Classify every record of either side (see the module docstring)."""
-    both = listing.merge(
-        rows.rename(columns={"system_modstamp": "row_stamp", "is_deleted": "row_deleted"}),
-        on="external_id",
-        how="outer",
-    ).merge(
-        quarantined.rename(columns={"system_modstamp": "q_stamp"}).assign(in_quarantine=True),
-        on="external_id",
-        how="outer",
+    """Classify every record of either side (see the module docstring).
+
+    Every Id becomes a position among the distinct Ids of all sides, and each side's columns are
+    spread over those positions: NumPy arrays instead of merges on text keys."""
+    ids, (at_sf, at_row, at_q) = _positions(
+        listing["external_id"], rows["external_id"], quarantined["external_id"]
     )
-    in_sf = both["sf_deleted"].notna().to_numpy()
-    sf_deleted = both["sf_deleted"].fillna(False).astype(bool).to_numpy()
-    has_row = both["row_deleted"].notna().to_numpy()
-    row_deleted = both["row_deleted"].fillna(False).astype(bool).to_numpy()
+    n = len(ids)
+    last = _last_listed(at_sf)
+    at_sf = at_sf[last]
+    in_sf, has_row, in_q = _present(n, at_sf), _present(n, at_row), _present(n, at_q)
+    sf_deleted = _spread(n, at_sf, listing["sf_deleted"].to_numpy(dtype=bool)[last], False)
+    row_deleted = _spread(n, at_row, rows["is_deleted"].to_numpy(dtype=bool), False)
+    sf_stamp = _spread(n, at_sf, _utc_instants(listing["sf_stamp"])[last], NAT)
+    row_stamp = _spread(n, at_row, _utc_instants(rows["system_modstamp"]), NAT)
+    q_stamp = _spread(n, at_q, _utc_instants(quarantined["system_modstamp"]), NAT)
     row_live = has_row & ~row_deleted
-    in_q = both["in_quarantine"].fillna(False).astype(bool).to_numpy()
-    sf_stamp, row_stamp, q_stamp = (both[c] for c in ("sf_stamp", "row_stamp", "q_stamp"))
-    row_older = (row_stamp < sf_stamp).fillna(False).to_numpy(dtype=bool)
-    q_differs = (~(q_stamp == sf_stamp).fillna(False)).to_numpy(dtype=bool)
+    row_older = row_stamp < sf_stamp  # NaT on either side compares False
+    q_differs = ~(q_stamp == sf_stamp)
     sf_live = in_sf & ~sf_deleted
 
     missing_live = sf_live & ~has_row & ~in_q
@@ -241,11 +266,10 @@ def compare(listing: pd.DataFrame, rows: pd.DataFrame, quarantined: pd.DataFrame
     purged = ~in_sf & (row_live | in_q)
     flag_deleted = missing_deleted | stale_deleted | deleted_ghosts
 
-    ids = both["external_id"]
     deleted = pd.DataFrame(
         {
             "Id": ids[flag_deleted].tolist(),
-            "SystemModstamp": both["sf_stamp"][flag_deleted].reset_index(drop=True),
+            "SystemModstamp": pd.Series(sf_stamp[flag_deleted]).dt.tz_localize("UTC"),
         }
     )
     counts = DriftCounts(
@@ -255,7 +279,35 @@ def compare(listing: pd.DataFrame, rows: pd.DataFrame, quarantined: pd.DataFrame
         purged=int(purged.sum()),
         wrongly_deleted=int(wrongly_deleted.sum()),
     )
-    return Drift(ids[reread].tolist(), deleted, ids[purged].tolist(), counts)
+    return Drift(ids[reread].tolist(), deleted, ids[purged].tolist(), counts, len(at_sf))
+
+
+def _positions(*sides: pd.Series) -> tuple[pd.Index, list[np.ndarray]]:
+    """The distinct Ids of all sides, and each side's Ids as positions among them."""
+    codes, ids = pd.factorize(pd.concat(sides, ignore_index=True), use_na_sentinel=False)
+    return ids, np.split(codes, np.cumsum([len(side) for side in sides[:-1]]))
+
+
+def _last_listed(at: np.ndarray) -> np.ndarray:
+    """Which listed records count: a record that changed while the listing was read can come
+    twice, and its last listing wins."""
+    return ~pd.Series(at).duplicated(keep="last").to_numpy()
+
+
+def _present(n: int, at: np.ndarray) -> np.ndarray:
+    return _spread(n, at, np.ones(len(at), dtype=bool), False)
+
+
+def _spread(n: int, at: np.ndarray, values: np.ndarray, missing: object) -> np.ndarray:
+    """`values` at positions `at` of an array of `n`, `missing` elsewhere."""
+    spread = np.full(n, missing, dtype=values.dtype)
+    spread[at] = values
+    return spread
+
+
+def _utc_instants(stamps: pd.Series) -> np.ndarray:
+    """UTC instants as naive datetime64[ns] (NaT where unknown): one unit for every side."""
+    return stamps.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
 # -- repairing ---------------------------------------------------------------------------------
