@@ -23,7 +23,7 @@ from gtm_pipeline.sync.load import deleted_cursor_key
 from gtm_pipeline.sync.reconciliation import ReconcileOptions, reconcile_entity
 from gtm_pipeline.sync.runner import PageProgress, SyncOptions, SyncStats, sync_entity
 from gtm_pipeline_tests.sync.conftest import client_for
-from gtm_pipeline_tests.sync.reconcile import judged, reconcile
+from gtm_pipeline_tests.sync.reconcile import judged, reconcile, stamp_of
 
 TENANT = "acme"
 COUNTS = {"Account": 30, "Contact": 120, "Opportunity": 30}
@@ -189,7 +189,8 @@ def test_twins_in_different_batches_end_the_same(emulator, client, engine):
     """One record a page and a batch: the larger id, stamped earlier, is loaded (and survives)
     alone first; the smaller one's batch hands the group over in its own transaction."""
     sync_all(client, engine)
-    a, b = clean_contacts(emulator, engine, 2)
+    anchor, a, b = clean_contacts(emulator, engine, 3)
+    cursor_now(engine, emulator, client, anchor)  # the next sync re-reads minutes, not history
     emulator.control.mutate(
         [
             {"op": "late_commit", "object": "Contact", "id": b, "age_seconds": 5,
@@ -203,6 +204,8 @@ def test_twins_in_different_batches_end_the_same(emulator, client, engine):
     sync_all(client, engine, on_page=pages.append, load_batch_rows=1)
     batches = [p for p in pages if p.entity == "persons" and p.kind == "modified"]
     assert [p.rows for p in batches] == [1] * len(batches) and len(batches) >= 3
+    truth = truth_of(emulator, "Contact")
+    assert stamp_of(truth[b]) < stamp_of(truth[a]), "pages come in stamp order: b alone first"
     rows = rows_of(engine, PERSONS)
     assert (rows[a]["duplicate_of"], rows[b]["duplicate_of"]) == (None, a)
     assert (rows[a]["title"], rows[b]["title"]) == ("First", "Second")
