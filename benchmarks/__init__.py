@@ -98,3 +98,13 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def publish(name: str, payload: dict[str, Any], markdown: str, *, write: bool) -> None:
+    """Print a benchmark's Markdown, then record it (`write`) or print its total time only."""
+    print(markdown)
+    if write:
+        json_path, md_path = write_results(name, payload, markdown)
+        print(f"wrote {json_path} and {md_path}")
+    else:
+        print(json.dumps({"total_seconds": payload["total_seconds"]}))

@@ -27,7 +27,6 @@ on SQLite only and writes nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -39,8 +38,8 @@ from benchmarks import (
     machine_info,
     markdown_table,
     postgres_admin_url,
+    publish,
     utc_now_iso,
-    write_results,
 )
 from benchmarks import sync_scenarios as scenarios
 from benchmarks.isolation import emulator_process
@@ -353,13 +352,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     payload = run(args)
-    markdown = render_markdown(payload)
-    print(markdown)
-    if not args.no_write:
-        json_path, md_path = write_results(NAME, payload, markdown)
-        print(f"wrote {json_path} and {md_path}")
-    else:
-        print(json.dumps({"total_seconds": payload["total_seconds"]}))
+    publish(NAME, payload, render_markdown(payload), write=not args.no_write)
     return payload
 
 

@@ -32,7 +32,6 @@ Writes benchmarks/results/sync_comparison.{json,md}; `--quick` runs small sizes 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -47,10 +46,10 @@ from benchmarks import (
     add_store_arguments,
     machine_info,
     postgres_admin_url,
+    publish,
     temporary_postgres_database,
     temporary_sqlite_url,
     utc_now_iso,
-    write_results,
 )
 from benchmarks import sync_scenarios as scenarios
 from benchmarks.dlt_salesforce import dlt_available
@@ -560,13 +559,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     payload = complete(run(args))
-    markdown = render_markdown(payload)
-    print(markdown)
-    if not args.no_write:
-        json_path, md_path = write_results(NAME, payload, markdown)
-        print(f"wrote {json_path} and {md_path}")
-    else:
-        print(json.dumps({"total_seconds": payload["total_seconds"]}))
+    publish(NAME, payload, render_markdown(payload), write=not args.no_write)
     return payload
 
 
