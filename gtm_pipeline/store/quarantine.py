@@ -199,6 +199,8 @@ def twins_of(
         table.c.duplicate_of.is_not(None),
     )
     count = int(conn.execute(sa.select(sa.func.count()).where(*marked)).scalar_one())
+    if limit == 0 or not count:
+        return count, []
     query = sa.select(table.c.external_id, table.c.email, table.c.duplicate_of).where(*marked)
     query = query.order_by(table.c.external_id).limit(limit)
     rows = [

@@ -140,3 +140,34 @@ def test_postgres_folds_the_joined_ids_into_a_constant_array(engine) -> None:
         )
     assert "string_to_array" not in plan
     assert "ANY ('{003000000000000000," in plan
+
+
+def _person(external_id: str, email: str | None, **extra) -> dict:
+    return {"tenant_id": "t1", "external_id": external_id, "email": email, "system_modstamp": T0,
+            "synced_at": T0, "is_deleted": False, "deleted_at": None, **extra}  # fmt: skip
+
+
+def test_twins_are_counted_listed_and_held_back_under_deduplication(engine) -> None:
+    from gtm_pipeline.store.duplicates import refresh_duplicates
+    from gtm_pipeline.store.quarantine import standing_counts, twins_of
+    from gtm_pipeline.store.tables import persons
+    from gtm_pipeline.store.upsert import upsert_records
+    from gtm_pipeline.sync.quality_cli import quality_report
+
+    rows = [_person("003B", "a@x.io"), _person("003A", "a@x.io"), _person("003C", "a@x.io"),
+            _person("003D", "b@x.io"), _person("003E", None),
+            _person("003F", "b@x.io", is_deleted=True, deleted_at=T0)]  # fmt: skip
+    with engine.begin() as conn:
+        upsert_records(conn, persons, rows)
+        refresh_duplicates(conn, "t1", ["a@x.io", "b@x.io"])
+        replace_failures(conn, "t1", "persons", ["003G"], [_failure("003G")], run_id="r", now=T0)
+        count, listed = twins_of(conn, "t1", "persons", limit=1)
+        counts, records = standing_counts(conn, "t1", "persons")
+        assert twins_of(conn, "t1", "accounts") == (0, [])
+    assert count == 2 and [t["external_id"] for t in listed] == ["003B"]
+    assert listed[0]["reason"] == "duplicate email of record 003A"
+    assert counts == {"required": 1, "deduplication": 2}
+    assert records == 6  # five rows not deleted, one quarantined record
+    report = quality_report(engine, "t1", ["persons"], limit=5, threshold=0.05)
+    assert "email twins left out of the live set: 2" in report
+    assert "003B" in report and "003C" in report and "duplicate email of record 003A" in report
