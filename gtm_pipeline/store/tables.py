@@ -80,6 +80,8 @@ field_mappings = sa.Table(
     sa.Column("transform", sa.String(64), nullable=True),
     sa.Column("required", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("sf_object", sa.String(64), nullable=True),
+    # A writeback mapping to a standard Salesforce field, set on purpose (--allow-standard-field).
+    sa.Column("allow_standard_field", sa.Boolean, nullable=False, server_default=sa.false()),
     _in_check("direction", MAPPING_DIRECTIONS, "direction"),
 )
 
@@ -214,6 +216,8 @@ writeback_state = sa.Table(
     sa.Column("last_status", sa.String(16), nullable=True),
     sa.Column("last_error_code", sa.String(64), nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
+    # The refused record's `errors[].fields`, as Salesforce sent them.
+    sa.Column("last_error_fields", json_type(), nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_attempt_at", UTCDateTime, nullable=True),
     sa.Column("written_at", UTCDateTime, nullable=True),
@@ -235,6 +239,10 @@ oauth_states = sa.Table(
     sa.Column("issued_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
     sa.Column("consumed_at", UTCDateTime, nullable=True),
+    # SHA-256 (hex) of the nonce cookie of the browser that started the flow.
+    sa.Column("binding_hash", sa.String(64), nullable=True),
+    # The operator credential whose session started the flow.
+    sa.Column("started_by", sa.String(64), nullable=True),
     sa.Index("ix_oauth_states_expires_at", "expires_at"),
 )
 
@@ -248,4 +256,6 @@ operator_credentials = sa.Table(
     sa.Column("label", sa.String(255), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("revoked_at", UTCDateTime, nullable=True),
+    # Sessions issued before this time are refused (logout ends them on the server).
+    sa.Column("sessions_valid_after", UTCDateTime, nullable=True),
 )
