@@ -2,8 +2,9 @@
 
 `python -m benchmarks.sync_statements [--contacts N] [--path rest|bulk] [--store sqlite|postgresql]`
 syncs the memory org of N Contacts (benchmarks.sync_comparison's `memory_org`, served from a child
-process) into a fresh store in this process and prints the wall time and, per statement, how
-often it ran and the seconds spent in the driver. Run it at two commits to see what a change to
+process) into a fresh store in this process and prints the wall time, the CPU time of this
+process (steadier than wall time on a shared machine) and, per statement, how often it ran and
+the seconds spent in the driver. Run it at two commits to see what a change to
 the store costs (`PYTHONPATH=<other checkout> python -m benchmarks.sync_statements ...`).
 """
 
@@ -58,13 +59,14 @@ def main(argv: list[str] | None = None) -> None:
         info = infos["main"]
         token = obtain_tokens(info)["access_token"]
         with fresh_store(args.store, "") as url, statement_times() as totals:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             bulk = args.path == "bulk"
             result = scenarios.connector_sync(info, token, url, True, bulk, ("persons",))
             wall = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started
             shown = sorted(totals.items(), key=lambda item: -item[1][1])[:SHOWN]
             spent = sum(seconds for _, seconds in totals.values())
-    print(f"wall {wall:.2f} s, records {result['records']}, SQL {spent:.2f} s")
+    print(f"wall {wall:.2f} s, CPU {cpu:.2f} s, records {result['records']}, SQL {spent:.2f} s")
     for statement, (runs, seconds) in shown:
         print(f"{seconds:7.2f} s {int(runs):6d}x  {statement}")
 

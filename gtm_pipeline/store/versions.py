@@ -72,6 +72,18 @@ def stored_versions(conn: sa.Connection, tenant_id: str, entity: str) -> pd.Data
     return _frame(result, ("external_id", "system_modstamp", "is_deleted"))
 
 
+def stored_count(conn: sa.Connection, tenant_id: str, entity: str) -> int:
+    """How many records of the entity the store holds: rows plus quarantined records (a record
+    with both counts twice; this sizes the work, it does not count records exactly)."""
+    table = CANONICAL_TABLES[entity]
+    rows = sa.select(sa.func.count()).where(table.c.tenant_id == tenant_id)
+    failures = quality_failures
+    quarantined = sa.select(sa.func.count(sa.distinct(failures.c.external_id))).where(
+        failures.c.tenant_id == tenant_id, failures.c.entity == entity
+    )
+    return conn.execute(rows).scalar_one() + conn.execute(quarantined).scalar_one()
+
+
 def quarantined_versions(conn: sa.Connection, tenant_id: str, entity: str) -> pd.DataFrame:
     """external_id and the quarantined version's system_modstamp (NaT when unreadable), once
     per record whatever the number of gates it failed."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +38,12 @@ import sqlalchemy as sa
 from gtm_pipeline.salesforce.bulk import BulkPollPolicy, BulkQuery
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.errors import ApiLimitExceeded
-from gtm_pipeline.store.versions import mark_purged, quarantined_versions, stored_versions
+from gtm_pipeline.store.versions import (
+    mark_purged,
+    quarantined_versions,
+    stored_count,
+    stored_versions,
+)
 from gtm_pipeline.sync.bulk import DEFAULT_BULK_THRESHOLD, read_csv_table
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.sync.extract import iter_raw_pages
@@ -138,8 +144,7 @@ def reconcile_entity(
     """Compare one entity of one tenant with Salesforce and, unless `dry_run`, repair it."""
     started, calls_before = time.perf_counter(), client.calls_made
     result = Reconciliation(entity=entity.name, dry_run=dry_run)
-    rows, quarantined = _stored(engine, tenant_id, entity)
-    listing = _listing(client, entity, options, result, stored=len(rows) + len(quarantined))
+    listing, rows, quarantined = _both_sides(client, engine, tenant_id, entity, options, result)
     drift = compare(listing, rows, quarantined)
     result.salesforce_records = drift.listed
     del rows, quarantined
@@ -156,6 +161,29 @@ def reconcile_entity(
 
 
 # -- reading both sides ------------------------------------------------------------------------
+
+
+def _both_sides(
+    client: SalesforceClient,
+    engine: sa.Engine,
+    tenant_id: str,
+    entity: Entity,
+    options: ReconcileOptions,
+    result: Reconciliation,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The listing, and the store's rows and quarantine entries, read at the same time.
+
+    The store is read in a second thread while Salesforce lists the records, so the database
+    read overlaps the listing's network waits (sqlite3, psycopg and Arrow release the GIL while
+    they work). The store's share starts before the listing ends, as a read before it would: a
+    record changed in between shows as stale and is read again."""
+    with engine.connect() as conn:
+        stored = stored_count(conn, tenant_id, entity.name)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-store") as pool:
+        store_side = pool.submit(_stored, engine, tenant_id, entity)
+        listing = _listing(client, entity, options, result, stored=stored)
+        rows, quarantined = store_side.result()
+    return listing, rows, quarantined
 
 
 def _stored(engine: sa.Engine, tenant_id: str, entity: Entity) -> tuple[pd.DataFrame, pd.DataFrame]:
