@@ -6,13 +6,20 @@ demand an encryption key. Values of secret variables never appear in messages or
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 DEFAULT_API_VERSION = "59.0"
+ALLOW_ANY_INSTANCE_VARIABLE = "SALESFORCE_ALLOW_ANY_INSTANCE"
+# The loopback hosts, by name: plain http is acceptable only where traffic never leaves the
+# machine, and only these three are certain to (a name like 127.0.0.1.nip.io is DNS, not loopback).
+LOOPBACK_NAMES = frozenset({"localhost"})
+LOOPBACK_ADDRESSES = frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
 
 
 class ConfigError(ValueError):
@@ -75,6 +82,19 @@ def login_url(environ: Mapping[str, str] | None = None) -> str:
     return raw
 
 
+def allow_any_instance(environ: Mapping[str, str] | None = None) -> bool:
+    """`SALESFORCE_ALLOW_ANY_INSTANCE=1`: trust token responses naming any https host.
+
+    Off by default, so an access token only ever goes to a Salesforce domain even when
+    SALESFORCE_LOGIN_URL points somewhere wrong. The demo and the tests turn it on for the
+    emulator, which serves on 127.0.0.1.
+    """
+    raw = (_env(environ).get(ALLOW_ANY_INSTANCE_VARIABLE) or "").strip()
+    if raw not in ("", "0", "1"):
+        raise ConfigError(f"{ALLOW_ANY_INSTANCE_VARIABLE} must be 1 (on) or 0 (off)")
+    return raw == "1"
+
+
 @dataclass(frozen=True)
 class SalesforceSettings:
     """Connection settings shared by the client and the OAuth flow."""
@@ -84,6 +104,7 @@ class SalesforceSettings:
     ca_bundle: str | None = None
     client_id: str = ""
     client_secret: str = field(default="", repr=False)
+    allow_any_instance: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SalesforceSettings:
@@ -94,6 +115,7 @@ class SalesforceSettings:
             ca_bundle=ca_bundle(env),
             client_id=(env.get("SALESFORCE_CLIENT_ID") or "").strip(),
             client_secret=(env.get("SALESFORCE_CLIENT_SECRET") or "").strip(),
+            allow_any_instance=allow_any_instance(env),
         )
 
 
@@ -101,19 +123,58 @@ DEFAULT_CALLBACK_URL = "http://127.0.0.1:8765/api/connectors/salesforce/callback
 MIN_STATE_SECRET_LENGTH = 32
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a bare hostname or IP, no brackets or port) is this machine's loopback.
+
+    Decided by parsing, never by prefix: only `localhost`, 127.0.0.1 and ::1 count, so
+    127.0.0.1.nip.io (a public DNS name) or 127.0.0.1@attacker.example (user-info) do not.
+    """
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host) in LOOPBACK_ADDRESSES
+    except ValueError:
+        return False
+
+
 def callback_url(environ: Mapping[str, str] | None = None) -> str:
     """`SALESFORCE_CALLBACK_URL`: where Salesforce sends the user back after consent.
 
     It must match the connected app's callback URL exactly. https, or http on loopback only
-    (Salesforce itself allows plain http for localhost callbacks and nothing else).
+    (Salesforce itself allows plain http for localhost callbacks and nothing else). A URL with
+    user-info (`user@host`) is refused: browsers and parsers disagree on which host it names.
     """
     raw = (_env(environ).get("SALESFORCE_CALLBACK_URL") or DEFAULT_CALLBACK_URL).strip()
-    loopback = raw.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
-    if not (raw.startswith("https://") or loopback):
+    if not _acceptable_callback(raw):
         raise ConfigError(
-            "SALESFORCE_CALLBACK_URL must be an https:// URL (http:// only on 127.0.0.1/localhost)"
+            "SALESFORCE_CALLBACK_URL must be an https:// URL (http:// only on 127.0.0.1, "
+            "localhost or [::1]) without user@ in it"
         )
     return raw
+
+
+def plain_host(url: str) -> str | None:
+    """The host of `url` when its authority is exactly `host` or `host:port`, else None.
+
+    So no user-info (`127.0.0.1@attacker.example`), no malformed port, and nothing that URL
+    parsers read two ways (`[::1].attacker.example` is host ::1 to Python, invalid to browsers).
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname
+    if not host:
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    return host if parts.netloc.lower() in (shown, f"{shown}:{port}") else None
+
+
+def _acceptable_callback(url: str) -> bool:
+    host = plain_host(url)
+    scheme = urlsplit(url).scheme
+    return host is not None and (scheme == "https" or (scheme == "http" and is_loopback_host(host)))
 
 
 def state_secret(environ: Mapping[str, str] | None = None) -> str:

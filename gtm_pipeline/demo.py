@@ -34,6 +34,7 @@ from gtm_pipeline.defs.instance import local_instance
 from gtm_pipeline.defs.writeback_commands import results_table, run_writeback
 from gtm_pipeline.emulator.org import Org
 from gtm_pipeline.emulator.testing import EmulatorHandle, running_emulator
+from gtm_pipeline.private_files import private_dir, private_file
 from gtm_pipeline.store import make_engine, safe_url, upgrade
 from gtm_pipeline.store.tenants import delete_synced_data
 from gtm_pipeline.writeback.mapping import (
@@ -61,8 +62,7 @@ def _demo_secrets(home: Path) -> dict[str, str]:
         "CONNECTOR_ENCRYPTION_KEY": secrets.token_hex(32),
         "CLERK_SECRET_KEY": secrets.token_urlsafe(48),
     }
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(values))
+    private_file(path).write_text(json.dumps(values))
     return values
 
 
@@ -76,6 +76,8 @@ def _point_settings_at(emulator: EmulatorHandle, home: Path) -> None:
             "SALESFORCE_API_VERSION": info["api_version"],
             "SALESFORCE_CLIENT_ID": info["client_id"],
             "SALESFORCE_CLIENT_SECRET": info["client_secret"],
+            # The emulator's instance URL is https://127.0.0.1:PORT, not a Salesforce domain.
+            "SALESFORCE_ALLOW_ANY_INSTANCE": "1",
             "SALESFORCE_CALLBACK_URL": (
                 f"http://127.0.0.1:{_free_port()}/api/connectors/salesforce/callback"
             ),
@@ -169,8 +171,7 @@ def demo(
     ui_port: int,
 ) -> None:
     """Run the pipeline end to end against a local Salesforce emulator."""
-    home = gtm_home()
-    home.mkdir(parents=True, exist_ok=True)
+    home = private_dir(gtm_home())
     engine = make_engine(database_url())
     upgrade(engine)
     with engine.begin() as conn:

@@ -6,6 +6,9 @@ suite creates one throw-away database per session on that server and drops it at
 
 Emulator: `emulator` starts the local Salesforce emulator over HTTPS in a background thread.
 REQUESTS_CA_BUNDLE is left as the machine sets it, so tests see the wire as production does.
+The emulator serves on 127.0.0.1, outside Salesforce's domains, so SALESFORCE_ALLOW_ANY_INSTANCE
+is 1 for the whole session (and the processes it spawns), as the demo sets it; tests of the
+refusal build their settings with it off.
 """
 
 from __future__ import annotations
@@ -96,6 +99,13 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
     upgrade(migrated)
     yield migrated
     migrated.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _emulator_instances_allowed() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SALESFORCE_ALLOW_ANY_INSTANCE", "1")
+        yield
 
 
 @pytest.fixture()

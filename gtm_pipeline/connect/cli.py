@@ -7,6 +7,7 @@ new bearer token once; the store keeps only its hash.
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
 import click
@@ -23,6 +24,8 @@ from gtm_pipeline.web.app import app_from_env
 from gtm_pipeline.web.auth import hash_token, new_operator_token
 from gtm_pipeline.web.listener import CallbackListener
 from gtm_pipeline.web.serving import BackgroundServer, ServerStartError, serve_forever
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WEB_PORT = 8765
 MAX_LABEL_CHARS = 200
@@ -54,8 +57,15 @@ def _checked_tenant(value: str, param: str = "--tenant") -> str:
     show_default=True,
     help="Port; the default matches the default SALESFORCE_CALLBACK_URL.",
 )
-def web(host: str, port: int) -> None:
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Serve plain http on a non-loopback --host anyway (with a warning). Only behind a "
+    "TLS-terminating proxy on a network you trust.",
+)
+def web(host: str, port: int, insecure: bool) -> None:
     """Serve the connectors web app (operator login, Connect Salesforce, Disconnect)."""
+    _check_exposure(host, insecure)
     app = app_from_env()
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Connectors app on http://{shown}:{port}/connectors (Ctrl-C to stop)")
@@ -65,6 +75,27 @@ def web(host: str, port: int) -> None:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it already handled; stopping is what was asked
+
+
+def _check_exposure(host: str, insecure: bool) -> None:
+    """Refuse to serve plain http beyond this machine unless told to, and then warn.
+
+    The app itself speaks only plain http: on a non-loopback address, operator tokens, session
+    cookies and OAuth codes would cross the network unencrypted.
+    """
+    if config.is_loopback_host(host):
+        return
+    if not insecure:
+        raise click.ClickException(
+            f"refusing to serve plain http on {host}, which other machines can reach: operator "
+            "tokens, session cookies and OAuth codes would cross the network unencrypted. Listen "
+            "on 127.0.0.1 behind a TLS-terminating proxy, or pass --insecure to serve anyway"
+        )
+    log.warning(
+        "serving plain http on %s (--insecure): anyone on the network can read what passes; "
+        "put a TLS-terminating proxy in front",
+        host,
+    )
 
 
 # -- connect ---------------------------------------------------------------------------------
@@ -124,7 +155,7 @@ def _run_connect(
             f"{exc}; is `gtm-pipeline web` running on that port? Use its Connect button, or stop it"
         ) from exc
     try:
-        url = flow.start(tenant, connector)
+        url = flow.start(tenant, connector, listener.binding)
         click.echo(f"To connect tenant {tenant}, open this URL in a browser and allow access:")
         click.echo(url)
         click.echo(f"Waiting up to {timeout:g} s for the callback on {server.base_url}{path} ...")

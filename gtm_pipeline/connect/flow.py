@@ -6,6 +6,14 @@ fresh, its nonce is consumed in the store before any network call (so a replayed
 another process, is refused), and only then is the code exchanged and the signed token answer
 stored encrypted. A bad state changes no row; every other failure is recorded on the connector in
 plain words, because that is what the operator sees on the connectors page.
+
+Every flow is bound to who started it (`FlowBinding`): the store keeps the SHA-256 of a nonce the
+starting browser holds in a cookie, and the operator credential it was logged in with. The
+authorize link alone is not enough: forwarded to someone else, whose approval would link *their*
+org to the sender's tenant, its callback is refused before any code exchange. A refused callback
+still consumes the state, so the same link cannot be tried again with the right cookie once the
+victim's browser has carried an authorization code for their org back through it; the operator
+who really started it simply starts again.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -28,7 +36,14 @@ from gtm_pipeline.salesforce.oauth import (
     TokenResponse,
     new_pkce_pair,
 )
-from gtm_pipeline.salesforce.oauth_state import StateError, StateSigner, VerifiedState
+from gtm_pipeline.salesforce.oauth_state import (
+    StateError,
+    StateSigner,
+    VerifiedState,
+    binding_hash,
+    binding_matches,
+    new_binding_nonce,
+)
 from gtm_pipeline.store.connections import (
     ConnectorRow,
     OAuthStateRow,
@@ -50,6 +65,34 @@ _REPLAYED = (
     "This connection link was already used or has expired; start the connection again from "
     "the connectors page."
 )
+_NOT_BOUND = (
+    "This connection was started in another browser or by another operator (or its operator "
+    "has logged out since), so nothing was connected. To connect, log in to the connectors page "
+    "in this browser, click Connect Salesforce there and approve in this same browser."
+)
+
+
+@dataclass(frozen=True)
+class FlowBinding:
+    """Who may finish a flow: the browser holding `nonce`, as the operator `operator_id`.
+
+    At start it is made fresh (`new`) and its nonce goes into that browser's cookie; at the
+    callback it is what the request presents (the cookie, the logged-in operator), either of
+    which may be missing. `operator_id` None is a flow started outside the web app, by
+    `gtm-pipeline connect` in a terminal, whose own listener holds the nonce.
+    """
+
+    nonce: str | None = field(repr=False)
+    operator_id: str | None
+
+    @classmethod
+    def new(cls, operator_id: str | None) -> FlowBinding:
+        return cls(new_binding_nonce(), operator_id)
+
+    def fits(self, pending: OAuthStateRow) -> bool:
+        """Whether this is the browser and operator that started the pending flow."""
+        same_browser = binding_matches(pending.binding_hash, self.nonce)
+        return same_browser and pending.started_by == self.operator_id
 
 
 @dataclass(frozen=True)
@@ -57,7 +100,9 @@ class ConnectOutcome:
     """What a connect step did, for the page or command that shows it.
 
     `http_status`: 200 done; 400 a bad or replayed state or a refused authorization; 403 the user
-    denied access; 404 no such connection; 502 Salesforce failed or could not be trusted.
+    denied access, or the callback came from another browser or operator than the one that
+    started the flow; 404 no such connection; 502 Salesforce failed or could not be trusted.
+    `tenant_id` is None when no flow of the caller's ran (a bad, replayed or foreign state).
     `status` is the connector's status afterwards (None when nothing was recorded). `message` is
     plain words, safe to show: it never carries a token, code or secret.
     """
@@ -108,13 +153,20 @@ class ConnectFlow:
     def callback_url(self) -> str:
         return self._callback_url
 
+    @property
+    def state_ttl_seconds(self) -> float:
+        """How long a started flow can be finished; its binding cookie need not outlive it."""
+        return self._signer.ttl_seconds
+
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), tz=UTC)
 
     # -- start -------------------------------------------------------------------------------
 
-    def start(self, tenant_id: str, connector_id: str) -> str:
-        """The authorize URL for a new connection; remembers the flow for its callback."""
+    def start(self, tenant_id: str, connector_id: str, binding: FlowBinding) -> str:
+        """The authorize URL for a new connection; remembers the flow and who may finish it."""
+        if not binding.nonce:
+            raise ValueError("a flow must be bound to a nonce; make one with FlowBinding.new")
         for value, what in ((tenant_id, "tenant_id"), (connector_id, "connector_id")):
             if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
                 raise ValueError(f"{what} must be 1 to {MAX_ID_LENGTH} characters")
@@ -132,6 +184,8 @@ class ConnectFlow:
             issued_at=issued_at,
             expires_at=issued_at + timedelta(seconds=self._signer.ttl_seconds),
             consumed_at=None,
+            binding_hash=binding_hash(binding.nonce),
+            started_by=binding.operator_id,
         )
         with self._engine.begin() as conn:
             insert_oauth_state(conn, row)
@@ -141,8 +195,12 @@ class ConnectFlow:
 
     # -- finish ------------------------------------------------------------------------------
 
-    def finish(self, params: Mapping[str, str]) -> ConnectOutcome:
-        """Handle the callback's query parameters; see the module docstring for the order."""
+    def finish(self, params: Mapping[str, str], presented: FlowBinding) -> ConnectOutcome:
+        """Handle the callback's query parameters; see the module docstring for the order.
+
+        `presented` is the binding the callback request carries; nothing of the flow runs, and
+        nothing is recorded on the tenant, unless it is the one the flow was started with.
+        """
         try:
             verified = self._signer.verify(params.get("state") or "")
         except StateError as exc:
@@ -150,6 +208,12 @@ class ConnectFlow:
         pending = self._consume(verified)
         if pending is None:
             return ConnectOutcome(False, 400, None, None, _REPLAYED)
+        if not presented.fits(pending):
+            log.warning(
+                "refused a callback for tenant %s: not the browser or operator that started it",
+                verified.tenant_id,
+            )
+            return ConnectOutcome(False, 403, None, None, _NOT_BOUND)
         tenant_id, connector_id = verified.tenant_id, verified.connector_id
         error = params.get("error")
         if error:

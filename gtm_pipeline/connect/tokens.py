@@ -11,6 +11,10 @@ disconnect the tenant.
 An `invalid_grant` means the user or an admin revoked the app, or the refresh token expired: no
 retry can fix it, so the connector is marked `reconnect_needed` and every later call fails fast
 without calling Salesforce until someone reconnects.
+
+The instance URL credentials are handed out with passes the OAuth client's destination check
+(a Salesforce domain unless SALESFORCE_ALLOW_ANY_INSTANCE=1) whether it was just refreshed or
+stored long ago, so an access token never leaves for a host the settings do not trust.
 """
 
 from __future__ import annotations
@@ -29,7 +33,12 @@ from gtm_pipeline.connect.vault import StoredTokens, TokenVault
 from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
 from gtm_pipeline.salesforce.crypto import TokenCipher
 from gtm_pipeline.salesforce.errors import SalesforceUnavailable, SessionInvalid
-from gtm_pipeline.salesforce.oauth import InvalidGrant, OAuthClient, OAuthError
+from gtm_pipeline.salesforce.oauth import (
+    UNTRUSTED_INSTANCE,
+    InvalidGrant,
+    OAuthClient,
+    OAuthError,
+)
 from gtm_pipeline.store.connections import (
     get_connector,
     set_connector_status,
@@ -77,7 +86,7 @@ class TokenProvider:
             stored = self._load(conn, for_update=False)
         age = self._clock() - stored.issued_at.timestamp()
         if age < self.lifetime_seconds:
-            return _credentials(stored)
+            return self._credentials(stored)
         log.info("access token of tenant %s is %.0fs old; refreshing", self.tenant_id, age)
         return self._refresh_unless_done(stored.access_token)
 
@@ -90,7 +99,7 @@ class TokenProvider:
         with self._engine.begin() as conn:
             stored = self._load(conn, for_update=True)
             if not hmac.compare_digest(stored.access_token, stale_access_token):
-                return _credentials(stored)  # another thread or process already refreshed
+                return self._credentials(stored)  # another thread or process already refreshed
             self._ensure_usable(conn)
             try:
                 fresh = self._oauth.refresh(stored.refresh_token or "")
@@ -119,7 +128,17 @@ class TokenProvider:
             self.tenant_id,
             fresh.refresh_token is not None,
         )
-        return _credentials(renewed)
+        return self._credentials(renewed)
+
+    def _credentials(self, stored: StoredTokens) -> Credentials:
+        """The stored credentials, unless their instance URL is not one tokens may go to."""
+        try:
+            self._oauth.check_token_destination(stored.instance_url)
+        except OAuthError as exc:
+            raise SessionInvalid(
+                f"Tenant {self.tenant_id}'s stored instance URL is refused: {exc.plain_words()}"
+            ) from None
+        return Credentials(instance_url=stored.instance_url, access_token=stored.access_token)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), tz=UTC)
@@ -146,14 +165,12 @@ class TokenProvider:
             )
 
 
-def _credentials(stored: StoredTokens) -> Credentials:
-    return Credentials(instance_url=stored.instance_url, access_token=stored.access_token)
-
-
 def _refresh_failure(exc: OAuthError) -> Exception:
     """The client-layer error for a refresh that failed for a reason other than a dead grant."""
     if exc.transient:
         return SalesforceUnavailable(f"Could not refresh the Salesforce access token: {exc}")
+    if exc.error == UNTRUSTED_INSTANCE:
+        return SessionInvalid(f"The token refresh was not used: {exc.plain_words()}")
     return SessionInvalid(f"Salesforce refused the token refresh: {exc}. {exc.plain_words()}")
 
 
@@ -191,4 +208,9 @@ def client_for_tenant(
         clock=clock,
     )
     config = config or ClientConfig(api_version=settings.api_version, ca_bundle=settings.ca_bundle)
-    return SalesforceClient(provider.credentials(), config=config, refresh=provider.refresh)
+    with engine.connect() as conn:
+        connector = get_connector(conn, tenant_id)
+    org_id = connector.org_id if connector is not None else None
+    return SalesforceClient(
+        provider.credentials(), config=config, refresh=provider.refresh, org_id=org_id
+    )

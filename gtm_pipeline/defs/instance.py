@@ -3,12 +3,16 @@
 `DAGSTER_HOME` when set; otherwise `$GTM_HOME/dagster_home`, created with the local instance
 settings shipped in the package (the same as the repository's dagster.yaml: run retries, one run
 per tenant).
+
+The default home and GTM_HOME are private folders (0700, tightened if looser), so the run and
+event databases Dagster writes there are out of other users' reach whatever mode Dagster gives
+them; folders created for a configured DAGSTER_HOME are 0700 too, and the dagster.yaml written
+into either is 0600.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -18,16 +22,20 @@ import dagster as dg
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from gtm_pipeline.config import gtm_home
+from gtm_pipeline.private_files import create_private_dirs, private_dir, private_file
 
 
 def dagster_home() -> Path:
     configured = os.environ.get("DAGSTER_HOME", "").strip()
-    home = Path(configured) if configured else gtm_home() / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
+    if configured:
+        home = Path(configured)
+        create_private_dirs(home)
+    else:
+        home = private_dir(private_dir(gtm_home()) / "dagster_home")
     settings = home / "dagster.yaml"
     if not settings.exists():
-        with resources.as_file(resources.files("gtm_pipeline.defs") / "dagster_local.yaml") as src:
-            shutil.copyfile(src, settings)
+        shipped = resources.files("gtm_pipeline.defs") / "dagster_local.yaml"
+        private_file(settings).write_bytes(shipped.read_bytes())
     return home
 
 

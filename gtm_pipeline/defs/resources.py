@@ -64,6 +64,7 @@ class SalesforceResource(dg.ConfigurableResource):
             "SALESFORCE_CA_BUNDLE": self.ca_bundle or os.environ.get("SALESFORCE_CA_BUNDLE", ""),
             "SALESFORCE_CLIENT_ID": self.client_id,
             "SALESFORCE_CLIENT_SECRET": self.client_secret,
+            "SALESFORCE_ALLOW_ANY_INSTANCE": os.environ.get("SALESFORCE_ALLOW_ANY_INSTANCE", ""),
         }
         return SalesforceSettings.from_env(env)
 

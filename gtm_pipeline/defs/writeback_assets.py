@@ -29,6 +29,7 @@ from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.sync.entities import SYNC_ORDER
 from gtm_pipeline.sync.quality import STAGES, markdown_cell
 from gtm_pipeline.writeback import WritebackResult, write_back
+from gtm_pipeline.writeback.mapping import block_unwritable_maps
 from gtm_pipeline.writeback.selection import scores_to_write
 
 WRITEBACK_KEY = dg.AssetKey(["salesforce", "score_writeback"])
@@ -104,13 +105,18 @@ def blocking_quality_checks(instance: dg.DagsterInstance, tenant_id: str) -> lis
 
 
 def failures_markdown(results: Sequence[WritebackResult], limit: int = FAILURES_SHOWN) -> str:
-    """The first failed records as a table; record ids and Salesforce messages are escaped."""
+    """The first failed records as a table, with the fields Salesforce blamed; record ids,
+    field names and Salesforce messages are escaped."""
     rows = [(r.entity_type, e) for r in results for e in r.errors][:limit]
     if not rows:
         return "No failures."
-    lines = ["| entity type | record | code | error |", "| --- | --- | --- | --- |"]
+    lines = [
+        "| entity type | record | code | fields | error |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for entity_type, error in rows:
-        cells = (entity_type, error.get("entity_id"), error.get("code"), error.get("error"))
+        fields = ", ".join(error.get("fields") or ())
+        cells = (entity_type, error.get("entity_id"), error.get("code"), fields, error.get("error"))
         lines.append("| " + " | ".join(markdown_cell(c, limit=200) for c in cells) + " |")
     total = sum(r.failed for r in results)
     if total > len(rows):
@@ -205,6 +211,7 @@ def score_writeback_asset(
     engine = warehouse.engine()
     try:
         client = salesforce.client(engine, tenant_id)
+        block_unwritable_maps(client, engine, tenant_id, WRITEBACK_ORDER)
         results = [
             _write_entity(context, writeback_progress, client, engine, tenant_id, entity_type)
             for entity_type in WRITEBACK_ORDER
@@ -220,4 +227,5 @@ def score_writeback_asset(
     metadata["records_written"] = sum(r.success for r in results)
     metadata["records_failed"] = sum(r.failed for r in results)
     metadata["failures"] = dg.MetadataValue.md(failures_markdown(results))
+    metadata["salesforce_limit_info"] = dg.MetadataValue.json(client.limit_info.as_dict())
     return dg.MaterializeResult(metadata=metadata, check_results=[failure_rate_check(results)])

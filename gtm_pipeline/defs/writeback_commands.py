@@ -90,8 +90,15 @@ def results_table(results: list[dict[str, Any]]) -> str:
     for row in results:
         cells = "".join(f"{row.get(c, '')!s:>19}" for c in RESULT_COLUMNS)
         lines.append(f"{row['entity_type']:<14}{cells}")
-        lines.extend(f"    {e['entity_id']}: {e['error']}" for e in row.get("errors", []))
+        lines.extend(_failure_line(error) for error in row.get("errors", []))
     return "\n".join(lines)
+
+
+def _failure_line(error: dict[str, Any]) -> str:
+    """One failed record: its id, Salesforce's error and the fields it blamed, if any."""
+    fields = ", ".join(error.get("fields") or ())
+    blamed = f" (fields: {fields})" if fields else ""
+    return f"    {error['entity_id']}: {error['error']}{blamed}"
 
 
 class ProgressBars:

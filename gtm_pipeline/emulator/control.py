@@ -114,6 +114,7 @@ CONFIG_KEYS = frozenset(
     {
         "page_size",
         "daily_api_limit",
+        "daily_api_overage",
         "reset_usage",
         "session_lifetime",
         "code_lifetime",
@@ -153,6 +154,11 @@ def apply_config(state: EmulatorState, settings: Any) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ControlError("daily_api_limit must be a whole number, 0 or more")
         changes.append(lambda: state.budget.set_limit(limit))
+    if "daily_api_overage" in settings:
+        overage = settings["daily_api_overage"]
+        if isinstance(overage, bool) or not isinstance(overage, int) or overage < 0:
+            raise ControlError("daily_api_overage must be a whole number, 0 or more")
+        changes.append(lambda: state.budget.set_overage(overage))
     if settings.get("reset_usage") is not None and _flag(settings, "reset_usage"):
         changes.append(state.budget.reset)
     for key in ("session_lifetime", "code_lifetime"):

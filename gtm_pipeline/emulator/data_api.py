@@ -52,7 +52,7 @@ def _data_call(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         except EmulatorError as exc:
             headers = {"WWW-Authenticate": "Token"} if exc.status == 401 else None
             return error_response(exc, headers)
-        response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{limit}"
+        response.headers["Sforce-Limit-Info"] = state.budget.limit_info(used, limit)
         return response
 
     return endpoint

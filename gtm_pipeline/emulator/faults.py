@@ -4,6 +4,10 @@ Each rule matches requests by method and a regular expression on the path, and f
 the next `times` matching requests or with a `probability` drawn from one seeded generator, so a
 sequential client sees the same faults on every run. Rules are plain data in and out (JSON), so a
 test reads exactly what it asked for.
+
+`concurrency_limit` answers 403 `REQUEST_LIMIT_EXCEEDED` with a concurrency limit's message
+(`limit`: ConcurrentPerOrgLongTxn by default, or ConcurrentRequests): Salesforce's refusal when too
+many long-running requests run in the org at once, under the same code as the daily limit.
 """
 
 from __future__ import annotations
@@ -15,8 +19,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gtm_pipeline.emulator.limits import (
+    CONCURRENCY_MESSAGES,
+    DEFAULT_CONCURRENCY_LIMIT,
+    REQUEST_LIMIT_EXCEEDED,
+    REQUEST_LIMIT_STATUS,
+)
+
 DEFAULT_PATH = r"^/services/data/"
-KINDS = ("status", "drop", "latency", "expire_sessions")
+KINDS = ("status", "concurrency_limit", "drop", "latency", "expire_sessions")
+ANSWERING_KINDS = frozenset({"status", "concurrency_limit"})
+"""Kinds that answer the request with an error status instead of the API."""
 
 STATUS_BODIES: dict[int, tuple[str, str]] = {
     500: ("UNKNOWN_EXCEPTION", "An unexpected error occurred. Please try again."),
@@ -60,7 +73,7 @@ class FaultRule:
             return data
         data["times"] = self.remaining
         data["probability"] = self.probability
-        if self.kind == "status":
+        if self.kind in ANSWERING_KINDS:
             data.update(status=self.status, error_code=self.error_code, message=self.message)
         if self.kind == "latency":
             data["seconds"] = self.seconds
@@ -113,6 +126,7 @@ def parse_rule(rule_id: int, spec: Any) -> FaultRule:
     allowed = {"kind", "path", "methods", "times", "probability"}
     allowed |= {
         "status": {"status", "error_code", "message"},
+        "concurrency_limit": {"limit"},
         "drop": set(),
         "latency": {"seconds"},
         "expire_sessions": {"after_calls"},
@@ -143,6 +157,14 @@ def parse_rule(rule_id: int, spec: Any) -> FaultRule:
         code, message = STATUS_BODIES.get(rule.status, ("SERVER_UNAVAILABLE", "Server error."))
         rule.error_code = str(spec.get("error_code") or code)
         rule.message = str(spec.get("message") or message)
+    elif kind == "concurrency_limit":
+        limit = spec.get("limit", DEFAULT_CONCURRENCY_LIMIT)
+        if limit not in CONCURRENCY_MESSAGES:
+            raise FaultRuleError(
+                f"fault rule 'limit' must be one of {', '.join(CONCURRENCY_MESSAGES)}"
+            )
+        rule.status, rule.error_code = REQUEST_LIMIT_STATUS, REQUEST_LIMIT_EXCEEDED
+        rule.message = CONCURRENCY_MESSAGES[limit]
     elif kind == "latency":
         rule.seconds = _number(spec, "seconds", float, minimum=0.0)
         if rule.seconds > 120:
@@ -206,7 +228,7 @@ class FaultPlan:
                     continue
                 if not self._fires(rule):
                     continue
-                if rule.kind == "status" and decision.status is None:
+                if rule.kind in ANSWERING_KINDS and decision.status is None:
                     decision.status = rule
                 elif rule.kind == "drop":
                     decision.drop = True

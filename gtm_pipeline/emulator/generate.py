@@ -271,6 +271,7 @@ def _common(
     row[slots["LastModifiedDate"]] = b.stamp(modified)
     row[slots["SystemModstamp"]] = b.stamp(system)
     row[slots["Region__c"]] = region
+    row[slots["Record_Number__c"]] = f"REC-{rid[3:15]}"  # an auto-number is never empty
     if rand() < 0.2:
         row[slots["Notes__c"]] = NOTES[int(rand() * len(NOTES))]
     row[slots["Days_Since_Activity__c"]] = b.number(float((HISTORY_END - modified) // DAY))

@@ -1,8 +1,18 @@
 """The daily API budget and the per-endpoint call counters.
 
 The budget is what `Sforce-Limit-Info: api-usage=USED/TOTAL` reports and what ends in 403
-`REQUEST_LIMIT_EXCEEDED`; the counters are for tests and benchmarks that need to know how many
-calls a connector really made (control calls are never counted in either).
+`REQUEST_LIMIT_EXCEEDED` ("TotalRequests Limit exceeded."); the counters are for tests and
+benchmarks that need to know how many calls a connector really made (control calls are never
+counted in either).
+
+Salesforce lets an org run over its daily limit for a while, so the header can show USED above
+TOTAL, with an `api-bursts` element (`api-usage=110018/100000; api-bursts=1/750`, as documented).
+`overage` models that: that many calls beyond the limit are still served, and while it is set the
+header carries `api-bursts=B/750` (B is 1 once usage passed the limit, else 0; the emulator does
+not model Salesforce's monthly accounting of bursts, only the header's shape).
+
+The concurrency limits Salesforce reports with the same code (`ConcurrentPerOrgLongTxn Limit
+exceeded.`) are not a budget: the `concurrency_limit` fault kind produces them.
 """
 
 from __future__ import annotations
@@ -23,33 +33,58 @@ CALL_KINDS = (
     "revoke",
     "other",
 )
+REQUEST_LIMIT_EXCEEDED = "REQUEST_LIMIT_EXCEEDED"
+REQUEST_LIMIT_STATUS = 403
+CONCURRENCY_MESSAGES = {
+    "ConcurrentPerOrgLongTxn": "ConcurrentPerOrgLongTxn Limit exceeded.",
+    "ConcurrentRequests": "ConcurrentRequests (Concurrent API Requests) Limit exceeded",
+}
+"""Concurrency limits and the messages Salesforce refuses with (as its help articles quote them),
+under the same REQUEST_LIMIT_EXCEEDED code as the daily limit."""
+DEFAULT_CONCURRENCY_LIMIT = "ConcurrentPerOrgLongTxn"
+BURST_ENTITLEMENT = 750
 
 
 def limit_exceeded() -> EmulatorError:
-    return EmulatorError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+    return EmulatorError(
+        REQUEST_LIMIT_STATUS, REQUEST_LIMIT_EXCEEDED, "TotalRequests Limit exceeded."
+    )
 
 
 class ApiBudget:
-    """Counts data API calls against a limit; a call over the limit is refused, not counted."""
+    """Counts data API calls against a limit; a call past the limit (and its overage) is refused,
+    not counted."""
 
-    def __init__(self, limit: int) -> None:
-        if limit < 0:
-            raise ValueError("the daily API limit cannot be negative")
+    def __init__(self, limit: int, overage: int = 0) -> None:
+        _check_non_negative(limit, overage)
         self._lock = threading.Lock()
         self._limit = limit
+        self._overage = overage
         self._used = 0
 
     def consume(self) -> tuple[int, int]:
         """Count one call and return (used, limit); EmulatorError 403 when the budget is spent."""
         with self._lock:
-            if self._used >= self._limit:
+            if self._used >= self._limit + self._overage:
                 raise limit_exceeded()
             self._used += 1
             return self._used, self._limit
 
+    def limit_info(self, used: int, limit: int) -> str:
+        """The `Sforce-Limit-Info` value of a call that left usage at `used` of `limit`."""
+        header = f"api-usage={used}/{limit}"
+        with self._lock:
+            if self._overage:
+                header += f"; api-bursts={int(used > limit)}/{BURST_ENTITLEMENT}"
+        return header
+
+    def set_overage(self, overage: int) -> None:
+        _check_non_negative(0, overage)
+        with self._lock:
+            self._overage = overage
+
     def set_limit(self, limit: int) -> None:
-        if limit < 0:
-            raise ValueError("the daily API limit cannot be negative")
+        _check_non_negative(limit, 0)
         with self._lock:
             self._limit = limit
 
@@ -57,9 +92,20 @@ class ApiBudget:
         with self._lock:
             self._used = 0
 
+    @property
+    def overage(self) -> int:
+        return self._overage
+
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return {"used": self._used, "limit": self._limit}
+
+
+def _check_non_negative(limit: int, overage: int) -> None:
+    if limit < 0:
+        raise ValueError("the daily API limit cannot be negative")
+    if overage < 0:
+        raise ValueError("the daily API overage cannot be negative")
 
 
 class CallStats:

@@ -45,6 +45,15 @@ _SOAP_TYPES = {
 
 ADDRESS_KEYS = ("street", "city", "state", "postalCode", "country")
 _ADDRESS_SUFFIXES = ("Street", "City", "State", "PostalCode", "Country")
+# The geolocation parts every standard address has besides its text parts (Address Compound
+# Fields in the Object Reference): latitude and longitude doubles of precision 18 and scale 15,
+# and the geocode accuracy picklist, whose values are Salesforce's documented ones.
+GEO_KEYS = ("latitude", "longitude", "geocodeAccuracy")
+_GEO_SUFFIXES = ("Latitude", "Longitude", "GeocodeAccuracy")
+GEOCODE_ACCURACIES = (
+    "Address", "NearAddress", "Block", "Street", "ExtendedZip", "Zip", "Neighborhood", "City",
+    "County", "State", "Unknown",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,10 @@ class FieldDef:
     createable: bool = True
     nillable: bool = True
     calculated: bool = False
+    formula: str | None = None
+    auto_number: bool = False
+    unique: bool = False
+    external_id: bool = False
     compound_field_name: str | None = None
     reference_to: tuple[str, ...] = ()
     relationship_name: str | None = None
@@ -95,7 +108,7 @@ class FieldDef:
             "createable": self.createable,
             "nillable": self.nillable,
             "calculated": self.calculated,
-            "calculatedFormula": None,
+            "calculatedFormula": self.formula,
             "compoundFieldName": self.compound_field_name,
             "referenceTo": list(self.reference_to),
             "relationshipName": self.relationship_name,
@@ -104,9 +117,9 @@ class FieldDef:
             "sortable": self.sortable,
             "groupable": self.filterable and self.type not in NUMBER_TYPES - {"int"},
             "soapType": _SOAP_TYPES[self.type],
-            "idLookup": self.type == "id",
-            "unique": False,
-            "externalId": False,
+            "idLookup": self.type == "id" or self.external_id or self.auto_number,
+            "unique": self.unique,
+            "externalId": self.external_id,
             "caseSensitive": False,
             "defaultedOnCreate": self.name in _SYSTEM_FIELDS,
             "defaultValue": None,
@@ -118,11 +131,10 @@ class FieldDef:
             "dependentPicklist": False,
             "deprecatedAndHidden": False,
             "encrypted": False,
-            "autoNumber": False,
+            "autoNumber": self.auto_number,
             "cascadeDelete": False,
             "restrictedDelete": False,
             "writeRequiresMasterRead": False,
-            "externalIdField": False,
             "inlineHelpText": None,
             "mask": None,
             "maskType": None,
@@ -177,6 +189,10 @@ class ObjectDef:
         prefix = compound.removesuffix("Address")
         return tuple(prefix + suffix for suffix in _ADDRESS_SUFFIXES)
 
+    def geolocation_components(self, compound: str) -> tuple[str, ...]:
+        prefix = compound.removesuffix("Address")
+        return tuple(prefix + suffix for suffix in _GEO_SUFFIXES)
+
     def describe(self) -> dict:
         return {
             "name": self.name,
@@ -213,14 +229,14 @@ def compound_reader(obj: ObjectDef, f: FieldDef) -> Callable[[tuple], object]:
     """How to read a derived field from a stored row."""
     if f.type == "address":
         slots = [obj.slots[c] for c in obj.address_components(f.name)]
+        geo_slots = [obj.slots[c] for c in obj.geolocation_components(f.name)]
+        keys = ADDRESS_KEYS + GEO_KEYS
 
         def read_address(row: tuple) -> object:
-            values = [row[s] for s in slots]
+            values = [row[s] for s in slots + geo_slots]
             if all(v is None for v in values):
                 return None
-            result: dict[str, object] = dict(zip(ADDRESS_KEYS, values, strict=True))
-            result.update(geocodeAccuracy=None, latitude=None, longitude=None)
-            return dict(sorted(result.items()))
+            return dict(sorted(zip(keys, values, strict=True)))
 
         return read_address
     if obj.name == "Contact" and f.name == "Name":
@@ -271,13 +287,26 @@ def _number(name: str, label: str, type_: str, precision: int, scale: int, **kw)
 
 
 def _address(prefix: str, label: str) -> list[FieldDef]:
+    """A standard address: text parts, geolocation parts and the read-only compound, with the
+    lengths, precision and scale of the Salesforce Field Reference (Account Billing*)."""
     compound = f"{prefix}Address"
+    part = {"compound_field_name": compound}
     return [
-        _text(f"{prefix}Street", f"{label} Street", 255, "textarea", compound_field_name=compound),
-        _text(f"{prefix}City", f"{label} City", 40, compound_field_name=compound),
-        _text(f"{prefix}State", f"{label} State/Province", 80, compound_field_name=compound),
-        _text(f"{prefix}PostalCode", f"{label} Zip/Postal Code", 20, compound_field_name=compound),
-        _text(f"{prefix}Country", f"{label} Country", 80, compound_field_name=compound),
+        _text(f"{prefix}Street", f"{label} Street", 255, "textarea", **part),
+        _text(f"{prefix}City", f"{label} City", 40, **part),
+        _text(f"{prefix}State", f"{label} State/Province", 80, **part),
+        _text(f"{prefix}PostalCode", f"{label} Zip/Postal Code", 20, **part),
+        _text(f"{prefix}Country", f"{label} Country", 80, **part),
+        _number(f"{prefix}Latitude", f"{label} Latitude", "double", 18, 15, **part),
+        _number(f"{prefix}Longitude", f"{label} Longitude", "double", 18, 15, **part),
+        _text(
+            f"{prefix}GeocodeAccuracy",
+            f"{label} Geocode Accuracy",
+            40,
+            "picklist",
+            picklist_values=GEOCODE_ACCURACIES,
+            **part,
+        ),
         FieldDef(compound, f"{label} Address", "address", updateable=False, createable=False),
     ]
 
@@ -304,7 +333,23 @@ def _custom() -> list[FieldDef]:
             updateable=False,
             createable=False,
             calculated=True,
+            formula="TODAY() - DATEVALUE(LastModifiedDate)",
         ),
+        # Fields a careless writeback could ruin, so the writeback rule has real ones to refuse:
+        # a whole-number score (Salesforce rounds what is sent to scale 0), an auto-number (a
+        # read-only string), and an external id that is also unique (what integrations match on).
+        _number("Legacy_Score__c", "Legacy Score", "double", 3, 0, custom=True),
+        _text(
+            "Record_Number__c",
+            "Record Number",
+            30,
+            custom=True,
+            updateable=False,
+            createable=False,
+            nillable=False,
+            auto_number=True,
+        ),
+        _text("External_Key__c", "External Key", 64, custom=True, unique=True, external_id=True),
     ]
 
 
@@ -390,6 +435,7 @@ def _contact() -> ObjectDef:
         _text("Email", "Email", 80, "email"),
         _text("Title", "Title", 128),
         _text("Phone", "Business Phone", 40, "phone"),
+        FieldDef("EmailBouncedDate", "Email Bounced Date", "datetime"),
         *_address("Mailing", "Mailing"),
         _text("LeadSource", "Lead Source", 255, "picklist", picklist_values=LEAD_SOURCES),
         *_audit(),

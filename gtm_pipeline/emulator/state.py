@@ -141,6 +141,7 @@ class EmulatorState:
             "code_lifetime": self.oauth.code_lifetime,
             "rotate_refresh_tokens": self.oauth.rotate_refresh_tokens,
             "daily_api_limit": self.budget.snapshot()["limit"],
+            "daily_api_overage": self.budget.overage,
             "page_size": self.page_policy.to_json(),
             "locator_lifetime": self.cursors.lifetime,
             "max_open_cursors": self.cursors.max_open,

@@ -255,6 +255,7 @@ def emulator_client(
         config=ClientConfig(ca_bundle=info["ca_bundle"], api_version=info["api_version"], **config),
         refresh=refresh,
         sleep=sleep,
+        org_id=info.get("org_id"),
     )
 
 

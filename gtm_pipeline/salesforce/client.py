@@ -1,10 +1,17 @@
 """The Salesforce REST client the pipeline uses, built on simple-salesforce.
 
-simple-salesforce does the URL building, JSON decoding and `Sforce-Limit-Info` parsing. This module
-adds what a long-running sync needs on top: paged iteration with a chosen batch size, a token
-refresh on `INVALID_SESSION_ID` (retried once, thread-safe), bounded retries with exponential
-backoff and jitter on transient failures, a typed error for a spent API budget, a guard that stops
-before the org's usage passes a set share, and a count of the HTTP calls made.
+simple-salesforce does the URL building and JSON decoding. This module adds what a long-running
+sync needs on top: paged iteration with a chosen batch size, a token refresh on
+`INVALID_SESSION_ID` (retried once, thread-safe), bounded retries with exponential backoff and
+jitter on transient failures, a guard that stops before the org's usage passes a set share (read
+from `Sforce-Limit-Info` by `limits.py`), and a count of the HTTP calls made.
+
+`REQUEST_LIMIT_EXCEEDED` is read by the limit its message names (`limits.request_limit_kind`):
+the daily `TotalRequests` limit, or one the connector does not recognise, raises ApiLimitExceeded
+at once (the run stops cleanly); a concurrency limit (`ConcurrentPerOrgLongTxn`...) is retried
+after a jittered exponential backoff, capped, up to `concurrency_max_attempts` tries, then raises
+the retryable ConcurrencyLimitExceeded. Such a refusal means the call was not applied, so even a
+call sent only once otherwise (a collections update) is retried.
 """
 
 from __future__ import annotations
@@ -21,23 +28,33 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 from simple_salesforce.util import Usage
 from tenacity import (
+    RetryCallState,
     RetryError,
     Retrying,
     retry_if_exception,
-    stop_after_attempt,
     wait_random_exponential,
 )
+from tenacity import sleep as tenacity_sleep
 
 from gtm_pipeline.config import DEFAULT_API_VERSION
 from gtm_pipeline.salesforce.errors import (
     ApiLimitExceeded,
     ApiUsageGuardTripped,
+    ConcurrencyLimitExceeded,
     SalesforceApiError,
     SalesforceUnavailable,
     SessionInvalid,
     TlsVerificationFailed,
 )
 from gtm_pipeline.salesforce.http import DEFAULT_TIMEOUT_SECONDS, PinnedSession
+from gtm_pipeline.salesforce.limits import (
+    LimitInfo,
+    RequestLimit,
+    limit_name,
+    over_share,
+    parse_limit_info,
+    request_limit_kind,
+)
 
 T = TypeVar("T")
 
@@ -79,13 +96,20 @@ class ClientConfig:
     backoff_max_seconds: float = 30.0
     usage_guard_share: float = 0.8
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    concurrency_max_attempts: int = 6
+    """Tries of a call Salesforce refuses for a concurrency limit, before giving up."""
+    concurrency_backoff_initial_seconds: float = 2.0
+    concurrency_backoff_max_seconds: float = 60.0
+    """A concurrency limit counts requests running over 20 s: waits are in seconds, not ms."""
 
     def __post_init__(self) -> None:
         validate_batch_size(self.batch_size)
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if not 0 < self.usage_guard_share <= 1:
-            raise ValueError("usage_guard_share must be in (0, 1]")
+        if self.concurrency_max_attempts < 1:
+            raise ValueError("concurrency_max_attempts must be at least 1")
+        if not self.usage_guard_share > 0:
+            raise ValueError("usage_guard_share must be above 0 (above 1 allows the overage)")
 
 
 @dataclass(frozen=True)
@@ -106,13 +130,41 @@ def validate_batch_size(batch_size: int) -> int:
     return batch_size
 
 
-def _error_code(exc: SalesforceError) -> tuple[str, str]:
-    """The (errorCode, message) of a Salesforce error body, which is a JSON array of objects."""
+def _first_error(exc: SalesforceError) -> Mapping[str, Any] | None:
+    """The first object of a Salesforce error body, which is a JSON array of objects."""
     content = exc.content
     if isinstance(content, list) and content and isinstance(content[0], Mapping):
-        first = content[0]
+        return content[0]
+    return None
+
+
+def _error_code(exc: SalesforceError) -> tuple[str, str]:
+    """The (errorCode, message) of a Salesforce error body."""
+    first = _first_error(exc)
+    if first is not None:
         return str(first.get("errorCode", "")), str(first.get("message", ""))
-    return "", str(content)[:500]
+    return "", str(exc.content)[:500]
+
+
+def _error_fields(exc: SalesforceError) -> tuple[str, ...]:
+    """The `fields` a Salesforce error body blames (absent from most bodies)."""
+    first = _first_error(exc)
+    fields = first.get("fields") if first is not None else None
+    if not isinstance(fields, list):
+        return ()
+    return tuple(str(name) for name in fields)
+
+
+def _request_limit(exc: BaseException) -> RequestLimit | None:
+    """Which limit a 403 REQUEST_LIMIT_EXCEEDED is about; None for every other failure."""
+    if not isinstance(exc, SalesforceError) or exc.status != 403:
+        return None
+    code, message = _error_code(exc)
+    return request_limit_kind(message) if code == "REQUEST_LIMIT_EXCEEDED" else None
+
+
+def _is_concurrency_refusal(exc: BaseException | None) -> bool:
+    return exc is not None and _request_limit(exc) is RequestLimit.CONCURRENCY
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -121,6 +173,14 @@ def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, _TRANSIENT_NETWORK_ERRORS):
         return True
     return isinstance(exc, SalesforceError) and exc.status >= 500
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return _is_transient(exc) or _is_concurrency_refusal(exc)
+
+
+def _last_failure(state: RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome is not None else None
 
 
 class _OrjsonSalesforce(Salesforce):
@@ -147,8 +207,10 @@ class SalesforceClient:
         config: ClientConfig | None = None,
         refresh: RefreshHook | None = None,
         sleep: Callable[[float], None] | None = None,
+        org_id: str | None = None,
     ) -> None:
         self.config = config or ClientConfig()
+        self._org_id = org_id
         self._refresh_hook = refresh
         self._sleep = sleep
         self._session = PinnedSession(self.config.ca_bundle, self.config.timeout_seconds)
@@ -167,14 +229,25 @@ class SalesforceClient:
         return self._session.requests_sent
 
     @property
+    def limit_info(self) -> LimitInfo:
+        """Everything the latest `Sforce-Limit-Info` said (daily usage, bursts, per-app quotas)."""
+        return parse_limit_info(self._session.limit_info)
+
+    @property
     def api_usage(self) -> Usage | None:
-        """The org's API usage as of the last successful call (`Sforce-Limit-Info`)."""
-        usage = self._sf.api_usage.get("api-usage")
-        return usage if isinstance(usage, Usage) else None
+        """The org's daily API usage (`api-usage`) as of the latest response that reported it."""
+        return self.limit_info.api_usage
 
     @property
     def instance_url(self) -> str:
         return self._credentials.instance_url
+
+    @property
+    def org_id(self) -> str | None:
+        """The org this client talks to (from the connection's identity URL), when known: what
+        per-org caches such as the describe cache are keyed by, since an instance URL may serve
+        another org later."""
+        return self._org_id
 
     # -- API calls ---------------------------------------------------------------------------
 
@@ -283,16 +356,15 @@ class SalesforceClient:
     def _with_retries(
         self, fn: Callable[[Salesforce], T], sf: Salesforce, attempts: int | None = None
     ) -> T:
+        """Run `fn`, retrying transient failures up to `attempts` tries and concurrency-limit
+        refusals up to `config.concurrency_max_attempts`, each with its own capped backoff."""
         attempts = attempts or self.config.max_attempts
         retrying = Retrying(
-            retry=retry_if_exception(_is_transient),
-            stop=stop_after_attempt(attempts),
-            wait=wait_random_exponential(
-                multiplier=self.config.backoff_initial_seconds,
-                max=self.config.backoff_max_seconds,
-            ),
+            retry=retry_if_exception(_is_retryable),
+            stop=self._stop_after(attempts),
+            wait=self._backoff(),
             reraise=False,
-            **({"sleep": self._sleep} if self._sleep else {}),
+            sleep=self._sleep or tenacity_sleep,
         )
         try:
             return retrying(fn, sf)
@@ -303,10 +375,42 @@ class SalesforceClient:
             ) from None
         except RetryError as exc:
             last = exc.last_attempt.exception()
+            if isinstance(last, SalesforceError) and _is_concurrency_refusal(last):
+                raise ConcurrencyLimitExceeded(
+                    limit_name(_error_code(last)[1]), exc.last_attempt.attempt_number
+                ) from None
             raise SalesforceUnavailable(
                 f"Salesforce stayed unavailable after {attempts} attempt(s): "
                 f"{self._describe_transient(last)}"
             ) from None
+
+    def _stop_after(self, attempts: int) -> Callable[[RetryCallState], bool]:
+        """Stop at `attempts` tries after a transient failure, at the concurrency cap after a
+        concurrency refusal (a refused call was not applied, so a call sent once may repeat)."""
+        concurrency_attempts = self.config.concurrency_max_attempts
+
+        def stop(state: RetryCallState) -> bool:
+            refused = _is_concurrency_refusal(_last_failure(state))
+            return state.attempt_number >= (concurrency_attempts if refused else attempts)
+
+        return stop
+
+    def _backoff(self) -> Callable[[RetryCallState], float]:
+        """Full-jitter exponential waits, capped: seconds for a concurrency limit (requests that
+        run over 20 s must finish), sub-second to start for a transient failure."""
+        transient = wait_random_exponential(
+            multiplier=self.config.backoff_initial_seconds, max=self.config.backoff_max_seconds
+        )
+        concurrency = wait_random_exponential(
+            multiplier=self.config.concurrency_backoff_initial_seconds,
+            max=self.config.concurrency_backoff_max_seconds,
+        )
+
+        def wait(state: RetryCallState) -> float:
+            chosen = concurrency if _is_concurrency_refusal(_last_failure(state)) else transient
+            return chosen(state)
+
+        return wait
 
     @staticmethod
     def _describe_transient(exc: BaseException | None) -> str:
@@ -317,23 +421,36 @@ class SalesforceClient:
 
     def _translate(self, exc: SalesforceError) -> Exception:
         code, message = _error_code(exc)
-        if exc.status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
+        limit = _request_limit(exc)
+        if limit is RequestLimit.DAILY:
             return ApiLimitExceeded(
                 "Salesforce refused the call: the org's daily API request limit is exceeded "
                 "(REQUEST_LIMIT_EXCEEDED). Wait for the 24-hour window to free calls, "
                 "or raise the limit."
             )
+        if limit is not None:  # a limit the connector does not know: stop, do not hammer it
+            return ApiLimitExceeded(
+                "Salesforce refused the call with REQUEST_LIMIT_EXCEEDED for a limit the "
+                f"connector does not recognise ({message[:200]!r}); the run stopped without "
+                "retrying. Check the org's limits in Setup, then run again."
+            )
         if exc.status == 401:
             return SessionInvalid(
                 f"Salesforce refused the access token ({code or 'HTTP 401'}); reconnect the org"
             )
-        return SalesforceApiError(exc.status, code, message, resource=exc.resource_name)
+        return SalesforceApiError(
+            exc.status, code, message, resource=exc.resource_name, fields=_error_fields(exc)
+        )
 
     def _check_usage_guard(self) -> None:
+        """Refuse the next call once the org's daily usage would pass the configured share.
+
+        Only `api-usage` counts; `api-bursts` and `per-app-api-usage` are reported, never used.
+        """
         usage = self.api_usage
         if usage is None or usage.total <= 0:
             return
-        if usage.used + 1 > self.config.usage_guard_share * usage.total:
+        if over_share(usage, self.config.usage_guard_share):
             raise ApiUsageGuardTripped(usage.used, usage.total, self.config.usage_guard_share)
 
     # -- credentials -------------------------------------------------------------------------
@@ -364,10 +481,8 @@ class SalesforceClient:
                     "configured; reconnect the org"
                 )
             fresh = self._refresh_hook(refused)
-            previous_usage = self._sf.api_usage
             self._credentials = fresh
-            self._sf = self._build_sf(fresh)
-            self._sf.api_usage = previous_usage
+            self._sf = self._build_sf(fresh)  # same session: the usage read so far is kept
             return self._sf
 
     @staticmethod

@@ -13,13 +13,23 @@ class SalesforceClientError(Exception):
 
 
 class SalesforceApiError(SalesforceClientError):
-    """Salesforce answered with an error that retrying will not fix."""
+    """Salesforce answered with an error that retrying will not fix; `fields` are the fields its
+    body blames, when it names any."""
 
-    def __init__(self, status: int, error_code: str, message: str, *, resource: str = "") -> None:
+    def __init__(
+        self,
+        status: int,
+        error_code: str,
+        message: str,
+        *,
+        resource: str = "",
+        fields: tuple[str, ...] = (),
+    ) -> None:
         self.status = status
         self.error_code = error_code
         self.message = message
         self.resource = resource
+        self.fields = fields
         where = f" on {resource}" if resource else ""
         super().__init__(f"Salesforce returned HTTP {status} {error_code}{where}: {message}")
 
@@ -37,10 +47,30 @@ class SessionInvalid(SalesforceClientError):
 
 
 class ApiLimitExceeded(SalesforceClientError):
-    """Salesforce refused the call with REQUEST_LIMIT_EXCEEDED: the org's daily API budget is spent.
+    """Salesforce refused the call with REQUEST_LIMIT_EXCEEDED for its daily API budget
+    (`TotalRequests`), or for a limit the connector does not recognise.
 
     Never retried: every further call would be refused too, and would delay the user's other tools.
     """
+
+
+class ConcurrencyLimitExceeded(SalesforceClientError):
+    """Salesforce kept refusing with REQUEST_LIMIT_EXCEEDED for a concurrency limit
+    (`ConcurrentPerOrgLongTxn`, `ConcurrentRequests`...) through every backoff.
+
+    Retryable: too many long requests were running in the org at once, which clears by itself;
+    a later attempt of the run (or the next run) can go through. The refused calls were never
+    applied, so retrying them is safe.
+    """
+
+    def __init__(self, limit: str, attempts: int) -> None:
+        self.limit = limit
+        self.attempts = attempts
+        super().__init__(
+            f"Salesforce refused the call {attempts} time(s) with REQUEST_LIMIT_EXCEEDED "
+            f"({limit or 'a concurrency limit'}): too many long-running requests are running in "
+            "the org at once. This clears by itself; retry the run in a few minutes."
+        )
 
 
 class ApiUsageGuardTripped(ApiLimitExceeded):
@@ -50,9 +80,20 @@ class ApiUsageGuardTripped(ApiLimitExceeded):
         self.used = used
         self.total = total
         self.share = share
-        super().__init__(
+        super().__init__(self._describe(used, total, share))
+
+    @staticmethod
+    def _describe(used: int, total: int, share: float) -> str:
+        resume = "the next run resumes from the last committed page"
+        if used >= total:
+            return (
+                f"Stopped: the org has used {used} of its {total} daily API calls, at or over "
+                f"its limit (Salesforce lets an org run over for a while); {resume} once the "
+                "24-hour window frees calls"
+            )
+        return (
             f"Stopped before passing {share:.0%} of the org's daily API budget "
-            f"({used}/{total} calls used); the next run resumes from the last committed page"
+            f"({used}/{total} calls used); {resume}"
         )
 
 

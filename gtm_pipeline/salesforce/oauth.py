@@ -3,7 +3,10 @@
 Every token response is checked before anything trusts it: its `signature` must be
 base64(HMAC-SHA256(id + issued_at, client_secret)), compared in constant time, so a response that
 did not come from the connected app's authority (or was altered on the way) is refused; the
-instance URL must be https, so tokens are never sent in clear text afterwards. Errors carry
+instance URL and the identity URL must be https without user-info, so tokens are never sent in
+clear text afterwards, and on a Salesforce domain (`salesforce/domains.py`) unless the settings
+allow any instance (SALESFORCE_ALLOW_ANY_INSTANCE=1, for the emulator): the signature cannot
+tell Salesforce from whatever server a wrong SALESFORCE_LOGIN_URL names. Errors carry
 Salesforce's `error` code and description, never a token, code, verifier or the client secret.
 """
 
@@ -21,7 +24,12 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
-from gtm_pipeline.config import ConfigError, SalesforceSettings
+from gtm_pipeline.config import ALLOW_ANY_INSTANCE_VARIABLE, ConfigError, SalesforceSettings
+from gtm_pipeline.salesforce.domains import (
+    SALESFORCE_DOMAIN_SUFFIXES,
+    is_salesforce_host,
+    plain_https_host,
+)
 from gtm_pipeline.salesforce.http import PinnedSession
 
 AUTHORIZE_PATH = "/services/oauth2/authorize"
@@ -38,6 +46,7 @@ _ID_PATH = re.compile(
 )
 _REQUIRED_FIELDS = ("access_token", "instance_url", "id", "issued_at", "signature")
 _TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
+UNTRUSTED_INSTANCE = "untrusted_instance"
 
 # What each error means to the person who clicked "Connect", in words they can act on.
 _PLAIN_WORDS = {
@@ -69,6 +78,10 @@ _PLAIN_WORDS = {
     "server_error": "Salesforce had a temporary problem. Try again in a few minutes.",
     "invalid_response": "Salesforce's answer could not be trusted or understood, so nothing was "
     "stored. Try again; if it keeps failing, check SALESFORCE_LOGIN_URL and the client secret.",
+    UNTRUSTED_INSTANCE: "The token answer named a server outside Salesforce's domains "
+    f"({', '.join('*.' + d for d in SALESFORCE_DOMAIN_SUFFIXES)}), so the access token was not "
+    f"used and nothing was stored. Check SALESFORCE_LOGIN_URL; set "
+    f"{ALLOW_ANY_INSTANCE_VARIABLE}=1 only for a test server such as the emulator.",
 }
 
 
@@ -157,6 +170,24 @@ class OAuthClient:
     @property
     def login_url(self) -> str:
         return self._settings.login_url
+
+    def check_token_destination(self, url: str, name: str = "instance_url") -> None:
+        """Refuse a URL an access token must not be sent to; `name` says which one it is.
+
+        https without user-info always; a Salesforce domain unless the settings allow any
+        instance. Used on every token response and on the instance URL of stored tokens.
+        """
+        host = plain_https_host(url)
+        if host is None:
+            raise OAuthError(
+                "invalid_response", f"the token response's {name} is not https without user-info"
+            )
+        if not (self._settings.allow_any_instance or is_salesforce_host(host)):
+            raise OAuthError(
+                UNTRUSTED_INSTANCE,
+                f"the {name} is not on a Salesforce domain and {ALLOW_ANY_INSTANCE_VARIABLE} "
+                "is not 1",
+            )
 
     def authorize_url(
         self, *, redirect_uri: str, state: str, code_challenge: str, prompt: str | None = None
@@ -251,8 +282,8 @@ class OAuthClient:
                 "invalid_response", "the token response signature does not match the client secret"
             )
         instance_url = body["instance_url"].rstrip("/")
-        if not instance_url.startswith("https://") or not urlsplit(instance_url).hostname:
-            raise OAuthError("invalid_response", "the token response's instance_url is not https")
+        self.check_token_destination(instance_url, "instance_url")
+        self.check_token_destination(id_url, "id")
         match = _ID_PATH.search(urlsplit(id_url).path)
         if match is None:
             raise OAuthError("invalid_response", "the token response's id is not an identity URL")

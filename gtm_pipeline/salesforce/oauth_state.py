@@ -9,6 +9,10 @@ see a replay that arrives at another process).
 
 Every refusal is a `StateError` whose message is safe to show the person in the browser: it says
 what to do, never echoes the state, and does not reveal which byte failed.
+
+The state travels in the authorize URL, so whoever holds the link holds it. The *binding nonce*
+below is what stays behind: a second random value the starting browser keeps in a cookie while
+the store keeps only its SHA-256, so a link forwarded to another browser cannot finish the flow.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ DEFAULT_TTL_SECONDS = 600.0
 # A state "issued" further in the future than this was not made by a server with a sane clock.
 MAX_CLOCK_SKEW_SECONDS = 60.0
 NONCE_BYTES = 24
+# 256 bits: far beyond guessing, and the same strength as the operator tokens.
+BINDING_NONCE_BYTES = 32
+MAX_BINDING_NONCE_CHARS = 256
 _MAC_LENGTH = 32
 _START_AGAIN = "start the connection again from the connectors page"
 
@@ -158,3 +165,25 @@ def _parse_payload(payload: bytes) -> VerifiedState:
     if not colon or not tenant_id or not connector_id or not nonce or not issued.isdigit():
         raise malformed
     return VerifiedState(tenant_id, connector_id, nonce, int(issued) / 1000)
+
+
+def new_binding_nonce() -> str:
+    """A fresh browser-binding nonce for the cookie of the browser that starts a flow."""
+    return secrets.token_urlsafe(BINDING_NONCE_BYTES)
+
+
+def binding_hash(nonce: str) -> str:
+    """SHA-256 hex of a binding nonce: what the store keeps, so a database copy cannot forge it."""
+    return hashlib.sha256(nonce.encode("ascii")).hexdigest()
+
+
+def binding_matches(stored_hash: str | None, presented: object) -> bool:
+    """True only when `presented` is the nonce whose hash was stored; constant-time compare.
+
+    A flow stored without a hash (started before binding existed) matches nothing.
+    """
+    if not stored_hash or not isinstance(presented, str) or not presented:
+        return False
+    if len(presented) > MAX_BINDING_NONCE_CHARS or not presented.isascii():
+        return False
+    return hmac.compare_digest(binding_hash(presented), stored_hash)

@@ -69,6 +69,10 @@ class OAuthStateRow:
     issued_at: datetime
     expires_at: datetime
     consumed_at: datetime | None = None
+    # SHA-256 hex of the nonce cookie of the browser that started the flow (see connect/flow.py).
+    binding_hash: str | None = field(default=None, repr=False)
+    # The operator credential that started it; None for `connect` in a terminal.
+    started_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,10 +85,17 @@ class OperatorRow:
     label: str
     created_at: datetime
     revoked_at: datetime | None = None
+    # Browser sessions signed before this moment are refused (set when the operator logs out).
+    sessions_valid_after: datetime | None = None
 
     @property
     def is_admin(self) -> bool:
         return self.tenant_id is None
+
+    def accepts_session_issued_at(self, issued_at: datetime) -> bool:
+        """Whether a session signed at `issued_at` outlived no logout of this credential."""
+        valid_after = self.sessions_valid_after
+        return valid_after is None or ensure_aware_utc(issued_at, "issued_at") >= valid_after
 
 
 def _now() -> datetime:
@@ -299,6 +310,12 @@ def insert_oauth_state(conn: sa.Connection, row: OAuthStateRow) -> None:
             issued_at=issued_at,
             expires_at=expires_at,
             consumed_at=None,
+            binding_hash=(
+                None
+                if row.binding_hash is None
+                else _checked_hash(row.binding_hash, "binding_hash")
+            ),
+            started_by=row.started_by,
         )
     )
 
@@ -352,14 +369,14 @@ def operator_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _checked_hash(token_hash: str) -> str:
+def _checked_hash(digest: str, what: str = "token_hash") -> str:
     if (
-        not isinstance(token_hash, str)
-        or len(token_hash) != 64
-        or any(c not in "0123456789abcdef" for c in token_hash)
+        not isinstance(digest, str)
+        or len(digest) != 64
+        or any(c not in "0123456789abcdef" for c in digest)
     ):
-        raise ValueError("token_hash must be the SHA-256 hex digest (64 lowercase hex characters)")
-    return token_hash
+        raise ValueError(f"{what} must be the SHA-256 hex digest (64 lowercase hex characters)")
+    return digest
 
 
 def create_operator(
@@ -416,6 +433,20 @@ def revoke_operator(conn: sa.Connection, credential_id: str, at: datetime | None
             operator_credentials.c.revoked_at.is_(None),
         )
         .values(revoked_at=moment)
+    )
+    return result.rowcount > 0
+
+
+def end_sessions(conn: sa.Connection, credential_id: str, at: datetime) -> bool:
+    """Refuse from now on every browser session of this credential signed before `at`.
+
+    Sessions are signed cookies the server keeps no list of, so logging out moves this line
+    instead; the credential itself (its bearer token) keeps working. True if the credential exists.
+    """
+    result = conn.execute(
+        sa.update(operator_credentials)
+        .where(operator_credentials.c.credential_id == credential_id)
+        .values(sessions_valid_after=ensure_aware_utc(at, "at"))
     )
     return result.rowcount > 0
 

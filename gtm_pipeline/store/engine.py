@@ -9,6 +9,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from gtm_pipeline import config
+from gtm_pipeline.private_files import (
+    PRIVATE_DIR_MODE,
+    PRIVATE_FILE_MODE,
+    create_private_dirs,
+    private_file,
+    tighten,
+)
 from gtm_pipeline.store.errors import StoreConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -23,6 +30,8 @@ SQLITE_CACHE_KIB = 32_000
 # transactions took ~9% less CPU with 16 KiB pages (median of 8 runs each, alternated): fewer
 # pages to split, write to the WAL and checkpoint per committed batch.
 SQLITE_PAGE_SIZE = 16_384
+# Files SQLite keeps beside the database, with its data in them.
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def safe_url(url: str | URL) -> str:
@@ -47,15 +56,16 @@ def parse_url(url: str | URL) -> URL:
 def make_engine(url: str | URL | None = None, **engine_options: Any) -> Engine:
     """An engine for the store: `url`, else `DATABASE_URL`, else the SQLite file under GTM_HOME.
 
-    SQLite gets WAL (readers do not block the writer), a busy timeout, enforced foreign keys and
-    real transactions (see `_configure_sqlite`). PostgreSQL gets `pool_pre_ping` so a connection
+    A SQLite store's file is private (see `_private_sqlite_files`). SQLite gets WAL (readers do
+    not block the writer), a busy timeout, enforced foreign keys and real transactions (see
+    `_configure_sqlite`). PostgreSQL gets `pool_pre_ping` so a connection
     dropped by a restart or idle timeout is replaced instead of failing the next run, and
     (with psycopg 3) no server-side prepared statements.
     """
     parsed = parse_url(url if url is not None else config.database_url())
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        _ensure_sqlite_folder(parsed)
+        _private_sqlite_files(parsed)
         # The sqlite3 module keeps 128 prepared statements per connection. Statements whose
         # length followed the data (multi-row upserts, 1,000-id IN lists) once filled that cache
         # and grew a sync's memory by ~40% from 100k to 1M records; both now bind a fixed number
@@ -82,11 +92,25 @@ def make_engine(url: str | URL | None = None, **engine_options: Any) -> Engine:
     )
 
 
-def _ensure_sqlite_folder(url: URL) -> None:
+def _private_sqlite_files(url: URL) -> None:
+    """Create the database file 0600 (and missing folders 0700) before SQLite opens it.
+
+    SQLite creates files with the umask's mode, 0644 on most machines: readable by every local
+    user. An existing store file (and its -wal/-shm/-journal files) is tightened to 0600, and
+    GTM_HOME too when the store is in it; any other folder the store is in is the user's choice.
+    """
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
         return
-    Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    path = Path(database).expanduser().resolve()
+    create_private_dirs(path.parent)
+    if path.parent == config.gtm_home():
+        tighten(path.parent, PRIVATE_DIR_MODE)
+    private_file(path)
+    for suffix in SQLITE_SIDE_FILES:
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            tighten(side, PRIVATE_FILE_MODE)
 
 
 def _configure_sqlite(engine: Engine) -> None:

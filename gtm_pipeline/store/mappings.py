@@ -1,7 +1,9 @@
 """SQL for `field_mappings`: a tenant's own mapping rows per entity and direction.
 
-Rows are plain dicts (target_field, source_path, transform, required, sf_object) so the store
-knows nothing about the sync layer's types. A tenant's mapping of one entity is replaced as a
+Rows are plain dicts (target_field, source_path, transform, required, sf_object,
+allow_standard_field) so the store knows nothing about the sync or writeback layers' types;
+`allow_standard_field` (false unless given) records a writeback to a standard Salesforce field
+chosen on purpose. A tenant's mapping of one entity is replaced as a
 whole inside the caller's transaction, so a failed save leaves the previous mapping in place.
 """
 
@@ -14,7 +16,14 @@ import sqlalchemy as sa
 
 from gtm_pipeline.store.tables import field_mappings
 
-ROW_KEYS = ("target_field", "source_path", "transform", "required", "sf_object")
+ROW_KEYS = (
+    "target_field",
+    "source_path",
+    "transform",
+    "required",
+    "sf_object",
+    "allow_standard_field",
+)
 
 
 def load_mapping_rows(
@@ -47,6 +56,7 @@ def replace_mapping_rows(
             "entity": entity,
             "direction": direction,
             **{k: row.get(k) for k in ROW_KEYS},
+            "allow_standard_field": bool(row.get("allow_standard_field", False)),
         }
         for row in rows
     ]

@@ -6,6 +6,8 @@
   so the record is not retried until its values or the mapping change; `last_status` says which;
 - after a transient failure (a row lock outlasting the retries), the column is left as it was,
   so the next run sends the record again.
+A failure also keeps the fields Salesforce blamed (`errors[].fields`) in `last_error_fields`, so an
+operator sees which mapped field a refusal is about; a success clears them with the error.
 
 `sending_values` holds the values of the batch in flight: stored (`mark_sending`) in its own
 transaction before the request, cleared with the batch's outcomes. Values still there when a run
@@ -47,6 +49,8 @@ class WritebackOutcome:
     values: Mapping[str, Any]
     error_code: str | None = None
     error: str | None = None
+    error_fields: tuple[str, ...] = ()
+    """The fields Salesforce's errors for the record named (`errors[].fields`), in order."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -149,6 +153,7 @@ def record_outcomes(
                 "last_status": SUCCESS,
                 "last_error_code": None,
                 "last_error": None,
+                "last_error_fields": None,
                 "attempts": 0,
                 "last_attempt_at": when,
                 "written_at": when,
@@ -179,6 +184,7 @@ def _record_failures(
             "last_written_values": None if keeps_values else dict(o.values),
             "last_error_code": (o.error_code or "")[:_CODE_LENGTH] or None,
             "last_error": (o.error or "")[:_MESSAGE_LENGTH] or None,
+            "last_error_fields": list(o.error_fields) or None,
             "last_status": status,
             "attempts": 1,
             "last_attempt_at": when,
@@ -192,6 +198,7 @@ def _record_failures(
         "last_status": excluded.last_status,
         "last_error_code": excluded.last_error_code,
         "last_error": excluded.last_error,
+        "last_error_fields": excluded.last_error_fields,
         "attempts": writeback_state.c.attempts + 1,
         "last_attempt_at": excluded.last_attempt_at,
         "sending_values": None,
@@ -210,6 +217,7 @@ def _success_updates(statement: Any) -> dict[str, Any]:
             "last_status",
             "last_error_code",
             "last_error",
+            "last_error_fields",
             "attempts",
             "last_attempt_at",
             "written_at",

@@ -121,7 +121,7 @@ def plan_bulk_query(
     selected: list[str] = []
     compounds: dict[str, str] = {}
     for source in wanted:
-        if not is_address_compound(source):
+        if not is_address_compound(source, fields):
             selected.append(source)
             continue
         for key, component in _components(source, fields).items():

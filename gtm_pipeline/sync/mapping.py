@@ -13,7 +13,8 @@ This module is the one place a mapping is checked and applied; `transform.to_can
 - **Compound fields.** A person's `first_name` or `last_name` mapped from the compound `Name`
   takes its part of the split full name (last word → last name, the words before it → first
   name; one word is a last name only), for orgs whose FirstName/LastName are not what they map.
-  An address compound (`MailingAddress`, `BillingAddress`, ...) mapped to target `P` fills
+  An address compound (`MailingAddress`, `BillingAddress`, a Lead's `Address`: a field of
+  describe type `address`, see `is_address_compound`) mapped to target `P` fills
   `P_street`, `P_city`, `P_state`, `P_postal_code` and `P_country` from the flattened
   `MailingAddress.city`-style columns (for example `P = custom_fields.mailing`).
 - **Transforms**: `none`, `trim`, `lowercase`, `uppercase` and `custom:<name>` for a vectorized
@@ -135,9 +136,36 @@ def _show(value: object) -> str:
     return repr(str(value)[:80])
 
 
-def is_address_compound(source: str) -> bool:
-    """`MailingAddress`-style compound sources (by name; describe confirms they exist)."""
-    return "." not in source and source.lower().endswith("address") and len(source) > 7
+def is_address_compound(source: str, fields: Sequence[FieldInfo] | None = None) -> bool:
+    """Whether `source` is an address compound (`MailingAddress`, a Lead's `Address`).
+
+    With the object's describe at hand (`fields`), the describe decides: a field of type
+    `address`. Without one (applying a mapping to a page of records, checking a mapping's
+    targets) the fallback is the name: a plain name ending in `Address`. The two cannot
+    disagree on a mapping a sync uses, because `validate_mappings` refuses a source whose
+    describe type contradicts its name (a custom address field not named `...Address`, an
+    email field such as `FromAddress`), and every stored mapping is validated before use.
+    """
+    if "." in source:
+        return False
+    if fields is not None:
+        field = _by_name(fields).get(source.lower())
+        return field is not None and field.type == "address"
+    return source.lower().endswith("address")
+
+
+def _compound_mismatch(where: str, source: str, fields: Sequence[FieldInfo]) -> str | None:
+    """Why the describe and the name fallback disagree about `source`, or None if they agree."""
+    by_describe = is_address_compound(source, fields)
+    if by_describe == is_address_compound(source):
+        return None
+    if by_describe:
+        return (
+            f"{where}: {source!r} is an address compound field whose name does not end in "
+            "'Address', so its parts cannot be told apart in the data; map its components "
+            "(street, city, ...) one by one instead"
+        )
+    return f"{where}: {source!r} is not an address compound field"
 
 
 def is_name_split(mapping: FieldMapping) -> bool:
@@ -277,10 +305,9 @@ def validate_mappings(
                 f"{where}: source {mapping.source!r} for {mapping.target!r}: {problem} in the "
                 f"org's {ent.sf_object} describe (see `gtm-pipeline mapping suggest`)"
             )
-        if is_address_compound(mapping.source):
-            parents = {f.compound_parent.lower() for f in fields if f.compound_parent}
-            if mapping.source.lower() not in parents:
-                raise MappingError(f"{where}: {mapping.source!r} is not an address compound field")
+        mismatch = _compound_mismatch(where, mapping.source, fields)
+        if mismatch:
+            raise MappingError(mismatch)
     return warnings
 
 

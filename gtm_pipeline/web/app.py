@@ -1,23 +1,28 @@
-"""Build the connectors web app: from explicit parts (tests) or from the environment (`web`)."""
+"""Build the connectors web app: from explicit parts (tests) or from the environment (`web`).
+
+Every request passes the guards of `guards.py` first (security headers, trusted Host, no slash
+redirects, a bounded body). The app answers Host headers naming the callback URL's host or a
+loopback host (`trusted_hosts`); `create_app` alone answers loopback only.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gtm_pipeline import config
 from gtm_pipeline.connect.flow import ConnectFlow
 from gtm_pipeline.store import make_engine, upgrade
-from gtm_pipeline.web.headers import SecurityHeadersMiddleware, apply_security_headers
+from gtm_pipeline.web.guards import LOOPBACK_HOSTS, guarded_app, trusted_hosts
+from gtm_pipeline.web.headers import apply_security_headers
 from gtm_pipeline.web.mapping_routes import (
     TenantClientFactory,
     mapping_routes,
@@ -43,7 +48,11 @@ def session_secret_from(state_secret: str) -> str:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    messages = {404: "There is no page here.", 405: "This address does not take that method."}
+    messages = {
+        404: "There is no page here.",
+        405: "This address does not take that method.",
+        413: "The request is too large.",
+    }
     message = messages.get(exc.status_code, "The request could not be handled.")
     if wants_html(request):
         return message_page("Not available", message, exc.status_code)
@@ -68,15 +77,17 @@ def create_app(
     session_secret: str,
     session_max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
     tenant_client: TenantClientFactory | None = None,
+    allowed_hosts: Collection[str] = LOOPBACK_HOSTS,
 ) -> Starlette:
     """The app over an already migrated store. `secure_cookies=False` only for http on loopback.
 
     `tenant_client` builds the Salesforce client the mapping page reads fields with; by default
-    it is configured from the environment, like the `sync` command's.
+    it is configured from the environment, like the `sync` command's. `allowed_hosts` are the
+    Host header values answered (others get 400).
     """
-    app = Starlette(
-        routes=routes() + mapping_routes(),
-        middleware=[Middleware(SecurityHeadersMiddleware)],
+    app = guarded_app(
+        routes() + mapping_routes(),
+        allowed_hosts=allowed_hosts,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     app.state.web = WebContext(
@@ -107,4 +118,5 @@ def app_from_env(
         flow,
         secure_cookies=secure_cookies,
         session_secret=session_secret_from(config.state_secret(environ)),
+        allowed_hosts=trusted_hosts(flow.callback_url),
     )

@@ -4,21 +4,26 @@ Tokens are random, shown once when created, and stored only as their SHA-256 has
 the database does not let anyone in. A credential with no tenant is an admin: it sees every
 tenant. A tenant-scoped one sees and acts on its own tenant only; for the others the app answers
 404, as if they did not exist.
+
+A browser session is signed, so the server keeps no list of them; logging out instead records
+the moment on the credential (`sessions_valid_after`), and every session signed before it is
+refused from then on, in every browser, whatever its cookie's own expiry says.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 from typing import TypeGuard
 
 import sqlalchemy as sa
 from starlette.requests import Request
 
-from gtm_pipeline.store.connections import OperatorRow, find_operator
+from gtm_pipeline.store.connections import OperatorRow, end_sessions, find_operator
 from gtm_pipeline.store.connections import operator_token_hash as hash_token
-from gtm_pipeline.web.session import COOKIE_NAME, SessionCodec, SessionData
+from gtm_pipeline.web.session import SessionCodec, SessionData
 
 TOKEN_PREFIX = "gtmop_"  # noqa: S105 - a public prefix, not a secret
 MAX_TOKEN_CHARS = 256
@@ -75,8 +80,31 @@ def active_operator(engine: sa.Engine, token_hash: str) -> OperatorRow | None:
     return row
 
 
-def read_session(request: Request, codec: SessionCodec) -> SessionData | None:
-    return codec.loads(request.cookies.get(COOKIE_NAME))
+def read_session(request: Request, codec: SessionCodec, cookie_name: str) -> SessionData | None:
+    return codec.loads(request.cookies.get(cookie_name))
+
+
+def _moment(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+def session_operator(engine: sa.Engine, session: SessionData) -> OperatorRow | None:
+    """The credential a logged-in session speaks for, unless revoked or logged out since."""
+    if session.operator_hash is None:
+        return None
+    row = active_operator(engine, session.operator_hash)
+    if row is None or not row.accepts_session_issued_at(_moment(session.issued_at)):
+        return None
+    return row
+
+
+def end_browser_sessions(engine: sa.Engine, session: SessionData, now: float) -> None:
+    """Log out on the server: this credential's sessions signed before `now` stop working."""
+    row = session_operator(engine, session)
+    if row is None:
+        return  # not logged in, or already ended: nothing left to end
+    with engine.begin() as conn:
+        end_sessions(conn, row.credential_id, _moment(now))
 
 
 def _bearer(header: str) -> str | None:
@@ -88,12 +116,13 @@ def _bearer(header: str) -> str | None:
 
 
 def authenticate(
-    request: Request, engine: sa.Engine, codec: SessionCodec
+    request: Request, engine: sa.Engine, codec: SessionCodec, cookie_name: str
 ) -> Operator | AuthFailure:
     """The operator behind a bearer token or a logged-in session, re-checked in the store.
 
     A request that sends an Authorization header is judged by it alone, so a bad token is
-    refused even when a valid session cookie rides along.
+    refused even when a valid session cookie rides along. `cookie_name` is the session
+    cookie's (see `CookiePolicy`).
     """
     header = request.headers.get("authorization")
     if header is not None:
@@ -102,10 +131,10 @@ def authenticate(
         if row is None:
             return AuthFailure.REFUSED
         return Operator(row.credential_id, row.tenant_id, row.label)
-    session = read_session(request, codec)
+    session = read_session(request, codec, cookie_name)
     if session is None or session.operator_hash is None:
         return AuthFailure.MISSING
-    row = active_operator(engine, session.operator_hash)
+    row = session_operator(engine, session)
     if row is None:
         return AuthFailure.REFUSED
     return Operator(row.credential_id, row.tenant_id, row.label, session=session)

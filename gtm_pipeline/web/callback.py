@@ -6,14 +6,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gtm_pipeline.connect.flow import ConnectFlow, ConnectOutcome
+from gtm_pipeline.connect.flow import ConnectFlow, ConnectOutcome, FlowBinding
 from gtm_pipeline.web.pages import message_page, outcome_page
 
 
 async def finish_callback(
-    flow: ConnectFlow, request: Request, *, back_link: bool = True
+    flow: ConnectFlow, request: Request, presented: FlowBinding, *, back_link: bool = True
 ) -> tuple[Response, ConnectOutcome | None]:
-    """The page to show for a callback, and the flow's outcome (None when it never ran)."""
+    """The page to show for a callback, and the flow's outcome (None when it never ran).
+
+    `presented` is who the request is (its binding cookie and operator, or the listener's own
+    binding); the flow finishes only for the one that started it.
+    """
     items = request.query_params.multi_items()
     params = dict(items)
     if len(params) != len(items):
@@ -23,7 +27,7 @@ async def finish_callback(
             400,
         )
         return page, None
-    outcome = await run_in_threadpool(flow.finish, params)
+    outcome = await run_in_threadpool(flow.finish, params, presented)
     page = outcome_page(
         heading="Salesforce connected" if outcome.ok else "Salesforce was not connected",
         ok=outcome.ok,

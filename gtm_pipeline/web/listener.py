@@ -2,22 +2,21 @@
 
 It serves only the callback path of SALESFORCE_CALLBACK_URL, shows the same result page as the
 web app, and hands the outcome to the waiting command. Callbacks whose state does not verify get
-their 400 page but do not end the wait: they belong to no flow this command started.
+their 400 page but do not end the wait: they belong to no flow this command started. Flows are
+bound to the listener (`binding`, kept in memory), so it finishes only flows its command started.
 """
 
 from __future__ import annotations
 
 import threading
 
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gtm_pipeline.connect.flow import ConnectFlow, ConnectOutcome
+from gtm_pipeline.connect.flow import ConnectFlow, ConnectOutcome, FlowBinding
 from gtm_pipeline.web.callback import finish_callback
-from gtm_pipeline.web.headers import SecurityHeadersMiddleware
+from gtm_pipeline.web.guards import guarded_app, trusted_hosts
 
 
 class CallbackListener:
@@ -27,13 +26,14 @@ class CallbackListener:
         self._flow = flow
         self._arrived = threading.Event()
         self._outcome: ConnectOutcome | None = None
-        self.app = Starlette(
-            routes=[Route(path or "/", self._callback, methods=["GET"])],
-            middleware=[Middleware(SecurityHeadersMiddleware)],
+        self.binding = FlowBinding.new(operator_id=None)  # start flows with this one
+        self.app = guarded_app(
+            [Route(path or "/", self._callback, methods=["GET"])],
+            allowed_hosts=trusted_hosts(flow.callback_url),
         )
 
     async def _callback(self, request: Request) -> Response:
-        page, outcome = await finish_callback(self._flow, request, back_link=False)
+        page, outcome = await finish_callback(self._flow, request, self.binding, back_link=False)
         if outcome is not None and outcome.tenant_id is not None and not self._arrived.is_set():
             self._outcome = outcome
             self._arrived.set()

@@ -48,6 +48,7 @@ from gtm_pipeline.sync.mapping import (
 from gtm_pipeline.web import identifiers
 from gtm_pipeline.web.auth import Operator
 from gtm_pipeline.web.csrf import CSRF_FIELD, csrf_matches
+from gtm_pipeline.web.guards import read_form
 from gtm_pipeline.web.mapping_form import (
     MappingFormError,
     MappingPage,
@@ -350,7 +351,7 @@ async def _checked_post(request: Request, operator: Operator, max_fields: int) -
     tenant = _tenant_in_scope(request, operator)
     if tenant is None:
         return not_found(request, operator)
-    form = await request.form(max_files=0, max_fields=max_fields)
+    form = await read_form(request, max_fields=max_fields)
     if not _csrf_ok(operator, form.get(CSRF_FIELD)):
         return message_page("Form expired", FORBIDDEN_FORM_MESSAGE, 403, operator)
     entity = _entity(request)

@@ -1,19 +1,25 @@
 """The app's routes: login, the connectors page and API, and the Salesforce connect flow.
 
 Every route except the OAuth callback, the login form and the stylesheet needs an operator
-credential. Tenants outside a credential's scope answer 404 exactly like tenants that do not
-exist, so a scoped operator cannot even learn which other tenants there are. Blocking work
-(store, Salesforce) runs in the thread pool so one slow token exchange does not stall the app.
+credential; the callback needs instead the browser and operator that started the flow (see
+`gtm_pipeline.connect.flow.FlowBinding`). Tenants outside a credential's scope answer 404 exactly
+like tenants that do not exist, so a scoped operator cannot even learn which other tenants there
+are. Blocking work (store, Salesforce) runs in the thread pool so one slow token exchange does not
+stall the app.
+
+Cookies are SameSite=Lax, not Strict: Salesforce sends the browser back to the callback with a
+cross-site redirect, on which browsers withhold Strict cookies, and the callback needs both the
+session and the binding cookie. Lax still withholds them from cross-site POSTs, and every
+state-changing route is a POST that also checks the session's CSRF token.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
@@ -22,22 +28,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from gtm_pipeline.connect.flow import ConnectFlow
+from gtm_pipeline.connect.flow import ConnectFlow, FlowBinding
 from gtm_pipeline.web import identifiers
 from gtm_pipeline.web.auth import (
     AuthFailure,
     Operator,
     active_operator,
     authenticate,
+    end_browser_sessions,
     hash_token,
     plausible_token,
     read_session,
+    session_operator,
 )
 from gtm_pipeline.web.callback import finish_callback
 from gtm_pipeline.web.csrf import CSRF_FIELD, csrf_matches
+from gtm_pipeline.web.guards import read_form
 from gtm_pipeline.web.overview import TenantOverview, list_overviews, tenant_overview
 from gtm_pipeline.web.pages import STATIC_DIR, message_page, outcome_page, render
-from gtm_pipeline.web.session import COOKIE_NAME, SessionCodec, SessionData
+from gtm_pipeline.web.session import CookiePolicy, SessionCodec, SessionData
 
 log = logging.getLogger(__name__)
 
@@ -53,28 +62,63 @@ STYLESHEET_CACHE = "public, max-age=3600"
 
 @dataclass(frozen=True)
 class WebContext:
-    """What every route needs, kept on `app.state.web`."""
+    """What every route needs, kept on `app.state.web`.
+
+    `secure_cookies` asks for Secure cookies even over plain http; an https callback URL gets
+    them (and the `__Host-` names) whatever it says.
+    """
 
     engine: sa.Engine
     flow: ConnectFlow
     codec: SessionCodec
     secure_cookies: bool
 
-    def set_session(self, response: Response, session: SessionData) -> None:
+    @functools.cached_property
+    def cookies(self) -> CookiePolicy:
+        return CookiePolicy.for_callback(self.flow.callback_url, secure=self.secure_cookies)
+
+    def _set(self, response: Response, name: str, value: str, max_age: float) -> None:
         response.set_cookie(
-            COOKIE_NAME,
-            self.codec.dumps(session),
-            max_age=int(self.codec.max_age_seconds),
+            name,
+            value,
+            max_age=int(max_age),
             path="/",
-            secure=self.secure_cookies,
+            secure=self.cookies.secure,
             httponly=True,
-            samesite="strict",
+            samesite="lax",
+        )
+
+    def _clear(self, response: Response, name: str) -> None:
+        response.delete_cookie(
+            name, path="/", secure=self.cookies.secure, httponly=True, samesite="lax"
+        )
+
+    def set_session(self, response: Response, session: SessionData) -> None:
+        self._set(
+            response,
+            self.cookies.session_name,
+            self.codec.dumps(session),
+            self.codec.max_age_seconds,
         )
 
     def clear_session(self, response: Response) -> None:
-        response.delete_cookie(
-            COOKIE_NAME, path="/", secure=self.secure_cookies, httponly=True, samesite="strict"
-        )
+        self._clear(response, self.cookies.session_name)
+
+    def set_binding(self, response: Response, binding: FlowBinding, max_age: float) -> None:
+        """Hand the starting browser the nonce its callback must bring back."""
+        if not binding.nonce:
+            raise ValueError("only a binding made with FlowBinding.new can start a flow")
+        self._set(response, self.cookies.binding_name, binding.nonce, max_age)
+
+    def clear_binding(self, response: Response) -> None:
+        self._clear(response, self.cookies.binding_name)
+
+    def session(self, request: Request) -> SessionData | None:
+        return read_session(request, self.codec, self.cookies.session_name)
+
+    def who(self, request: Request) -> Operator | AuthFailure:
+        """The operator behind the request (blocking: reads the store)."""
+        return authenticate(request, self.engine, self.codec, self.cookies.session_name)
 
 
 def _ctx(request: Request) -> WebContext:
@@ -129,7 +173,7 @@ def operator_required(handler: OperatorHandler) -> Callable[[Request], Awaitable
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
         ctx = _ctx(request)
-        result = await run_in_threadpool(authenticate, request, ctx.engine, ctx.codec)
+        result = await run_in_threadpool(ctx.who, request)
         if isinstance(result, AuthFailure):
             log.info("refused %s %s: credential %s", request.method, request.url.path, result.value)
             return _unauthenticated(request, result)
@@ -139,7 +183,7 @@ def operator_required(handler: OperatorHandler) -> Callable[[Request], Awaitable
 
 
 async def _form(request: Request) -> FormData:
-    return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    return await read_form(request, max_fields=MAX_FORM_FIELDS)
 
 
 def _form_is_ours(operator: Operator, form: FormData) -> bool:
@@ -167,9 +211,9 @@ async def home(request: Request) -> Response:
 
 async def login_page(request: Request) -> Response:
     ctx = _ctx(request)
-    session = read_session(request, ctx.codec)
+    session = ctx.session(request)
     if session is not None and session.operator_hash is not None:
-        if await run_in_threadpool(active_operator, ctx.engine, session.operator_hash):
+        if await run_in_threadpool(session_operator, ctx.engine, session):
             return RedirectResponse("/connectors", status_code=303)
         session = None
     session = session or SessionData.anonymous(ctx.codec.now())
@@ -180,7 +224,7 @@ async def login_page(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     ctx = _ctx(request)
-    session = read_session(request, ctx.codec)
+    session = ctx.session(request)
     form = await _form(request)
     if session is None or not csrf_matches(session.csrf, form.get(CSRF_FIELD)):
         return message_page("Form expired", FORBIDDEN_FORM_MESSAGE, 403)
@@ -202,11 +246,13 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    """End the session on the server (every browser of this credential), then in the browser."""
     ctx = _ctx(request)
-    session = read_session(request, ctx.codec)
+    session = ctx.session(request)
     form = await _form(request)
     if session is None or not csrf_matches(session.csrf, form.get(CSRF_FIELD)):
         return message_page("Form expired", FORBIDDEN_FORM_MESSAGE, 403)
+    await run_in_threadpool(end_browser_sessions, ctx.engine, session, ctx.codec.now())
     response = RedirectResponse("/login", status_code=303)
     ctx.clear_session(response)
     return response
@@ -241,18 +287,7 @@ async def connectors_page(request: Request, operator: Operator) -> Response:
 @operator_required
 async def add_tenant(request: Request, operator: Operator) -> Response:
     """Start connecting a tenant that has no connector yet (the tenant exists from then on)."""
-    form = await _form(request)
-    if not _form_is_ours(operator, form):
-        return message_page("Form expired", FORBIDDEN_FORM_MESSAGE, 403, operator)
-    try:
-        tenant = identifiers.tenant_id(form.get("tenant"))
-        connector = identifiers.connector_id(form.get("connector"))
-    except identifiers.InvalidIdentifier as exc:
-        return _refusal(request, 400, "Check the tenant id", str(exc), operator)
-    if not operator.may_access(tenant):
-        return not_found(request, operator)
-    query = urlencode({"tenant": tenant, "connector": connector})
-    return RedirectResponse(f"{AUTHORIZE_PATH}?{query}", status_code=303)
+    return await _start_from_form(request, operator)
 
 
 @operator_required
@@ -304,25 +339,85 @@ async def api_connector(request: Request, operator: Operator) -> Response:
 # -- the Salesforce flow -------------------------------------------------------------------
 
 
-@operator_required
-async def authorize(request: Request, operator: Operator) -> Response:
-    """302 to Salesforce's consent page for the tenant; the callback finishes the job."""
-    ctx = _ctx(request)
+def _tenant_and_connector(
+    request: Request, operator: Operator, values: Mapping[str, Any]
+) -> tuple[str, str] | Response:
+    """The tenant and connector to connect, or the 400/404 refusal to answer instead."""
     try:
-        tenant = identifiers.tenant_id(request.query_params.get("tenant"))
-        connector = identifiers.connector_id(request.query_params.get("connector"))
+        tenant = identifiers.tenant_id(values.get("tenant"))
+        connector = identifiers.connector_id(values.get("connector"))
     except identifiers.InvalidIdentifier as exc:
         return _refusal(request, 400, "Check the tenant id", str(exc), operator)
     if not operator.may_access(tenant):
         return not_found(request, operator)
-    url = await run_in_threadpool(ctx.flow.start, tenant, connector)
+    return tenant, connector
+
+
+async def _start_from_form(request: Request, operator: Operator) -> Response:
+    """Start a flow from a POSTed form: CSRF first, then scope, then the redirect to Salesforce.
+
+    303 so the browser follows with a GET; the binding cookie rides on this same response, so
+    only this browser can bring the callback home.
+    """
+    ctx = _ctx(request)
+    form = await _form(request)
+    if not _form_is_ours(operator, form):
+        return message_page("Form expired", FORBIDDEN_FORM_MESSAGE, 403, operator)
+    target = _tenant_and_connector(request, operator, form)
+    if isinstance(target, Response):
+        return target
+    tenant, connector = target
+    binding = FlowBinding.new(operator.credential_id)
+    url = await run_in_threadpool(ctx.flow.start, tenant, connector, binding)
     log.info("operator credential %s started connecting tenant %s", operator.credential_id, tenant)
-    return RedirectResponse(url, status_code=302)
+    response = RedirectResponse(url, status_code=303)
+    ctx.set_binding(response, binding, ctx.flow.state_ttl_seconds)
+    return response
+
+
+@operator_required
+async def authorize(request: Request, operator: Operator) -> Response:
+    """POST: 303 to Salesforce's consent page for the tenant; the callback finishes the job."""
+    return await _start_from_form(request, operator)
+
+
+@operator_required
+async def authorize_page(request: Request, operator: Operator) -> Response:
+    """GET starts nothing (a link could be followed by anyone's browser): it offers the button.
+
+    API clients are told to POST instead.
+    """
+    target = _tenant_and_connector(request, operator, request.query_params)
+    if isinstance(target, Response):
+        return target
+    tenant, connector = target
+    if not wants_html(request) or operator.session is None:
+        message = f"Start a connection with POST {AUTHORIZE_PATH} (form fields tenant, connector)."
+        return JSONResponse(
+            {"error": "method_not_allowed", "message": message},
+            status_code=405,
+            headers={"Allow": "POST"},
+        )
+    return render(
+        "connect.html",
+        operator=operator,
+        tenant_id=tenant,
+        connector_id=connector,
+        csrf_token=operator.session.csrf,
+        authorize_path=AUTHORIZE_PATH,
+    )
 
 
 async def callback(request: Request) -> Response:
-    """Where Salesforce sends the browser back. The signed, single-use state is the credential."""
-    page, _outcome = await finish_callback(_ctx(request).flow, request)
+    """Where Salesforce sends the browser back: the signed, single-use state names the flow,
+    and the binding cookie plus the operator's session must be those that started it."""
+    ctx = _ctx(request)
+    who = await run_in_threadpool(ctx.who, request)
+    operator_id = who.credential_id if isinstance(who, Operator) else None
+    presented = FlowBinding(request.cookies.get(ctx.cookies.binding_name), operator_id)
+    page, outcome = await finish_callback(ctx.flow, request, presented)
+    if outcome is not None and outcome.tenant_id is not None:
+        ctx.clear_binding(page)  # this browser's flow ran: its nonce is spent
     return page
 
 
@@ -346,7 +441,8 @@ def routes() -> list[Route]:
         Route("/connectors/tenants", add_tenant, methods=["POST"]),
         Route("/connectors/{tenant}/disconnect", disconnect, methods=["POST"]),
         Route("/api/connectors", api_connectors, methods=["GET"]),
-        Route(AUTHORIZE_PATH, authorize, methods=["GET"]),
+        Route(AUTHORIZE_PATH, authorize_page, methods=["GET"]),
+        Route(AUTHORIZE_PATH, authorize, methods=["POST"]),
         Route(CALLBACK_PATH, callback, methods=["GET"]),
         Route("/api/connectors/{tenant}", api_connector, methods=["GET"]),
         Route("/static/style.css", stylesheet_endpoint(), methods=["GET"]),

@@ -84,12 +84,24 @@ def serve_forever(app: ASGIApp, host: str, port: int) -> None:
 
 
 class BackgroundServer:
-    """An app served over plain HTTP from a daemon thread; use as a context manager."""
+    """An app served from a daemon thread; use as a context manager.
 
-    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    Plain HTTP, or HTTPS given `tls` (certificate file, key file), as the browser tests of
+    cookies that only travel over TLS need.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
         self._app = app
         self._host = host
         self._port = port
+        self._tls = tls
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -107,13 +119,15 @@ class BackgroundServer:
     def base_url(self) -> str:
         address = self._socket.getsockname()[0] if self._socket else self._host
         host = f"[{address}]" if ":" in address else address
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     def start(self) -> BackgroundServer:
         if self._thread is not None:
             raise RuntimeError("the server is already running")
         sock = bind_socket(self._host, self._port)
-        server = uvicorn.Server(_config(self._app, embedded=True))
+        tls = {"ssl_certfile": self._tls[0], "ssl_keyfile": self._tls[1]} if self._tls else {}
+        server = uvicorn.Server(_config(self._app, embedded=True, **tls))
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="web-server", daemon=True
         )

@@ -2,9 +2,14 @@
 
 The cookie holds the SHA-256 hash of the operator's bearer token (never the token), a CSRF token
 and the issue time, signed with HMAC-SHA256. The hash lets every request re-check the credential
-in the store, so revoking it ends every session made from it. Written here rather than with
-Starlette's SessionMiddleware so the app needs no extra signing library, and so a tampered,
-expired or foreign cookie is simply "no session" instead of an exception.
+in the store, so revoking it ends every session made from it, and the issue time is checked
+against the credential's `sessions_valid_after`, so logging out ends it on the server too.
+Written here rather than with Starlette's SessionMiddleware so the app needs no extra signing
+library, and so a tampered, expired or foreign cookie is simply "no session" instead of an
+exception.
+
+`CookiePolicy` names the app's cookies and says whether they are Secure, from the one URL that
+tells how browsers reach the app: SALESFORCE_CALLBACK_URL.
 """
 
 from __future__ import annotations
@@ -18,8 +23,13 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 COOKIE_NAME = "gtm_session"
+BINDING_COOKIE_NAME = "gtm_oauth_binding"
+# The `__Host-` prefix makes browsers accept a cookie only if it is Secure, has Path=/ and no
+# Domain, so neither a sibling subdomain nor a plain-http page can plant or shadow it.
+HOST_PREFIX = "__Host-"
 DEFAULT_MAX_AGE_SECONDS = 12 * 3600
 MAX_COOKIE_CHARS = 2048
 # A cookie issued this far in the future was not issued by a clock we trust.
@@ -106,3 +116,31 @@ class SessionCodec:
         if age > self.max_age_seconds or age < -CLOCK_SKEW_SECONDS or not data.csrf:
             return None
         return data
+
+
+@dataclass(frozen=True)
+class CookiePolicy:
+    """The names and the Secure flag of the session cookie and the OAuth binding cookie.
+
+    Over https (the callback URL's scheme) both are Secure and `__Host-`-prefixed. Plain http is
+    only allowed on loopback, where browsers share cookies across ports: the names then carry
+    the port, so two local apps (a demo and a second instance, say) do not overwrite each
+    other's sessions.
+    """
+
+    secure: bool
+    session_name: str
+    binding_name: str
+
+    @classmethod
+    def for_callback(cls, callback_url: str, *, secure: bool = False) -> CookiePolicy:
+        """The policy for an app whose browsers come back at `callback_url`.
+
+        `secure` forces the Secure flag on plain http too (`create_app`'s default, for an app
+        behind TLS it does not terminate itself); https always gets it.
+        """
+        parts = urlsplit(callback_url)
+        if parts.scheme == "https":
+            return cls(True, HOST_PREFIX + COOKIE_NAME, HOST_PREFIX + BINDING_COOKIE_NAME)
+        port = parts.port or 80
+        return cls(secure, f"{COOKIE_NAME}_{port}", f"{BINDING_COOKIE_NAME}_{port}")

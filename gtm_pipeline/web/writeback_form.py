@@ -1,10 +1,13 @@
 """The mapping page's "Scores written to Salesforce" form, without HTTP.
 
-One select per score field offers "not written" and the org's fields that can hold the score
-(`candidate_fields` over the describe the page already read), with the effective map
-preselected. A submitted form is turned back into a score → field map here; whether each field
-really fits is decided by `validate_writeback_map` against a fresh describe, not by this module,
-so a forged value is refused there with its reason.
+One select per score field offers "not written" and the org's fields the writeback rule lets
+hold the score (`candidate_fields` over the describe the page already read: custom, updateable,
+no formula, key or compound part, a fitting type and scale), with the effective map
+preselected. A chosen field the rule refuses (for example a standard field set from the CLI with
+`--allow-standard-field`, which the page never offers) is shown with the reason. A submitted form
+is turned back into a score → field map here; whether each field really fits is decided by
+`validate_writeback_map` against a fresh describe, not by this module, so a forged value is
+refused there with its reason.
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ from gtm_pipeline.salesforce.metadata import FieldInfo
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.web.csrf import CSRF_FIELD
 from gtm_pipeline.web.mapping_form import form_text
-from gtm_pipeline.writeback.mapping import KIND, WritebackMappingError, candidate_fields
+from gtm_pipeline.writeback.mapping import (
+    KIND,
+    WritebackMappingError,
+    candidate_fields,
+    map_problems,
+)
 from gtm_pipeline.writeback.payloads import SCORE_FIELDS, SF_OBJECT
 
 SCORE = "score."
@@ -49,6 +57,8 @@ class WritebackRow:
     score_field: str
     selected: str
     candidates: list[FieldInfo]
+    refused_because: str | None = None
+    """Why the selected field may not hold the score, when the rule refuses it."""
 
     @property
     def kind(self) -> str:
@@ -76,10 +86,17 @@ def writeback_section(
 ) -> WritebackSection:
     """The form for `field_map` (the effective map, or what was submitted) over `fields`."""
     rows = [
-        WritebackRow(score, field_map.get(score, ""), candidate_fields(fields, score))
-        for score in SCORE_FIELDS
+        _row(entity.sf_object, fields, score, field_map.get(score, "")) for score in SCORE_FIELDS
     ]
     return WritebackSection(entity_type_of(entity), entity.sf_object, rows, is_default)
+
+
+def _row(sf_object: str, fields: list[FieldInfo], score: str, selected: str) -> WritebackRow:
+    candidates = candidate_fields(fields, score)
+    if not selected or any(f.name == selected for f in candidates):
+        return WritebackRow(score, selected, candidates)
+    problems = map_problems(sf_object, fields, {score: selected})
+    return WritebackRow(score, selected, candidates, problems[0] if problems else None)
 
 
 def _checked_items(items: Iterable[tuple[str, object]]) -> dict[str, str]:

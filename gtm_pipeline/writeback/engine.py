@@ -6,14 +6,17 @@ outcomes in one transaction right after the batch. Before a request, the batch's
 stored as in flight; a run that finds in-flight values left by a crashed one reads those records
 back and settles the ones that landed (`in_flight.py`), so a crash never writes a record twice.
 
-Per record, `UNABLE_TO_LOCK_ROW` is retried with bounded backoff (another process holds the
-row; it clears). A request rejected as a whole (HTTP 400) is split in halves until the record
-that poisons it stands alone and fails by itself. Every other per-record error is permanent
-and is not retried until the record's values change. A request whose answer was lost (timeout,
-dropped connection, 5xx: the client sends a collections update once) is resolved by reading its
-records back and resending only those that did not land. Token expiry is the client's business
-(one refresh); a spent API budget, a lost session or Salesforce staying unavailable propagate,
-leaving the batch in flight for the next run to read back.
+Each failure keeps Salesforce's code, message and `errors[].fields` (the fields it blamed), in
+the result and in `writeback_state`. Per record, `UNABLE_TO_LOCK_ROW` is retried with bounded
+backoff (another process holds the row; it clears). A request rejected as a whole (HTTP 400) is
+split in halves until the record that poisons it stands alone and fails by itself. Every other
+per-record error is permanent and is not retried until the record's values change. A request
+whose answer was lost (timeout, dropped connection, 5xx: the client sends a collections update
+once) is resolved by reading its records back and resending only those that did not land.
+Token expiry and concurrency-limit refusals are the client's business (one refresh; backoff and
+retry); a spent API budget, a lost session, a concurrency limit that outlasted the client's
+backoff or Salesforce staying unavailable propagate, leaving the batch in flight for the next
+run to read back.
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ class WritebackResult:
     requests: int = 0
     recovered: int = 0
     """Records a crashed run had sent whose outcome was lost, found written by reading back."""
-    errors: list[dict[str, str]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    """Per failed record: `entity_id`, `code`, `error` (code and message) and `fields`."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -91,7 +95,7 @@ class WritebackResult:
             "skipped_unchanged": self.skipped_unchanged,
             "requests": self.requests,
             "recovered": self.recovered,
-            "errors": [dict(error) for error in self.errors],
+            "errors": [{**error, "fields": list(error.get("fields", ()))} for error in self.errors],
         }
 
 
@@ -195,6 +199,7 @@ def _count(result: WritebackResult, outcomes: Sequence[WritebackOutcome]) -> Non
                 "entity_id": outcome.external_id,
                 "code": outcome.error_code or "",
                 "error": f"{outcome.error_code}: {outcome.error}",
+                "fields": list(outcome.error_fields),
             }
         )
 
@@ -254,7 +259,8 @@ class _BatchSender:
             if exc.status != 400:
                 raise
             if len(records) == 1:
-                return [_failure(records[0], exc.error_code or "HTTP_400", exc.message)]
+                code = exc.error_code or "HTTP_400"
+                return [_failure(records[0], code, exc.message, exc.fields)]
             middle = len(records) // 2
             return self._send_isolating(records[:middle]) + self._send_isolating(records[middle:])
         if len(results) != len(records):
@@ -279,13 +285,31 @@ class _BatchSender:
 def _outcome(record: Record, answer: Mapping[str, Any]) -> WritebackOutcome:
     if answer.get("success") is True:
         return WritebackOutcome(record["id"], SUCCESS, field_values(record))
-    errors = answer.get("errors") or []
-    first = errors[0] if errors and isinstance(errors[0], Mapping) else {}
+    errors = [error for error in answer.get("errors") or [] if isinstance(error, Mapping)]
+    first = errors[0] if errors else {}
     code = str(first.get("statusCode") or "UNKNOWN_ERROR")
     message = str(first.get("message") or "Salesforce gave no message")
-    return _failure(record, code, message)
+    return _failure(record, code, message, blamed_fields(errors))
 
 
-def _failure(record: Record, code: str, message: str) -> WritebackOutcome:
+def blamed_fields(errors: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The fields a record's errors name (`errors[].fields`), each once, in Salesforce's order.
+
+    The code and message kept are the first error's; the fields are every error's, since a
+    record refused for two fields needs both fixed.
+    """
+    names: dict[str, None] = {}
+    for error in errors:
+        fields = error.get("fields")
+        if isinstance(fields, list):
+            names.update((str(name), None) for name in fields)
+    return tuple(names)
+
+
+def _failure(
+    record: Record, code: str, message: str, fields: Sequence[str] = ()
+) -> WritebackOutcome:
     status = TRANSIENT if code in TRANSIENT_RECORD_CODES else FAILED
-    return WritebackOutcome(record["id"], status, field_values(record), code, message)
+    return WritebackOutcome(
+        record["id"], status, field_values(record), code, message, tuple(fields)
+    )

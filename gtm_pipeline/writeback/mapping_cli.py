@@ -1,8 +1,13 @@
 """`gtm-pipeline mapping writeback`: show, set, reset and validate where scores are written.
 
 `set` takes `score_field=SalesforceField` pairs for one entity type, checks them against the
-org's describe (exists, updateable, fitting type) and replaces the entity type's map; fields
-left out are not written. `reset` returns an entity type to the default fields.
+org's describe with the writeback rule (`writeback.mapping.refusal`: a custom, updateable,
+non-formula, non-key, non-compound field of a fitting type and scale) and replaces the entity
+type's map; fields left out are not written. A standard field is refused unless
+`--allow-standard-field` is given, and then a warning names how many live records the
+writeback will change; the choice is stored with the mapping. `reset` returns an entity type to
+the default fields. `validate` reports every pair of the effective maps that breaks the rule
+against the org's current describe, and exits 1 if any does (a writeback run would be blocked).
 """
 
 from __future__ import annotations
@@ -13,15 +18,19 @@ import click
 
 from gtm_pipeline.sync.mapping_cli import checked_tenant, one_line_error, org_client, store_engine
 from gtm_pipeline.writeback.mapping import (
+    ALLOW_STANDARD_FLAG,
     ENTITY_TYPES,
     WritebackMappingError,
     is_default,
     load_writeback_map,
     reset_writeback_map,
     save_writeback_map,
+    standard_targets,
+    stored_map_problems,
     validate_writeback_map,
 )
 from gtm_pipeline.writeback.payloads import sf_object_for
+from gtm_pipeline.writeback.selection import live_record_count
 
 # The sync entity names a user may type for an entity type, besides the type itself.
 ALIASES = {
@@ -96,11 +105,29 @@ def show(tenant: str) -> None:
     click.echo(map_table(rows))
 
 
+def standard_field_warning(
+    sf_object: str, targets: Sequence[str], live_records: int, entity_type: str
+) -> str:
+    """The warning printed when a score goes to a standard field on purpose."""
+    fields = ", ".join(f"{sf_object}.{name}" for name in targets)
+    return (
+        f"warning: writing to standard field(s) {fields}, which hold the org's own data: the "
+        f"writeback will overwrite them on up to {live_records} live {entity_type} record(s) "
+        "of this tenant"
+    )
+
+
 @writeback_mapping.command("set")
 @tenant_option
 @entity_option
+@click.option(
+    ALLOW_STANDARD_FLAG,
+    "allow_standard",
+    is_flag=True,
+    help="Allow standard Salesforce fields as targets (they hold the org's own data).",
+)
 @click.argument("pairs", nargs=-1)
-def set_(tenant: str, entity_name: str, pairs: tuple[str, ...]) -> None:
+def set_(tenant: str, entity_name: str, allow_standard: bool, pairs: tuple[str, ...]) -> None:
     """Check PAIRS (score_field=SalesforceField ...) against the org, then save them."""
     tenant = checked_tenant(tenant)
     try:
@@ -111,11 +138,18 @@ def set_(tenant: str, entity_name: str, pairs: tuple[str, ...]) -> None:
     engine = store_engine()
     client = org_client(engine, tenant)
     try:
-        checked = validate_writeback_map(client, entity_type, field_map, refresh=True)
+        checked = validate_writeback_map(
+            client, entity_type, field_map, refresh=True, allow_standard=allow_standard
+        )
+        standard = standard_targets(client, entity_type, checked)
     except Exception as exc:  # a field that does not fit, or describe failed: one line
         raise one_line_error(exc) from exc
     with engine.begin() as conn:
-        save_writeback_map(conn, tenant, entity_type, checked)
+        save_writeback_map(conn, tenant, entity_type, checked, allowed_standard=standard)
+        live = live_record_count(conn, tenant, entity_type) if standard else 0
+    if standard:
+        warning = standard_field_warning(sf_object_for(entity_type), standard, live, entity_type)
+        click.echo(warning, err=True)
     click.echo(f"{entity_type}: saved {len(checked)} writeback field(s)")
 
 
@@ -137,15 +171,22 @@ def reset(tenant: str, entity_name: str) -> None:
 @writeback_mapping.command("validate")
 @tenant_option
 def validate(tenant: str) -> None:
-    """Check every entity type's effective map against the org's describe."""
+    """Report every pair of the effective maps that breaks the writeback rule (exit 1 if any)."""
     tenant = checked_tenant(tenant)
     engine = store_engine()
-    with engine.connect() as conn:
-        maps = {e: load_writeback_map(conn, tenant, e) for e in ENTITY_TYPES}
     client = org_client(engine, tenant)
-    for entity_type, field_map in maps.items():
+    invalid = 0
+    for entity_type in ENTITY_TYPES:
         try:
-            validate_writeback_map(client, entity_type, field_map, refresh=True)
-        except Exception as exc:
+            problems = stored_map_problems(client, engine, tenant, entity_type, refresh=True)
+        except Exception as exc:  # describe failed: one line
             raise one_line_error(exc) from exc
-        click.echo(f"{entity_type}: valid")
+        invalid += len(problems)
+        click.echo(f"{entity_type}: valid" if not problems else f"{entity_type}: invalid")
+        for problem in problems:
+            click.echo(f"  {problem}")
+    if invalid:
+        raise click.ClickException(
+            f"{invalid} writeback field(s) break the writeback rule; the writeback is blocked "
+            "until they are fixed (`mapping writeback set` or `reset`)"
+        )

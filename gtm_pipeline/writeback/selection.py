@@ -32,6 +32,13 @@ def excluded_ids(conn: sa.Connection, tenant_id: str, entity_type: str) -> set[s
     return set(conn.execute(quarantined).scalars()) | set(conn.execute(not_live).scalars())
 
 
+def live_record_count(conn: sa.Connection, tenant_id: str, entity_type: str) -> int:
+    """The tenant's live records of an entity type: how many a writeback may change."""
+    table = CANONICAL_TABLES[CANONICAL_ENTITY[entity_type]]
+    query = sa.select(sa.func.count()).where(table.c.tenant_id == tenant_id, is_live(table))
+    return int(conn.execute(query).scalar_one())
+
+
 def scores_to_write(
     conn: sa.Connection, tenant_id: str, entity_type: str
 ) -> tuple[pd.DataFrame, dict[str, str], int]:

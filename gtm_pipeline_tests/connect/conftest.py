@@ -8,6 +8,8 @@
   os.environ (and so inherited by spawned processes).
 - `flow`: a ConnectFlow on all of the above; `connect_tenant(tenant_id)` runs the whole flow
   through the emulator and returns the callback's outcome.
+- `BINDING`: the browser and operator tests start and finish flows as (a flow finishes only for
+  the binding it was started with; tests of that rule make their own).
 - `follow_authorize(handle, url, decision=...)`: plays the browser: follows an authorize URL,
   clicks Allow or Deny on a consent page, and returns the callback's query parameters.
 
@@ -27,7 +29,7 @@ import pytest
 import sqlalchemy as sa
 
 from gtm_pipeline.config import SalesforceSettings
-from gtm_pipeline.connect.flow import ConnectFlow, ConnectOutcome
+from gtm_pipeline.connect.flow import ConnectFlow, ConnectOutcome, FlowBinding
 from gtm_pipeline.connect.vault import TokenVault
 from gtm_pipeline.emulator.org import Org
 from gtm_pipeline.emulator.testing import (
@@ -45,6 +47,7 @@ CALLBACK_URL = "http://127.0.0.1:8765/api/connectors/salesforce/callback"
 CONNECTOR_ID = "salesforce"
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 CONNECT_COUNTS = {"Account": 10, "Contact": 30, "Opportunity": 10}
+BINDING = FlowBinding.new(operator_id="op_tests")
 
 
 @pytest.fixture(autouse=True)
@@ -130,6 +133,7 @@ def settings_for(emulator: EmulatorHandle) -> SalesforceSettings:
         ca_bundle=info["ca_bundle"],
         client_id=info["client_id"],
         client_secret=info["client_secret"],
+        allow_any_instance=True,  # the emulator serves on 127.0.0.1, not a Salesforce domain
     )
 
 
@@ -160,6 +164,7 @@ def connect_env(
         "SALESFORCE_CA_BUNDLE": info["ca_bundle"],
         "SALESFORCE_API_VERSION": info["api_version"],
         "SALESFORCE_CALLBACK_URL": CALLBACK_URL,
+        "SALESFORCE_ALLOW_ANY_INSTANCE": "1",
         "CONNECTOR_ENCRYPTION_KEY": encryption_key,
         "CLERK_SECRET_KEY": state_secret,
         "DATABASE_URL": database_url,
@@ -206,8 +211,8 @@ def connect_tenant(flow: ConnectFlow, emulator: EmulatorHandle) -> Callable[...,
     """Run start → authorize → finish for a tenant and return the outcome."""
 
     def connect(tenant_id: str, connector_id: str = CONNECTOR_ID) -> ConnectOutcome:
-        params = follow_authorize(emulator, flow.start(tenant_id, connector_id))
-        return flow.finish(params)
+        params = follow_authorize(emulator, flow.start(tenant_id, connector_id, BINDING))
+        return flow.finish(params, BINDING)
 
     return connect
 

@@ -26,7 +26,7 @@ from gtm_pipeline.store.connections import (
 )
 from gtm_pipeline.store.tables import oauth_states
 
-from .conftest import CALLBACK_URL
+from .conftest import BINDING, CALLBACK_URL
 
 TENANT = "acme"
 
@@ -52,7 +52,7 @@ def load_tokens(engine, vault, tenant_id: str = TENANT):
 
 
 def callback_params(flow, emulator, browser, tenant_id: str = TENANT) -> dict[str, str]:
-    return browser(emulator, flow.start(tenant_id, "salesforce"))
+    return browser(emulator, flow.start(tenant_id, "salesforce", BINDING))
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_start_refuses_unusable_ids_and_stores_nothing(
     flow, store_engine, tenant_id, connector_id, fragment
 ):
     with pytest.raises(ValueError, match=fragment):
-        flow.start(tenant_id, connector_id)
+        flow.start(tenant_id, connector_id, BINDING)
     assert snapshot(store_engine)["states"] == []
 
 
@@ -79,7 +79,7 @@ def test_start_refuses_unusable_ids_and_stores_nothing(
 def test_start_builds_the_documented_authorize_url_and_remembers_the_flow(
     flow, emulator, signer, vault, store_engine
 ):
-    url = flow.start(TENANT, "salesforce")
+    url = flow.start(TENANT, "salesforce", BINDING)
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}{parts.path}" == (
         f"{emulator.info['login_url']}/services/oauth2/authorize"
@@ -153,7 +153,7 @@ BAD_STATES = {
 def test_bad_states_are_refused_and_store_nothing(kind, flow, emulator, browser, store_engine):
     params = callback_params(flow, emulator, browser)
     before = snapshot(store_engine)
-    outcome = flow.finish({**params, "state": BAD_STATES[kind](params["state"])})
+    outcome = flow.finish({**params, "state": BAD_STATES[kind](params["state"])}, BINDING)
     assert (outcome.ok, outcome.http_status, outcome.status, outcome.tenant_id) == (
         False,
         400,
@@ -171,7 +171,7 @@ def test_a_state_signed_with_another_secret_is_refused(
     params = callback_params(flow, emulator, browser)
     forged, _ = StateSigner("x" * 40, clock=clock).issue(TENANT, "salesforce")
     before = snapshot(store_engine)
-    outcome = flow.finish({**params, "state": forged})
+    outcome = flow.finish({**params, "state": forged}, BINDING)
     assert outcome.http_status == 400 and snapshot(store_engine) == before
 
 
@@ -179,7 +179,7 @@ def test_an_expired_state_is_refused(flow, emulator, browser, store_engine, cloc
     params = callback_params(flow, emulator, browser)
     clock.advance(601)
     before = snapshot(store_engine)
-    outcome = flow.finish(params)
+    outcome = flow.finish(params, BINDING)
     assert (outcome.ok, outcome.http_status) == (False, 400)
     assert "expired" in outcome.message
     assert snapshot(store_engine) == before
@@ -189,10 +189,10 @@ def test_a_replayed_callback_is_refused_and_changes_nothing(
     flow, emulator, browser, store_engine, vault
 ):
     params = callback_params(flow, emulator, browser)
-    assert flow.finish(params).ok
+    assert flow.finish(params, BINDING).ok
     before = snapshot(store_engine)
     tokens = load_tokens(store_engine, vault)
-    replay = flow.finish(params)
+    replay = flow.finish(params, BINDING)
     assert (replay.ok, replay.http_status, replay.status) == (False, 400, None)
     assert "already used" in replay.message
     assert snapshot(store_engine) == before
@@ -204,9 +204,9 @@ def test_a_replayed_callback_is_refused_and_changes_nothing(
 
 def test_access_denied_records_failed_in_plain_words(flow, emulator, browser, store_engine):
     emulator.control.configure(auto_approve=False)
-    params = browser(emulator, flow.start(TENANT, "salesforce"), decision="deny")
+    params = browser(emulator, flow.start(TENANT, "salesforce", BINDING), decision="deny")
     assert params["error"] == "access_denied"
-    outcome = flow.finish(params)
+    outcome = flow.finish(params, BINDING)
     assert (outcome.ok, outcome.http_status, outcome.status) == (False, 403, "failed")
     assert "Access was denied" in outcome.message
     row = connector(store_engine)
@@ -261,7 +261,7 @@ def test_token_endpoint_errors_record_failed_in_plain_words(
     params = callback_params(flow, emulator, browser)
     provoke, http_status, words = TOKEN_ERRORS[kind]
     provoke(emulator, params, clock, store_engine)
-    outcome = flow.finish(params)
+    outcome = flow.finish(params, BINDING)
     assert (outcome.ok, outcome.http_status, outcome.status) == (False, http_status, "failed")
     assert words in outcome.message
     assert params["code"] not in outcome.message
@@ -288,7 +288,7 @@ def test_wrong_client_secret_is_invalid_client_recorded_as_failed(
         callback_url=CALLBACK_URL,
         clock=clock,
     )
-    outcome = flow.finish(browser(emulator, flow.start(TENANT, "salesforce")))
+    outcome = flow.finish(browser(emulator, flow.start(TENANT, "salesforce", BINDING)), BINDING)
     assert (outcome.ok, outcome.http_status, outcome.status) == (False, 400, "failed")
     assert "SALESFORCE_CLIENT_SECRET" in outcome.message and "w" * 64 not in outcome.message
     assert connector(store_engine).status == "failed"
@@ -300,7 +300,9 @@ def test_a_refused_reconnect_keeps_a_working_connection(
     assert connect_tenant(TENANT).ok
     tokens = load_tokens(store_engine, vault)
     emulator.control.configure(auto_approve=False)
-    denied = flow.finish(browser(emulator, flow.start(TENANT, "salesforce"), decision="deny"))
+    denied = flow.finish(
+        browser(emulator, flow.start(TENANT, "salesforce", BINDING), decision="deny"), BINDING
+    )
     assert (denied.ok, denied.status) == (False, "connected")
     row = connector(store_engine)
     assert row.status == "connected" and "Access was denied" in row.status_detail
@@ -316,6 +318,7 @@ def flow_for_another_org(start_emulator, store_engine, signer, vault, clock):
         ca_bundle=info["ca_bundle"],
         client_id=info["client_id"],
         client_secret=info["client_secret"],
+        allow_any_instance=True,
     )
     flow = ConnectFlow(
         store_engine,
@@ -336,7 +339,9 @@ def test_a_second_org_is_refused_while_the_first_is_connected(
     other, other_flow = flow_for_another_org(start_emulator, store_engine, signer, vault, clock)
     info = other.info
     other.control.reset_stats()
-    outcome = other_flow.finish(browser(other, other_flow.start(TENANT, "salesforce")))
+    outcome = other_flow.finish(
+        browser(other, other_flow.start(TENANT, "salesforce", BINDING)), BINDING
+    )
     assert (outcome.ok, outcome.http_status, outcome.status) == (False, 400, "connected")
     assert "Disconnect the tenant first" in outcome.message
     assert load_tokens(store_engine, vault).access_token == first.access_token
@@ -370,7 +375,7 @@ def test_a_grant_without_refresh_token_is_refused_and_revoked(
         callback_url=CALLBACK_URL,
         clock=clock,
     )
-    outcome = flow.finish(browser(emulator, flow.start(TENANT, "salesforce")))
+    outcome = flow.finish(browser(emulator, flow.start(TENANT, "salesforce", BINDING)), BINDING)
     assert (outcome.ok, outcome.http_status, outcome.status) == (False, 502, "failed")
     assert "refresh_token scope" in outcome.message
     assert len(oauth.revoked) == 1  # the lone access token does not stay alive
@@ -382,7 +387,7 @@ def test_an_unknown_authorize_error_is_shown_shortened_and_recorded(
 ):
     params = callback_params(flow, emulator, browser)
     outcome = flow.finish(
-        {"state": params["state"], "error": "odd_error", "error_description": "x" * 5000}
+        {"state": params["state"], "error": "odd_error", "error_description": "x" * 5000}, BINDING
     )
     assert (outcome.ok, outcome.http_status, outcome.status) == (False, 400, "failed")
     assert outcome.message.startswith("Salesforce refused the connection: odd_error (")
@@ -442,7 +447,7 @@ def test_reconnect_after_disconnect_works(connect_tenant, flow, store_engine):
 def test_from_env_builds_a_working_flow(connect_env, store_engine, emulator, browser):
     flow = ConnectFlow.from_env(store_engine, connect_env)
     assert flow.callback_url == CALLBACK_URL
-    assert flow.finish(browser(emulator, flow.start(TENANT, "salesforce"))).ok
+    assert flow.finish(browser(emulator, flow.start(TENANT, "salesforce", BINDING)), BINDING).ok
 
 
 @pytest.mark.parametrize(
@@ -513,7 +518,9 @@ def test_switching_orgs_after_a_disconnect_clears_the_old_orgs_data_and_cursors(
     assert flow.disconnect(TENANT).ok
     other, other_flow = flow_for_another_org(start_emulator, store_engine, signer, vault, clock)
     info = other.info
-    outcome = other_flow.finish(browser(other, other_flow.start(TENANT, "salesforce")))
+    outcome = other_flow.finish(
+        browser(other, other_flow.start(TENANT, "salesforce", BINDING)), BINDING
+    )
     assert (outcome.ok, outcome.status) == (True, "connected")
     assert connector(store_engine).org_id == info["org_id"]
     with store_engine.connect() as conn:

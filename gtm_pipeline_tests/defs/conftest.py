@@ -95,5 +95,6 @@ def program_environment(
         "SALESFORCE_API_VERSION": info["api_version"],
         "SALESFORCE_CLIENT_ID": info["client_id"],
         "SALESFORCE_CLIENT_SECRET": info["client_secret"],
+        "SALESFORCE_ALLOW_ANY_INSTANCE": "1",
         "CONNECTOR_ENCRYPTION_KEY": encryption_key,
     }

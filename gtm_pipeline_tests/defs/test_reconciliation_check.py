@@ -246,7 +246,9 @@ def test_a_budget_spent_mid_repair_is_an_error_with_the_drift_left(
     assert metadata["outcome"] == "drift_remains"
     assert counts(metadata, "before") == counts(metadata, "after") == {**nothing(), "stale": 1}
     assert metadata["records_reread"] == 0
-    assert "API budget" in metadata["stopped"] or "REQUEST_LIMIT_EXCEEDED" in metadata["stopped"]
+    assert (
+        "daily API calls" in metadata["stopped"] or "REQUEST_LIMIT_EXCEEDED" in metadata["stopped"]
+    )
     assert "drift remains" in run.reason() and "contacts" in run.reason()
     assert persons(engine)[changed].last_name != "Later"
 

@@ -93,5 +93,5 @@ def test_exhausted_budget_stops_cleanly_without_retry(instance, resources, emula
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert failures
     message = failures[0].step_failure_data.error.message
-    assert "REQUEST_LIMIT_EXCEEDED" in message or "budget" in message
+    assert "REQUEST_LIMIT_EXCEEDED" in message or "daily API" in message
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]

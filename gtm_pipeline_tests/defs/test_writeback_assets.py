@@ -186,7 +186,7 @@ def test_failure_table_escapes_salesforce_messages():
     )  # fmt: skip
     table = failures_markdown([result])
     assert "<script>" not in table
-    assert table.count("\n") == 2 and table.splitlines()[2].count(" | ") == 3
+    assert table.count("\n") == 2 and table.splitlines()[2].count(" | ") == 4
 
 
 def test_progress_bars_draw_one_bar_per_entity_type_and_end_it(capsys):

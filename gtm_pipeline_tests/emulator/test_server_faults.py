@@ -40,6 +40,58 @@ def test_status_fault_bodies_follow_the_reference(api: Api, emulator) -> None:
     assert api.get(DESCRIBE).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        (None, "ConcurrentPerOrgLongTxn Limit exceeded."),
+        ("ConcurrentRequests", "ConcurrentRequests (Concurrent API Requests) Limit exceeded"),
+    ],
+)
+def test_a_concurrency_limit_fault_answers_like_salesforce(
+    api: Api, emulator, limit, message
+) -> None:
+    spec = {"kind": "concurrency_limit", "times": 1, **({"limit": limit} if limit else {})}
+    rule = emulator.control.add_fault(spec)
+    assert (rule["status"], rule["error_code"], rule["message"]) == (
+        403,
+        "REQUEST_LIMIT_EXCEEDED",
+        message,
+    )
+    refused = api.get(DESCRIBE)
+    assert refused.status_code == 403
+    assert refused.json() == [{"message": message, "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+    assert api.get(DESCRIBE).status_code == 200  # short-lived: the next call goes through
+
+
+def test_a_concurrency_limit_fault_takes_only_known_limits(emulator) -> None:
+    with pytest.raises(EmulatorControlError, match="limit") as caught:
+        emulator.control.add_fault(kind="concurrency_limit", times=1, limit="TotalRequests")
+    assert caught.value.status == 400
+    with pytest.raises(EmulatorControlError, match="unknown field"):
+        emulator.control.add_fault(kind="concurrency_limit", times=1, status=503)
+
+
+def test_the_org_can_run_over_its_daily_limit_as_the_header_documents(api: Api, emulator) -> None:
+    emulator.control.configure(daily_api_limit=2, daily_api_overage=1)
+    assert emulator.control.config()["daily_api_overage"] == 1
+    headers = [api.get(DESCRIBE).headers["Sforce-Limit-Info"] for _ in range(3)]
+    assert headers == [
+        "api-usage=1/2; api-bursts=0/750",
+        "api-usage=2/2; api-bursts=0/750",
+        "api-usage=3/2; api-bursts=1/750",
+    ]
+    refused = api.get(DESCRIBE)
+    assert refused.status_code == 403
+    assert refused.json()[0]["message"] == "TotalRequests Limit exceeded."
+    emulator.control.configure(daily_api_overage=0, reset_usage=True)
+    assert api.get(DESCRIBE).headers["Sforce-Limit-Info"] == "api-usage=1/2"
+
+
+def test_a_negative_overage_is_refused(emulator) -> None:
+    with pytest.raises(EmulatorControlError, match="daily_api_overage"):
+        emulator.control.configure(daily_api_overage=-1)
+
+
 def test_faulted_calls_are_counted_but_not_billed(api: Api, emulator) -> None:
     emulator.control.add_fault(kind="status", status=503, times=1)
     assert api.get(DESCRIBE).status_code == 503

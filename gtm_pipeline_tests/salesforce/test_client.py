@@ -14,6 +14,7 @@ from gtm_pipeline.salesforce.client import ClientConfig, Credentials, Salesforce
 from gtm_pipeline.salesforce.errors import (
     ApiLimitExceeded,
     ApiUsageGuardTripped,
+    ConcurrencyLimitExceeded,
     SalesforceApiError,
     SalesforceUnavailable,
     SessionInvalid,
@@ -254,6 +255,119 @@ def test_request_limit_exceeded_is_typed_and_never_retried(emulator, tokens):
     with pytest.raises(ApiLimitExceeded, match="REQUEST_LIMIT_EXCEEDED"):
         client.describe("Opportunity")
     assert client.calls_made == 2
+
+
+def test_a_concurrency_limit_is_backed_off_and_retried_within_the_call(emulator, tokens):
+    waits: list[float] = []
+    client = SalesforceClient(
+        Credentials(tokens["instance_url"], tokens["access_token"]),
+        config=ClientConfig(
+            ca_bundle=emulator.info["ca_bundle"], api_version=emulator.info["api_version"]
+        ),
+        sleep=waits.append,
+    )
+    emulator.control.add_fault(kind="concurrency_limit", times=3)
+    assert client.describe("Contact")["name"] == "Contact"
+    assert client.calls_made == 4
+    cap = client.config.concurrency_backoff_max_seconds
+    assert len(waits) == 3 and all(0 <= w <= cap for w in waits)
+
+
+def test_a_concurrency_limit_that_outlasts_the_backoff_is_a_retryable_error(emulator, tokens):
+    client = make_client(emulator, tokens, concurrency_max_attempts=4)
+    emulator.control.add_fault(kind="concurrency_limit", limit="ConcurrentRequests", times=10)
+    with pytest.raises(ConcurrencyLimitExceeded) as info:
+        client.describe("Contact")
+    assert not isinstance(info.value, ApiLimitExceeded)  # not "the daily budget is spent"
+    assert (info.value.limit, info.value.attempts) == ("ConcurrentRequests", 4)
+    assert "ConcurrentRequests" in str(info.value) and "daily" not in str(info.value)
+    assert client.calls_made == 4
+
+
+def test_a_collections_update_refused_for_concurrency_is_sent_again(emulator, tokens):
+    client = make_client(emulator, tokens)
+    [record_id] = live_contact_ids(emulator)[:1]
+    before = emulator.control.update_counts("Contact").get(record_id, 0)
+    emulator.control.add_fault(kind="concurrency_limit", times=1, methods=["PATCH"])
+    [result] = client.update_collection(
+        [{"attributes": {"type": "Contact"}, "id": record_id, "Fit_Score__c": 42.5}]
+    )
+    assert result["success"] is True
+    assert client.calls_made == 2
+    assert emulator.control.update_counts("Contact")[record_id] - before == 1
+
+
+def test_a_transient_failure_after_a_concurrency_refusal_keeps_its_own_cap(emulator, tokens):
+    client = make_client(emulator, tokens, max_attempts=2)
+    emulator.control.add_faults(
+        [
+            {"kind": "concurrency_limit", "times": 1},
+            {"kind": "status", "status": 503, "times": 5},
+        ]
+    )
+    with pytest.raises(SalesforceUnavailable, match=r"after 2 attempt\(s\): HTTP 503"):
+        client.describe("Contact")
+    assert client.calls_made == 2
+
+
+def test_an_unrecognised_request_limit_stops_at_once_and_quotes_the_limit(emulator, tokens):
+    client = make_client(emulator, tokens)
+    emulator.control.add_fault(
+        kind="status",
+        status=403,
+        error_code="REQUEST_LIMIT_EXCEEDED",
+        message="SomeNewLimit Limit exceeded.",
+        times=3,
+    )
+    with pytest.raises(ApiLimitExceeded, match="SomeNewLimit") as info:
+        client.describe("Contact")
+    assert "daily" not in str(info.value)
+    assert client.calls_made == 1
+
+
+def test_usage_over_the_limit_trips_the_guard_whatever_the_share(emulator, tokens):
+    emulator.control.configure(daily_api_limit=4, daily_api_overage=5)
+    try:
+        for _ in range(5):  # other tools, with no guard, run the org past its limit (5/4)
+            make_client(emulator, tokens).describe("Account")
+        client = make_client(emulator, tokens, usage_guard_share=1.0)
+        client.describe("Contact")  # the first call learns the usage: 6/4
+        assert client.limit_info.api_usage == (6, 4)
+        assert client.limit_info.api_bursts == (1, 750)  # reported, not counted in the share
+        with pytest.raises(ApiUsageGuardTripped, match="6 of its 4 daily API calls") as info:
+            client.describe("Contact")
+        assert "Stopped before passing" not in str(info.value)
+        assert client.calls_made == 1
+    finally:
+        emulator.control.configure(daily_api_overage=0)
+
+
+def test_api_bursts_do_not_change_the_daily_share(emulator, tokens):
+    emulator.control.configure(daily_api_limit=10, daily_api_overage=5)
+    try:
+        client = make_client(emulator, tokens, usage_guard_share=0.5)
+        for _ in range(4):
+            client.describe("Account")
+        assert client.limit_info.api_bursts == (0, 750)
+        client.describe("Account")  # 4 + 1 = 5 calls, still within half of 10
+        with pytest.raises(ApiUsageGuardTripped, match="50%"):
+            client.describe("Account")
+    finally:
+        emulator.control.configure(daily_api_overage=0)
+
+
+def test_the_usage_read_survives_a_token_refresh(emulator, tokens):
+    refresher = TokenRefresher(emulator.info, tokens["refresh_token"])
+    emulator.control.configure(daily_api_limit=10)
+    client = make_client(emulator, tokens, refresh=refresher, usage_guard_share=0.5)
+    for _ in range(4):
+        client.describe("Account")
+    emulator.control.add_fault(kind="expire_sessions")
+    with pytest.raises(ApiUsageGuardTripped):  # 401 refused (not billed), refresh, call 5: stop
+        for _ in range(3):
+            client.describe("Account")
+    assert refresher.calls == 1
+    assert client.api_usage == (5, 10)
 
 
 def test_usage_guard_stops_before_the_share_is_passed(emulator, tokens):

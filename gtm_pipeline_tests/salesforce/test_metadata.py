@@ -1,6 +1,9 @@
-"""Metadata discovery against the emulator: field facts, ordering, writeability and the cache."""
+"""Metadata discovery: field facts from the emulator and from real-describe-shaped documents,
+compounds by type, ordering, writeability and the per-org cache."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -39,10 +42,63 @@ def test_contact_fields_carry_name_label_type_flags_and_compound_parent(client):
     assert fields["AccountId"].reference_to == ("Account",)
 
 
-def test_compound_address_fields_are_left_out(client):
-    names = {f.name for f in describe_object(client, "Contact")}
-    assert "MailingAddress" not in names and "MailingStreet" in names
-    assert "BillingAddress" not in {f.name for f in describe_object(client, "Account")}
+def test_every_attribute_the_writeback_rule_needs_is_read_from_the_describe(client):
+    contact = {f.name: f for f in describe_object(client, "Contact")}
+    latitude = contact["MailingLatitude"]
+    assert (latitude.type, latitude.precision, latitude.scale) == ("double", 18, 15)
+    assert latitude.compound_parent == "MailingAddress" and latitude.is_compound_part
+    assert contact["Fit_Score__c"].scale == 2 and contact["Legacy_Score__c"].scale == 0
+    assert contact["Days_Since_Activity__c"].calculated
+    assert contact["Record_Number__c"].auto_number
+    key = contact["External_Key__c"]
+    assert key.external_id and key.unique and key.custom
+    assert not any(f.calculated or f.auto_number or f.unique for f in [contact["Title"]])
+    account = {f.name: f for f in describe_object(client, "Account")}
+    revenue = account["AnnualRevenue"]
+    assert (revenue.type, revenue.precision, revenue.scale) == ("currency", 18, 0)
+    opportunity = {f.name: f for f in describe_object(client, "Opportunity")}
+    assert (opportunity["Amount"].precision, opportunity["Amount"].scale) == (18, 2)
+    assert (opportunity["Probability"].type, opportunity["Probability"].scale) == ("percent", 0)
+
+
+def test_compounds_are_listed_and_told_by_their_type(client):
+    contact = {f.name: f for f in describe_object(client, "Contact")}
+    assert contact["MailingAddress"].is_compound and not contact["MailingAddress"].updateable
+    assert not contact["MailingStreet"].is_compound and contact["MailingStreet"].is_compound_part
+    assert contact["FirstName"].compound_parent == "Name" and not contact["Name"].is_compound
+    assert not contact["Email"].is_compound and not contact["Email"].is_compound_part
+    assert {"BillingAddress", "BillingLatitude"} <= {
+        f.name for f in describe_object(client, "Account")
+    }
+
+
+def _field(name: str, type_: str, **extra: Any) -> dict[str, Any]:
+    """A field as a real org's describe has it (only the keys discovery reads matter here)."""
+    flags = dict.fromkeys(("custom", "calculated", "autoNumber", "unique", "externalId"), False)
+    sizes = {"length": 0, "precision": 0, "scale": 0}
+    return {"name": name, "label": name, "type": type_, "updateable": True,
+            "compoundFieldName": None, **flags, **sizes, **extra}  # fmt: skip
+
+
+def test_compounds_of_real_describes_are_recognised_by_type_whatever_their_name():
+    """Lead and Organization name their address `Address` (7 letters: a length rule missed it);
+    a custom geolocation is `Loc__c` with `__s` parts."""
+    lead = parse_describe({"fields": [
+        _field("Address", "address", updateable=False),
+        _field("Street", "textarea", compoundFieldName="Address"),
+        _field("Latitude", "double", precision=18, scale=15, compoundFieldName="Address"),
+        _field("Name", "string", updateable=False),
+        _field("FirstName", "string", compoundFieldName="Name"),
+        _field("Loc__c", "location", custom=True, updateable=False),
+        _field("Loc__Latitude__s", "double", custom=True, scale=6, compoundFieldName="Loc__c"),
+        _field("EmailAddress__c", "email", custom=True),
+    ]})  # fmt: skip
+    by_name = {f.name: f for f in lead}
+    assert {n for n, f in by_name.items() if f.is_compound} == {"Address", "Loc__c"}
+    assert {n for n, f in by_name.items() if f.is_compound_part} == {
+        "Street", "Latitude", "FirstName", "Loc__Latitude__s"
+    }  # fmt: skip
+    assert by_name["Latitude"].scale == 15 and by_name["Loc__Latitude__s"].scale == 6
 
 
 def test_standard_fields_come_first_then_custom_each_alphabetical_by_label(client):
@@ -95,3 +151,45 @@ def test_a_document_without_fields_is_a_clear_error():
         parse_describe({"name": "Contact"})
     with pytest.raises(MetadataError, match="without name or type"):
         parse_describe({"fields": [{"label": "x"}]})
+
+
+class _Org:
+    """A describe client for one org: counts its describe calls; `org_id` may be unknown."""
+
+    def __init__(self, org_id: str | None, label: str) -> None:
+        self.org_id = org_id
+        self.instance_url = "https://shared.my.salesforce.com"  # the same for every org here
+        self.label = label
+        self.calls = 0
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        self.calls += 1
+        return {"fields": [_field("Id", "id", updateable=False), _field(self.label, "double")]}
+
+
+def test_two_orgs_behind_one_instance_url_never_share_a_describe():
+    first, second = _Org("00D000000000001AAA", "First__c"), _Org("00D000000000002AAA", "Second__c")
+    assert "First__c" in {f.name for f in describe_object(first, "Contact")}
+    assert "Second__c" in {f.name for f in describe_object(second, "Contact")}
+    assert (first.calls, second.calls) == (1, 1)
+
+
+def test_the_cache_knows_an_org_by_its_id_in_either_length():
+    """The identity URL gives 18 characters; the 15-character form names the same org."""
+    long, short = _Org("00D000000000001AAA", "Same__c"), _Org("00D000000000001", "Other__c")
+    describe_object(long, "Contact")
+    assert "Same__c" in {f.name for f in describe_object(short, "Contact")}
+    assert short.calls == 0
+    describe_object(short, "Contact", refresh=True)
+    assert short.calls == 1
+    clear_describe_cache()
+    describe_object(long, "Contact")
+    assert long.calls == 2
+
+
+def test_a_client_that_cannot_name_its_org_is_never_served_from_the_cache():
+    unknown = _Org(None, "Mine__c")
+    describe_object(_Org("00D000000000001AAA", "Theirs__c"), "Contact")
+    for _ in range(2):
+        assert "Mine__c" in {f.name for f in describe_object(unknown, "Contact")}
+    assert unknown.calls == 2

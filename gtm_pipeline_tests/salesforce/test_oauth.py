@@ -47,13 +47,14 @@ def emu(oauth_emulator: EmulatorHandle) -> Iterator[EmulatorHandle]:
     control.configure(rotate_refresh_tokens=False, auto_approve=True)
 
 
-def settings_for(handle: EmulatorHandle, **overrides: str) -> SalesforceSettings:
+def settings_for(handle: EmulatorHandle, **overrides: object) -> SalesforceSettings:
     info = handle.info
     values = {
         "login_url": info["login_url"],
         "ca_bundle": info["ca_bundle"],
         "client_id": info["client_id"],
         "client_secret": info["client_secret"],
+        "allow_any_instance": True,  # the emulator serves on 127.0.0.1
         **overrides,
     }
     return SalesforceSettings(**values)
@@ -269,7 +270,8 @@ def test_unreachable_login_url_is_a_clear_transient_error(emu):
 # -- answers that must not be trusted ---------------------------------------------------------
 
 SECRET = "c" * 64
-ID_URL = "https://login.example.test/id/00DRO0000000DGb2AM/005RO000003RzQfYAK"
+ID_URL = "https://login.salesforce.com/id/00DRO0000000DGb2AM/005RO000003RzQfYAK"
+INSTANCE_URL = "https://acme.my.salesforce.com"
 
 
 class CannedAdapter(BaseAdapter):
@@ -296,12 +298,17 @@ class CannedAdapter(BaseAdapter):
         pass
 
 
-def canned(status: int, body: object) -> tuple[OAuthClient, CannedAdapter]:
+def canned(
+    status: int, body: object, *, allow_any_instance: bool = False
+) -> tuple[OAuthClient, CannedAdapter]:
     adapter = CannedAdapter(status, body)
     session = requests.Session()
     session.mount("https://", adapter)
     settings = SalesforceSettings(
-        login_url="https://login.example.test", client_id="3MVGx", client_secret=SECRET
+        login_url="https://login.example.test",
+        client_id="3MVGx",
+        client_secret=SECRET,
+        allow_any_instance=allow_any_instance,
     )
     return OAuthClient(settings, session=session), adapter
 
@@ -311,7 +318,7 @@ def good_body(**overrides: object) -> dict[str, object]:
     body: dict[str, object] = {
         "access_token": "00DRO0000000DGb!ARsecretaccess",
         "refresh_token": "5Aepsecretrefresh",
-        "instance_url": "https://org.example.test",
+        "instance_url": INSTANCE_URL,
         "id": ID_URL,
         "token_type": "Bearer",
         "issued_at": issued_at,
@@ -365,7 +372,7 @@ def test_untrustworthy_answers_are_refused_without_echoing_tokens(overrides, fra
 
 def test_identity_url_that_is_not_one_is_refused():
     issued_at = str(int(time.time() * 1000))
-    bad_id = "https://login.example.test/whoami"
+    bad_id = "https://login.salesforce.com/whoami"
     body = good_body(
         id=bad_id, issued_at=issued_at, signature=expected_signature(bad_id, issued_at, SECRET)
     )
@@ -394,3 +401,96 @@ def test_an_error_body_maps_to_its_code_and_plain_words():
     assert (
         unknown.plain_words() == "Salesforce refused the connection: brand_new_error (something)."
     )
+
+
+# -- where an access token may go -------------------------------------------------------------
+
+SALESFORCE_HOSTS = [
+    "https://acme.my.salesforce.com",
+    "https://acme--uat.sandbox.my.salesforce.com",
+    "https://acme.develop.my.salesforce.com",
+    "https://na1.salesforce.com",
+    "https://acme.lightning.force.com",
+    "https://acme.cloudforce.com",
+    "https://ACME.My.Salesforce.com",
+    "https://acme.salesforce.mil",
+]
+FOREIGN_HOSTS = [
+    "https://org.example.test",
+    "https://salesforce.com.attacker.example",
+    "https://attacker-salesforce.com",
+    "https://salesforce.com",  # the bare domain serves no org
+    "https://127.0.0.1:8443",
+    "https://acme.my.salesforce.com.",
+    "https://attacker.example\\.salesforce.com",
+    "https://salesforce.mil.attacker.example",
+]
+
+
+def _signed(**overrides: object) -> dict[str, object]:
+    """A good body with `overrides`, re-signed so only the overridden URL is wrong."""
+    body = good_body(**overrides)
+    body["signature"] = expected_signature(str(body["id"]), str(body["issued_at"]), SECRET)
+    return body
+
+
+@pytest.mark.parametrize("url", SALESFORCE_HOSTS)
+def test_salesforce_domains_are_trusted_for_the_instance_and_the_identity(url):
+    identity = ID_URL.replace("https://login.salesforce.com", url)
+    client, _ = canned(200, _signed(instance_url=url, id=identity))
+    assert client.refresh("5Aep").instance_url == url
+
+
+@pytest.mark.parametrize("field", ["instance_url", "id"])
+@pytest.mark.parametrize("host", FOREIGN_HOSTS)
+def test_a_foreign_instance_or_identity_host_is_refused_naming_the_setting(field, host):
+    url = host if field == "instance_url" else f"{host}/id/00DRO0000000DGb2AM/005RO000003RzQfYAK"
+    client, adapter = canned(200, _signed(**{field: url}))
+    with pytest.raises(OAuthError) as caught:
+        client.refresh("5Aepsecretrefresh")
+    assert caught.value.error == "untrusted_instance"
+    assert field in caught.value.description
+    assert "SALESFORCE_ALLOW_ANY_INSTANCE" in caught.value.plain_words()
+    for text in (str(caught.value), caught.value.plain_words(), repr(caught.value)):
+        assert "secretaccess" not in text and "secretrefresh" not in text and SECRET not in text
+    assert [request.url for request in adapter.sent] == [
+        "https://login.example.test/services/oauth2/token"  # nothing was sent anywhere else
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://acme.my.salesforce.com",
+        "https://user@acme.my.salesforce.com",
+        "https://127.0.0.1@acme.my.salesforce.com",
+        "https://acme.my.salesforce.com@attacker.example",
+        "https://acme.my.salesforce.com:notaport",
+        "https://[::1].acme.my.salesforce.com",  # host ::1 to Python, invalid to browsers
+    ],
+)
+@pytest.mark.parametrize("allow_any_instance", [False, True])
+def test_plain_http_and_user_info_are_refused_even_when_any_instance_is_allowed(
+    url, allow_any_instance
+):
+    client, _ = canned(200, _signed(instance_url=url), allow_any_instance=allow_any_instance)
+    with pytest.raises(OAuthError) as caught:
+        client.refresh("5Aep")
+    assert caught.value.error == "invalid_response"
+    assert "instance_url" in caught.value.description
+
+
+def test_allow_any_instance_trusts_a_test_server_over_https():
+    url = "https://127.0.0.1:8443"
+    body = _signed(instance_url=url, id=f"{url}/id/00DRO0000000DGb2AM/005RO000003RzQfYAK")
+    client, _ = canned(200, body, allow_any_instance=True)
+    assert client.refresh("5Aep").instance_url == url
+
+
+def test_the_emulator_is_refused_unless_any_instance_is_allowed(emu):
+    client = OAuthClient(settings_for(emu, allow_any_instance=False))
+    code, verifier = grant(emu, client)
+    with pytest.raises(OAuthError) as caught:
+        client.exchange_code(code=code, redirect_uri=REDIRECT_URI, code_verifier=verifier)
+    assert caught.value.error == "untrusted_instance"
+    assert "SALESFORCE_ALLOW_ANY_INSTANCE" in caught.value.plain_words()

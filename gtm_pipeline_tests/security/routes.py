@@ -48,6 +48,7 @@ def valid_forms(browser, admin_token: str) -> dict[tuple[str, str], tuple[str, d
         ("POST", "/login"): ("", {"token": admin_token}),
         ("POST", "/logout"): ("", {}),
         ("POST", "/connectors/tenants"): ("", {"tenant": "initech"}),
+        ("POST", "/api/connectors/salesforce/authorize"): ("", {"tenant": TENANT}),
         ("POST", "/connectors/{tenant}/disconnect"): ("", {}),
         ("POST", "/connectors/{tenant}/mapping"): (
             "?entity=persons",

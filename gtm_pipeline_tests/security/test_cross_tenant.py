@@ -18,6 +18,7 @@ OWN, OTHER, NOBODY = "acme", "globex", "initech"
 # Routes that take the tenant from the query or the form rather than the path.
 TENANT_IN_PARAMS = {
     ("GET", "/api/connectors/salesforce/authorize"),
+    ("POST", "/api/connectors/salesforce/authorize"),
     ("POST", "/connectors/tenants"),
 }
 

@@ -9,7 +9,8 @@ A new route that takes POST without checking the token fails this test; a new ro
 below does not know how to drive fails it too, asking for its entry.
 
 Bearer-token calls need no CSRF token by design: a third-party page cannot attach an
-Authorization header, and the session cookie is SameSite=Strict (see web/test_login_csrf.py).
+Authorization header. The session cookie is SameSite=Lax (see web/test_login_csrf.py), which
+keeps it off cross-site POSTs too, but the token is what this test proves.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def test_every_state_changing_route_refuses_a_missing_or_wrong_csrf_token(
 
     routes = state_changing_routes(web.app)
     assert ("POST", "/connectors/{tenant}/mapping") in routes  # the table is really read
+    assert ("POST", "/api/connectors/salesforce/authorize") in routes  # starting a connection
     known = valid_forms(browser, admin_token)
     unknown = [r for r in routes if r not in known]
     assert not unknown, f"routes this test cannot drive yet; add them to valid_forms: {unknown}"

@@ -121,18 +121,19 @@ def test_quality_failure_tables_stay_inert(external_id, field, reason, value):
 @settings(
     max_examples=scaled(150, 3000), deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-@given(entity_id=VALUES, code=VALUES, error=VALUES)
-def test_writeback_failure_tables_stay_inert(entity_id, code, error):
+@given(entity_id=VALUES, code=VALUES, field=VALUES, error=VALUES)
+def test_writeback_failure_tables_stay_inert(entity_id, code, field, error):
+    """Every cell, the fields Salesforce blamed included, stays text."""
     from gtm_pipeline.defs.writeback_assets import failures_markdown as writeback_markdown
 
     result = WritebackResult(
         "person", total=1, failed=1,
-        errors=[{"entity_id": entity_id, "code": code, "error": error}],
+        errors=[{"entity_id": entity_id, "code": code, "fields": [field], "error": error}],
     )  # fmt: skip
     with attempt("markdown injection: writeback table"):
         assert_inert(
             writeback_markdown([result]),
-            [[shown(v, 200) for v in ("person", entity_id, code, error)]],
+            [[shown(v, 200) for v in ("person", entity_id, code, field, error)]],
         )
 
 

@@ -4,12 +4,20 @@ nothing stored, and nothing outside the app's own pages served.
 
 from __future__ import annotations
 
+import http.client
+import select
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
 import pytest
 import requests
 
+from gtm_pipeline.web.guards import MAX_REQUEST_BODY_BYTES
+from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline_tests.security.attacks import attempt
-from gtm_pipeline_tests.security.conftest import snapshot
-from gtm_pipeline_tests.web.conftest import csrf_from
+from gtm_pipeline_tests.security.conftest import WebApp, snapshot
+from gtm_pipeline_tests.web.conftest import app_on_emulator, csrf_from
 
 
 @pytest.fixture()
@@ -129,7 +137,7 @@ def test_oversized_heads_are_refused_before_the_app(web, tenants, make_operator,
         ),
         "a 1 MiB query string": lambda: requests.get(url + "?q=" + "a" * MIB, timeout=60),
         "a 1 MiB cookie": lambda: requests.get(
-            url, headers={"Cookie": "gtm_session=" + "a" * MIB}, timeout=60
+            url, headers={"Cookie": f"{session_cookie_name(web)}=" + "a" * MIB}, timeout=60
         ),
         "a 1 MiB path": lambda: requests.get(web.base_url + "/connectors/" + "a" * MIB, timeout=60),
     }
@@ -141,6 +149,14 @@ def test_oversized_heads_are_refused_before_the_app(web, tenants, make_operator,
     assert web.login(operator).get("/connectors").status_code == 200  # still serving
 
 
+def session_cookie_name(web) -> str:
+    """The name the app gives its session cookie (it carries the port on loopback http)."""
+    browser = web.client(html=True)
+    browser.get("/login")
+    (name,) = [n for n in browser.cookies.get_dict() if "gtm_session" in n]
+    return name
+
+
 def test_long_but_legal_values_are_refused_in_plain_words(
     web, tenants, make_operator, store_engine
 ):
@@ -148,7 +164,7 @@ def test_long_but_legal_values_are_refused_in_plain_words(
     csrf = csrf_of(admin)
     before = snapshot(store_engine)
     attempts = [
-        admin.get("/connectors", headers={"Cookie": "gtm_session=" + "a" * 4000}),
+        admin.get("/connectors", headers={"Cookie": f"{session_cookie_name(web)}=" + "a" * 4000}),
         admin.get("/api/connectors/" + "a" * 5000),
         admin.get("/connectors/" + "a" * 5000 + "/mapping"),
         admin.get("/api/connectors/salesforce/authorize", params={"tenant": "a" * 5000}),
@@ -171,3 +187,107 @@ def test_long_but_legal_values_are_refused_in_plain_words(
 
 def csrf_of(browser) -> str:
     return csrf_from(browser.get("/connectors").text)
+
+
+# -- the issue's request: 400 fields of 1 MB --------------------------------------------------
+
+ISSUE_FIELDS = 400
+FIELD_BYTES = 1_000_000  # 1 MB: just under Starlette's default 1 MiB per field, as in the issue
+MAPPING_FORM = "/connectors/acme/mapping?entity=persons"
+# A client that is still sending this far past the limit has not been refused.
+GIVE_UP_AFTER = 8 * MIB
+PIECE = FIELD_BYTES // 16
+
+
+class BodyBytesRead:
+    """The served app, counting the body bytes it reads from the server (outermost layer)."""
+
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+        self.read = 0
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        async def counted():  # type: ignore[no-untyped-def]
+            message = await receive()
+            if message["type"] == "http.request":
+                self.read += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+@pytest.fixture()
+def counted_web(store_engine, flow, session_secret, sf_settings, connect_env, tenants):
+    """The app of the `web` fixture, served behind a BodyBytesRead; (WebApp, counter)."""
+    app = app_on_emulator(store_engine, flow, session_secret, sf_settings, connect_env)
+    counter = BodyBytesRead(app)
+    with BackgroundServer(counter) as server:
+        yield WebApp(app, server.base_url), counter
+
+
+@pytest.fixture()
+def admin_cookie(counted_web, make_operator) -> str:
+    """The Cookie header of an admin logged in through the form."""
+    browser = counted_web[0].login(make_operator())
+    return "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+
+
+def _issue_form() -> Iterator[bytes]:
+    """400 urlencoded fields of 1 MB each, in pieces, made as they are sent."""
+    for i in range(ISSUE_FIELDS):
+        yield f"f{i}=".encode()
+        for _ in range(FIELD_BYTES // PIECE):
+            yield b"a" * PIECE
+        yield b"&"
+
+
+def test_the_issues_form_with_its_content_length_is_refused_before_its_body(
+    counted_web, admin_cookie
+):
+    web, counter = counted_web
+    counter.read = 0  # the login's form is not this request's
+    announced = ISSUE_FIELDS * (FIELD_BYTES + 7)
+    parts = urlsplit(web.base_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    with attempt("oversized input"):
+        conn.putrequest("POST", MAPPING_FORM)
+        conn.putheader("Cookie", admin_cookie)
+        conn.putheader("Content-Type", FORM["Content-Type"])
+        conn.putheader("Accept", "text/html")
+        conn.putheader("Content-Length", str(announced))
+        conn.endheaders()  # and not one byte of the body
+        answer = conn.getresponse()
+        assert answer.status == 413
+        assert "too large" in answer.read().decode().lower()
+        assert counter.read == 0
+    conn.close()
+
+
+def test_the_issues_form_streamed_without_a_length_is_refused_within_the_limit(
+    counted_web, admin_cookie
+):
+    web, counter = counted_web
+    counter.read = 0  # the login's form is not this request's
+    parts = urlsplit(web.base_url)
+    head = (
+        f"POST {MAPPING_FORM} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Cookie: {admin_cookie}\r\nAccept: text/html\r\n"
+        f"Content-Type: {FORM['Content-Type']}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    sent = 0
+    address = (parts.hostname, parts.port)
+    with attempt("oversized input"), socket.create_connection(address, 60) as sock:
+        sock.sendall(head.encode())
+        for piece in _issue_form():  # as a client that stops once the server has answered
+            if select.select([sock], [], [], 0)[0]:
+                break
+            assert sent < GIVE_UP_AFTER, "the server kept reading far past the limit"
+            sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            sent += len(piece)
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        # The first field passes the per-field limit (400) before the body passes the total
+        # (413): either way the server stops reading within a piece of the total limit.
+        assert answer.status in (400, 413)
+        assert counter.read <= MAX_REQUEST_BODY_BYTES + PIECE + MIB
+        assert sent < ISSUE_FIELDS * FIELD_BYTES

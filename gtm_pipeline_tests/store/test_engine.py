@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import stat
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -83,6 +87,66 @@ def test_default_url_is_the_sqlite_file_under_gtm_home(gtm_home) -> None:
         assert engine.url.database.startswith(gtm_home)
     finally:
         engine.dispose()
+
+
+@pytest.fixture()
+def usual_umask() -> Iterator[None]:
+    """The umask most machines have (022): what SQLite and mkdir alone would make world-readable."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _write_a_row(engine: sa.Engine) -> None:
+    try:
+        upgrade(engine)
+        with engine.begin() as conn:
+            upsert_records(conn, persons, [{**ROW, "tenant_id": "t1"}])
+    finally:
+        engine.dispose()
+
+
+def test_a_new_sqlite_store_and_the_folders_made_for_it_are_private(tmp_path, usual_umask):
+    path = tmp_path / "made" / "for" / "warehouse.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:  # WAL files exist while a connection is open
+        conn.exec_driver_sql("CREATE TABLE probe (x INTEGER)")
+        conn.commit()
+        side_files = [p for p in path.parent.iterdir() if p != path]
+        assert {p.name for p in side_files} >= {"warehouse.db-wal", "warehouse.db-shm"}
+        assert {p.name: _mode(p) for p in side_files} == {p.name: 0o600 for p in side_files}
+    engine.dispose()
+    assert _mode(path) == 0o600
+    assert _mode(path.parent) == 0o700 and _mode(path.parent.parent) == 0o700
+
+
+def test_gtm_home_and_an_existing_store_are_tightened_at_start(gtm_home, usual_umask):
+    home = Path(gtm_home)
+    store = home / "warehouse.db"
+    with contextlib.closing(sqlite3.connect(store)) as old:  # made by an earlier version
+        old.execute("PRAGMA journal_mode = WAL")
+        old.execute("CREATE TABLE kept (x INTEGER)")
+        old.commit()
+        home.chmod(0o755)
+        for path in home.iterdir():
+            path.chmod(0o644)
+        _write_a_row(make_engine())
+        assert {"warehouse.db-wal", "warehouse.db-shm"} <= {p.name for p in home.iterdir()}
+        assert {p.name: _mode(p) for p in home.iterdir()} == {p.name: 0o600 for p in home.iterdir()}
+    assert _mode(home) == 0o700
+    assert _mode(store) == 0o600
+
+
+def test_a_folder_the_user_chose_for_the_store_keeps_its_mode(tmp_path, usual_umask):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    _write_a_row(make_engine(f"sqlite:///{shared / 'warehouse.db'}"))
+    assert _mode(shared) == 0o755
+    assert _mode(shared / "warehouse.db") == 0o600
 
 
 def test_postgres_engine_pings_pooled_connections() -> None:

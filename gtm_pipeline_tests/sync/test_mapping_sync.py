@@ -167,7 +167,7 @@ def test_suggest_offers_every_custom_field_as_a_file_set_accepts(cli, engine, tm
     path.write_text(result.output)
     assert invoke(cli, "set", "--tenant", TENANT, "--file", str(path)).exit_code == 0
     with engine.connect() as conn:
-        assert len(load_mappings(conn, TENANT, "persons")) == 8  # the emulator's custom fields
+        assert len(load_mappings(conn, TENANT, "persons")) == 11  # the emulator's custom fields
 
 
 def test_a_bad_tenant_id_is_refused(cli):

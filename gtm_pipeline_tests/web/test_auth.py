@@ -13,8 +13,11 @@ from gtm_pipeline.store.connections import (
     upsert_connector,
 )
 from gtm_pipeline.store.tables import oauth_states
-from gtm_pipeline.web.session import COOKIE_NAME
 from gtm_pipeline_tests.web.conftest import csrf_from
+from gtm_pipeline_tests.web.connecting import start_connection
+
+# The flow's callback URL is plain http on loopback port 8765: the session cookie carries it.
+SESSION_COOKIE = "gtm_session_8765"
 
 ORG = "00D000000000001AAA"
 PROTECTED = [
@@ -22,6 +25,7 @@ PROTECTED = [
     ("GET", "/api/connectors"),
     ("GET", "/api/connectors/acme"),
     ("GET", "/api/connectors/salesforce/authorize?tenant=acme"),
+    ("POST", "/api/connectors/salesforce/authorize?tenant=acme"),
     ("POST", "/connectors/tenants"),
     ("POST", "/connectors/acme/disconnect"),
 ]
@@ -100,10 +104,11 @@ def test_revoking_ends_browser_sessions_made_with_the_credential(
 ):
     browser = logged_in(make_operator())
     assert browser.get("/connectors").status_code == 200
+    assert SESSION_COOKIE in browser.cookies
     _revoke_all(store_engine)
     answer = browser.get("/connectors")
     assert answer.status_code == 303 and answer.headers["location"] == "/login"
-    assert COOKIE_NAME not in browser.cookies  # the dead session cookie was cleared
+    assert SESSION_COOKIE not in browser.cookies  # the dead session cookie was cleared
     assert browser.get("/api/connectors", headers={"Accept": "application/json"}).status_code == 401
 
 
@@ -149,10 +154,12 @@ def test_scoped_operator_gets_404_for_other_tenants_on_every_route(
         attempts = [
             browser.get(f"/api/connectors/{other}", headers={"Accept": "*/*"}),
             browser.get("/api/connectors/salesforce/authorize", params={"tenant": other}),
+            start_connection(browser, other),
             browser.post(f"/connectors/{other}/disconnect", data={"csrf_token": csrf}),
             browser.post("/connectors/tenants", data={"csrf_token": csrf, "tenant": other}),
             api.get(f"/api/connectors/{other}"),
             api.get("/api/connectors/salesforce/authorize", params={"tenant": other}),
+            start_connection(api, other),
             api.post(f"/connectors/{other}/disconnect"),
             api.post("/connectors/tenants", data={"tenant": other}),
         ]
@@ -169,10 +176,8 @@ def test_scoped_operator_gets_404_for_other_tenants_on_every_route(
 def test_scoped_operator_may_start_connecting_its_own_tenant(
     client, tenants, make_operator, emulator, store_engine
 ):
-    answer = client(make_operator("acme")).get(
-        "/api/connectors/salesforce/authorize", params={"tenant": "acme", "connector": "salesforce"}
-    )
-    assert answer.status_code == 302
+    answer = start_connection(client(make_operator("acme")), "acme")
+    assert answer.status_code == 303
     assert answer.headers["location"].startswith(
         f"{emulator.info['login_url']}/services/oauth2/authorize?"
     )
@@ -180,8 +185,6 @@ def test_scoped_operator_may_start_connecting_its_own_tenant(
 
 
 def test_bad_tenant_id_is_a_clear_400(client, make_operator):
-    answer = client(make_operator()).get(
-        "/api/connectors/salesforce/authorize", params={"tenant": "a:b"}
-    )
+    answer = start_connection(client(make_operator()), "a:b")
     assert answer.status_code == 400
     assert "tenant id" in answer.json()["message"]

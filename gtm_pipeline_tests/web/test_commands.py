@@ -73,7 +73,7 @@ def test_listener_waits_past_callbacks_of_no_flow_it_knows(flow, emulator):
         stray = AppClient(server.base_url, html=True).get("/cb", params={"state": "forged"})
         assert stray.status_code == 400
         assert listener.wait(0.05) is None  # still waiting for its own callback
-        params = follow_authorize(emulator, flow.start("acme", "salesforce"))
+        params = follow_authorize(emulator, flow.start("acme", "salesforce", listener.binding))
         done = AppClient(server.base_url, html=True).get("/cb", params=params)
         assert AppClient(server.base_url).get("/other").status_code == 404  # one route only
     assert done.status_code == 200 and "Back to connectors" not in done.text
@@ -189,7 +189,7 @@ def test_app_from_env_serves_the_app_with_cookies_matching_the_callback_scheme(
     with BackgroundServer(app_from_env()) as server:
         page = AppClient(server.base_url, html=True).get("/login")
     cookie = page.headers["set-cookie"].lower()
-    assert cookie.startswith(f"{COOKIE_NAME}=") and "; secure" in cookie
+    assert cookie.startswith(f"__host-{COOKIE_NAME}=") and "; secure" in cookie
 
 
 def test_web_explains_a_taken_port(cli_env):
@@ -200,3 +200,23 @@ def test_web_explains_a_taken_port(cli_env):
         result = CliRunner().invoke(web, ["--port", str(port)])
     assert result.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "127.0.0.1.nip.io", "192.0.2.10"])  # noqa: S104
+def test_web_refuses_plain_http_beyond_loopback_without_insecure(cli_env, host):
+    result = CliRunner().invoke(web, ["--host", host, "--port", "0"])
+    assert result.exit_code == 1
+    assert f"refusing to serve plain http on {host}" in result.output
+    assert "--insecure" in result.output
+    assert "Connectors app on" not in result.output  # nothing was started
+
+
+def test_web_insecure_serves_beyond_loopback_with_a_warning(cli_env, caplog):
+    with socket.socket() as squatter:  # the port is taken, so the command stops after the check
+        squatter.bind(("0.0.0.0", 0))  # noqa: S104 - the address under test
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = CliRunner().invoke(web, ["--host", "0.0.0.0", "--port", str(port), "--insecure"])  # noqa: S104
+    assert f"cannot listen on 0.0.0.0:{port}" in result.output  # it went on to listen
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("serving plain http on 0.0.0.0 (--insecure)" in w for w in warnings), warnings

@@ -71,7 +71,7 @@ def test_every_kind_of_response_carries_the_security_headers(
         "405": anonymous.delete("/connectors"),
         "403 form": browser.post("/connectors/acme/disconnect"),
         "callback 400": anonymous.get("/api/connectors/salesforce/callback?state=x&code=y"),
-        "authorize 302": api.get("/api/connectors/salesforce/authorize?tenant=acme"),
+        "authorize 303": api.post("/api/connectors/salesforce/authorize", data={"tenant": "acme"}),
     }
     expected = {
         "home": 303,
@@ -81,7 +81,7 @@ def test_every_kind_of_response_carries_the_security_headers(
         "405": 405,
         "403 form": 403,
         "callback 400": 400,
-        "authorize 302": 302,
+        "authorize 303": 303,
     }
     for name, answer in answers.items():
         assert answer.status_code == expected.get(name, 200), name
@@ -95,7 +95,10 @@ def test_every_kind_of_response_carries_the_security_headers(
 class _BrokenFlow:
     """A flow whose store fails in a way the app did not foresee."""
 
-    def start(self, tenant_id: str, connector_id: str) -> str:
+    callback_url = "http://127.0.0.1:8765/api/connectors/salesforce/callback"
+    state_ttl_seconds = 600.0
+
+    def start(self, tenant_id: str, connector_id: str, binding: object) -> str:
         raise RuntimeError("database exploded; secret=hunter2")
 
 
@@ -103,7 +106,7 @@ def test_an_unexpected_error_is_a_plain_500_with_the_headers(store_engine, make_
     app = create_app(store_engine, _BrokenFlow(), session_secret="x" * 32)  # type: ignore[arg-type]
     with BackgroundServer(app) as server:
         api = AppClient(server.base_url, token=make_operator(), html=True)
-        answer = api.get("/api/connectors/salesforce/authorize?tenant=acme")
+        answer = api.post("/api/connectors/salesforce/authorize", data={"tenant": "acme"})
     assert answer.status_code == 500
     assert "unexpected error" in answer.text
     assert "hunter2" not in answer.text and "Traceback" not in answer.text

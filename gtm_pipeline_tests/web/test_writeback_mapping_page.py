@@ -21,7 +21,12 @@ from gtm_pipeline.connect.tokens import client_for_tenant
 from gtm_pipeline.salesforce.metadata import describe_object
 from gtm_pipeline.sync.mapping import load_mappings
 from gtm_pipeline.web.writeback_form import WritebackFormError, parse_writeback_form
-from gtm_pipeline.writeback.mapping import DEFAULT_FIELD_MAP, is_default, load_writeback_map
+from gtm_pipeline.writeback.mapping import (
+    DEFAULT_FIELD_MAP,
+    is_default,
+    load_writeback_map,
+    save_writeback_map,
+)
 from gtm_pipeline_tests.web.conftest import AppClient, login
 from gtm_pipeline_tests.web.test_mapping_page import (  # noqa: F401 - fixtures shared with it
     acme,
@@ -114,6 +119,53 @@ def test_each_entity_shows_the_scores_of_its_own_object(
     assert "Fit_Score__c" in state.options["score.fit_score"]
 
 
+def test_the_form_offers_only_fields_the_writeback_rule_accepts(admin, acme):
+    """Standard fields, compound parts, keys and whole-number fields hold the org's own data or
+    would round a score: none of them is ever offered."""
+    for entity, sf_object in (("persons", "Contact"), ("accounts", "Account"),
+                              ("opportunities", "Opportunity")):  # fmt: skip
+        state = _writeback_form(admin.get(f"/connectors/acme/mapping?entity={entity}").text)
+        numbers = {"Fit_Score__c", "Engagement_Score__c", "Combined_Score__c"}
+        for score in ("fit_score", "engagement_score", "combined_score"):
+            assert set(state.options[f"score.{score}"]) == {"", *numbers}, sf_object
+        assert set(state.options["score.tier"]) == {"", "Tier__c", "Notes__c"}, sf_object
+        assert set(state.options["score.scored_at"]) == {"", "Scored_At__c"}, sf_object
+
+
+@pytest.mark.parametrize(
+    ("score", "field", "reason"),
+    [
+        ("tier", "Title", "Contact.Title is a standard Salesforce field"),
+        ("tier", "FirstName", "Contact.FirstName is part of the compound field Name"),
+        ("fit_score", "MailingLatitude", "Contact.MailingLatitude is part of the compound field"),
+        ("scored_at", "EmailBouncedDate", "Contact.EmailBouncedDate is a standard Salesforce"),
+        ("fit_score", "Legacy_Score__c", "Contact.Legacy_Score__c keeps 0 decimal place(s)"),
+        ("tier", "External_Key__c", "Contact.External_Key__c is an external id field"),
+    ],
+)
+def test_a_field_the_rule_refuses_is_refused_with_its_reason(
+    admin, acme, store_engine, score, field, reason
+):
+    answer = admin.post(
+        WRITEBACK, data=_submission(_csrf(admin), {**DEFAULT_FIELD_MAP, score: field})
+    )
+    assert answer.status_code == 400
+    assert f"The writeback mapping was not saved: {reason}" in answer.text.replace("&#39;", "'")
+    assert _nothing_saved(store_engine)
+
+
+def test_a_standard_field_chosen_from_the_command_line_is_shown_with_why_the_page_refuses_it(
+    admin, acme, store_engine
+):
+    with store_engine.begin() as conn:
+        save_writeback_map(conn, "acme", "person", {"tier": "Title"}, allowed_standard=["Title"])
+    state = _writeback_form(admin.get(PERSONS).text)
+    assert state.values["score.tier"] == "Title"
+    page = admin.get(PERSONS).text.replace("&#39;", "'")
+    assert "Title (cannot hold tier in this org)" in page
+    assert "Contact.Title is a standard Salesforce field" in page
+
+
 # -- saving ------------------------------------------------------------------------------------
 
 
@@ -173,7 +225,13 @@ def test_a_bearer_api_client_saves_without_csrf(app_url, make_operator, acme, st
         pytest.param(
             "fit_score",
             "Days_Since_Activity__c",
-            "Contact.Days_Since_Activity__c is not updateable",
+            "Contact.Days_Since_Activity__c is a formula field",
+            id="formula",
+        ),
+        pytest.param(
+            "scored_at",
+            "SystemModstamp",
+            "Contact.SystemModstamp is not updateable",
             id="read-only",
         ),
         pytest.param("scored_at", "Notes__c", "scored_at needs a datetime field", id="datetime"),
@@ -237,8 +295,9 @@ def test_a_field_deleted_since_the_page_was_rendered_is_refused(
     document = org.describe("Contact")
     gone = {**document["fields"][0], "name": "Old_Score__c", "label": "Old Score"}
     gone.update(type="double", updateable=True, custom=True, compoundFieldName=None)
+    gone.update(precision=18, scale=2, idLookup=False)
     stale = {**document, "fields": [*document["fields"], gone]}
-    describe_object(_Describes(org.instance_url, stale), "Contact", refresh=True)  # the cache
+    describe_object(_Describes(org.org_id, stale), "Contact", refresh=True)  # the cache
 
     state = _writeback_form(admin.get(PERSONS).text)
     assert "Old_Score__c" in state.options["score.fit_score"]
@@ -255,10 +314,10 @@ def test_a_field_deleted_since_the_page_was_rendered_is_refused(
 
 
 class _Describes:
-    """A describe client answering one fixed document (to seed the describe cache)."""
+    """A describe client of one org answering one fixed document (to seed the describe cache)."""
 
-    def __init__(self, instance_url: str, document: dict[str, Any]) -> None:
-        self.instance_url = instance_url
+    def __init__(self, org_id: str | None, document: dict[str, Any]) -> None:
+        self.org_id = org_id
         self.document = document
 
     def describe(self, sobject: str) -> dict[str, Any]:

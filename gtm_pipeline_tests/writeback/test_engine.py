@@ -26,7 +26,7 @@ from gtm_pipeline.salesforce.errors import (
     SalesforceUnavailable,
 )
 from gtm_pipeline.store.tables import writeback_state
-from gtm_pipeline.writeback.engine import backoff_seconds, write_back
+from gtm_pipeline.writeback.engine import backoff_seconds, blamed_fields, write_back
 
 COUNTS = {"Account": 40, "Contact": 1000, "Opportunity": 40}
 FIELD_MAP = {
@@ -262,6 +262,7 @@ def test_a_batch_rejected_as_a_whole_is_split_to_isolate_the_bad_record(
             "entity_id": ids[137],
             "code": "JSON_PARSER_ERROR",
             "error": "JSON_PARSER_ERROR: Cannot deserialize instance",
+            "fields": [],
         }
     ]
     assert (result.success, result.failed) == (199, 1)
@@ -377,12 +378,32 @@ def test_an_in_flight_record_changed_in_salesforce_since_is_sent_again(
 
 def test_a_spent_api_budget_stops_the_run_and_records_nothing(emulator, client, engine) -> None:
     emulator.control.add_fault(
-        kind="status", status=403, error_code="REQUEST_LIMIT_EXCEEDED", times=1, methods=["PATCH"]
+        kind="status",
+        status=403,
+        error_code="REQUEST_LIMIT_EXCEEDED",
+        message="TotalRequests Limit exceeded.",
+        times=1,
+        methods=["PATCH"],
     )
     with pytest.raises(ApiLimitExceeded):
         write_back(client, engine, TENANT, "person", _scores(_live_ids(emulator)), FIELD_MAP)
     state = _state(engine).values()
     assert all(r.last_status is None and r.last_written_values is None for r in state)
+
+
+def test_a_concurrency_limit_is_waited_out_and_every_record_is_written_once(
+    emulator, client, engine
+) -> None:
+    ids = _live_ids(emulator)[:200]
+    df = _scores(ids, bump=0.25)
+    before = emulator.control.update_counts("Contact")
+    emulator.control.add_fault(kind="concurrency_limit", times=2, methods=["PATCH"])
+    result = write_back(client, engine, TENANT, "person", df, FIELD_MAP)
+    assert (result.success, result.failed, result.recovered) == (200, 0, 0)
+    assert client.calls_made == 3  # two refusals, then the update; no read-back was needed
+    after = emulator.control.update_counts("Contact")
+    assert all(after.get(i, 0) - before.get(i, 0) == 1 for i in ids)
+    _assert_landed(emulator, df)
 
 
 def test_session_expiry_mid_writeback_refreshes_once_and_finishes(emulator, engine) -> None:
@@ -455,3 +476,70 @@ def test_a_second_writeback_of_the_tenant_at_once_is_refused_before_any_call(
     assert other.success == 10
     assert emulator.control.stats()["calls"]["composite"] - composite == 1
     assert write_back(client, engine, TENANT, "person", df, FIELD_MAP).success == 10
+
+
+def test_failed_records_keep_the_fields_salesforce_blamed_until_they_succeed(
+    emulator, client, engine
+) -> None:
+    ids = _live_ids(emulator)[:20]
+    df = _scores(ids)
+    too_long = ids[3]
+    df.loc[df["external_id"] == too_long, "tier"] = "T" * 25  # Tier__c holds 20 characters
+    result = write_back(client, engine, TENANT, "person", df, FIELD_MAP)
+    assert [(e["entity_id"], e["code"], e["fields"]) for e in result.errors] == [
+        (too_long, "STRING_TOO_LONG", ["Tier__c"])
+    ]
+    assert result.as_dict()["errors"][0]["fields"] == ["Tier__c"]
+    state = _state(engine)
+    assert state[too_long].last_error_fields == ["Tier__c"]
+    assert {state[i].last_error_fields for i in ids if i != too_long} == {None}
+
+    fixed = df.copy()
+    fixed.loc[fixed["external_id"] == too_long, "tier"] = "A"
+    assert write_back(client, engine, TENANT, "person", fixed, FIELD_MAP).success == 1
+    assert _state(engine)[too_long].last_error_fields is None
+
+
+def test_a_mapped_field_the_org_lacks_is_named_on_every_refused_record(
+    emulator, client, engine
+) -> None:
+    ids = _live_ids(emulator, "Account")
+    broken = {"fit_score": "Gone_Score__c", "tier": "Tier__c"}
+    result = write_back(client, engine, TENANT, "account", _scores(ids, "account"), broken)
+    assert {tuple(e["fields"]) for e in result.errors} == {("Gone_Score__c",)}
+    assert {r.last_error_fields[0] for r in _state(engine).values()} == {"Gone_Score__c"}
+
+
+class _RejectingWithFields(_RejectingClient):
+    """Rejects the poisoned record's request as a whole, naming the field it could not read."""
+
+    def update_collection(
+        self, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
+    ) -> list[dict[str, Any]]:
+        if any(r["id"] == self.poisoned for r in records):
+            raise SalesforceApiError(
+                400, "JSON_PARSER_ERROR", "Cannot deserialize", fields=("Fit_Score__c",)
+            )
+        return self.client.update_collection(records, all_or_none=all_or_none)
+
+
+def test_a_record_isolated_by_splitting_keeps_the_fields_of_the_rejection(
+    emulator, client, engine
+) -> None:
+    ids = _live_ids(emulator)[:8]
+    result = write_back(
+        _RejectingWithFields(client, ids[5]), engine, TENANT, "person", _scores(ids), FIELD_MAP
+    )
+    assert [(e["entity_id"], e["fields"]) for e in result.errors] == [(ids[5], ["Fit_Score__c"])]
+    assert _state(engine)[ids[5]].last_error_fields == ["Fit_Score__c"]
+
+
+def test_blamed_fields_are_every_errors_fields_once_in_order() -> None:
+    errors = [
+        {"statusCode": "INVALID_FIELD", "message": "a", "fields": ["B__c", "A__c"]},
+        {"statusCode": "STRING_TOO_LONG", "message": "b", "fields": ["A__c", "C__c"]},
+        {"statusCode": "UNKNOWN_EXCEPTION", "message": "c"},  # no fields key at all
+        {"statusCode": "UNKNOWN_EXCEPTION", "message": "d", "fields": None},
+    ]
+    assert blamed_fields(errors) == ("B__c", "A__c", "C__c")
+    assert blamed_fields([]) == ()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from gtm_pipeline.emulator.testing import (
@@ -15,17 +17,26 @@ from gtm_pipeline.emulator.testing import (
     running_emulator,
 )
 from gtm_pipeline.salesforce.client import SalesforceClient
-from gtm_pipeline.salesforce.metadata import describe_object
+from gtm_pipeline.salesforce.metadata import FieldInfo, describe_object, parse_describe
+from gtm_pipeline.store.mappings import load_mapping_rows
+from gtm_pipeline.store.tables import persons
 from gtm_pipeline.sync import mapping_cli
+from gtm_pipeline.sync.mapping import MappingError
 from gtm_pipeline.writeback.engine import write_back
 from gtm_pipeline.writeback.mapping import (
     DEFAULT_FIELD_MAP,
+    WritebackBlocked,
     WritebackMappingError,
+    block_unwritable_maps,
     candidate_fields,
     is_default,
+    load_allowed_standard,
     load_writeback_map,
+    refusal,
     reset_writeback_map,
     save_writeback_map,
+    standard_targets,
+    stored_map_problems,
     validate_writeback_map,
 )
 from gtm_pipeline.writeback.mapping_cli import entity_type_for, parse_pairs
@@ -62,7 +73,8 @@ def test_field_names_are_matched_case_insensitively_and_stored_as_salesforce_spe
     ("field_map", "message"),
     [
         ({"fit_score": "No_Such_Field__c"}, "Contact has no field No_Such_Field__c"),
-        ({"fit_score": "Days_Since_Activity__c"}, "is not updateable"),
+        ({"fit_score": "Days_Since_Activity__c"}, "is a formula field"),
+        ({"scored_at": "SystemModstamp"}, "is not updateable"),
         ({"fit_score": "Notes__c"}, "fit_score needs a number field"),
         ({"scored_at": "Fit_Score__c"}, "scored_at needs a datetime field"),
         ({"tier": "Fit_Score__c"}, "tier needs text field"),
@@ -214,3 +226,274 @@ def test_the_command_refuses_a_field_that_does_not_fit_and_saves_nothing(cli, en
     assert "Contact.Notes__c is a string field; fit_score needs a number field" in refused.output
     with engine.connect() as conn:
         assert is_default(conn, TENANT, "person")
+
+
+# -- the writeback rule --------------------------------------------------------------------------
+
+
+def _described(name: str, type_: str, **extra: Any) -> FieldInfo:
+    """A field parsed from a describe entry shaped as a real org's (keys Salesforce sends)."""
+    raw = {"name": name, "label": name, "type": type_, "custom": False, "updateable": True,
+           "calculated": False, "autoNumber": False, "unique": False, "externalId": False,
+           "compoundFieldName": None, "length": 0, "precision": 0, "scale": 0, **extra}  # fmt: skip
+    [field] = parse_describe({"fields": [raw]})
+    return field
+
+
+# Fields real orgs have that a writeback must never take without being told to: one wrong click
+# would overwrite customer data on every record.
+REAL_STANDARD_TARGETS = [
+    pytest.param("tier", _described("Title", "string", length=128), "standard", id="Contact.Title"),
+    pytest.param(
+        "tier",
+        _described("FirstName", "string", length=40, compoundFieldName="Name"),
+        "part of the compound field Name",
+        id="Contact.FirstName",
+    ),
+    pytest.param(
+        "fit_score",
+        _described(
+            "MailingLatitude", "double", precision=18, scale=15, compoundFieldName="MailingAddress"
+        ),  # fmt: skip
+        "part of the compound field MailingAddress",
+        id="Contact.MailingLatitude",
+    ),
+    pytest.param(
+        "scored_at",
+        _described("EmailBouncedDate", "datetime"),
+        "standard",
+        id="Contact.EmailBouncedDate",
+    ),  # fmt: skip
+    pytest.param(
+        "fit_score",
+        _described("AnnualRevenue", "currency", precision=18, scale=0),
+        "keeps 0 decimal place(s)",
+        id="Account.AnnualRevenue",
+    ),
+    pytest.param("tier", _described("Name", "string", length=255), "standard", id="Account.Name"),
+    pytest.param(
+        "fit_score",
+        _described("Amount", "currency", precision=18, scale=2),
+        "standard",
+        id="Opportunity.Amount",
+    ),
+    pytest.param(
+        "combined_score",
+        _described("Probability", "percent", precision=3, scale=0),
+        "keeps 0 decimal place(s)",
+        id="Opportunity.Probability",
+    ),
+]
+
+
+@pytest.mark.parametrize(("score", "field", "reason"), REAL_STANDARD_TARGETS)
+def test_standard_fields_of_real_orgs_are_refused_with_the_reason(score, field, reason) -> None:
+    refused = refusal(score, field)
+    assert refused is not None and reason in refused
+    assert field not in candidate_fields([field], score)
+
+
+@pytest.mark.parametrize(
+    ("score", "field", "reason"),
+    [
+        ("fit_score", _described("MailingAddress", "address", updateable=False),
+         "compound address"),
+        ("fit_score", _described("Loc__c", "location", custom=True), "compound location"),
+        ("fit_score", _described("Loc__Latitude__s", "double", custom=True, precision=18,
+                                 scale=6, compoundFieldName="Loc__c"), "part of the compound"),
+        ("fit_score", _described("Days__c", "double", custom=True, precision=18, scale=2,
+                                 calculated=True, updateable=False), "formula"),
+        ("tier", _described("Ref__c", "string", custom=True, length=30, autoNumber=True,
+                            updateable=False), "auto-number"),
+        ("tier", _described("Key__c", "string", custom=True, length=64, externalId=True),
+         "external id"),
+        ("tier", _described("Code__c", "string", custom=True, length=64, unique=True), "unique"),
+        ("scored_at", _described("Seen__c", "datetime", custom=True, updateable=False),
+         "not updateable"),
+        ("fit_score", _described("Rank__c", "int", custom=True), "is a int field"),
+        ("fit_score", _described("Whole__c", "double", custom=True, precision=18, scale=0),
+         "keeps 0 decimal place(s)"),
+        ("fit_score", _described("Tenth__c", "percent", custom=True, precision=4, scale=1),
+         "keeps 1 decimal place(s)"),
+    ],
+)  # fmt: skip
+def test_each_part_of_the_rule_refuses_with_its_own_reason(score, field, reason) -> None:
+    refused = refusal(score, field)
+    assert refused is not None and reason in refused
+    assert refusal(score, field, allow_standard=True) == refused  # the flag lifts nothing else
+
+
+@pytest.mark.parametrize(
+    ("score", "field"),
+    [
+        ("fit_score", _described("Fit__c", "double", custom=True, precision=18, scale=2)),
+        ("engagement_score", _described("Eng__c", "percent", custom=True, precision=5, scale=2)),
+        ("combined_score", _described("Comb__c", "currency", custom=True, precision=16, scale=4)),
+        ("tier", _described("Tier__c", "textarea", custom=True, length=255)),
+        ("scored_at", _described("At__c", "datetime", custom=True)),
+    ],
+)
+def test_custom_updateable_fields_of_a_fitting_type_and_scale_are_accepted(score, field) -> None:
+    assert refusal(score, field) is None
+
+
+def test_the_standard_field_flag_lifts_only_the_custom_field_requirement() -> None:
+    title = _described("Title", "string", length=128)
+    amount = _described("Amount", "currency", precision=18, scale=2)
+    assert refusal("tier", title, allow_standard=True) is None
+    assert refusal("fit_score", amount, allow_standard=True) is None
+    revenue = _described("AnnualRevenue", "currency", precision=18, scale=0)
+    assert "decimal place" in (refusal("fit_score", revenue, allow_standard=True) or "")
+
+
+@pytest.mark.parametrize(
+    ("entity_type", "field_map", "reason"),
+    [
+        ("person", {"tier": "Title"}, "Contact.Title is a standard Salesforce field"),
+        ("person", {"tier": "FirstName"}, "part of the compound field Name"),
+        ("person", {"fit_score": "MailingLatitude"}, "part of the compound field MailingAddress"),
+        ("person", {"fit_score": "MailingAddress"}, "compound address field"),
+        ("person", {"scored_at": "EmailBouncedDate"}, "Contact.EmailBouncedDate is a standard"),
+        ("person", {"fit_score": "Legacy_Score__c"}, "keeps 0 decimal place(s)"),
+        ("person", {"tier": "External_Key__c"}, "is an external id field"),
+        ("person", {"tier": "Record_Number__c"}, "is an auto-number field"),
+        ("account", {"fit_score": "AnnualRevenue"}, "Account.AnnualRevenue keeps 0 decimal"),
+        ("account", {"tier": "Name"}, "Account.Name is a standard Salesforce field"),
+        ("opportunity", {"fit_score": "Amount"}, "Opportunity.Amount is a standard"),
+        ("opportunity", {"fit_score": "Probability"}, "Opportunity.Probability keeps 0 decimal"),
+    ],
+)
+def test_the_emulators_describe_exercises_every_rule(client, entity_type, field_map, reason):
+    with pytest.raises(WritebackMappingError) as caught:
+        validate_writeback_map(client, entity_type, field_map)
+    assert reason in str(caught.value)
+
+
+def test_candidates_leave_out_what_the_rule_refuses(client) -> None:
+    fields = describe_object(client, "Contact")
+    numbers = {f.name for f in candidate_fields(fields, "fit_score")}
+    assert numbers == {"Fit_Score__c", "Engagement_Score__c", "Combined_Score__c"}
+    assert {f.name for f in candidate_fields(fields, "tier")} == {"Tier__c", "Notes__c"}
+    assert {f.name for f in candidate_fields(fields, "scored_at")} == {"Scored_At__c"}
+
+
+def test_a_standard_field_chosen_on_purpose_is_stored_with_its_flag(client, engine) -> None:
+    checked = validate_writeback_map(client, "person", {"tier": "title"}, allow_standard=True)
+    assert checked == {"tier": "Title"}
+    assert standard_targets(client, "person", checked) == ["Title"]
+    with engine.begin() as conn:
+        save_writeback_map(conn, TENANT, "person", checked, allowed_standard=["Title"])
+    with engine.connect() as conn:
+        assert load_allowed_standard(conn, TENANT, "person") == {"title"}
+        [row] = load_mapping_rows(conn, TENANT, "person", "writeback")
+        assert row["allow_standard_field"] is True
+    assert stored_map_problems(client, engine, TENANT, "person") == []
+
+
+# -- stored maps: validate and the blocked writeback ----------------------------------------------
+
+
+def _store_unchecked(engine, entity_type: str, field_map: dict[str, str]) -> None:
+    """A map saved without the rule, as an older version of the connector could have."""
+    with engine.begin() as conn:
+        save_writeback_map(conn, TENANT, entity_type, field_map)
+
+
+def test_stored_maps_that_break_the_rule_are_reported_per_field(client, engine) -> None:
+    _store_unchecked(engine, "person", {"fit_score": "Legacy_Score__c", "tier": "Notes__c"})
+    _store_unchecked(engine, "account", {"tier": "Name"})
+    assert stored_map_problems(client, engine, TENANT, "opportunity") == []
+    [person] = stored_map_problems(client, engine, TENANT, "person")
+    assert person.startswith("Contact.Legacy_Score__c keeps 0 decimal place(s)")
+    [account] = stored_map_problems(client, engine, TENANT, "account")
+    assert account.startswith("Account.Name is a standard Salesforce field")
+
+
+def test_a_writeback_with_a_map_that_breaks_the_rule_is_blocked_before_any_request(
+    emulator, client, engine
+) -> None:
+    _store_unchecked(engine, "opportunity", {"combined_score": "Probability"})
+    before = emulator.control.stats()["calls"].get("composite", 0)
+    with pytest.raises(WritebackBlocked) as caught:
+        block_unwritable_maps(client, engine, TENANT)
+    message = str(caught.value)
+    assert "Writeback blocked for tenant acme" in message and "nothing was written" in message
+    assert "opportunity: Opportunity.Probability keeps 0 decimal place(s)" in message
+    assert isinstance(caught.value, MappingError)  # Dagster assets do not retry it
+    assert emulator.control.stats()["calls"].get("composite", 0) == before
+
+
+def test_the_default_maps_and_deliberate_standard_fields_do_not_block(client, engine) -> None:
+    block_unwritable_maps(client, engine, TENANT)  # the emulator has the default fields
+    with engine.begin() as conn:
+        save_writeback_map(conn, TENANT, "opportunity", {"fit_score": "Amount"},
+                           allowed_standard=["Amount"])  # fmt: skip
+    block_unwritable_maps(client, engine, TENANT)
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def _persons(engine, live: int, deleted: int) -> None:
+    now = datetime(2025, 1, 2, tzinfo=UTC)
+    rows = [
+        {"tenant_id": TENANT, "external_id": f"003{i:015d}", "system_modstamp": now,
+         "synced_at": now, "is_deleted": i >= live}
+        for i in range(live + deleted)
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(sa.insert(persons), rows)
+
+
+def test_the_command_refuses_a_standard_field_and_says_how_to_choose_it(cli, engine) -> None:
+    refused = invoke(cli, "set", "--tenant", TENANT, "--entity", "person", "tier=Title")
+    assert refused.exit_code == 1
+    assert "Contact.Title is a standard Salesforce field" in refused.output
+    assert "--allow-standard-field" in refused.output
+    with engine.connect() as conn:
+        assert is_default(conn, TENANT, "person")
+
+
+def test_a_standard_field_on_purpose_warns_how_many_records_it_changes(cli, engine) -> None:
+    _persons(engine, live=7, deleted=2)
+    saved = invoke(
+        cli, "set", "--tenant", TENANT, "--entity", "person", "--allow-standard-field",
+        "tier=Title", "fit_score=Fit_Score__c",
+    )  # fmt: skip
+    assert saved.exit_code == 0, saved.output
+    assert "warning: writing to standard field(s) Contact.Title" in saved.output
+    assert "on up to 7 live person record(s)" in saved.output
+    with engine.connect() as conn:
+        assert load_writeback_map(conn, TENANT, "person") == {
+            "fit_score": "Fit_Score__c",
+            "tier": "Title",
+        }
+        assert load_allowed_standard(conn, TENANT, "person") == {"title"}
+    assert invoke(cli, "validate", "--tenant", TENANT).exit_code == 0
+
+
+def test_the_flag_does_not_lift_the_rest_of_the_rule(cli, engine) -> None:
+    for pairs in (("fit_score=MailingLatitude",), ("tier=FirstName",)):
+        refused = invoke(
+            cli, "set", "--tenant", TENANT, "--entity", "person", "--allow-standard-field", *pairs
+        )
+        assert refused.exit_code == 1 and "part of the compound field" in refused.output
+    refused = invoke(
+        cli, "set", "--tenant", TENANT, "--entity", "account", "--allow-standard-field",
+        "fit_score=AnnualRevenue",
+    )  # fmt: skip
+    assert refused.exit_code == 1 and "keeps 0 decimal place(s)" in refused.output
+    with engine.connect() as conn:
+        assert is_default(conn, TENANT, "person") and is_default(conn, TENANT, "account")
+
+
+def test_validate_reports_every_stored_field_that_breaks_the_rule(cli, engine) -> None:
+    _store_unchecked(engine, "person", {"fit_score": "Legacy_Score__c", "tier": "Title"})
+    result = invoke(cli, "validate", "--tenant", TENANT)
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0] == "person: invalid"
+    assert lines[1].startswith("  Contact.Legacy_Score__c keeps 0 decimal place(s)")
+    assert lines[2].startswith("  Contact.Title is a standard Salesforce field")
+    assert lines[3:5] == ["account: valid", "opportunity: valid"]
+    assert "2 writeback field(s) break the writeback rule" in result.output
