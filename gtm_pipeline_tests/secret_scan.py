@@ -87,14 +87,16 @@ def secrets_in(text: str) -> dict[str, int]:
 
 def _instrument(monkeypatch: pytest.MonkeyPatch) -> None:
     """Wrap the constructors that receive secrets so each is remembered; behaviour unchanged."""
+    from gtm_pipeline.connect.flow import FlowBinding
     from gtm_pipeline.emulator.server import EmulatorServer
     from gtm_pipeline.salesforce.crypto import TokenCipher
     from gtm_pipeline.salesforce.oauth_state import StateSigner
 
-    start, cipher_init, signer_init = (
+    start, cipher_init, signer_init, binding_new = (
         EmulatorServer.start,
         TokenCipher.__init__,
         StateSigner.__init__,
+        FlowBinding.new,
     )
 
     def emulator_start(self, *args, **kwargs):
@@ -112,7 +114,14 @@ def _instrument(monkeypatch: pytest.MonkeyPatch) -> None:
         signer_init(self, secret, *args, **kwargs)
         remember("state secret", secret)
 
+    # The OAuth binding nonce lives in one browser's cookie: a credential for that flow.
+    def binding(cls, operator_id):
+        made = binding_new(operator_id)
+        remember("oauth binding nonce", made.nonce)
+        return made
+
     monkeypatch.setattr(EmulatorServer, "start", emulator_start)
+    monkeypatch.setattr(FlowBinding, "new", classmethod(binding))
     monkeypatch.setattr(TokenCipher, "__init__", cipher)
     monkeypatch.setattr(StateSigner, "__init__", signer)
 
