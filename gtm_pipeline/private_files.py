@@ -24,7 +24,13 @@ def tighten(path: Path, mode: int) -> None:
     """Remove the permission bits of `path` that `mode` does not grant, if it has any."""
     current = stat.S_IMODE(path.stat().st_mode)
     if current & ~mode:
-        path.chmod(current & mode)
+        try:
+            path.chmod(current & mode)
+        except PermissionError:  # another user's folder (a shared GTM_HOME): say so, go on
+            log.warning(
+                "could not make %s private (mode %o): it belongs to another user", path, current
+            )
+            return
         log.info("made %s private: mode %o -> %o", path, current, current & mode)
 
 

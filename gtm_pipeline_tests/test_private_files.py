@@ -77,3 +77,28 @@ def test_tightening_keeps_the_owners_bits_and_the_content(tmp_path):
     assert _mode(private_file(path)) == 0o600 and path.read_text() == "rows"
     path.chmod(0o400)
     assert _mode(private_file(path)) == 0o400  # nothing to take away: left as it is
+
+
+def test_the_emulators_state_folders_are_created_private(tmp_path, usual_umask):
+    """Run first, the emulator creates GTM_HOME and its state folder (which holds its keys)."""
+    from gtm_pipeline.emulator.tls import create_tls_files
+
+    state = tmp_path / "home" / "emulator"
+    create_tls_files(state)
+    assert _mode(tmp_path / "home") == _mode(state) == 0o700
+
+
+def test_a_folder_that_cannot_be_tightened_is_reported_not_fatal(tmp_path, monkeypatch, caplog):
+    """Another user's folder (a shared GTM_HOME): a warning naming it, no traceback."""
+    from gtm_pipeline.private_files import tighten
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+
+    def refused(self, mode):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(Path, "chmod", refused)
+    tighten(shared, 0o700)
+    assert "could not make" in caplog.text and str(shared) in caplog.text

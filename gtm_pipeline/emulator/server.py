@@ -22,6 +22,7 @@ from gtm_pipeline.emulator.head_limits import HeadLimitProtocol
 from gtm_pipeline.emulator.org import Org
 from gtm_pipeline.emulator.state import EmulatorOptions, EmulatorState
 from gtm_pipeline.emulator.tls import create_tls_files
+from gtm_pipeline.private_files import create_private_dirs
 
 LOOPBACK_HOSTS = {"127.0.0.1": socket.AF_INET, "localhost": socket.AF_INET, "::1": socket.AF_INET6}
 INFO_FILE = "emulator.json"
@@ -114,7 +115,7 @@ class _Prepared:
         on_started: Callable[[], None] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).expanduser().resolve()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        create_private_dirs(self.state_dir)  # holds the emulator's keys
         self.socket = _bind(host, port)
         try:
             tls = create_tls_files(self.state_dir)

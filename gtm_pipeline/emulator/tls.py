@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gtm_pipeline.private_files import create_private_dirs
+
 LOOPBACK_NAMES = ("localhost",)
 LOOPBACK_ADDRESSES = ("127.0.0.1", "::1")
 VALIDITY = dt.timedelta(days=30)
@@ -128,7 +130,7 @@ def create_tls_files(directory: Path) -> TLSFiles:
 
     The CA private key is never written: nothing else should be able to sign for this CA.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    create_private_dirs(directory)  # holds the emulator's keys
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _ca_certificate(ca_key, now)

@@ -40,6 +40,19 @@ def is_salesforce_host(host: str) -> bool:
     return any(host.endswith("." + suffix) for suffix in SALESFORCE_DOMAIN_SUFFIXES)
 
 
-def plain_https_host(url: str) -> str | None:
-    """The host of an https URL whose authority is just host[:port] (no user-info), else None."""
-    return plain_host(url) if urlsplit(url).scheme == "https" else None
+def plain_https_host(url: str, *, path_allowed: bool = True) -> str | None:
+    """The host of a plain https URL, else None.
+
+    Plain: an authority of just host[:port] (no user-info), no query or fragment, no whitespace
+    or control characters (urlsplit drops tabs and newlines that urllib3 keeps, so the checker
+    and the sender would read two different URLs), and a path only when `path_allowed` (an
+    identity URL has one; an instance URL is the bare origin).
+    """
+    if not url.isprintable() or any(character.isspace() for character in url):
+        return None
+    parts = urlsplit(url)
+    if parts.scheme != "https" or "?" in url or "#" in url:
+        return None
+    if not path_allowed and parts.path not in ("", "/"):
+        return None
+    return plain_host(url)

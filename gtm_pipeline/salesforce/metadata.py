@@ -79,11 +79,6 @@ class FieldInfo:
         """An `address` or `location` compound: read-only, written through its components."""
         return self.type in COMPOUND_TYPES
 
-    @property
-    def is_compound_part(self) -> bool:
-        """A component of an address, location or name compound (`MailingCity`, `FirstName`)."""
-        return self.compound_parent is not None
-
 
 @dataclass(frozen=True)
 class _Entry:
@@ -169,26 +164,6 @@ def describe_object(
     with _lock:
         _cache[key] = _Entry(fields, clock())
     return list(fields)
-
-
-def get_writeable_fields(
-    client: DescribeClient, name: str, *, refresh: bool = False
-) -> list[FieldInfo]:
-    """Fields the integration user may update, in describe_object order.
-
-    Updateable is not the same as safe to overwrite: the writeback's own rule
-    (`writeback.mapping.refusal`) decides which of these a score may go to.
-    """
-    return [f for f in describe_object(client, name, refresh=refresh) if f.updateable]
-
-
-def compound_parents(fields: list[FieldInfo]) -> dict[str, list[FieldInfo]]:
-    """Compound field name (`MailingAddress`, `Name`) → its component fields."""
-    parents: dict[str, list[FieldInfo]] = {}
-    for f in fields:
-        if f.compound_parent:
-            parents.setdefault(f.compound_parent, []).append(f)
-    return parents
 
 
 def field_named(fields: list[FieldInfo], name: str) -> FieldInfo | None:

@@ -78,7 +78,8 @@ _PLAIN_WORDS = {
     "server_error": "Salesforce had a temporary problem. Try again in a few minutes.",
     "invalid_response": "Salesforce's answer could not be trusted or understood, so nothing was "
     "stored. Try again; if it keeps failing, check SALESFORCE_LOGIN_URL and the client secret.",
-    UNTRUSTED_INSTANCE: "The token answer named a server outside Salesforce's domains "
+    UNTRUSTED_INSTANCE: "A token answer (or the instance stored with the tokens) named a server "
+    "outside Salesforce's domains "
     f"({', '.join('*.' + d for d in SALESFORCE_DOMAIN_SUFFIXES)}), so the access token was not "
     f"used and nothing was stored. Check SALESFORCE_LOGIN_URL; set "
     f"{ALLOW_ANY_INSTANCE_VARIABLE}=1 only for a test server such as the emulator.",
@@ -177,10 +178,12 @@ class OAuthClient:
         https without user-info always; a Salesforce domain unless the settings allow any
         instance. Used on every token response and on the instance URL of stored tokens.
         """
-        host = plain_https_host(url)
+        host = plain_https_host(url, path_allowed=name != "instance_url")
         if host is None:
             raise OAuthError(
-                "invalid_response", f"the token response's {name} is not https without user-info"
+                "invalid_response",
+                f"the token response's {name} is not a plain https URL (no user-info, query, "
+                "fragment or spaces; an instance URL has no path)",
             )
         if not (self._settings.allow_any_instance or is_salesforce_host(host)):
             raise OAuthError(

@@ -129,7 +129,7 @@ def suggest_mappings(ent: Entity, fields: list[FieldInfo]) -> list[FieldMapping]
     targets = {_squashed(t): t for t in canonical_targets(ent) if t != "external_id"}
     suggested = []
     for f in fields:
-        if not f.custom:
+        if not f.custom or f.is_compound:  # a custom geolocation: its parts are suggested
             continue
         match = targets.get(_squashed(_key(f.name))) or targets.get(_squashed(f.label))
         target = match or f"{CUSTOM_FIELDS_PREFIX}{_key(f.name)}"

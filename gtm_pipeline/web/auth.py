@@ -98,13 +98,21 @@ def session_operator(engine: sa.Engine, session: SessionData) -> OperatorRow | N
     return row
 
 
+_SESSION_TIME_STEP = 1e-6
+"""The finest step of a session's issue time as stored (microseconds)."""
+
+
 def end_browser_sessions(engine: sa.Engine, session: SessionData, now: float) -> None:
-    """Log out on the server: this credential's sessions signed before `now` stop working."""
+    """Log out on the server: this credential's sessions signed before `now` stop working.
+
+    The session logging out ends too even when it claims a later issue time than `now` (the
+    codec accepts some clock skew, and app instances' clocks may differ)."""
     row = session_operator(engine, session)
     if row is None:
         return  # not logged in, or already ended: nothing left to end
+    ended_at = max(now, session.issued_at + _SESSION_TIME_STEP)
     with engine.begin() as conn:
-        end_sessions(conn, row.credential_id, _moment(now))
+        end_sessions(conn, row.credential_id, _moment(ended_at))
 
 
 def _bearer(header: str) -> str | None:

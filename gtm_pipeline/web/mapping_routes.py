@@ -71,6 +71,7 @@ from gtm_pipeline.web.writeback_form import (
 from gtm_pipeline.writeback.mapping import (
     WritebackMappingError,
     is_default,
+    load_allowed_standard,
     load_writeback_map,
     reset_writeback_map,
     save_writeback_map,
@@ -235,7 +236,10 @@ def _current_writeback(
     with engine.connect() as conn:
         field_map = load_writeback_map(conn, tenant_id, entity_type) if shown is None else shown
         default = is_default(conn, tenant_id, entity_type)
-    return writeback_section(entity, fields, field_map, is_default=default)
+        allowed = load_allowed_standard(conn, tenant_id, entity_type)
+    return writeback_section(
+        entity, fields, field_map, is_default=default, allowed_standard=allowed
+    )
 
 
 def _validate_and_save_writeback(
@@ -248,18 +252,24 @@ def _validate_and_save_writeback(
     """Check the map against a fresh describe, then store it in one transaction.
 
     The describe is re-read (refresh), so a field deleted or made read-only since the page was
-    rendered is refused. Returns the object's fields as just read, for the page shown next, and
-    the reason the map was refused (nothing written then), or None once it is saved.
+    rendered is refused. A standard field stored with `--allow-standard-field` stays allowed (and
+    keeps its flag); the page cannot allow a new one. Returns the object's fields as just read,
+    for the page shown next, and the reason the map was refused (nothing written then), or None
+    once it is saved.
     """
     entity_type = entity_type_of(entity)
+    with engine.connect() as conn:
+        allowed = load_allowed_standard(conn, tenant_id, entity_type)
     with _reading_org(tenant_id, entity.sf_object):
         try:
-            checked = validate_writeback_map(client, entity_type, field_map, refresh=True)
+            checked = validate_writeback_map(
+                client, entity_type, field_map, refresh=True, allowed_standard=allowed
+            )
         except WritebackMappingError as exc:
             return describe_object(client, entity.sf_object), str(exc)
         fields = describe_object(client, entity.sf_object)  # cached by the refresh above
     with engine.begin() as conn:
-        save_writeback_map(conn, tenant_id, entity_type, checked)
+        save_writeback_map(conn, tenant_id, entity_type, checked, allowed_standard=allowed)
     return fields, None
 
 

@@ -3,8 +3,10 @@
 One select per score field offers "not written" and the org's fields the writeback rule lets
 hold the score (`candidate_fields` over the describe the page already read: custom, updateable,
 no formula, key or compound part, a fitting type and scale), with the effective map
-preselected. A chosen field the rule refuses (for example a standard field set from the CLI with
-`--allow-standard-field`, which the page never offers) is shown with the reason. A submitted form
+preselected. A standard field the tenant mapped with `mapping writeback set
+--allow-standard-field` (stored with that flag) is offered for its score too, and keeps the flag
+when the form is saved; the page never offers a standard field otherwise. A chosen field the
+rule refuses is shown with the reason. A submitted form
 is turned back into a score → field map here; whether each field really fits is decided by
 `validate_writeback_map` against a fresh describe, not by this module, so a forged value is
 refused there with its reason.
@@ -12,7 +14,7 @@ refused there with its reason.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from gtm_pipeline.salesforce.metadata import FieldInfo
@@ -82,21 +84,37 @@ class WritebackSection:
 
 
 def writeback_section(
-    entity: Entity, fields: list[FieldInfo], field_map: Mapping[str, str], *, is_default: bool
+    entity: Entity,
+    fields: list[FieldInfo],
+    field_map: Mapping[str, str],
+    *,
+    is_default: bool,
+    allowed_standard: Collection[str] = (),
 ) -> WritebackSection:
-    """The form for `field_map` (the effective map, or what was submitted) over `fields`."""
+    """The form for `field_map` (the effective map, or what was submitted) over `fields`;
+    `allowed_standard`: lower-cased standard fields the tenant chose on purpose (stored flag)."""
     rows = [
-        _row(entity.sf_object, fields, score, field_map.get(score, "")) for score in SCORE_FIELDS
+        _row(entity.sf_object, fields, score, field_map.get(score, ""), allowed_standard)
+        for score in SCORE_FIELDS
     ]
     return WritebackSection(entity_type_of(entity), entity.sf_object, rows, is_default)
 
 
-def _row(sf_object: str, fields: list[FieldInfo], score: str, selected: str) -> WritebackRow:
+def _row(
+    sf_object: str,
+    fields: list[FieldInfo],
+    score: str,
+    selected: str,
+    allowed_standard: Collection[str],
+) -> WritebackRow:
     candidates = candidate_fields(fields, score)
     if not selected or any(f.name == selected for f in candidates):
         return WritebackRow(score, selected, candidates)
-    problems = map_problems(sf_object, fields, {score: selected})
-    return WritebackRow(score, selected, candidates, problems[0] if problems else None)
+    problems = map_problems(sf_object, fields, {score: selected}, allowed_standard)
+    if problems:
+        return WritebackRow(score, selected, candidates, problems[0])
+    chosen = [f for f in fields if f.name.lower() == selected.lower()]
+    return WritebackRow(score, selected, candidates + chosen)
 
 
 def _checked_items(items: Iterable[tuple[str, object]]) -> dict[str, str]:

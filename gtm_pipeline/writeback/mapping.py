@@ -54,6 +54,7 @@ from gtm_pipeline.writeback.payloads import (
     FLOAT_FIELDS,
     SCORE_DECIMALS,
     SCORE_FIELDS,
+    SCORE_WHOLE_DIGITS,
     SF_OBJECT,
     TEXT_FIELDS,
     sf_object_for,
@@ -131,12 +132,16 @@ def _shape_refusal(score_field: str, field: FieldInfo) -> str | None:
     return None
 
 
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
 def _type_refusal(score_field: str, field: FieldInfo) -> str | None:
     """Why `field`'s type or decimal places cannot hold `score_field`, or None."""
     fitting = FITTING_TYPES[score_field]
     if field.type not in fitting:
         return (
-            f"is a {field.type} field; {score_field} needs {KIND[score_field]} field "
+            f"is {_a(field.type)} field; {score_field} needs {KIND[score_field]} field "
             f"({', '.join(sorted(fitting))})"
         )
     if field.type in NUMBER_TYPES and field.scale < SCORE_DECIMALS:
@@ -144,6 +149,12 @@ def _type_refusal(score_field: str, field: FieldInfo) -> str | None:
             f"keeps {field.scale} decimal place(s): Salesforce would round {score_field}, which "
             f"is sent with {SCORE_DECIMALS}, so what is read back would never match what was "
             f"sent; choose a number field with at least {SCORE_DECIMALS} decimal places"
+        )
+    if field.type in NUMBER_TYPES and field.precision - field.scale < SCORE_WHOLE_DIGITS:
+        return (
+            f"holds {field.precision - field.scale} digit(s) before the decimal point, and "
+            f"{score_field} runs up to 100: Salesforce would refuse every record scoring 10 or "
+            f"more; choose a number field with at least {SCORE_WHOLE_DIGITS} such digits"
         )
     return None
 
@@ -208,6 +219,7 @@ def validate_writeback_map(
     *,
     refresh: bool = False,
     allow_standard: bool = False,
+    allowed_standard: Collection[str] = (),
 ) -> dict[str, str]:
     """Check `field_map` (score field → Salesforce field) against the org; returns it checked,
     with each field spelled as Salesforce spells it.
@@ -220,6 +232,7 @@ def validate_writeback_map(
     sobject = sf_object_for(entity_type)
     fields = describe_object(client, sobject, refresh=refresh)
     allowed = {t.lower() for t in checked.values()} if allow_standard else set()
+    allowed |= {name.lower() for name in allowed_standard}
     problems = map_problems(sobject, fields, checked, allowed)
     if problems:
         raise WritebackMappingError(problems[0])

@@ -27,6 +27,8 @@ FLOAT_FIELDS = ("fit_score", "engagement_score", "combined_score")
 SCORE_DECIMALS = 2
 """Scores are written with two decimals: what is sent is exactly what a number field of scale
 2 stores, so reading a record back (after a lost answer) compares like with like."""
+SCORE_WHOLE_DIGITS = 3
+"""Scores run from 0 to 100: a number field needs three digits before its decimal point."""
 TEXT_FIELDS = ("tier",)
 DATETIME_FIELDS = ("scored_at",)
 SCORE_FIELDS = FLOAT_FIELDS + TEXT_FIELDS + DATETIME_FIELDS

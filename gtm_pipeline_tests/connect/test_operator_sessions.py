@@ -38,3 +38,20 @@ def test_sessions_signed_before_a_logout_are_refused(store_engine: sa.Engine):
     assert stored.accepts_session_issued_at(LOGOUT)
     assert stored.accepts_session_issued_at(LOGOUT + timedelta(seconds=1))
     assert stored.revoked_at is None  # the credential itself still works
+
+
+def test_the_session_logging_out_ends_even_when_it_claims_a_later_time(store_engine: sa.Engine):
+    """A session "issued" ahead of the server's clock (skew the codec accepts, or another app
+    instance's clock) is not left alive by a logout stamped with this server's `now`."""
+    from gtm_pipeline.web.auth import end_browser_sessions, session_operator
+    from gtm_pipeline.web.session import SessionData
+
+    token_hash = operator_token_hash("gtmop_skewed-session")
+    with store_engine.begin() as conn:
+        create_operator(conn, token_hash=token_hash, tenant_id=None, label="ops")
+    now = LOGOUT.timestamp()
+    ahead = SessionData(csrf="c", issued_at=now + 30, operator_hash=token_hash)
+    assert session_operator(store_engine, ahead) is not None
+
+    end_browser_sessions(store_engine, ahead, now)
+    assert session_operator(store_engine, ahead) is None

@@ -467,6 +467,12 @@ def test_a_foreign_instance_or_identity_host_is_refused_naming_the_setting(field
         "https://acme.my.salesforce.com@attacker.example",
         "https://acme.my.salesforce.com:notaport",
         "https://[::1].acme.my.salesforce.com",  # host ::1 to Python, invalid to browsers
+        "https://acme.my.salesforce.com#@attacker.example",
+        "https://acme.my.salesforce.com/?next=https://attacker.example",
+        "https://acme.my.salesforce.com/services/data",  # an instance URL is a bare origin
+        "https://attacker.example\t.salesforce.com",  # urlsplit drops the tab, urllib3 does not
+        "https://acme.my.salesforce.com\n",
+        " https://acme.my.salesforce.com",
     ],
 )
 @pytest.mark.parametrize("allow_any_instance", [False, True])

@@ -173,3 +173,20 @@ def test_suggest_offers_every_custom_field_as_a_file_set_accepts(cli, engine, tm
 def test_a_bad_tenant_id_is_refused(cli):
     result = invoke(cli, "show", "--tenant", "a b;c")
     assert result.exit_code != 0 and "tenant id" in result.output
+
+
+def test_suggest_leaves_out_a_custom_geolocation_compound_and_offers_its_parts():
+    """Bulk API queries take no compound fields, so only the parts are suggested."""
+    from gtm_pipeline.salesforce.metadata import parse_describe
+
+    def field(name: str, type_: str, parent: str | None = None) -> dict:
+        return {"name": name, "label": name, "type": type_, "custom": True, "updateable": True,
+                "compoundFieldName": parent, "precision": 18, "scale": 6}  # fmt: skip
+
+    fields = parse_describe({"fields": [
+        field("Office__c", "location"),
+        field("Office__Latitude__s", "double", "Office__c"),
+        field("Office__Longitude__s", "double", "Office__c"),
+    ]})  # fmt: skip
+    suggested = {m.source for m in mapping_cli.suggest_mappings(PERSONS, fields)}
+    assert suggested == {"Office__Latitude__s", "Office__Longitude__s"}

@@ -24,6 +24,7 @@ from gtm_pipeline.web.writeback_form import WritebackFormError, parse_writeback_
 from gtm_pipeline.writeback.mapping import (
     DEFAULT_FIELD_MAP,
     is_default,
+    load_allowed_standard,
     load_writeback_map,
     save_writeback_map,
 )
@@ -154,16 +155,25 @@ def test_a_field_the_rule_refuses_is_refused_with_its_reason(
     assert _nothing_saved(store_engine)
 
 
-def test_a_standard_field_chosen_from_the_command_line_is_shown_with_why_the_page_refuses_it(
+def test_a_standard_field_chosen_from_the_command_line_is_offered_and_keeps_its_flag(
     admin, acme, store_engine
 ):
+    """The page agrees with the run: a standard field set with --allow-standard-field is offered
+    for its score, and saving the form keeps it and its flag; the page allows no new one."""
     with store_engine.begin() as conn:
         save_writeback_map(conn, "acme", "person", {"tier": "Title"}, allowed_standard=["Title"])
-    state = _writeback_form(admin.get(PERSONS).text)
-    assert state.values["score.tier"] == "Title"
     page = admin.get(PERSONS).text.replace("&#39;", "'")
-    assert "Title (cannot hold tier in this org)" in page
-    assert "Contact.Title is a standard Salesforce field" in page
+    assert _writeback_form(page).values["score.tier"] == "Title"
+    assert "cannot hold tier" not in page and "is a standard Salesforce field" not in page
+    answer = admin.post(WRITEBACK, data=_submission(_csrf(admin), {"tier": "Title"}))
+    assert answer.status_code in (200, 303), answer.text
+    with store_engine.connect() as conn:
+        assert load_allowed_standard(conn, "acme", "person") == {"title"}
+    another = {"tier": "Title", "scored_at": "EmailBouncedDate"}
+    answer = admin.post(WRITEBACK, data=_submission(_csrf(admin), another))
+    assert answer.status_code == 400
+    assert "Contact.EmailBouncedDate is a standard Salesforce field" in answer.text
+    assert _stored_map(store_engine) == ({"tier": "Title"}, False)
 
 
 # -- saving ------------------------------------------------------------------------------------
