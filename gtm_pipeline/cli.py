@@ -7,18 +7,17 @@ import sys
 
 import click
 
-from gtm_pipeline.config import ConfigError
-from gtm_pipeline.salesforce.errors import SalesforceClientError
+from gtm_pipeline.errors import GtmError
 
 
 class _Group(click.Group):
-    """Turns the project's expected errors into one clear line and exit code 1."""
+    """Turns the project's own errors (`GtmError`) into one clear line and exit code 1."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
-        except (ConfigError, SalesforceClientError) as exc:
-            click.echo(f"error: {exc}", err=True)
+        except GtmError as exc:
+            click.echo(f"error: {exc.user_message}", err=True)
             sys.exit(1)
 
 

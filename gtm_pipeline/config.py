@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gtm_pipeline.errors import GtmError
+
 DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 DEFAULT_API_VERSION = "59.0"
 ALLOW_ANY_INSTANCE_VARIABLE = "SALESFORCE_ALLOW_ANY_INSTANCE"
@@ -22,8 +24,10 @@ LOOPBACK_NAMES = frozenset({"localhost"})
 LOOPBACK_ADDRESSES = frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
 
 
-class ConfigError(ValueError):
+class ConfigError(GtmError, ValueError):
     """A setting is missing or malformed. The message names the variable, never its value."""
+
+    retryable = False
 
 
 def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:

@@ -18,12 +18,15 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from gtm_pipeline.connect.vault import verifier_aad
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.crypto import TokenCipher, TokenDecryptError, token_aad
 from gtm_pipeline.store.tables import connector_tokens, oauth_states
 
 
-class RotationError(Exception):
+class RotationError(GtmError):
     """Rotation refused or aborted; nothing was changed. Messages carry no key material."""
+
+    retryable = False
 
 
 @dataclass(frozen=True)

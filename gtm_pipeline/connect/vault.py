@@ -14,6 +14,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.crypto import TokenCipher, TokenDecryptError, token_aad
 from gtm_pipeline.store.connections import (
     OAuthStateRow,
@@ -26,8 +27,10 @@ from gtm_pipeline.store.connections import (
 from gtm_pipeline.store.types import ensure_aware_utc
 
 
-class IncompleteTokensError(LookupError):
+class IncompleteTokensError(GtmError, LookupError):
     """Stored tokens lack the instance URL they belong to; the tenant must reconnect."""
+
+    retryable = False
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from gtm_pipeline.config import ConfigError
 from gtm_pipeline.defs.checks import (
     quality_check_results,
     quality_check_specs,
@@ -25,15 +24,14 @@ from gtm_pipeline.defs.checks import (
 )
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
-from gtm_pipeline.salesforce.errors import ApiLimitExceeded, SessionInvalid, TlsVerificationFailed
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.store import get_cursor
 from gtm_pipeline.store.quarantine import live_row_count
 from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
-from gtm_pipeline.sync.mapping import MappingError
 from gtm_pipeline.sync.runner import PageProgress, SyncOptions, SyncStats, sync_entity
 
-# Failures that a retry would only repeat: they stop the run at once with a clear message.
-NOT_RETRIED = (ApiLimitExceeded, SessionInvalid, TlsVerificationFailed, ConfigError, MappingError)
+# What a later attempt may fix is retried (an error's `retryable`, gtm_pipeline/errors.py); the
+# rest stops the run at once with a clear message.
 SYNC_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -131,7 +129,9 @@ def build_sync_asset(entity: Entity, upstream: Entity | None) -> dg.AssetsDefini
         try:
             client = salesforce.client(engine, tenant_id)
             stats = sync_entity(client, engine, tenant_id, entity, options, on_page=log_page)
-        except NOT_RETRIED as exc:
+        except GtmError as exc:
+            if exc.retryable:
+                raise
             raise _stopped(engine, tenant_id, entity, exc) from exc
         for warning in stats.mapping_warnings:
             context.log.warning(f"field mapping: {warning}")
@@ -151,3 +151,8 @@ def build_sync_asset(entity: Entity, upstream: Entity | None) -> dg.AssetsDefini
 def sync_assets() -> list[dg.AssetsDefinition]:
     upstream: list[Entity | None] = [None, *SYNC_ORDER[:-1]]
     return [build_sync_asset(e, u) for e, u in zip(SYNC_ORDER, upstream, strict=True)]
+
+
+def definitions() -> dg.Definitions:
+    """The sync domain: one asset per entity, in dependency order, with its gate checks."""
+    return dg.Definitions(assets=sync_assets())

@@ -205,3 +205,12 @@ def reconcile_after_full_sync(context: dg.RunStatusSensorContext):
         return dg.SkipReason(f"run {run.run_id} of {tenant} was incremental")
     context.log.info(f"{tenant}: {', '.join(full)} read in full; requesting reconciliation")
     return tenant_request(tenant, run_key=f"reconcile-after-{run.run_id}")
+
+
+def definitions() -> dg.Definitions:
+    """The automation domain: the jobs, the sensors and the schedules that start them."""
+    return dg.Definitions(
+        jobs=[sync_job, reconciliation_job],
+        sensors=[tenant_sync_sensor, reconcile_after_full_sync],
+        schedules=[tenant_sync_schedule, tenant_reconciliation_schedule],
+    )

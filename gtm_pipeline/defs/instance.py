@@ -19,6 +19,9 @@ from importlib import resources
 from pathlib import Path
 
 import dagster as dg
+
+# No public API sets the definitions-state storage that `materialize` reads for the instance a
+# command entered (see `on_instance` below); this private context manager is Dagster's own.
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from gtm_pipeline.config import gtm_home

@@ -24,9 +24,10 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from gtm_pipeline.defs.assets import NOT_RETRIED, SYNC_RETRY_POLICY, asset_key
+from gtm_pipeline.defs.assets import SYNC_RETRY_POLICY, asset_key
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.sync.bulk import bulk_threshold
 from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
 from gtm_pipeline.sync.reconciliation import (
@@ -138,7 +139,9 @@ def build_reconciliation_check(entity: Entity) -> dg.AssetChecksDefinition:
             result = reconcile_entity(
                 client, engine, tenant_id, entity, dry_run=config.dry_run, options=options
             )
-        except NOT_RETRIED as exc:
+        except GtmError as exc:
+            if exc.retryable:
+                raise
             raise _stopped(exc) from exc
         context.log.info(f"{entity.name}: {summary(result)}")
         return check_result(result)
@@ -161,3 +164,8 @@ def build_reconciliation_check(entity: Entity) -> dg.AssetChecksDefinition:
 
 def reconciliation_checks() -> list[dg.AssetChecksDefinition]:
     return [build_reconciliation_check(e) for e in SYNC_ORDER]
+
+
+def definitions() -> dg.Definitions:
+    """The reconciliation domain: one `reconciliation` check per sync asset."""
+    return dg.Definitions(asset_checks=reconciliation_checks())

@@ -96,3 +96,12 @@ def salesforce_resource_from_env() -> SalesforceResource:
         client_secret=dg.EnvVar("SALESFORCE_CLIENT_SECRET"),
         encryption_key=dg.EnvVar("CONNECTOR_ENCRYPTION_KEY"),
     )
+
+
+def definitions() -> dg.Definitions:
+    """The resources every domain shares: the store and Salesforce.
+
+    An empty `database_url` means DATABASE_URL, read when a run needs the store."""
+    return dg.Definitions(
+        resources={"warehouse": WarehouseResource(), "salesforce": salesforce_resource_from_env()}
+    )

@@ -84,3 +84,8 @@ def scores_asset(
         written = write_scores(conn, tenant_id, scores)
     context.log.info(f"scored {len(scores)} records of tenant {tenant_id}")
     return dg.MaterializeResult(metadata=scoring_metadata(scores, written))
+
+
+def definitions() -> dg.Definitions:
+    """The scoring domain: the reference scores asset."""
+    return dg.Definitions(assets=[scores_asset])

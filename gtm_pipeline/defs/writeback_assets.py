@@ -14,17 +14,21 @@ from collections.abc import Callable, Sequence
 
 import dagster as dg
 import sqlalchemy as sa
+
+# The latest check evaluations of a tenant are read from the event log's check history, which the
+# public API exposes only through these record types (issue 21 moves this to partitioned checks).
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
 from dagster._core.storage.asset_check_execution_record import (
     COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
     AssetCheckExecutionRecord,
 )
 
-from gtm_pipeline.defs.assets import NOT_RETRIED, SYNC_RETRY_POLICY, asset_key
+from gtm_pipeline.defs.assets import SYNC_RETRY_POLICY, asset_key
 from gtm_pipeline.defs.checks import error_rate
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.defs.scoring_assets import SCORES_KEY
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.sync.entities import SYNC_ORDER
 from gtm_pipeline.sync.quality import STAGES, markdown_cell
@@ -216,7 +220,9 @@ def score_writeback_asset(
             _write_entity(context, writeback_progress, client, engine, tenant_id, entity_type)
             for entity_type in WRITEBACK_ORDER
         ]
-    except NOT_RETRIED as exc:
+    except GtmError as exc:
+        if exc.retryable:
+            raise
         raise dg.Failure(
             description=f"{exc} Confirmed records are settled; the next run sends the rest.",
             metadata={"reason": type(exc).__name__},
@@ -229,3 +235,10 @@ def score_writeback_asset(
     metadata["failures"] = dg.MetadataValue.md(failures_markdown(results))
     metadata["salesforce_limit_info"] = dg.MetadataValue.json(client.limit_info.as_dict())
     return dg.MaterializeResult(metadata=metadata, check_results=[failure_rate_check(results)])
+
+
+def definitions() -> dg.Definitions:
+    """The writeback domain: the score writeback asset and its (silent) progress resource."""
+    return dg.Definitions(
+        assets=[score_writeback_asset], resources={PROGRESS_RESOURCE: progress_resource()}
+    )

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from gtm_pipeline.errors import GtmError
+
 KEY_VARIABLE = "CONNECTOR_ENCRYPTION_KEY"
 KEY_HEX_LENGTH = 64
 IV_LENGTH = 12
@@ -30,12 +32,16 @@ _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _KEY_ID_CONTEXT = b"gtm-pipeline/token-key-id/v1\x00"
 
 
-class TokenDecryptError(Exception):
+class TokenDecryptError(GtmError):
     """A stored token could not be decrypted and authenticated; nothing usable came out."""
 
+    retryable = False
 
-class InvalidKeyError(ValueError):
+
+class InvalidKeyError(GtmError, ValueError):
     """The encryption key is missing or malformed. The message names the variable only."""
+
+    retryable = False
 
 
 def token_aad(tenant_id: str, connector_id: str) -> str:

@@ -7,14 +7,19 @@ the Salesforce error code and message, never a token.
 
 from __future__ import annotations
 
+from gtm_pipeline.errors import GtmError
 
-class SalesforceClientError(Exception):
+
+class SalesforceClientError(GtmError):
     """Base class of every error raised by gtm_pipeline.salesforce."""
 
 
 class SalesforceApiError(SalesforceClientError):
-    """Salesforce answered with an error that retrying will not fix; `fields` are the fields its
-    body blames, when it names any."""
+    """Salesforce answered with an error the client does not retry itself; `fields` are the
+    fields its body blames, when it names any.
+
+    Still `retryable` for a run: a later run may meet a mended org (a field restored, a record
+    unlocked); what only a person can fix has its own class below."""
 
     def __init__(
         self,
@@ -41,9 +46,13 @@ class SalesforceUnavailable(SalesforceClientError):
 class TlsVerificationFailed(SalesforceClientError):
     """Salesforce's TLS certificate did not verify; never retried, since it will not change."""
 
+    retryable = False
+
 
 class SessionInvalid(SalesforceClientError):
     """The access token was refused and could not be refreshed: reconnect the org."""
+
+    retryable = False
 
 
 class ApiLimitExceeded(SalesforceClientError):
@@ -52,6 +61,8 @@ class ApiLimitExceeded(SalesforceClientError):
 
     Never retried: every further call would be refused too, and would delay the user's other tools.
     """
+
+    retryable = False
 
 
 class ConcurrencyLimitExceeded(SalesforceClientError):

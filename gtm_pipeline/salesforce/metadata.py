@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gtm_pipeline.errors import GtmError
+
 DEFAULT_TTL_SECONDS = 15 * 60
 COMPOUND_TYPES = frozenset({"address", "location"})
 ORG_ID_KEY_LENGTH = 15
@@ -43,7 +45,7 @@ class DescribeClient(Protocol):
     def describe(self, sobject: str) -> dict[str, Any]: ...
 
 
-class MetadataError(ValueError):
+class MetadataError(GtmError, ValueError):
     """A describe document that cannot be read as a list of fields."""
 
 

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import requests
 
 from gtm_pipeline.config import ALLOW_ANY_INSTANCE_VARIABLE, ConfigError, SalesforceSettings
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.domains import (
     SALESFORCE_DOMAIN_SUFFIXES,
     is_salesforce_host,
@@ -86,7 +87,7 @@ _PLAIN_WORDS = {
 }
 
 
-class OAuthError(Exception):
+class OAuthError(GtmError):
     """The authority refused a request, or its answer could not be trusted.
 
     `error` is the OAuth error code (Salesforce's, or one of ours: unreachable, tls_error,
@@ -98,6 +99,7 @@ class OAuthError(Exception):
         self.error = error or "unknown_error"
         self.description = description
         self.status = status
+        self.retryable = self.transient
         detail = f": {description}" if description else ""
         super().__init__(f"Salesforce OAuth error {self.error}{detail}")
 
@@ -105,6 +107,10 @@ class OAuthError(Exception):
     def transient(self) -> bool:
         """Whether trying again later may succeed (network trouble, a 5xx)."""
         return self.error in ("unreachable", "server_error")
+
+    @property
+    def user_message(self) -> str:
+        return self.plain_words()
 
     def plain_words(self) -> str:
         """What happened, for the person connecting, in words they can act on."""

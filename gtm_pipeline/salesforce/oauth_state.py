@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gtm_pipeline.config import MIN_STATE_SECRET_LENGTH
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.crypto import token_aad
 
 MAX_STATE_LENGTH = 1024
@@ -41,8 +42,10 @@ _MAC_LENGTH = 32
 _START_AGAIN = "start the connection again from the connectors page"
 
 
-class StateError(ValueError):
+class StateError(GtmError, ValueError):
     """The OAuth state is unusable; the message is meant for the user and carries no input."""
+
+    retryable = False
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.store.scoring import SCORE_COLUMNS, SCORE_ENTITY_TYPES
 
 # The `scores` table is the contract (a tenant's own model writes the same table), so its
@@ -117,12 +118,16 @@ OTHER_TITLE_SENIORITY = 0.2
 _SENIORITY_PATTERNS = tuple((re.compile(p, re.IGNORECASE), s) for p, s in SENIORITY_RULES)
 
 
-class ScoringConfigError(ValueError):
+class ScoringConfigError(GtmError, ValueError):
     """A scoring configuration that would produce meaningless scores."""
 
+    retryable = False
 
-class ScoringInputError(ValueError):
+
+class ScoringInputError(GtmError, ValueError):
     """Input frames the model cannot score (missing columns, repeated ids, bad `now`)."""
+
+    retryable = False
 
 
 def _unit(name: str, value: float) -> None:

@@ -33,6 +33,8 @@ from gtm_pipeline.store.types import ensure_aware_utc
 class UnknownTenantError(StoreError, LookupError):
     """The tenant has no connector row, so there is nothing to update or attach tokens to."""
 
+    retryable = False
+
 
 @dataclass(frozen=True)
 class ConnectorRow:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from gtm_pipeline.errors import GtmError
 
-class StoreError(Exception):
+
+class StoreError(GtmError):
     """Base class for every error the store raises on purpose."""
 
 
 class StoreConfigError(StoreError, ValueError):
     """The database URL or engine settings are unusable. Messages never carry a password."""
+
+    retryable = False
 
 
 class InvalidRowsError(StoreError, ValueError):

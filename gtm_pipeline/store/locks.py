@@ -20,8 +20,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from gtm_pipeline.errors import GtmError
 
-class TenantBusy(RuntimeError):
+
+class TenantBusy(GtmError, RuntimeError):
     """Another process holds the lock: the job is already running for this tenant."""
 
 

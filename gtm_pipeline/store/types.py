@@ -11,9 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
+from gtm_pipeline.errors import GtmError
 
-class NaiveDatetimeError(ValueError):
+
+class NaiveDatetimeError(GtmError, ValueError):
     """A datetime without a timezone reached the store, where its meaning would be a guess."""
+
+    retryable = False
 
 
 def ensure_aware_utc(value: datetime, what: str = "datetime") -> datetime:

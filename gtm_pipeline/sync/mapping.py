@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.metadata import DescribeClient, FieldInfo, describe_object
 from gtm_pipeline.store.mappings import load_mapping_rows, replace_mapping_rows
 from gtm_pipeline.store.tables import CANONICAL_TABLES
@@ -72,8 +73,10 @@ _FULL_NAME = re.compile(r"(?s)^(?:(?P<first_name>.*\S)\s+)?(?P<last_name>\S+)$")
 _custom_transforms: dict[str, Transform] = {}
 
 
-class MappingError(ValueError):
+class MappingError(GtmError, ValueError):
     """A mapping that cannot be saved or applied; the message says which field and why."""
+
+    retryable = False
 
 
 # --- transforms -----------------------------------------------------------------------------

@@ -11,13 +11,17 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from gtm_pipeline.errors import GtmError
+
 # fullmatch, not `$`: `$` also matches before a trailing newline, which would let "Name\n" through.
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}")
 ORDER = "ORDER BY SystemModstamp ASC, Id ASC"
 
 
-class SoqlBuildError(ValueError):
+class SoqlBuildError(GtmError, ValueError):
     """A field or object name that is not a plain Salesforce identifier."""
+
+    retryable = False
 
 
 def check_identifier(name: str) -> str:

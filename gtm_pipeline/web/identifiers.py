@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import re
 
+from gtm_pipeline.errors import GtmError
+
 TENANT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 CONNECTOR_ID_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 DEFAULT_CONNECTOR_ID = "salesforce"
 
 
-class InvalidIdentifier(ValueError):
+class InvalidIdentifier(GtmError, ValueError):
     """A tenant or connector id that does not fit its pattern; the message is safe to show."""
+
+    retryable = False
 
 
 def tenant_id(value: object) -> str:

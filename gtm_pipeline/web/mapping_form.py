@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.metadata import FieldInfo
 from gtm_pipeline.sync.entities import Entity, FieldMapping
 from gtm_pipeline.sync.mapping import CUSTOM_FIELDS_PREFIX, canonical_targets
@@ -24,8 +25,10 @@ MAX_VALUE_CHARS = 255  # the store's source_path / target_field columns
 NO_TRANSFORM = "none"
 
 
-class MappingFormError(ValueError):
+class MappingFormError(GtmError, ValueError):
     """The submitted form is not a mapping this page could have produced; safe to show."""
+
+    retryable = False
 
 
 @dataclass(frozen=True)

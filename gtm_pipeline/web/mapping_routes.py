@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from gtm_pipeline.config import ConfigError
 from gtm_pipeline.connect.tokens import client_for_tenant
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.crypto import TokenDecryptError
 from gtm_pipeline.salesforce.errors import SalesforceClientError, SessionInvalid
@@ -94,7 +95,7 @@ NOT_SAVED = "The mapping was not saved"
 WRITEBACK_NOT_SAVED = "The writeback mapping was not saved"
 
 
-class TenantUnavailable(Exception):
+class TenantUnavailable(GtmError):
     """The tenant's fields cannot be read now; the status, heading and message say why."""
 
     def __init__(self, status_code: int, heading: str, message: str) -> None:

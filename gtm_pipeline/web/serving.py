@@ -16,6 +16,8 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from gtm_pipeline.errors import GtmError
+
 START_TIMEOUT_SECONDS = 20.0
 # The request line plus headers may take at most this much; larger is a 400 before the app runs.
 # uvicorn's httptools parser (its default when installed) buffers headers of any size, so one
@@ -23,7 +25,7 @@ START_TIMEOUT_SECONDS = 20.0
 MAX_REQUEST_HEAD_BYTES = 32 * 1024
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(GtmError, RuntimeError):
     """The server could not listen (port taken, bad address) or did not start."""
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.metadata import FieldInfo
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.web.csrf import CSRF_FIELD
@@ -38,8 +39,10 @@ MAX_WRITEBACK_FORM_FIELDS = 2 + len(SCORE_FIELDS)
 _ENTITY_TYPE_BY_OBJECT = {sf_object: entity_type for entity_type, sf_object in SF_OBJECT.items()}
 
 
-class WritebackFormError(ValueError):
+class WritebackFormError(GtmError, ValueError):
     """The submitted form is not one this page could have produced, or maps no score."""
+
+    retryable = False
 
 
 def entity_type_of(entity: Entity) -> str:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import pandas as pd
 import sqlalchemy as sa
 
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.errors import SalesforceApiError, SalesforceUnavailable
 from gtm_pipeline.store.locks import tenant_lock
 from gtm_pipeline.store.writeback import (
@@ -67,7 +68,7 @@ class CollectionClient(Protocol):
     def query_records(self, soql: str) -> Iterator[dict[str, Any]]: ...
 
 
-class WritebackProtocolError(RuntimeError):
+class WritebackProtocolError(GtmError, RuntimeError):
     """Salesforce answered a collection update with results that cannot be matched to records."""
 
 

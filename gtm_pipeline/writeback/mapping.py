@@ -41,6 +41,7 @@ from collections.abc import Collection, Iterable, Mapping
 
 import sqlalchemy as sa
 
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.metadata import (
     DescribeClient,
     FieldInfo,
@@ -84,8 +85,10 @@ KIND = {**dict.fromkeys(FLOAT_FIELDS, "a number"), "tier": "text", "scored_at": 
 ALLOW_STANDARD_FLAG = "--allow-standard-field"
 
 
-class WritebackMappingError(ValueError):
+class WritebackMappingError(GtmError, ValueError):
     """A writeback mapping that cannot be saved; the message names the field and the reason."""
+
+    retryable = False
 
 
 class WritebackBlocked(WritebackMappingError, MappingError):
