@@ -109,6 +109,14 @@ def _emulator_instances_allowed() -> Iterator[None]:
 
 
 @pytest.fixture()
+def usual_umask() -> Iterator[None]:
+    """The umask most machines have (022): what SQLite and mkdir alone would make world-readable."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+@pytest.fixture()
 def gtm_home(tmp_path, monkeypatch) -> str:
     """An isolated GTM_HOME so nothing a test does lands in the working tree."""
     home = tmp_path / "gtm-home"

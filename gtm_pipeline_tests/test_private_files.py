@@ -6,20 +6,10 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from gtm_pipeline.defs.instance import dagster_home
 from gtm_pipeline.private_files import private_dir, private_file
-
-
-@pytest.fixture()
-def usual_umask() -> Iterator[None]:
-    previous = os.umask(0o022)
-    yield
-    os.umask(previous)
 
 
 def _mode(path: Path) -> int:

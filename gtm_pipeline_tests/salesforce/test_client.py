@@ -33,7 +33,7 @@ def live_contact_ids(emulator: EmulatorHandle) -> list[str]:
 
 
 def make_client(
-    emulator: EmulatorHandle, tokens: dict[str, str], refresh=None, **config
+    emulator: EmulatorHandle, tokens: dict[str, str], refresh=None, sleep=no_sleep, **config
 ) -> SalesforceClient:
     config.setdefault("ca_bundle", emulator.info["ca_bundle"])
     config.setdefault("api_version", emulator.info["api_version"])
@@ -41,7 +41,7 @@ def make_client(
         Credentials(tokens["instance_url"], tokens["access_token"]),
         config=ClientConfig(**config),
         refresh=refresh,
-        sleep=no_sleep,
+        sleep=sleep,
     )
 
 
@@ -209,13 +209,7 @@ def test_concurrent_calls_on_an_expired_session_refresh_once(emulator, tokens):
 
 def test_503_is_retried_with_backoff_and_then_succeeds(emulator, tokens):
     waits: list[float] = []
-    client = SalesforceClient(
-        Credentials(tokens["instance_url"], tokens["access_token"]),
-        config=ClientConfig(
-            ca_bundle=emulator.info["ca_bundle"], api_version=emulator.info["api_version"]
-        ),
-        sleep=waits.append,
-    )
+    client = make_client(emulator, tokens, sleep=waits.append)
     emulator.control.add_fault(kind="status", status=503, times=2)
     describe = client.describe("Contact")
     assert describe["name"] == "Contact"
@@ -259,13 +253,7 @@ def test_request_limit_exceeded_is_typed_and_never_retried(emulator, tokens):
 
 def test_a_concurrency_limit_is_backed_off_and_retried_within_the_call(emulator, tokens):
     waits: list[float] = []
-    client = SalesforceClient(
-        Credentials(tokens["instance_url"], tokens["access_token"]),
-        config=ClientConfig(
-            ca_bundle=emulator.info["ca_bundle"], api_version=emulator.info["api_version"]
-        ),
-        sleep=waits.append,
-    )
+    client = make_client(emulator, tokens, sleep=waits.append)
     emulator.control.add_fault(kind="concurrency_limit", times=3)
     assert client.describe("Contact")["name"] == "Contact"
     assert client.calls_made == 4

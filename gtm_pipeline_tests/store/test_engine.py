@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,14 +85,6 @@ def test_default_url_is_the_sqlite_file_under_gtm_home(gtm_home) -> None:
         assert engine.url.database.startswith(gtm_home)
     finally:
         engine.dispose()
-
-
-@pytest.fixture()
-def usual_umask() -> Iterator[None]:
-    """The umask most machines have (022): what SQLite and mkdir alone would make world-readable."""
-    previous = os.umask(0o022)
-    yield
-    os.umask(previous)
 
 
 def _mode(path: Path) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import socket
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -105,6 +106,13 @@ class AppClient(requests.Session):
 def client(web_url: str) -> Callable[..., AppClient]:
     """`client(token=None, html=False)`: an API client, or a browser-like one with html=True."""
     return lambda token=None, html=False: AppClient(web_url, token=token, html=html)
+
+
+def free_loopback_port() -> int:
+    """A port nothing listens on now, for a server whose URL must be known before it starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def csrf_from(html: str) -> str:

@@ -9,7 +9,6 @@ test-artifacts/browser/.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from gtm_pipeline.store.connections import get_connector, load_token_row
 from gtm_pipeline.web.app import app_from_env
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline_tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
+from gtm_pipeline_tests.web.conftest import free_loopback_port
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
@@ -34,9 +34,7 @@ def emulator(start_emulator):
 
 @pytest.fixture()
 def app_url(connect_env, monkeypatch) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_loopback_port()
     base = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("SALESFORCE_CALLBACK_URL", f"{base}/api/connectors/salesforce/callback")
     with BackgroundServer(app_from_env(), port=port):

@@ -15,7 +15,6 @@ Screenshots go to test-artifacts/browser/.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from gtm_pipeline.store.connections import get_connector, load_token_row
 from gtm_pipeline.web.app import app_from_env
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline_tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
+from gtm_pipeline_tests.web.conftest import free_loopback_port
 from gtm_pipeline_tests.web.test_browser import ARTIFACTS
 
 pytestmark = needs_chromium
@@ -51,9 +51,7 @@ def login_url(emulator, connect_env, monkeypatch) -> str:
 @pytest.fixture()
 def app_url(login_url, connect_env, monkeypatch, tmp_path) -> Iterator[str]:
     """The app as `gtm-pipeline web` builds it, served over HTTPS on a free loopback port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_loopback_port()
     base = f"https://127.0.0.1:{port}"
     monkeypatch.setenv("SALESFORCE_CALLBACK_URL", f"{base}{CALLBACK_PATH}")
     tls = create_tls_files(tmp_path / "app-tls")

@@ -23,21 +23,15 @@ from gtm_pipeline.web.listener import CallbackListener
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline.web.session import COOKIE_NAME
 from gtm_pipeline_tests.connect.conftest import follow_authorize
-from gtm_pipeline_tests.web.conftest import AppClient
+from gtm_pipeline_tests.web.conftest import AppClient, free_loopback_port
 
 TOKEN_LINE = re.compile(r"^gtmop_[A-Za-z0-9_-]{40,}$", re.M)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture()
 def cli_env(connect_env, monkeypatch) -> dict[str, str]:
     """The emulator's environment, with the callback on a free loopback port."""
-    callback = f"http://127.0.0.1:{_free_port()}/api/connectors/salesforce/callback"
+    callback = f"http://127.0.0.1:{free_loopback_port()}/api/connectors/salesforce/callback"
     monkeypatch.setenv("SALESFORCE_CALLBACK_URL", callback)
     return {**connect_env, "SALESFORCE_CALLBACK_URL": callback}
 
