@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from gtm_pipeline.errors import GtmError
-from gtm_pipeline.salesforce.metadata import FieldInfo
+from gtm_pipeline.salesforce.metadata import FieldInfo, field_named
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.web.csrf import CSRF_FIELD
 from gtm_pipeline.web.mapping_form import form_text
@@ -116,8 +116,8 @@ def _row(
     problems = map_problems(sf_object, fields, {score: selected}, allowed_standard)
     if problems:
         return WritebackRow(score, selected, candidates, problems[0])
-    chosen = [f for f in fields if f.name.lower() == selected.lower()]
-    return WritebackRow(score, selected, candidates + chosen)
+    chosen = field_named(fields, selected)  # a standard field chosen on purpose, and passing
+    return WritebackRow(score, selected, candidates + ([chosen] if chosen else []))
 
 
 def _checked_items(items: Iterable[tuple[str, object]]) -> dict[str, str]:
