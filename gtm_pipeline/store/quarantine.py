@@ -80,22 +80,30 @@ def drop_quarantined_rows(
     """Remove the stored rows of quarantined records from `table`: a record that fails a gate has
     no row, so no earlier version of it is presented as current. A row newer than the version
     quarantined stays (that version was read late); a version whose stamp could not be read
-    removes the row. Returns the rows removed."""
+    removes the row. Returns the rows removed.
+
+    Two statements whatever the count: the stored stamps of the quarantined ids, then one delete
+    of the rows to go (a statement per id cost PostgreSQL a round trip each, ~0.35 s over a
+    200,000-Contact sync, where almost none of them have a row)."""
     newest = {f["external_id"]: f.get("system_modstamp") for f in failures}
-    key = (table.c.tenant_id == tenant_id, table.c.external_id == sa.bindparam("id"))
-    stamped = [{"id": i, "stamp": s} for i, s in newest.items() if s is not None]
-    unstamped = [i for i, s in newest.items() if s is None]
-    removed = 0
-    if stamped:
-        older = table.c.system_modstamp <= sa.bindparam("stamp", type_=table.c.system_modstamp.type)
-        removed += conn.execute(sa.delete(table).where(*key, older), stamped).rowcount
-    if unstamped:
-        removed += conn.execute(
-            sa.delete(table).where(
-                table.c.tenant_id == tenant_id, among(conn, table.c.external_id, unstamped)
-            )
-        ).rowcount
-    return removed
+    if not newest:
+        return 0
+    key = table.c.tenant_id == tenant_id
+    stored = conn.execute(
+        sa.select(table.c.external_id, table.c.system_modstamp)
+        .where(key, among(conn, table.c.external_id, list(newest)))
+    ).all()  # fmt: skip
+    doomed = [
+        row.external_id
+        for row in stored
+        if newest[row.external_id] is None
+        or row.system_modstamp <= ensure_aware_utc(newest[row.external_id], "system_modstamp")
+    ]
+    if not doomed:
+        return 0
+    return conn.execute(
+        sa.delete(table).where(key, among(conn, table.c.external_id, doomed))
+    ).rowcount
 
 
 def forget_failures(

@@ -96,6 +96,8 @@ sync_state = sa.Table(
     sa.Column("last_started_at", UTCDateTime, nullable=True),
     sa.Column("last_succeeded_at", UTCDateTime, nullable=True),
     sa.Column("last_stats", json_type(), nullable=True),
+    # Persons only: a first full sync is loading without marking email twins (store/duplicates.py).
+    sa.Column("twin_marks_pending", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 
@@ -146,8 +148,9 @@ persons = _canonical_table(
     # rows with that email): the survivor's external id. Such rows are not in the live set.
     sa.Column("duplicate_of", RECORD_ID, nullable=True),
 )
-# Each load of persons finds the rows of the emails it touches (store/duplicates.py).
-sa.Index("ix_persons_tenant_id_email", persons.c.tenant_id, persons.c.email)
+# Each load of persons finds the rows of the emails it touches (store/duplicates.py), by equality
+# only: a hash index on PostgreSQL, cheaper to fill than a B-tree (migration 0007).
+sa.Index("ix_persons_email", persons.c.email, postgresql_using="hash")
 
 opportunities = _canonical_table(
     "opportunities",

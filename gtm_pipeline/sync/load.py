@@ -7,6 +7,7 @@ lookback) and the modstamp-guarded upsert makes the overlap harmless.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -54,6 +55,13 @@ def later(a: Cursor | None, b: Cursor | None) -> Cursor | None:
 
 def _emails(clean: pd.DataFrame) -> list[str]:
     return clean["email"].dropna().tolist() if "email" in clean else []
+
+
+def _twins_kept(
+    conn: sa.Connection, table: sa.Table, tenant_id: str, ids: list[str], mark_twins: bool
+) -> AbstractContextManager[set[str]]:
+    """`twins_kept_marked`, or nothing while a first full sync defers the marks to its end."""
+    return twins_kept_marked(conn, table, tenant_id, ids) if mark_twins else nullcontext(set())
 
 
 @dataclass(frozen=True)
@@ -112,9 +120,11 @@ def load_page(
     now: datetime,
     stats: dict[str, Any],
     hold_cursor: bool = False,
+    mark_twins: bool = True,
 ) -> PageLoad:
     """Upsert clean rows, quarantine rejected ones (their stored rows removed), keep email twins
-    marked, advance the cursor: all in `conn`.
+    marked (unless `mark_twins` is False: see `store/duplicates.py`), advance the cursor: all
+    in `conn`.
 
     `now` stamps the quarantine entries. `hold_cursor` leaves the stored cursor alone, for pages
     that come in no particular order (Bulk result sets): the caller advances it once every page
@@ -122,7 +132,7 @@ def load_page(
     """
     prepared = page.page
     table = CANONICAL_TABLES[entity.name]
-    with twins_kept_marked(conn, table, tenant_id, prepared.seen_ids) as emails:
+    with _twins_kept(conn, table, tenant_id, prepared.seen_ids, mark_twins) as emails:
         loaded = write_upsert(conn, page.clean)
         drop_quarantined_rows(conn, table, tenant_id, prepared.rejected)
         emails.update(_emails(prepared.result.clean))
@@ -144,10 +154,11 @@ def load_deletions(
     mode: str,
     now: datetime,
     hold_cursor: bool = False,
+    mark_twins: bool = True,
 ) -> PageLoad:
     """Mark records deleted (rows kept; `deleted_at` = deletion stamp), drop their quarantine
     entries, hand a deleted survivor's twins over to the next one, and advance that cursor
-    (unless `hold_cursor`, as for `load_page`)."""
+    (unless `hold_cursor`; `hold_cursor` and `mark_twins` as for `load_page`)."""
     if deleted.empty:
         return PageLoad(0, None)
     stamps = pd.to_datetime(deleted["SystemModstamp"], utc=True, format="ISO8601")
@@ -163,7 +174,7 @@ def load_deletions(
         }
     )
     table = CANONICAL_TABLES[entity.name]
-    with twins_kept_marked(conn, table, tenant_id, rows["external_id"].tolist()):
+    with _twins_kept(conn, table, tenant_id, rows["external_id"].tolist(), mark_twins):
         loaded = upsert_records(conn, table, rows)
     forget_failures(conn, tenant_id, entity.name, rows["external_id"].tolist())
     reached = page_cursor(rows)

@@ -36,7 +36,14 @@ import sqlalchemy as sa
 from gtm_pipeline.salesforce.bulk import DEFAULT_MAX_RECORDS, BulkPollPolicy, BulkQuery, ResultSet
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.errors import BulkJobFailed, BulkUnavailable
-from gtm_pipeline.store import Cursor, get_cursor, mark_run_started, mark_run_succeeded
+from gtm_pipeline.store import (
+    CANONICAL_TABLES,
+    Cursor,
+    get_cursor,
+    mark_run_started,
+    mark_run_succeeded,
+)
+from gtm_pipeline.store.duplicates import defer_marks_if_first, settle_deferred_marks
 from gtm_pipeline.sync.bulk import (
     BulkPlan,
     bulk_threshold,
@@ -157,6 +164,8 @@ class _Run:
     stats: SyncStats
     progress: Callable[[], dict[str, Any]]
     on_page: Callable[[PageProgress], None] | None
+    twin_marks_deferred: bool
+    """Email twins are marked once when the run ends, not page by page (a first full sync)."""
 
     def report(self, kind: str, number: int, total: int, rows: int, load: PageLoad) -> None:
         if self.on_page:
@@ -205,6 +214,8 @@ def _sync_entity(
         deleted_cursor = get_cursor(conn, tenant_id, deleted_cursor_key(entity))
         mode = "full" if options.full or cursor is None else "incremental"
         mark_run_started(conn, tenant_id, entity.name, mode)
+        table = CANONICAL_TABLES[entity.name]
+        deferred = defer_marks_if_first(conn, table, tenant_id, entity.name, mode == "full")
     stats = SyncStats(
         entity=entity.name,
         mode=mode,
@@ -217,7 +228,10 @@ def _sync_entity(
         stats.seconds = round(time.perf_counter() - started, 3)
         return stats.as_dict()
 
-    run = _Run(client, engine, tenant_id, entity, resolved, options, mode, stats, progress, on_page)
+    run = _Run(
+        client, engine, tenant_id, entity, resolved, options, mode, stats, progress, on_page,
+        twin_marks_deferred=deferred,
+    )  # fmt: skip
     since = None if mode == "full" else _since(cursor, options.lookback)
     soql = modified_query(entity.sf_object, source_fields(resolved.mappings), since)
     pages: Iterator[RawPage] | None = iter_raw_pages(client, soql, batch_size=options.batch_size)
@@ -233,6 +247,8 @@ def _sync_entity(
         stats.cursor_after = stats.cursor_before
     final = progress()
     with engine.begin() as conn:
+        if deferred:
+            settle_deferred_marks(conn, tenant_id, entity.name)
         mark_run_succeeded(conn, tenant_id, entity.name, final)
     return stats
 
@@ -428,6 +444,7 @@ def _load_live(run: _Run, conn: sa.Connection, page: ReadyPage, *, hold_cursor: 
         now=datetime.now(UTC),
         stats=run.progress(),
         hold_cursor=hold_cursor,
+        mark_twins=not run.twin_marks_deferred,
     )
     run.stats.rows_loaded += loaded.loaded
     return loaded
@@ -442,4 +459,5 @@ def _load_gone(run: _Run, conn: sa.Connection, frame: Any, *, hold_cursor: bool)
         mode=run.mode,
         now=datetime.now(UTC),
         hold_cursor=hold_cursor,
+        mark_twins=not run.twin_marks_deferred,
     )

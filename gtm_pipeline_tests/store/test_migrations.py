@@ -235,7 +235,9 @@ def test_0005_marks_twins_and_reasons_and_its_downgrade_removes_the_columns(
     assert "ix_persons_tenant_id_email" not in _index_names(engine, "persons")
     _0004_rows(engine)
 
-    upgrade(engine)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0005")
     for table in ("accounts", "persons", "opportunities"):
         assert "deleted_reason" in _columns(engine, table), table
     assert "duplicate_of" in _columns(engine, "persons")
@@ -283,5 +285,40 @@ def test_0005_marks_twins_and_reasons_and_its_downgrade_removes_the_columns(
     with engine.connect() as conn:
         kept = conn.execute(sa.text("SELECT count(*) FROM persons")).scalar_one()
     assert kept == len(persons)  # the rows stay; only the columns go
+    upgrade(engine)
+    assert _schema_differences(engine, metadata) == []
+
+
+def test_0007_swaps_the_email_index_and_adds_the_pending_flag(engine: sa.Engine) -> None:
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0006")
+    assert "ix_persons_tenant_id_email" in _index_names(engine, "persons")
+    assert "twin_marks_pending" not in _columns(engine, "sync_state")
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO sync_state (tenant_id, entity) VALUES ('t1', 'persons')"))
+
+    upgrade(engine)
+    names = _index_names(engine, "persons")
+    assert "ix_persons_email" in names and "ix_persons_tenant_id_email" not in names
+    with engine.connect() as conn:
+        pending = conn.execute(sa.text("SELECT twin_marks_pending FROM sync_state")).scalar_one()
+        method = (
+            conn.execute(sa.text(
+                "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam "
+                "WHERE c.relname = 'ix_persons_email'"
+            )).scalar_one()
+            if engine.dialect.name == "postgresql"
+            else "btree"
+        )  # fmt: skip
+    assert not pending
+    assert method == ("hash" if engine.dialect.name == "postgresql" else "btree")
+
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0006")
+    assert "ix_persons_tenant_id_email" in _index_names(engine, "persons")
+    assert "twin_marks_pending" not in _columns(engine, "sync_state")
     upgrade(engine)
     assert _schema_differences(engine, metadata) == []

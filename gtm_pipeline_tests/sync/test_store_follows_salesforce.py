@@ -17,7 +17,7 @@ from gtm_pipeline.emulator.testing import EmulatorHandle, running_emulator
 from gtm_pipeline.salesforce.bulk import BulkPollPolicy
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor, save_cursor
-from gtm_pipeline.store.tables import is_live, quality_failures
+from gtm_pipeline.store.tables import is_live, quality_failures, sync_state
 from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER, Entity
 from gtm_pipeline.sync.load import deleted_cursor_key
 from gtm_pipeline.sync.reconciliation import ReconcileOptions, reconcile_entity
@@ -244,6 +244,95 @@ def test_a_survivor_changing_its_email_hands_over(emulator, client, engine):
     rows = rows_of(engine, PERSONS)
     assert (rows[a]["duplicate_of"], rows[b]["duplicate_of"]) == (None, None)
     assert live_rows_with_email(engine, "pair@twins.example") == [b]
+    assert_oracle(engine, emulator)
+
+
+# -- a first full sync marks twins once, at its end ----------------------------------------------
+
+
+def marks_pending(engine: sa.Engine, tenant: str = TENANT) -> bool | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(sync_state.c.twin_marks_pending).where(
+                sync_state.c.tenant_id == tenant, sync_state.c.entity == "persons"
+            )
+        ).scalar()
+
+
+def valid_contacts_in_truth(emulator: EmulatorHandle, n: int) -> list[str]:
+    """Live, valid Contacts of the emulator, smallest ids first (before anything is stored)."""
+    found = [
+        i
+        for i, r in sorted(truth_of(emulator, "Contact").items())
+        if not r["IsDeleted"] and not r.get("_dirty") and isinstance(judged("persons", r), dict)
+    ]
+    assert len(found) >= n
+    return found[:n]
+
+
+def make_twins_before_the_first_sync(emulator: EmulatorHandle) -> list[str]:
+    """Three valid Contacts sharing one email (in three spellings); their ids, smallest first."""
+    ids = valid_contacts_in_truth(emulator, 3)
+    for record_id, email in zip(ids, ("first@sync.example", "FIRST@sync.example",
+                                      " first@SYNC.example"), strict=True):  # fmt: skip
+        update(emulator, record_id, Email=email)
+    return ids
+
+
+def test_a_first_full_sync_marks_twins_once_at_its_end(emulator, client, engine):
+    """Page by page the flag is set and nothing is marked; when the sync ends the twins are
+    marked as a page-by-page sync would mark them, and the flag is cleared."""
+    a, b, c = make_twins_before_the_first_sync(emulator)
+    emulator.control.configure(page_size=7)
+    seen: list[tuple[bool | None, int]] = []
+
+    def during(progress: PageProgress) -> None:
+        if progress.entity == "persons":
+            marked = sum(r["duplicate_of"] is not None for r in rows_of(engine, PERSONS).values())
+            seen.append((marks_pending(engine), marked))
+
+    sync_all(client, engine, on_page=during, load_batch_rows=7)
+    assert len(seen) >= 10 and set(seen) == {(True, 0)}
+    assert marks_pending(engine) is False
+    rows = rows_of(engine, PERSONS)
+    assert [rows[i]["duplicate_of"] for i in (a, b, c)] == [None, a, a]
+    assert live_rows_with_email(engine, "first@sync.example") == [a]
+    assert_oracle(engine, emulator)
+
+
+def test_an_interrupted_first_sync_leaves_the_marks_to_the_next_run(emulator, client, engine):
+    a, b, c = make_twins_before_the_first_sync(emulator)
+    emulator.control.configure(page_size=10)
+    loaded: list[int] = []
+
+    def crash_after_three_batches(progress: PageProgress) -> None:
+        if progress.entity == "persons" and progress.kind == "modified":
+            loaded.append(progress.rows)
+            if len(loaded) == 3:
+                raise RuntimeError("killed mid-sync")
+
+    with pytest.raises(RuntimeError, match="killed mid-sync"):
+        sync_all(client, engine, on_page=crash_after_three_batches, load_batch_rows=10)
+    assert marks_pending(engine) is True
+    assert 0 < len(rows_of(engine, PERSONS)) < COUNTS["Contact"]
+
+    stats = sync_all(client, engine)
+    assert stats["persons"].mode == "incremental"
+    assert marks_pending(engine) is False
+    rows = rows_of(engine, PERSONS)
+    assert [rows[i]["duplicate_of"] for i in (a, b, c)] == [None, a, a]
+    assert_oracle(engine, emulator)
+
+
+def test_later_full_syncs_mark_twins_page_by_page(emulator, client, engine):
+    sync_all(client, engine)
+    a, b = clean_contacts(emulator, engine, 2)
+    update(emulator, a, Email="later@full.example")
+    update(emulator, b, Email="LATER@full.example")
+    flags: list[bool | None] = []
+    sync_all(client, engine, full=True, on_page=lambda p: flags.append(marks_pending(engine)))
+    assert flags and set(flags) == {False}
+    assert rows_of(engine, PERSONS)[b]["duplicate_of"] == a
     assert_oracle(engine, emulator)
 
 
