@@ -22,5 +22,7 @@ class GtmError(Exception):
 
     @property
     def user_message(self) -> str:
-        """What the person running the pipeline reads."""
-        return str(self)
+        """What the person running the pipeline reads: the message's first line (the class
+        name when there is no message)."""
+        text = str(self).strip()
+        return text.splitlines()[0] if text else type(self).__name__

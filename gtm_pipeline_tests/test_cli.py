@@ -125,5 +125,5 @@ def test_bad_setting_is_one_line_and_non_zero(gtm_home, monkeypatch):
     result = CliRunner().invoke(main, ["demo"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "error: DATABASE_URL must be a sqlite:/// or postgresql:// URL (got an unsupported scheme)"
+        "Error: DATABASE_URL must be a sqlite:/// or postgresql:// URL (got an unsupported scheme)"
     ]

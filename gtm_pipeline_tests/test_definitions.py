@@ -10,8 +10,8 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from gtm_pipeline.cli.instance import on_instance
 from gtm_pipeline.definitions import defs
-from gtm_pipeline.defs.instance import on_instance
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.resources import WarehouseResource
 from gtm_pipeline.store import current_revision, head_revision

@@ -90,5 +90,5 @@ def test_the_cli_prints_any_project_error_as_one_line_and_exits_1(error, shown):
     finally:
         main.commands.pop("raise-for-test")
     assert result.exit_code == 1
-    assert result.output.startswith("error: ") and shown in result.output
+    assert result.output.startswith("Error: ") and shown in result.output
     assert "Traceback" not in result.output

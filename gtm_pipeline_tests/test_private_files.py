@@ -8,7 +8,7 @@ import os
 import stat
 from pathlib import Path
 
-from gtm_pipeline.defs.instance import dagster_home
+from gtm_pipeline.cli.instance import dagster_home
 from gtm_pipeline.private_files import private_dir, private_file
 
 

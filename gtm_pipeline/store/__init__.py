@@ -43,7 +43,7 @@ from gtm_pipeline.store.errors import (
     StoreConfigError,
     StoreError,
 )
-from gtm_pipeline.store.migrate import current_revision, head_revision, upgrade
+from gtm_pipeline.store.migrate import current_revision, head_revision, open_store, upgrade
 from gtm_pipeline.store.tables import (
     CANONICAL_TABLES,
     accounts,
@@ -96,6 +96,7 @@ __all__ = [
     "list_operators",
     "load_token_row",
     "make_engine",
+    "open_store",
     "mark_run_started",
     "mark_run_succeeded",
     "metadata",

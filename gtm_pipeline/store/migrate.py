@@ -57,6 +57,18 @@ def upgrade(engine_or_url: Engine | str | URL) -> None:
         engine.dispose()
 
 
+def open_store(url: str | URL | None = None) -> Engine:
+    """An engine on the store at `url` (default: `DATABASE_URL`, else the SQLite file under
+    GTM_HOME), migrated to the newest schema. The caller disposes it."""
+    engine = make_engine(url)
+    try:
+        _upgrade_engine(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
 def _upgrade_engine(engine: Engine) -> None:
     cfg = alembic_config()
     try:

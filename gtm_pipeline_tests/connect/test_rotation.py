@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from gtm_pipeline.connect.commands import rotate_key_command
+from gtm_pipeline.cli.operator import rotate_key_command
 from gtm_pipeline.connect.rotation import RotationError, rotate_key, rotate_key_report
 from gtm_pipeline.connect.vault import StoredTokens, TokenVault
 from gtm_pipeline.salesforce.crypto import TokenCipher, TokenDecryptError

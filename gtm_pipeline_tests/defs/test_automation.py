@@ -9,8 +9,8 @@ from dagster._core.test_utils import create_run_for_test
 
 from benchmarks import temporary_postgres_database
 from gtm_pipeline.cli import main
+from gtm_pipeline.cli.sync import run_sync
 from gtm_pipeline.defs.automation import tenant_sync_schedule, tenant_sync_sensor
-from gtm_pipeline.defs.commands import run_sync
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
 from gtm_pipeline.defs.resources import WarehouseResource
 from gtm_pipeline_tests.defs.conftest import TENANT

@@ -8,10 +8,11 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from gtm_pipeline.cli.instance import on_instance
+from gtm_pipeline.cli.quality import quality
 from gtm_pipeline.config import ConfigError
 from gtm_pipeline.defs.assets import asset_key, sync_assets
 from gtm_pipeline.defs.checks import quality_check_results
-from gtm_pipeline.defs.instance import on_instance
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.store import CANONICAL_TABLES
 from gtm_pipeline.store.quarantine import failures_for
@@ -27,7 +28,6 @@ from gtm_pipeline.sync.quality import (
     failures_markdown,
     markdown_cell,
 )
-from gtm_pipeline.sync.quality_cli import quality
 from gtm_pipeline_tests.defs.conftest import TENANT
 
 KEY = asset_key(PERSONS)

@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from gtm_pipeline.defs.instance import on_instance
+from gtm_pipeline.cli.instance import on_instance
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.store import CANONICAL_TABLES
 from gtm_pipeline_tests.defs.conftest import TENANT, program_environment

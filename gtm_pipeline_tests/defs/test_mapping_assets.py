@@ -6,8 +6,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from gtm_pipeline.cli.instance import on_instance
 from gtm_pipeline.defs.assets import asset_key, sync_assets
-from gtm_pipeline.defs.instance import on_instance
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.store import persons
 from gtm_pipeline.sync.entities import PERSONS, FieldMapping

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from gtm_pipeline.cli import main
-from gtm_pipeline.defs.instance import on_instance
-from gtm_pipeline.defs.reconcile_commands import ReconcileRun, echo_outcome
+from gtm_pipeline.cli.instance import on_instance
+from gtm_pipeline.cli.reconcile import ReconcileRun, echo_outcome
 from gtm_pipeline.defs.reconciliation import reconciliation_check_key
 from gtm_pipeline.sync.entities import PERSONS
 from gtm_pipeline_tests.defs.conftest import TENANT, program_environment

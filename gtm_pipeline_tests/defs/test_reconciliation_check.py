@@ -13,6 +13,9 @@ import pytest
 import sqlalchemy as sa
 from dagster._core.test_utils import create_run_for_test
 
+from gtm_pipeline.cli.instance import on_instance
+from gtm_pipeline.cli.reconcile import run_reconciliation
+from gtm_pipeline.cli.sync import run_sync
 from gtm_pipeline.config import ConfigError
 from gtm_pipeline.definitions import defs
 from gtm_pipeline.defs.assets import asset_key, sync_assets
@@ -24,10 +27,7 @@ from gtm_pipeline.defs.automation import (
     sync_job,
     tenant_reconciliation_schedule,
 )
-from gtm_pipeline.defs.commands import run_sync
-from gtm_pipeline.defs.instance import on_instance
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
-from gtm_pipeline.defs.reconcile_commands import run_reconciliation
 from gtm_pipeline.defs.reconciliation import (
     RECONCILIATION_CHECK,
     reconciliation_check_key,

@@ -6,8 +6,9 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from gtm_pipeline.cli.instance import on_instance
+from gtm_pipeline.cli.writeback import run_writeback
 from gtm_pipeline.defs.assets import sync_assets
-from gtm_pipeline.defs.instance import on_instance
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.scoring_assets import SCORES_KEY, scores_asset
 from gtm_pipeline.defs.writeback_assets import (
@@ -15,7 +16,6 @@ from gtm_pipeline.defs.writeback_assets import (
     WRITEBACK_KEY,
     failures_markdown,
 )
-from gtm_pipeline.defs.writeback_commands import run_writeback
 from gtm_pipeline.store.duplicates import emails_of, refresh_duplicates
 from gtm_pipeline.store.scoring import read_scores
 from gtm_pipeline.store.tables import persons, quality_failures
@@ -190,7 +190,7 @@ def test_failure_table_escapes_salesforce_messages():
 
 
 def test_progress_bars_draw_one_bar_per_entity_type_and_end_it(capsys):
-    from gtm_pipeline.defs.writeback_commands import ProgressBars
+    from gtm_pipeline.cli.writeback import ProgressBars
 
     bars = ProgressBars()
     for settled in (0, 200, 400, 450):

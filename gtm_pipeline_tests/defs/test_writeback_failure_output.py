@@ -6,10 +6,10 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from gtm_pipeline.defs.instance import on_instance
+from gtm_pipeline.cli.instance import on_instance
+from gtm_pipeline.cli.writeback import results_table, run_writeback
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.writeback_assets import WRITEBACK_KEY, failures_markdown, result_metadata
-from gtm_pipeline.defs.writeback_commands import results_table, run_writeback
 from gtm_pipeline.writeback import WritebackResult
 from gtm_pipeline_tests.defs.conftest import TENANT
 from gtm_pipeline_tests.defs.test_writeback_assets import sync

@@ -6,10 +6,10 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from gtm_pipeline.cli.instance import on_instance
+from gtm_pipeline.cli.writeback import run_writeback
 from gtm_pipeline.defs.assets import sync_assets
-from gtm_pipeline.defs.instance import on_instance
 from gtm_pipeline.defs.partitions import salesforce_tenants
-from gtm_pipeline.defs.writeback_commands import run_writeback
 from gtm_pipeline.writeback.mapping import save_writeback_map
 from gtm_pipeline_tests.defs.conftest import TENANT
 

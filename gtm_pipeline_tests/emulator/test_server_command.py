@@ -12,10 +12,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from gtm_pipeline.emulator.command import emulator as emulator_command
+from gtm_pipeline.cli.emulator import emulator as emulator_command
 from gtm_pipeline.emulator.testing import CAPinnedSession, obtain_tokens
 
-LAUNCH = "from gtm_pipeline.emulator.command import emulator; emulator()"
+LAUNCH = "from gtm_pipeline.cli.emulator import emulator; emulator()"
 
 
 def _wait_for_line(process: subprocess.Popen, marker: str, timeout: float = 30) -> list[str]:

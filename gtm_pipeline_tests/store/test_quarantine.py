@@ -152,7 +152,7 @@ def test_twins_are_counted_listed_and_held_back_under_deduplication(engine) -> N
     from gtm_pipeline.store.quarantine import standing_counts, twins_of
     from gtm_pipeline.store.tables import persons
     from gtm_pipeline.store.upsert import upsert_records
-    from gtm_pipeline.sync.quality_cli import quality_report
+    from gtm_pipeline.sync.quality_report import quality_report
 
     rows = [_person("003B", "a@x.io"), _person("003A", "a@x.io"), _person("003C", "a@x.io"),
             _person("003D", "b@x.io"), _person("003E", None),

@@ -6,10 +6,12 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from gtm_pipeline.cli import common as cli_common
+from gtm_pipeline.cli.mapping import mapping
 from gtm_pipeline.store import persons
-from gtm_pipeline.sync import mapping_cli
 from gtm_pipeline.sync.entities import PERSONS, FieldMapping
 from gtm_pipeline.sync.mapping import MappingError, load_mappings, save_mappings
+from gtm_pipeline.sync.mapping_file import suggest_mappings
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
 
 TENANT = "acme"
@@ -80,12 +82,12 @@ def test_duplicate_targets_are_reported_in_the_run_stats(emulator, engine, clien
 @pytest.fixture()
 def cli(emulator, engine, client, database_url, monkeypatch) -> CliRunner:
     monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setattr(mapping_cli, "client_factory", lambda _engine, _tenant: client)
+    monkeypatch.setattr(cli_common, "client_factory", lambda _engine, _tenant: client)
     return CliRunner()
 
 
 def invoke(cli: CliRunner, *args: str):
-    return cli.invoke(mapping_cli.mapping, list(args), catch_exceptions=False)
+    return cli.invoke(mapping, list(args), catch_exceptions=False)
 
 
 GOOD_FILE = """\
@@ -188,5 +190,5 @@ def test_suggest_leaves_out_a_custom_geolocation_compound_and_offers_its_parts()
         field("Office__Latitude__s", "double", "Office__c"),
         field("Office__Longitude__s", "double", "Office__c"),
     ]})  # fmt: skip
-    suggested = {m.source for m in mapping_cli.suggest_mappings(PERSONS, fields)}
+    suggested = {m.source for m in suggest_mappings(PERSONS, fields)}
     assert suggested == {"Office__Latitude__s", "Office__Longitude__s"}

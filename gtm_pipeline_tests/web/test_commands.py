@@ -10,7 +10,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from gtm_pipeline.connect.cli import connect, operator, web
+from gtm_pipeline.cli.connect import connect
+from gtm_pipeline.cli.operator import operator
+from gtm_pipeline.cli.web import web
 from gtm_pipeline.store.connections import (
     find_operator,
     get_connector,

@@ -11,6 +11,8 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from gtm_pipeline.cli import common as cli_common
+from gtm_pipeline.cli.writeback_mapping import entity_type_for, parse_pairs
 from gtm_pipeline.emulator.testing import (
     EmulatorHandle,
     emulator_client,
@@ -20,7 +22,6 @@ from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.metadata import FieldInfo, describe_object, parse_describe
 from gtm_pipeline.store.mappings import load_mapping_rows
 from gtm_pipeline.store.tables import persons
-from gtm_pipeline.sync import mapping_cli
 from gtm_pipeline.sync.mapping import MappingError
 from gtm_pipeline.writeback.engine import write_back
 from gtm_pipeline.writeback.mapping import (
@@ -39,7 +40,6 @@ from gtm_pipeline.writeback.mapping import (
     stored_map_problems,
     validate_writeback_map,
 )
-from gtm_pipeline.writeback.mapping_cli import entity_type_for, parse_pairs
 
 TENANT = "acme"
 
@@ -190,7 +190,7 @@ def test_malformed_pairs_are_refused(pairs, message) -> None:
 @pytest.fixture()
 def cli(client, engine, database_url, monkeypatch) -> CliRunner:
     monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setattr(mapping_cli, "client_factory", lambda _engine, _tenant: client)
+    monkeypatch.setattr(cli_common, "client_factory", lambda _engine, _tenant: client)
     return CliRunner()
 
 

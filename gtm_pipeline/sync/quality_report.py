@@ -1,4 +1,4 @@
-"""The quality report read back from the store, and `gtm-pipeline quality --tenant T`.
+"""The quality report read back from the store (`gtm-pipeline quality --tenant T` prints it).
 
 Per entity: the counts of the last sync per gate (from `sync_state.last_stats`, with the rate and
 the severity the asset check gave them) and the first records in quarantine (`quality_failures`)
@@ -11,11 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import click
 import sqlalchemy as sa
 
-from gtm_pipeline import config
-from gtm_pipeline.store import make_engine, upgrade
 from gtm_pipeline.store.quarantine import (
     failures_for,
     quarantine_counts,
@@ -23,16 +20,13 @@ from gtm_pipeline.store.quarantine import (
     twins_of,
 )
 from gtm_pipeline.store.tables import sync_state
-from gtm_pipeline.sync.entities import ENTITIES, SYNC_ORDER
 from gtm_pipeline.sync.quality import (
     QualityStats,
     Standing,
-    error_rate,
     failure_value,
     stage_summaries,
 )
 
-DEFAULT_LIMIT = 20
 CELL_WIDTHS = {"external_id": 20, "stage": 16, "field": 20, "reason": 60, "value": 30}
 
 
@@ -117,45 +111,10 @@ def quality_report(
     tenant_id: str,
     entities: Sequence[str],
     *,
-    limit: int = DEFAULT_LIMIT,
+    limit: int,
     threshold: float,
 ) -> str:
     with engine.connect() as conn:
         return "\n\n".join(
             entity_report(conn, tenant_id, entity, limit, threshold) for entity in entities
         )
-
-
-@click.command("quality")
-@click.option("--tenant", required=True, help="Tenant id whose report to print.")
-@click.option(
-    "--entity",
-    type=click.Choice(list(ENTITIES)),
-    default=None,
-    help="Only this entity (default: all, in sync order).",
-)
-@click.option(
-    "--limit",
-    type=click.IntRange(min=0),
-    default=DEFAULT_LIMIT,
-    show_default=True,
-    help="How many quarantined records to list per entity.",
-)
-def quality(tenant: str, entity: str | None, limit: int) -> None:
-    """Print the quality gates' report of a tenant: counts per gate and the first failures."""
-    threshold = error_rate()
-    engine = make_engine(config.database_url())
-    try:
-        upgrade(engine)
-        with engine.connect() as conn:
-            known = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(sync_state)
-                .where(sync_state.c.tenant_id == tenant)
-            ).scalar_one()
-        if not known:
-            raise click.ClickException(f"no sync recorded for tenant {tenant!r}; run a sync first")
-        names = [entity] if entity else [e.name for e in SYNC_ORDER]
-        click.echo(quality_report(engine, tenant, names, limit=limit, threshold=threshold))
-    finally:
-        engine.dispose()

@@ -16,21 +16,11 @@ from collections.abc import Sequence
 
 import click
 
-from gtm_pipeline.sync.mapping_cli import checked_tenant, one_line_error, org_client, store_engine
-from gtm_pipeline.writeback.mapping import (
-    ALLOW_STANDARD_FLAG,
-    ENTITY_TYPES,
-    WritebackMappingError,
-    is_default,
-    load_writeback_map,
-    reset_writeback_map,
-    save_writeback_map,
-    standard_targets,
-    stored_map_problems,
-    validate_writeback_map,
-)
-from gtm_pipeline.writeback.payloads import sf_object_for
-from gtm_pipeline.writeback.selection import live_record_count
+from gtm_pipeline.cli.common import GtmGroup, checked_tenant, open_store, org_client
+
+# `writeback.mapping.ALLOW_STANDARD_FLAG`, which the refusals name; spelled out so that `--help`
+# does not import the writeback (a test checks they agree).
+ALLOW_STANDARD_FLAG = "--allow-standard-field"
 
 # The sync entity names a user may type for an entity type, besides the type itself.
 ALIASES = {
@@ -44,6 +34,8 @@ ALIASES = {
 
 def entity_type_for(name: str) -> str:
     """The entity type a user typed (`person`, `contacts`, ...); else WritebackMappingError."""
+    from gtm_pipeline.writeback.mapping import ENTITY_TYPES, WritebackMappingError
+
     key = name.strip().lower()
     entity_type = ALIASES.get(key, key)
     if entity_type not in ENTITY_TYPES:
@@ -55,6 +47,8 @@ def entity_type_for(name: str) -> str:
 
 def parse_pairs(pairs: Sequence[str]) -> dict[str, str]:
     """`score_field=SalesforceField` arguments to a map; each score field once."""
+    from gtm_pipeline.writeback.mapping import WritebackMappingError
+
     if not pairs:
         raise WritebackMappingError("give at least one score_field=SalesforceField pair")
     field_map: dict[str, str] = {}
@@ -79,7 +73,7 @@ def map_table(rows: Sequence[tuple[str, str, str, str]]) -> str:
     )
 
 
-@click.group("writeback")
+@click.group("writeback", cls=GtmGroup)
 def writeback_mapping() -> None:
     """Where each score (fit, engagement, combined, tier, scoredAt) is written in Salesforce."""
 
@@ -94,9 +88,12 @@ entity_option = click.option(
 @tenant_option
 def show(tenant: str) -> None:
     """Print each entity type's score → field map and whether it is the default."""
+    from gtm_pipeline.writeback.mapping import ENTITY_TYPES, is_default, load_writeback_map
+    from gtm_pipeline.writeback.payloads import sf_object_for
+
     tenant = checked_tenant(tenant)
     rows = []
-    with store_engine().connect() as conn:
+    with open_store().connect() as conn:
         for entity_type in ENTITY_TYPES:
             origin = "default" if is_default(conn, tenant, entity_type) else "tenant"
             target_object = sf_object_for(entity_type)
@@ -129,21 +126,23 @@ def standard_field_warning(
 @click.argument("pairs", nargs=-1)
 def set_(tenant: str, entity_name: str, allow_standard: bool, pairs: tuple[str, ...]) -> None:
     """Check PAIRS (score_field=SalesforceField ...) against the org, then save them."""
+    from gtm_pipeline.writeback.mapping import (
+        save_writeback_map,
+        standard_targets,
+        validate_writeback_map,
+    )
+    from gtm_pipeline.writeback.payloads import sf_object_for
+    from gtm_pipeline.writeback.selection import live_record_count
+
     tenant = checked_tenant(tenant)
-    try:
-        entity_type = entity_type_for(entity_name)
-        field_map = parse_pairs(pairs)
-    except WritebackMappingError as exc:
-        raise one_line_error(exc) from exc
-    engine = store_engine()
+    entity_type = entity_type_for(entity_name)
+    field_map = parse_pairs(pairs)
+    engine = open_store()
     client = org_client(engine, tenant)
-    try:
-        checked = validate_writeback_map(
-            client, entity_type, field_map, refresh=True, allow_standard=allow_standard
-        )
-        standard = standard_targets(client, entity_type, checked)
-    except Exception as exc:  # a field that does not fit, or describe failed: one line
-        raise one_line_error(exc) from exc
+    checked = validate_writeback_map(
+        client, entity_type, field_map, refresh=True, allow_standard=allow_standard
+    )
+    standard = standard_targets(client, entity_type, checked)
     with engine.begin() as conn:
         save_writeback_map(conn, tenant, entity_type, checked, allowed_standard=standard)
         live = live_record_count(conn, tenant, entity_type) if standard else 0
@@ -158,12 +157,11 @@ def set_(tenant: str, entity_name: str, allow_standard: bool, pairs: tuple[str, 
 @entity_option
 def reset(tenant: str, entity_name: str) -> None:
     """Forget the tenant's map for an entity type; scores go to the default fields again."""
+    from gtm_pipeline.writeback.mapping import reset_writeback_map
+
     tenant = checked_tenant(tenant)
-    try:
-        entity_type = entity_type_for(entity_name)
-    except WritebackMappingError as exc:
-        raise one_line_error(exc) from exc
-    with store_engine().begin() as conn:
+    entity_type = entity_type_for(entity_name)
+    with open_store().begin() as conn:
         reset_writeback_map(conn, tenant, entity_type)
     click.echo(f"{entity_type}: back to the default writeback fields")
 
@@ -172,15 +170,14 @@ def reset(tenant: str, entity_name: str) -> None:
 @tenant_option
 def validate(tenant: str) -> None:
     """Report every pair of the effective maps that breaks the writeback rule (exit 1 if any)."""
+    from gtm_pipeline.writeback.mapping import ENTITY_TYPES, stored_map_problems
+
     tenant = checked_tenant(tenant)
-    engine = store_engine()
+    engine = open_store()
     client = org_client(engine, tenant)
     invalid = 0
     for entity_type in ENTITY_TYPES:
-        try:
-            problems = stored_map_problems(client, engine, tenant, entity_type, refresh=True)
-        except Exception as exc:  # describe failed: one line
-            raise one_line_error(exc) from exc
+        problems = stored_map_problems(client, engine, tenant, entity_type, refresh=True)
         invalid += len(problems)
         click.echo(f"{entity_type}: valid" if not problems else f"{entity_type}: invalid")
         for problem in problems:

@@ -13,10 +13,6 @@ from typing import Any
 import click
 
 from gtm_pipeline.config import gtm_home
-from gtm_pipeline.emulator.org import Org
-from gtm_pipeline.emulator.paging import PageSizePolicy
-from gtm_pipeline.emulator.server import LOOPBACK_HOSTS, EmulatorStartError, serve
-from gtm_pipeline.emulator.state import EmulatorOptions
 
 
 def _counts(accounts: int | None, contacts: int | None, opportunities: int | None) -> dict | None:
@@ -38,10 +34,9 @@ def _announce(info: dict[str, Any], info_path: Path, generated_in: float) -> Non
 @click.command("emulator")
 @click.option(
     "--host",
-    type=click.Choice(sorted(LOOPBACK_HOSTS)),
     default="127.0.0.1",
     show_default=True,
-    help="Loopback address to listen on.",
+    help="Loopback address to listen on (127.0.0.1, ::1 or localhost).",
 )
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port; 0 picks a free one.")
 @click.option(
@@ -99,6 +94,16 @@ def emulator(
     page_size: int | None,
 ) -> None:
     """Run a local Salesforce API (OAuth, REST query/describe/collections) over HTTPS."""
+    from gtm_pipeline.emulator.org import Org
+    from gtm_pipeline.emulator.paging import PageSizePolicy
+    from gtm_pipeline.emulator.server import LOOPBACK_HOSTS, EmulatorStartError, serve
+    from gtm_pipeline.emulator.state import EmulatorOptions
+
+    if host not in LOOPBACK_HOSTS:
+        allowed = ", ".join(sorted(LOOPBACK_HOSTS))
+        raise click.BadParameter(
+            f"{host!r} is not a loopback address ({allowed})", param_hint="--host"
+        )
     started = time.perf_counter()
     org = Org.generate(
         seed=seed, counts=_counts(accounts, contacts, opportunities), dirty_ratio=dirty_ratio

@@ -8,23 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import dagster as dg
 
-from gtm_pipeline.defs.assets import asset_key, sync_assets
-from gtm_pipeline.defs.commands import failure_message
-from gtm_pipeline.defs.instance import local_instance, on_instance
-from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
-from gtm_pipeline.defs.reconciliation import (
-    COUNTED,
-    RECONCILIATION_CHECK,
-    reconcile_run_config,
-    reconciliation_check_key,
-    reconciliation_checks,
-)
 from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 ACCEPTED = ("clean", "repaired", "found")
 """Outcomes a command exits 0 on (a dry run's drift is "found": reported, not a failure)."""
@@ -69,7 +60,11 @@ def reconciliation_job_def(
     resources: Mapping[str, object], entities: Sequence[Entity] = SYNC_ORDER
 ) -> dg.JobDefinition:
     """The `salesforce_reconciliation` job bound to `resources`, subset to `entities`' checks."""
+    import dagster as dg
+
+    from gtm_pipeline.defs.assets import sync_assets
     from gtm_pipeline.defs.automation import reconciliation_job
+    from gtm_pipeline.defs.reconciliation import reconciliation_check_key, reconciliation_checks
 
     job = dg.Definitions(
         # The checks' assets are in the graph (a check needs its asset) but not selected.
@@ -94,6 +89,11 @@ def run_reconciliation(
 ) -> ReconcileRun:
     """Run the reconciliation checks of `entities` for one tenant partition; never raises on a
     failed run. Without an `instance`, the persistent local one is opened."""
+    from gtm_pipeline.cli.instance import local_instance, on_instance
+    from gtm_pipeline.cli.sync import failure_message
+    from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
+    from gtm_pipeline.defs.reconciliation import RECONCILIATION_CHECK, reconcile_run_config
+
     if instance is None:
         with local_instance() as opened:
             return run_reconciliation(
@@ -134,6 +134,9 @@ def _cell(row: dict[str, Any], name: str) -> str:
 
 def reconciliation_table(results: dict[str, dict[str, Any]]) -> str:
     """One row per entity: outcome, each class as before->after, records re-read, API calls."""
+    from gtm_pipeline.defs.assets import asset_key
+    from gtm_pipeline.defs.reconciliation import COUNTED
+
     columns = (*COUNTED, "reread", "api_calls")
     widths = [max(len(c), 6) + 2 for c in columns]
     header = f"{'entity':<14}{'outcome':<14}" + "".join(

@@ -1,4 +1,4 @@
-"""`gtm-pipeline mapping`: show, suggest, set and validate a tenant's field mappings.
+"""Mapping files: parse, suggest, render, and check them against an org (`gtm-pipeline mapping`).
 
 The mapping file is YAML: entity name (`accounts`, `persons` or `contacts`, `opportunities`) →
 list of `{target, source, transform, required}`. `set` validates every entity of the file
@@ -8,24 +8,19 @@ against the org's describe first and saves them all in one transaction, or nothi
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import click
 import sqlalchemy as sa
 import yaml
 
-from gtm_pipeline import config
 from gtm_pipeline.salesforce.metadata import DescribeClient, FieldInfo, describe_object
-from gtm_pipeline.store import make_engine, upgrade
 from gtm_pipeline.sync.entities import ENTITIES, SYNC_ORDER, Entity, FieldMapping
 from gtm_pipeline.sync.mapping import (
     CUSTOM_FIELDS_PREFIX,
     MappingError,
     canonical_targets,
-    effective_mappings,
-    load_mappings,
     related_describes,
     save_mappings,
     validate_mappings,
@@ -164,142 +159,9 @@ def show_table(rows: list[tuple[str, FieldMapping, str]]) -> str:
                      for row in cells)  # fmt: skip
 
 
-# --- click ----------------------------------------------------------------------------------
-
-
-def store_engine() -> sa.Engine:
-    engine = make_engine(config.database_url())
-    upgrade(engine)
-    return engine
-
-
-def _tenant_client(engine: sa.Engine, tenant_id: str) -> DescribeClient:
-    from gtm_pipeline.connect.tokens import client_for_tenant
-
-    return client_for_tenant(engine, tenant_id)
-
-
-client_factory: Callable[[sa.Engine, str], DescribeClient] = _tenant_client
-"""How commands reach a tenant's org; replaced by tests and embedding programs."""
-
-
-def checked_tenant(value: str) -> str:
-    from gtm_pipeline.web import identifiers
-
-    try:
-        return identifiers.tenant_id(value)
-    except identifiers.InvalidIdentifier as exc:
-        raise click.BadParameter(str(exc), param_hint="--tenant") from None
-
-
-def one_line_error(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-
-
-def _read_file(path: str) -> str:
+def read_mapping_file(path: str) -> str:
+    """The text of a mapping file, refusing one larger than MAX_FILE_BYTES."""
     file = Path(path)
     if file.stat().st_size > MAX_FILE_BYTES:
         raise MappingError(f"{path}: a mapping file larger than {MAX_FILE_BYTES} bytes")
     return file.read_text(encoding="utf-8")
-
-
-def org_client(engine: sa.Engine, tenant: str) -> DescribeClient:
-    try:
-        return client_factory(engine, tenant)
-    except Exception as exc:  # not connected, bad settings: one line, no traceback
-        raise one_line_error(exc) from exc
-
-
-def _echo_warnings(warnings: list[str]) -> None:
-    for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
-
-
-@click.group("mapping")
-def mapping() -> None:
-    """Show, suggest, set and validate a tenant's field mappings."""
-
-
-tenant_option = click.option("--tenant", required=True, help="Tenant id (a connected tenant).")
-file_type = click.Path(exists=True, dir_okay=False, readable=True)
-
-
-@mapping.command("show")
-@tenant_option
-@click.option("--entity", "entity_name", default=None, help="Only this entity.")
-def show(tenant: str, entity_name: str | None) -> None:
-    """Print the effective mappings: the defaults and what the tenant changed."""
-    tenant = checked_tenant(tenant)
-    try:
-        entities = [entity_for(entity_name)] if entity_name else list(SYNC_ORDER)
-        engine = store_engine()
-        rows: list[tuple[str, FieldMapping, str]] = []
-        with engine.connect() as conn:
-            for ent in entities:
-                own = set(load_mappings(conn, tenant, ent.name))
-                for m in effective_mappings(conn, tenant, ent.name):
-                    rows.append((ent.name, m, "tenant" if m in own else "default"))
-    except MappingError as exc:
-        raise one_line_error(exc) from exc
-    click.echo(show_table(rows))
-
-
-@mapping.command("suggest")
-@tenant_option
-@click.option("--entity", "entity_name", required=True, help="Entity to suggest mappings for.")
-@click.option("--refresh", is_flag=True, help="Read describe again instead of the cache.")
-def suggest(tenant: str, entity_name: str, refresh: bool) -> None:
-    """Print a mapping file (YAML) for the org's custom fields of an entity."""
-    tenant = checked_tenant(tenant)
-    try:
-        ent = entity_for(entity_name)
-    except MappingError as exc:
-        raise one_line_error(exc) from exc
-    engine = store_engine()
-    client = org_client(engine, tenant)
-    try:
-        fields = describe_object(client, ent.sf_object, refresh=refresh)
-    except Exception as exc:
-        raise one_line_error(exc) from exc
-    suggested = suggest_mappings(ent, fields)
-    if not suggested:
-        click.echo(f"# {ent.sf_object} has no custom fields", err=True)
-    click.echo(render_yaml({ent.name: suggested}), nl=False)
-
-
-@mapping.command("set")
-@tenant_option
-@click.option("--file", "path", required=True, type=file_type, help="The mapping YAML file.")
-def set_(tenant: str, path: str) -> None:
-    """Validate the file against the org's describe, then save it (all entities or none)."""
-    tenant = checked_tenant(tenant)
-    engine = store_engine()
-    client = org_client(engine, tenant)
-    try:
-        warnings = set_mappings_from_file(engine, client, tenant, _read_file(path))
-    except MappingError as exc:
-        raise one_line_error(exc) from exc
-    for name, entity_warnings in warnings.items():
-        _echo_warnings(entity_warnings)
-        click.echo(f"{name}: saved")
-
-
-@mapping.command("validate")
-@tenant_option
-@click.option("--file", "path", default=None, type=file_type, help="A file to check instead.")
-def validate(tenant: str, path: str | None) -> None:
-    """Check a mapping file, or the stored mappings, against the org's describe."""
-    tenant = checked_tenant(tenant)
-    engine = store_engine()
-    try:
-        if path:
-            by_entity = parse_mapping_file(_read_file(path))
-        else:
-            with engine.connect() as conn:
-                by_entity = {e.name: effective_mappings(conn, tenant, e.name) for e in SYNC_ORDER}
-        client = org_client(engine, tenant)
-        for name, mappings in by_entity.items():
-            _echo_warnings(validate_against_org(client, tenant, name, mappings))
-            click.echo(f"{name}: valid")
-    except MappingError as exc:
-        raise one_line_error(exc) from exc

@@ -23,26 +23,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import sqlalchemy as sa
 
+from gtm_pipeline.cli.common import open_store
+from gtm_pipeline.cli.connect import connect
 from gtm_pipeline.config import database_url, gtm_home
-from gtm_pipeline.connect.cli import connect
-from gtm_pipeline.defs.commands import run_sync, summary_table
-from gtm_pipeline.defs.instance import local_instance
-from gtm_pipeline.defs.writeback_commands import results_table, run_writeback
-from gtm_pipeline.emulator.org import Org
-from gtm_pipeline.emulator.testing import EmulatorHandle, running_emulator
 from gtm_pipeline.private_files import private_dir, private_file
-from gtm_pipeline.store import make_engine, safe_url, upgrade
-from gtm_pipeline.store.tenants import delete_synced_data
-from gtm_pipeline.writeback.mapping import (
-    DEFAULT_FIELD_MAP,
-    ENTITY_TYPES,
-    save_writeback_map,
-    validate_writeback_map,
-)
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from gtm_pipeline.emulator.testing import EmulatorHandle
 
 DEMO_TENANT = "demo"
 
@@ -123,6 +116,12 @@ def _change_records(emulator: EmulatorHandle) -> list[str]:
 def _map_score_fields(engine: sa.Engine) -> list[str]:
     """Map each entity type's scores to the org's score fields, as a tenant would."""
     from gtm_pipeline.connect.tokens import client_for_tenant
+    from gtm_pipeline.writeback.mapping import (
+        DEFAULT_FIELD_MAP,
+        ENTITY_TYPES,
+        save_writeback_map,
+        validate_writeback_map,
+    )
 
     client = client_for_tenant(engine, DEMO_TENANT)
     lines = []
@@ -171,9 +170,16 @@ def demo(
     ui_port: int,
 ) -> None:
     """Run the pipeline end to end against a local Salesforce emulator."""
+    from gtm_pipeline.cli.instance import local_instance
+    from gtm_pipeline.cli.sync import run_sync, summary_table
+    from gtm_pipeline.cli.writeback import results_table, run_writeback
+    from gtm_pipeline.emulator.org import Org
+    from gtm_pipeline.emulator.testing import running_emulator
+    from gtm_pipeline.store import safe_url
+    from gtm_pipeline.store.tenants import delete_synced_data
+
     home = private_dir(gtm_home())
-    engine = make_engine(database_url())
-    upgrade(engine)
+    engine = open_store()
     with engine.begin() as conn:
         delete_synced_data(conn, DEMO_TENANT)
     click.echo(f"Store: {safe_url(database_url())}")

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import dagster as dg
 
-from gtm_pipeline.defs.commands import failure_message
-from gtm_pipeline.defs.instance import local_instance, on_instance
-from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
-from gtm_pipeline.defs.scoring_assets import scores_asset
-from gtm_pipeline.defs.writeback_assets import (
-    PROGRESS_RESOURCE,
-    WRITEBACK_KEY,
-    WRITEBACK_ORDER,
-    WritebackProgress,
-    no_progress,
-    progress_resource,
-    score_writeback_asset,
-)
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from gtm_pipeline.defs.writeback_assets import WritebackProgress
 
 RESULT_COLUMNS = ("total", "success", "failed", "skipped_unchanged", "requests")
 
@@ -40,7 +30,7 @@ def run_writeback(
     *,
     instance: dg.DagsterInstance | None = None,
     resources: dict[str, object] | None = None,
-    progress: WritebackProgress = no_progress,
+    progress: WritebackProgress | None = None,
     log_level: str = "INFO",
 ) -> WritebackRun:
     """Materialize `scoring/scores` then `salesforce/score_writeback`; never raises on a failed run.
@@ -49,6 +39,21 @@ def run_writeback(
     checks of the syncs run there and the run shows up in the Dagster UI. `progress` receives
     (entity type, records settled, records to send) as each batch lands.
     """
+    import dagster as dg
+
+    from gtm_pipeline.cli.instance import local_instance, on_instance
+    from gtm_pipeline.cli.sync import failure_message
+    from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
+    from gtm_pipeline.defs.scoring_assets import scores_asset
+    from gtm_pipeline.defs.writeback_assets import (
+        PROGRESS_RESOURCE,
+        WRITEBACK_KEY,
+        WRITEBACK_ORDER,
+        no_progress,
+        progress_resource,
+        score_writeback_asset,
+    )
+
     if instance is None:
         with local_instance() as opened:
             return run_writeback(
@@ -69,7 +74,7 @@ def run_writeback(
             partition_key=tenant_id,
             resources={
                 **(resources or defs.resources),
-                PROGRESS_RESOURCE: progress_resource(progress),
+                PROGRESS_RESOURCE: progress_resource(progress or no_progress),
             },
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             tags={TENANT_TAG: tenant_id},

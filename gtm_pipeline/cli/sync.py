@@ -6,15 +6,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import click
-import dagster as dg
 
-from gtm_pipeline.defs.assets import asset_key, sync_assets
-from gtm_pipeline.defs.instance import local_instance, on_instance
-from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
 from gtm_pipeline.sync.entities import SYNC_ORDER
 
 if TYPE_CHECKING:
-    from gtm_pipeline.defs.reconcile_commands import ReconcileRun
+    import dagster as dg
+
+    from gtm_pipeline.cli.reconcile import ReconcileRun
 
 SUMMARY_COLUMNS = ("mode", "rows_read", "rows_loaded", "rows_rejected", "rows_deleted",
                    "pages", "api_calls")  # fmt: skip
@@ -56,6 +54,12 @@ def run_sync(
     followed by a run of the reconciliation checks (as the sensor does for scheduled full syncs),
     unless `reconcile` is False: a full read cannot see what was purged from Salesforce.
     """
+    import dagster as dg
+
+    from gtm_pipeline.cli.instance import local_instance, on_instance
+    from gtm_pipeline.defs.assets import sync_assets
+    from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
+
     if instance is None:
         with local_instance() as opened:
             return run_sync(
@@ -85,13 +89,15 @@ def run_sync(
     run = SyncRun(result.success, result.run_id, summary, failure_message(result))
     if not (reconcile and full and run.success):
         return run
-    from gtm_pipeline.defs.reconcile_commands import run_reconciliation
+    from gtm_pipeline.cli.reconcile import run_reconciliation
 
     reconciliation = run_reconciliation(tenant_id, instance=instance, resources=resources)
     return replace(run, reconciliation=reconciliation)
 
 
 def summary_table(summary: dict[str, dict[str, object]]) -> str:
+    from gtm_pipeline.defs.assets import asset_key
+
     header = f"{'entity':<14}" + "".join(f"{c:>14}" for c in SUMMARY_COLUMNS)
     lines = [header]
     for entity in SYNC_ORDER:
@@ -115,7 +121,7 @@ def sync(tenant: str, full: bool) -> None:
         raise click.ClickException(run.failure or "the sync failed")
     click.echo(f"Sync of {tenant} succeeded (Dagster run {run.run_id}).")
     if run.reconciliation is not None:
-        from gtm_pipeline.defs.reconcile_commands import echo_outcome, reconciliation_table
+        from gtm_pipeline.cli.reconcile import echo_outcome, reconciliation_table
 
         click.echo("\nReconciliation after the full sync:")
         if run.reconciliation.results:

@@ -1,0 +1,67 @@
+"""What the commands share: the store, a checked tenant id, and a tenant's org.
+
+Imports of the store, the web identifiers and the Salesforce client happen inside the functions,
+so that `gtm-pipeline --help` and a command's `--help` load click and nothing heavy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from gtm_pipeline.errors import GtmError
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from gtm_pipeline.salesforce.metadata import DescribeClient
+
+
+class ShownError(GtmError, click.ClickException):
+    """A `GtmError` as the CLI shows it, like click's own errors: `Error: <its user message>` on
+    stderr, exit 1."""
+
+
+class GtmGroup(click.Group):
+    """A command group whose commands' `GtmError`s end as one line and exit 1, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GtmError as exc:
+            raise ShownError(exc.user_message) from exc
+
+
+def open_store() -> sa.Engine:
+    """The store (DATABASE_URL, else the SQLite file under GTM_HOME), migrated; the caller
+    disposes it."""
+    from gtm_pipeline.store import open_store as migrated
+
+    return migrated()
+
+
+def checked_tenant(value: str, param: str = "--tenant") -> str:
+    """`value` as a tenant id, or a usage error naming `param`."""
+    from gtm_pipeline.web import identifiers
+
+    try:
+        return identifiers.tenant_id(value)
+    except identifiers.InvalidIdentifier as exc:
+        raise click.BadParameter(str(exc), param_hint=param) from None
+
+
+def _tenant_client(engine: sa.Engine, tenant_id: str) -> DescribeClient:
+    from gtm_pipeline.connect.tokens import client_for_tenant
+
+    return client_for_tenant(engine, tenant_id)
+
+
+client_factory: Callable[[sa.Engine, str], DescribeClient] = _tenant_client
+"""How commands reach a tenant's org; replaced by tests and embedding programs."""
+
+
+def org_client(engine: sa.Engine, tenant: str) -> DescribeClient:
+    """The tenant's org client (errors such as "not connected" reach the CLI as one line)."""
+    return client_factory(engine, tenant)

@@ -1,0 +1,53 @@
+"""The package's import graph keeps its shape: the contracts in pyproject.toml, and a fast CLI.
+
+`[tool.importlinter]` puts the entry points (cli, definitions, web and defs) above the library:
+nothing below them imports them, and the packages of one layer do not import each other, so the
+package graph has no cycle. The CLI's command modules import their heavy dependencies only when
+a command runs, so `gtm-pipeline --help` loads neither Dagster nor pandas.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from gtm_pipeline.cli.writeback_mapping import ALLOW_STANDARD_FLAG, writeback_mapping
+from gtm_pipeline.writeback import mapping as writeback_rules
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+HEAVY = ("dagster", "pandas", "pandera", "sqlalchemy", "uvicorn", "starlette")
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter: import-linter reconfigures logging (disabling every logger
+    already made), and the help probe must start with nothing imported."""
+    return subprocess.run(  # noqa: S603 - this interpreter, fixed code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+
+
+def test_the_import_contracts_are_kept():
+    run = _python(
+        "import sys; from importlinter.cli import lint_imports; "
+        f"sys.exit(lint_imports(config_filename={str(PYPROJECT)!r}, no_cache=True))"
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+
+def test_the_cli_and_its_help_load_nothing_heavy():
+    probe = (
+        "import sys; from click.testing import CliRunner; from gtm_pipeline.cli import main; "
+        "run = CliRunner().invoke; assert run(main, ['--help']).exit_code == 0; "
+        "assert run(main, ['mapping', 'writeback', 'set', '--help']).exit_code == 0; "
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    run = _python(probe)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "[]"
+
+
+def test_the_cli_names_the_flag_the_writeback_refusals_name():
+    options = {o for p in writeback_mapping.commands["set"].params for o in p.opts}
+    assert ALLOW_STANDARD_FLAG == writeback_rules.ALLOW_STANDARD_FLAG
+    assert ALLOW_STANDARD_FLAG in options
