@@ -123,6 +123,37 @@ class SalesforceSettings:
         )
 
 
+DEFAULT_BULK_THRESHOLD = 50_000
+BULK_THRESHOLD_VARIABLE = "GTM_BULK_THRESHOLD"
+DEFAULT_ERROR_RATE = 0.05
+ERROR_RATE_VARIABLE = "GTM_QUALITY_ERROR_RATE"
+
+
+def bulk_threshold(environ: Mapping[str, str] | None = None) -> int:
+    """Records above which a full sync reads through Bulk API 2.0 (`GTM_BULK_THRESHOLD`)."""
+    raw = (_env(environ).get(BULK_THRESHOLD_VARIABLE) or "").strip()
+    if not raw:
+        return DEFAULT_BULK_THRESHOLD
+    if not raw.isdigit():
+        raise ConfigError(f"{BULK_THRESHOLD_VARIABLE} must be a whole number of records, 0 or more")
+    return int(raw)
+
+
+def quality_error_rate(environ: Mapping[str, str] | None = None) -> float:
+    """The share of rejected rows above which a gate's finding is an ERROR, else a WARN
+    (`GTM_QUALITY_ERROR_RATE`)."""
+    raw = (_env(environ).get(ERROR_RATE_VARIABLE) or "").strip()
+    if not raw:
+        return DEFAULT_ERROR_RATE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{ERROR_RATE_VARIABLE} must be a number between 0 and 1")
+    return value
+
+
 DEFAULT_CALLBACK_URL = "http://127.0.0.1:8765/api/connectors/salesforce/callback"
 MIN_STATE_SECRET_LENGTH = 32
 

@@ -29,11 +29,11 @@ def quality(tenant: str, entity: str | None, limit: int) -> None:
     """Print the quality gates' report of a tenant: counts per gate and the first failures."""
     import sqlalchemy as sa
 
+    from gtm_pipeline.config import quality_error_rate
     from gtm_pipeline.store.tables import sync_state
-    from gtm_pipeline.sync.quality import error_rate
     from gtm_pipeline.sync.quality_report import quality_report
 
-    threshold = error_rate()
+    threshold = quality_error_rate()
     engine = open_store()
     try:
         with engine.connect() as conn:

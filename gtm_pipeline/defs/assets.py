@@ -16,6 +16,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
+from gtm_pipeline.config import bulk_threshold
 from gtm_pipeline.defs.checks import (
     quality_check_results,
     quality_check_specs,
@@ -125,6 +126,7 @@ def build_sync_asset(entity: Entity, upstream: Entity | None) -> dg.AssetsDefini
             lookback=timedelta(minutes=config.lookback_minutes),
             batch_size=salesforce.batch_size,
             run_id=context.run.run_id,
+            bulk_threshold=bulk_threshold(),
         )
         try:
             client = salesforce.client(engine, tenant_id)

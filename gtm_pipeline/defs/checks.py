@@ -21,6 +21,7 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
+from gtm_pipeline.config import quality_error_rate
 from gtm_pipeline.store.quarantine import failures_for, standing_counts, twins_of
 from gtm_pipeline.sync.quality import (
     DEDUPLICATION,
@@ -30,13 +31,11 @@ from gtm_pipeline.sync.quality import (
     QualityStats,
     StageSummary,
     Standing,
-    error_rate,
     failures_markdown,
     stage_summaries,
 )
 
 __all__ = [
-    "error_rate",
     "quality_check_results",
     "quality_check_specs",
     "run_failures",
@@ -90,7 +89,7 @@ def quality_check_results(
     limit: int = FAILURES_SHOWN,
 ) -> list[dg.AssetCheckResult]:
     """One result per gate: counts, rates, threshold and a Markdown table of its first failures."""
-    threshold = error_rate()
+    threshold = quality_error_rate()
     results = []
     for summary in stage_summaries(stats, threshold, standing):
         own = [f for f in failures if f.get("stage") == summary.stage]

@@ -24,11 +24,11 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from gtm_pipeline.config import bulk_threshold
 from gtm_pipeline.defs.assets import SYNC_RETRY_POLICY, asset_key
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.errors import GtmError
-from gtm_pipeline.sync.bulk import bulk_threshold
 from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
 from gtm_pipeline.sync.reconciliation import (
     DriftCounts,

@@ -23,8 +23,8 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
 )
 
+from gtm_pipeline.config import quality_error_rate
 from gtm_pipeline.defs.assets import SYNC_RETRY_POLICY, asset_key
-from gtm_pipeline.defs.checks import error_rate
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.defs.scoring_assets import SCORES_KEY
@@ -138,7 +138,7 @@ def result_metadata(result: WritebackResult) -> dg.MetadataValue:
 
 def failure_rate_check(results: Sequence[WritebackResult]) -> dg.AssetCheckResult:
     """WARN while failed records stay within `GTM_QUALITY_ERROR_RATE` of those sent, ERROR above."""
-    threshold = error_rate()
+    threshold = quality_error_rate()
     failed = sum(r.failed for r in results)
     sent = failed + sum(r.success for r in results)
     rate = failed / sent if sent else 0.0

@@ -1,8 +1,9 @@
 """Bulk API 2.0 extraction for large full syncs: the query, and CSV result sets as DataFrames.
 
-A full sync whose REST count (`totalSize` of the first page) is above `GTM_BULK_THRESHOLD`
-(default 50,000; `SyncOptions.bulk_threshold` wins) reads the object through one `queryAll`
-Bulk job instead of REST pages: live and deleted rows together, split by `IsDeleted`.
+A full sync whose REST count (`totalSize` of the first page) is above `SyncOptions.bulk_threshold`
+(programs pass `GTM_BULK_THRESHOLD`, default 50,000, read by `config.bulk_threshold`) reads the
+object through one `queryAll` Bulk job instead of REST pages: live and deleted rows together,
+split by `IsDeleted`.
 
 The frames handed to the transform/quality/load path must look like the REST path's, so a
 tenant's data does not depend on which API read it. CSV knows only text, so every column is read
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,7 +26,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from gtm_pipeline.config import ConfigError
 from gtm_pipeline.salesforce.errors import BulkUnavailable
 from gtm_pipeline.salesforce.metadata import DescribeClient, FieldInfo, describe_object
 from gtm_pipeline.sync.entities import Entity, FieldMapping
@@ -38,20 +37,8 @@ from gtm_pipeline.sync.mapping import (
 )
 from gtm_pipeline.sync.soql import check_identifier, select_fields
 
-DEFAULT_BULK_THRESHOLD = 50_000
-BULK_THRESHOLD_VARIABLE = "GTM_BULK_THRESHOLD"
 NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
 _PARSE = pacsv.ParseOptions(newlines_in_values=True)
-
-
-def bulk_threshold(environ: Mapping[str, str] | None = None) -> int:
-    """Records above which a full sync reads through Bulk API 2.0 (`GTM_BULK_THRESHOLD`)."""
-    raw = (os.environ if environ is None else environ).get(BULK_THRESHOLD_VARIABLE, "").strip()
-    if not raw:
-        return DEFAULT_BULK_THRESHOLD
-    if not raw.isdigit():
-        raise ConfigError(f"{BULK_THRESHOLD_VARIABLE} must be a whole number of records, 0 or more")
-    return int(raw)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ of hashing strings, so a Pandera check only has to compare neighbours.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +32,6 @@ import pyarrow
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
-from gtm_pipeline.config import ConfigError
 from gtm_pipeline.sync.coerce import to_date, to_number
 from gtm_pipeline.sync.entities import Entity
 
@@ -419,23 +417,6 @@ def run_gates(entity: Entity, frame: pd.DataFrame) -> QualityResult:
 
 
 # -- reporting ---------------------------------------------------------------------------------
-
-DEFAULT_ERROR_RATE = 0.05
-ERROR_RATE_VARIABLE = "GTM_QUALITY_ERROR_RATE"
-
-
-def error_rate(environ: Mapping[str, str] | None = None) -> float:
-    """The share of rejected rows above which a gate's finding is an ERROR (else a WARN)."""
-    raw = (os.environ if environ is None else environ).get(ERROR_RATE_VARIABLE, "").strip()
-    if not raw:
-        return DEFAULT_ERROR_RATE
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise ConfigError(f"{ERROR_RATE_VARIABLE} must be a number between 0 and 1")
-    return value
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from gtm_pipeline.config import DEFAULT_BULK_THRESHOLD
 from gtm_pipeline.salesforce.bulk import BulkPollPolicy, BulkQuery
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.errors import ApiLimitExceeded
@@ -44,7 +45,7 @@ from gtm_pipeline.store.versions import (
     stored_count,
     stored_versions,
 )
-from gtm_pipeline.sync.bulk import DEFAULT_BULK_THRESHOLD, read_csv_table
+from gtm_pipeline.sync.bulk import read_csv_table
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.sync.extract import iter_raw_pages
 from gtm_pipeline.sync.load import load_deletions, load_page, ready_page

@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from gtm_pipeline.config import DEFAULT_BULK_THRESHOLD
 from gtm_pipeline.salesforce.bulk import DEFAULT_MAX_RECORDS, BulkPollPolicy, BulkQuery, ResultSet
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.errors import BulkJobFailed, BulkUnavailable
@@ -46,7 +47,6 @@ from gtm_pipeline.store import (
 from gtm_pipeline.store.duplicates import defer_marks_if_first, settle_deferred_marks
 from gtm_pipeline.sync.bulk import (
     BulkPlan,
-    bulk_threshold,
     plan_bulk_query,
     read_result_set,
     split_deleted,
@@ -81,8 +81,9 @@ class SyncOptions:
     batch_size: int = 2000
     run_id: str | None = None
     bulk_threshold: int | None = None
-    """A full sync of more records than this reads through Bulk API 2.0; None reads
-    `GTM_BULK_THRESHOLD` (default 50,000) when the run starts."""
+    """A full sync of more records than this reads through Bulk API 2.0; None is
+    DEFAULT_BULK_THRESHOLD (50,000). Programs pass `config.bulk_threshold()` (GTM_BULK_THRESHOLD):
+    nothing under `sync/` reads the environment."""
     bulk_max_records: int = DEFAULT_MAX_RECORDS
     """Records per Bulk result set: the most held in memory at once."""
     bulk_poll: BulkPollPolicy = field(default_factory=BulkPollPolicy)
@@ -208,7 +209,9 @@ def _sync_entity(
     with engine.begin() as conn:
         # Checked before the run is marked started: a refused mapping changes nothing.
         resolved = resolve_mappings(client, conn, tenant_id, entity, mappings)
-    threshold = bulk_threshold() if options.bulk_threshold is None else options.bulk_threshold
+    threshold = options.bulk_threshold
+    if threshold is None:
+        threshold = DEFAULT_BULK_THRESHOLD
     with engine.begin() as conn:
         cursor = get_cursor(conn, tenant_id, entity.name)
         deleted_cursor = get_cursor(conn, tenant_id, deleted_cursor_key(entity))

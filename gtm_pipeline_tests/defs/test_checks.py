@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from gtm_pipeline.cli.instance import on_instance
 from gtm_pipeline.cli.quality import quality
-from gtm_pipeline.config import ConfigError
+from gtm_pipeline.config import ConfigError, quality_error_rate
 from gtm_pipeline.defs.assets import asset_key, sync_assets
 from gtm_pipeline.defs.checks import quality_check_results
 from gtm_pipeline.defs.partitions import salesforce_tenants
@@ -24,7 +24,6 @@ from gtm_pipeline.sync.quality import (
     TYPE_COERCION,
     QualityStats,
     Standing,
-    error_rate,
     failures_markdown,
     markdown_cell,
 )
@@ -97,7 +96,7 @@ def test_without_a_standing_the_run_rate_is_judged(monkeypatch):
 def test_a_bad_threshold_names_the_variable(monkeypatch, raw):
     monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", raw)
     with pytest.raises(ConfigError, match="GTM_QUALITY_ERROR_RATE"):
-        error_rate()
+        quality_error_rate()
 
 
 def test_each_check_tables_only_its_own_failures_up_to_the_limit():
