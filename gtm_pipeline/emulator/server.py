@@ -1,7 +1,8 @@
 """Run the emulator: in a background thread (tests, demo) or blocking until Ctrl-C (CLI).
 
-Both paths bind the listening socket first, so `port=0` resolves to a real port before the
-TLS files, the OAuth URLs and emulator.json are made; then uvicorn serves on that socket.
+Both paths bind the socket and listen on it first, so `port=0` resolves to a real port before
+the TLS files, the OAuth URLs and emulator.json are made, and a client reading emulator.json
+can connect at once; then uvicorn serves on that socket.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gtm_pipeline.private_files import create_private_dirs
 
 LOOPBACK_HOSTS = {"127.0.0.1": socket.AF_INET, "localhost": socket.AF_INET, "::1": socket.AF_INET6}
 INFO_FILE = "emulator.json"
+LISTEN_BACKLOG = 2048  # uvicorn's default backlog
 START_TIMEOUT = 20.0
 
 
@@ -46,6 +48,9 @@ def _bind(host: str, port: int) -> socket.socket:
     address = "127.0.0.1" if host == "localhost" else host
     try:
         sock.bind((address, port))
+        # Listening now, before emulator.json announces the port: a client that starts as soon
+        # as the file appears is queued by the kernel until uvicorn accepts, never refused.
+        sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
         raise EmulatorStartError(f"cannot listen on {address}:{port}: {exc.strerror}") from exc
