@@ -14,6 +14,7 @@ The demo tenant's synced data is cleared at the start, so each run tells the sam
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -133,11 +134,17 @@ def _map_score_fields(engine: sa.Engine) -> list[str]:
     return lines
 
 
+UI_STOP_SECONDS = 20.0
+"""How long `dagster dev` gets to shut down after Ctrl-C before its processes are terminated."""
+
+
 def _serve_ui(port: int) -> None:
     command = [sys.executable, "-m", "dagster", "dev", "-m", "gtm_pipeline.definitions",
                "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
     click.echo(f"Starting the Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it and the demo)")
-    process = subprocess.Popen(command, env=os.environ.copy())  # noqa: S603
+    # In a session of its own, so a terminal's Ctrl-C reaches the demo alone, which then stops
+    # the whole group: dagster dev, its daemon, webserver and code server.
+    process = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)  # noqa: S603
 
     def stop(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -146,10 +153,41 @@ def _serve_ui(port: int) -> None:
     try:
         process.wait()
     except KeyboardInterrupt:
-        process.terminate()
-        process.wait(timeout=30)
+        click.echo("Stopping the Dagster UI ...")
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: no traceback
+        try:
+            stop_process_group(process, UI_STOP_SECONDS)
+        finally:
+            signal.signal(signal.SIGINT, interrupt)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], grace: float) -> None:
+    """Stop `process` and every process of its group: SIGINT (a clean shutdown), then after
+    `grace` seconds SIGTERM, then SIGKILL, each time until none of them is left."""
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        if _group_gone(process, wait):
+            break
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=1)
+
+
+def _group_gone(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether every process of `process`'s group has exited within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.poll()  # reap the leader, so it does not linger as a zombie of the group
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 @click.command("demo")
