@@ -9,6 +9,9 @@ REQUESTS_CA_BUNDLE is left as the machine sets it, so tests see the wire as prod
 The emulator serves on 127.0.0.1, outside Salesforce's domains, so SALESFORCE_ALLOW_ANY_INSTANCE
 is 1 for the whole session (and the processes it spawns), as the demo sets it; tests of the
 refusal build their settings with it off.
+
+Fixtures several folders share come from the plugins in `pytest_plugins` below; plain helpers and
+constants that test modules import live in `gtm_pipeline_tests/support/`, never in a conftest.
 """
 
 from __future__ import annotations
@@ -22,7 +25,19 @@ import sqlalchemy as sa
 
 from gtm_pipeline_tests.modes import FULL_ENV, full_mode
 
-pytest_plugins = ["gtm_pipeline_tests.secret_scan", "gtm_pipeline_tests.run_summary"]
+# Helpers shared by test modules live in gtm_pipeline_tests.support (not in conftest files);
+# rewrite their asserts as pytest rewrites a conftest's, so a failing helper explains itself.
+pytest.register_assert_rewrite("gtm_pipeline_tests.support")
+
+from gtm_pipeline_tests.support.postgres import _reset_postgres  # noqa: E402
+
+pytest_plugins = [
+    "gtm_pipeline_tests.secret_scan",
+    "gtm_pipeline_tests.run_summary",
+    # Fixtures shared across folders (connect/, web/, security/); a folder's conftest overrides.
+    "gtm_pipeline_tests.support.connect_fixtures",
+    "gtm_pipeline_tests.support.web_fixtures",
+]
 
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -69,15 +84,6 @@ def postgres_server_url() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
-
-
-def _reset_postgres(url: str) -> None:
-    """Drop every table so each test starts from an empty database."""
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-        conn.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

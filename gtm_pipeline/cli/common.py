@@ -53,9 +53,9 @@ def checked_tenant(value: str, param: str = "--tenant") -> str:
 
 
 def _tenant_client(engine: sa.Engine, tenant_id: str) -> DescribeClient:
-    from gtm_pipeline.connect.tokens import client_for_tenant
+    from gtm_pipeline.connect.tokens import TenantClients
 
-    return client_for_tenant(engine, tenant_id)
+    return TenantClients.from_env(engine).for_tenant(tenant_id)
 
 
 client_factory: Callable[[sa.Engine, str], DescribeClient] = _tenant_client

@@ -116,7 +116,7 @@ def _change_records(emulator: EmulatorHandle) -> list[str]:
 
 def _map_score_fields(engine: sa.Engine) -> list[str]:
     """Map each entity type's scores to the org's score fields, as a tenant would."""
-    from gtm_pipeline.connect.tokens import client_for_tenant
+    from gtm_pipeline.connect.tokens import TenantClients
     from gtm_pipeline.writeback.mapping import (
         DEFAULT_FIELD_MAP,
         ENTITY_TYPES,
@@ -124,7 +124,7 @@ def _map_score_fields(engine: sa.Engine) -> list[str]:
         validate_writeback_map,
     )
 
-    client = client_for_tenant(engine, DEMO_TENANT)
+    client = TenantClients.from_env(engine).for_tenant(DEMO_TENANT)
     lines = []
     for entity_type in ENTITY_TYPES:
         checked = validate_writeback_map(client, entity_type, DEFAULT_FIELD_MAP, refresh=True)

@@ -24,6 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -188,29 +189,59 @@ def session_lifetime(environ: Mapping[str, str] | None = None) -> float:
     return value
 
 
-def client_for_tenant(
-    engine: sa.Engine,
-    tenant_id: str,
-    *,
-    settings: SalesforceSettings | None = None,
-    config: ClientConfig | None = None,
-    environ: Mapping[str, str] | None = None,
-    clock: Callable[[], float] = time.time,
-) -> SalesforceClient:
-    """A SalesforceClient for a connected tenant whose tokens refresh themselves."""
-    settings = settings or SalesforceSettings.from_env(environ)
-    provider = TokenProvider(
-        engine,
-        tenant_id=tenant_id,
-        vault=TokenVault(TokenCipher.from_env(environ)),
-        oauth=OAuthClient(settings),
-        lifetime_seconds=session_lifetime(environ),
-        clock=clock,
-    )
-    config = config or ClientConfig(api_version=settings.api_version, ca_bundle=settings.ca_bundle)
-    with engine.connect() as conn:
-        connector = get_connector(conn, tenant_id)
-    org_id = connector.org_id if connector is not None else None
-    return SalesforceClient(
-        provider.credentials(), config=config, refresh=provider.refresh, org_id=org_id
-    )
+@dataclass(frozen=True)
+class TenantClients:
+    """The one way to a connected tenant's org, made once where a program starts (the CLI, the
+    web app, the Dagster resource) from its settings, then asked for any tenant's client."""
+
+    engine: sa.Engine
+    settings: SalesforceSettings
+    cipher: TokenCipher = field(repr=False)
+    lifetime_seconds: float = DEFAULT_LIFETIME_SECONDS
+    config: ClientConfig | None = None
+    """Tuning (batch size, usage guard, retries); None: the defaults with the settings' API
+    version and CA bundle."""
+    clock: Callable[[], float] = time.time
+
+    @classmethod
+    def from_env(
+        cls,
+        engine: sa.Engine,
+        environ: Mapping[str, str] | None = None,
+        *,
+        settings: SalesforceSettings | None = None,
+        config: ClientConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> TenantClients:
+        """Settings from the environment: SALESFORCE_* (unless `settings` is given), the
+        encryption key, the session lifetime."""
+        env = os.environ if environ is None else environ
+        return cls(
+            engine,
+            settings or SalesforceSettings.from_env(env),
+            TokenCipher.from_env(env),
+            session_lifetime(env),
+            config,
+            clock,
+        )
+
+    def for_tenant(self, tenant_id: str) -> SalesforceClient:
+        """A SalesforceClient for a connected tenant whose tokens refresh themselves."""
+        settings = self.settings
+        provider = TokenProvider(
+            self.engine,
+            tenant_id=tenant_id,
+            vault=TokenVault(self.cipher),
+            oauth=OAuthClient(settings),
+            lifetime_seconds=self.lifetime_seconds,
+            clock=self.clock,
+        )
+        config = self.config or ClientConfig(
+            api_version=settings.api_version, ca_bundle=settings.ca_bundle
+        )
+        with self.engine.connect() as conn:
+            connector = get_connector(conn, tenant_id)
+        org_id = connector.org_id if connector is not None else None
+        return SalesforceClient(
+            provider.credentials(), config=config, refresh=provider.refresh, org_id=org_id
+        )

@@ -10,8 +10,9 @@ from pydantic import Field, PrivateAttr
 
 from gtm_pipeline.config import SalesforceSettings
 from gtm_pipeline.config import database_url as configured_database_url
-from gtm_pipeline.connect.tokens import client_for_tenant, session_lifetime
+from gtm_pipeline.connect.tokens import TenantClients, session_lifetime
 from gtm_pipeline.salesforce.client import ClientConfig, SalesforceClient
+from gtm_pipeline.salesforce.crypto import TokenCipher
 from gtm_pipeline.store import make_engine, upgrade
 
 
@@ -68,25 +69,24 @@ class SalesforceResource(dg.ConfigurableResource):
         }
         return SalesforceSettings.from_env(env)
 
-    def client(self, engine: sa.Engine, tenant_id: str) -> SalesforceClient:
+    def clients(self, engine: sa.Engine) -> TenantClients:
+        """The client factory for the tenants of `engine`'s store, with this resource's settings."""
         settings = self.settings()
-        return client_for_tenant(
+        return TenantClients(
             engine,
-            tenant_id,
-            settings=settings,
-            config=ClientConfig(
+            settings,
+            TokenCipher.from_env({"CONNECTOR_ENCRYPTION_KEY": self.encryption_key}),
+            self.session_lifetime_seconds or session_lifetime(),
+            ClientConfig(
                 api_version=settings.api_version,
                 ca_bundle=settings.ca_bundle,
                 batch_size=self.batch_size,
                 usage_guard_share=self.usage_guard_share,
             ),
-            environ={
-                "CONNECTOR_ENCRYPTION_KEY": self.encryption_key,
-                "SALESFORCE_SESSION_LIFETIME_SECONDS": str(
-                    self.session_lifetime_seconds or session_lifetime()
-                ),
-            },
         )
+
+    def client(self, engine: sa.Engine, tenant_id: str) -> SalesforceClient:
+        return self.clients(engine).for_tenant(tenant_id)
 
 
 def salesforce_resource_from_env() -> SalesforceResource:

@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gtm_pipeline.config import ConfigError
-from gtm_pipeline.connect.tokens import client_for_tenant
+from gtm_pipeline.connect.tokens import TenantClients
 from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.crypto import TokenDecryptError
@@ -106,8 +106,9 @@ class TenantUnavailable(GtmError):
 
 
 def tenant_clients_from_env(engine: sa.Engine) -> TenantClientFactory:
-    """Clients configured like every other command: SALESFORCE_* and the encryption key."""
-    return lambda tenant_id: client_for_tenant(engine, tenant_id)
+    """Clients configured like every other command: SALESFORCE_* and the encryption key, read
+    when a page needs the org (a missing setting is that page's error, not the app's)."""
+    return lambda tenant_id: TenantClients.from_env(engine).for_tenant(tenant_id)
 
 
 # -- request helpers ---------------------------------------------------------------------------

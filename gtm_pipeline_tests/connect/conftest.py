@@ -1,17 +1,10 @@
-"""Fixtures for the connect services: an emulator, a migrated store, keys, and the wired flow.
+"""Fixtures for the connect services.
 
-- `emulator`: a fresh HTTPS emulator per test (about 0.1 s), on the shared small org, driven by
-  the test's `clock` (a ManualClock starting now), so tests can age tokens and states.
-- `store_engine`: a migrated store, once on SQLite and once on PostgreSQL (`database_url`).
-- `cipher`, `signer`: a random encryption key and state secret per test.
-- `connect_env`: the environment `ConnectFlow.from_env` / `client_for_tenant` read, also set in
-  os.environ (and so inherited by spawned processes).
-- `flow`: a ConnectFlow on all of the above; `connect_tenant(tenant_id)` runs the whole flow
-  through the emulator and returns the callback's outcome.
-- `BINDING`: the browser and operator tests start and finish flows as (a flow finishes only for
-  the binding it was started with; tests of that rule make their own).
-- `follow_authorize(handle, url, decision=...)`: plays the browser: follows an authorize URL,
-  clicks Allow or Deny on a consent page, and returns the callback's query parameters.
+The emulator, store, keys and wired flow (`emulator`, `store_engine`, `cipher`, `signer`,
+`connect_env`, `flow`, `connect_tenant`, ...) are shared with web/ and security/ by the plugin
+`gtm_pipeline_tests/support/connect_fixtures.py`, listed in `pytest_plugins` of the root
+conftest. `BINDING`, `CALLBACK_URL`, `follow_authorize` and `settings_for` live in
+`gtm_pipeline_tests/support/connect.py`.
 
 REQUESTS_CA_BUNDLE stays set (the system store), so the emulator's CA only wins where the code
 under test makes it win.
@@ -19,202 +12,16 @@ under test makes it win.
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Callable, Iterator
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Callable
 
 import pytest
-import sqlalchemy as sa
 
-from gtm_pipeline.config import SalesforceSettings
-from gtm_pipeline.connect.flow import ConnectFlow, ConnectOutcome, FlowBinding
-from gtm_pipeline.connect.vault import TokenVault
-from gtm_pipeline.emulator.org import Org
-from gtm_pipeline.emulator.testing import (
-    CAPinnedSession,
-    EmulatorHandle,
-    ManualClock,
-    answer_consent,
-    running_emulator,
-)
-from gtm_pipeline.salesforce.crypto import TokenCipher
-from gtm_pipeline.salesforce.oauth import OAuthClient
-from gtm_pipeline.salesforce.oauth_state import StateSigner
-
-CALLBACK_URL = "http://127.0.0.1:8765/api/connectors/salesforce/callback"
-CONNECTOR_ID = "salesforce"
-SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-CONNECT_COUNTS = {"Account": 10, "Contact": 30, "Opportunity": 10}
-BINDING = FlowBinding.new(operator_id="op_tests")
+from gtm_pipeline_tests.support.connect import follow_authorize
 
 
 @pytest.fixture(autouse=True)
-def _system_ca_bundle_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the requests override that bites in production active in every connect test."""
-    if not os.environ.get("REQUESTS_CA_BUNDLE"):
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", SYSTEM_CA_BUNDLE)
-
-
-@pytest.fixture(scope="session")
-def connect_org() -> Org:
-    return Org.generate(seed=21, counts=CONNECT_COUNTS, dirty_ratio=0.05)
-
-
-@pytest.fixture()
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture()
-def start_emulator(
-    tmp_path_factory: pytest.TempPathFactory, connect_org: Org, clock: ManualClock
-) -> Iterator[Callable[..., EmulatorHandle]]:
-    """Start an emulator with given options (default: the small org, the test's clock)."""
-    managers: list[Any] = []
-
-    def start(**options: Any) -> EmulatorHandle:
-        options.setdefault("org", connect_org)
-        options.setdefault("clock", clock)
-        manager = running_emulator(tmp_path_factory.mktemp("emulator"), **options)
-        handle = manager.__enter__()
-        managers.append(manager)
-        return handle
-
-    yield start
-    for manager in reversed(managers):
-        manager.__exit__(None, None, None)
-
-
-@pytest.fixture()
-def emulator(start_emulator: Callable[..., EmulatorHandle]) -> EmulatorHandle:
-    """An auto-approving emulator: authorize redirects straight back with a code."""
-    return start_emulator()
-
-
-@pytest.fixture()
-def store_engine(engine: sa.Engine) -> sa.Engine:
-    """The shared migrated `engine` (SQLite and PostgreSQL), under the name these tests use."""
-    return engine
-
-
-@pytest.fixture()
-def encryption_key() -> str:
-    return secrets.token_hex(32)
-
-
-@pytest.fixture()
-def cipher(encryption_key: str) -> TokenCipher:
-    return TokenCipher(encryption_key)
-
-
-@pytest.fixture()
-def vault(cipher: TokenCipher) -> TokenVault:
-    return TokenVault(cipher)
-
-
-@pytest.fixture()
-def state_secret() -> str:
-    return secrets.token_urlsafe(32)
-
-
-@pytest.fixture()
-def signer(state_secret: str, clock: ManualClock) -> StateSigner:
-    return StateSigner(state_secret, clock=clock)
-
-
-def settings_for(emulator: EmulatorHandle) -> SalesforceSettings:
-    """The connected app's settings for `emulator` (login URL, API version, CA, client)."""
-    info = emulator.info
-    return SalesforceSettings(
-        login_url=info["login_url"],
-        api_version=info["api_version"],
-        ca_bundle=info["ca_bundle"],
-        client_id=info["client_id"],
-        client_secret=info["client_secret"],
-        allow_any_instance=True,  # the emulator serves on 127.0.0.1, not a Salesforce domain
-    )
-
-
-@pytest.fixture()
-def sf_settings(emulator: EmulatorHandle) -> SalesforceSettings:
-    return settings_for(emulator)
-
-
-@pytest.fixture()
-def oauth_client(sf_settings: SalesforceSettings) -> OAuthClient:
-    return OAuthClient(sf_settings)
-
-
-@pytest.fixture()
-def connect_env(
-    emulator: EmulatorHandle,
-    database_url: str,
-    encryption_key: str,
-    state_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> dict[str, str]:
-    """The environment of a deployment pointed at the emulator and the test store."""
-    info = emulator.info
-    env = {
-        "SALESFORCE_CLIENT_ID": info["client_id"],
-        "SALESFORCE_CLIENT_SECRET": info["client_secret"],
-        "SALESFORCE_LOGIN_URL": info["login_url"],
-        "SALESFORCE_CA_BUNDLE": info["ca_bundle"],
-        "SALESFORCE_API_VERSION": info["api_version"],
-        "SALESFORCE_CALLBACK_URL": CALLBACK_URL,
-        "SALESFORCE_ALLOW_ANY_INSTANCE": "1",
-        "CONNECTOR_ENCRYPTION_KEY": encryption_key,
-        "CLERK_SECRET_KEY": state_secret,
-        "DATABASE_URL": database_url,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
-
-
-@pytest.fixture()
-def flow(
-    store_engine: sa.Engine,
-    oauth_client: OAuthClient,
-    signer: StateSigner,
-    vault: TokenVault,
-    clock: ManualClock,
-) -> ConnectFlow:
-    return ConnectFlow(
-        store_engine,
-        oauth=oauth_client,
-        signer=signer,
-        vault=vault,
-        callback_url=CALLBACK_URL,
-        clock=clock,
-    )
-
-
-def follow_authorize(
-    handle: EmulatorHandle, url: str, *, decision: str = "allow"
-) -> dict[str, str]:
-    """Play the browser on an authorize URL; return the parameters sent to the callback."""
-    session = CAPinnedSession(handle.info["ca_bundle"])
-    response = session.get(url, allow_redirects=False, timeout=30)
-    if response.status_code == 200:
-        response = answer_consent(session, response, decision)
-    assert response.status_code == 302, f"authorize answered {response.status_code}"
-    location = response.headers["location"]
-    assert location.startswith(CALLBACK_URL), "authorize redirected somewhere unexpected"
-    return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
-
-
-@pytest.fixture()
-def connect_tenant(flow: ConnectFlow, emulator: EmulatorHandle) -> Callable[..., ConnectOutcome]:
-    """Run start → authorize → finish for a tenant and return the outcome."""
-
-    def connect(tenant_id: str, connector_id: str = CONNECTOR_ID) -> ConnectOutcome:
-        params = follow_authorize(emulator, flow.start(tenant_id, connector_id, BINDING))
-        return flow.finish(params, BINDING)
-
-    return connect
+def _system_ca_bundle_in_env(_system_ca_bundle_in_env: None) -> None:
+    """The shared fixture of support/connect_fixtures.py, on for every test in this folder."""
 
 
 @pytest.fixture()

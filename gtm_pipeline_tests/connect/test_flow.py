@@ -25,8 +25,7 @@ from gtm_pipeline.store.connections import (
     get_connector,
 )
 from gtm_pipeline.store.tables import oauth_states
-
-from .conftest import BINDING, CALLBACK_URL
+from gtm_pipeline_tests.support.connect import BINDING, CALLBACK_URL
 
 TENANT = "acme"
 

@@ -18,8 +18,7 @@ from gtm_pipeline.connect.flow import FlowBinding
 from gtm_pipeline.salesforce.oauth_state import binding_matches
 from gtm_pipeline.store.connections import get_connector, load_token_row
 from gtm_pipeline.store.tables import oauth_states
-
-from .conftest import follow_authorize
+from gtm_pipeline_tests.support.connect import follow_authorize
 
 TENANT = "acme"
 OPERATOR = "op_acme"

@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-from gtm_pipeline.connect.tokens import TokenProvider, client_for_tenant
+from gtm_pipeline.connect.tokens import TenantClients, TokenProvider
 from gtm_pipeline.salesforce.client import Credentials
 from gtm_pipeline.salesforce.errors import SessionInvalid
 from gtm_pipeline.salesforce.oauth import OAuthClient
@@ -40,7 +40,9 @@ def test_stored_tokens_for_an_untrusted_instance_are_never_used(
     stored, untrusting, store_engine, connect_env, emulator
 ):
     with pytest.raises(SessionInvalid) as caught:
-        client_for_tenant(store_engine, TENANT, settings=untrusting, environ=connect_env)
+        TenantClients.from_env(store_engine, settings=untrusting, environ=connect_env).for_tenant(
+            TENANT
+        )
     assert "SALESFORCE_ALLOW_ANY_INSTANCE" in str(caught.value)
     _secret_free(str(caught.value), stored)
     assert emulator.control.stats()["total"] == 0  # not one request reached the instance

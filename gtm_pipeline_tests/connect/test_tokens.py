@@ -12,8 +12,8 @@ import pytest
 from gtm_pipeline.config import SalesforceSettings
 from gtm_pipeline.connect.tokens import (
     RECONNECT_MESSAGE,
+    TenantClients,
     TokenProvider,
-    client_for_tenant,
     session_lifetime,
 )
 from gtm_pipeline.connect.vault import TokenVault
@@ -209,12 +209,11 @@ def test_provider_repr_and_errors_carry_no_secret(provider, store_engine, vault,
 def test_refresh_in_the_middle_of_a_long_paginated_query(
     connect_env, store_engine, emulator, vault, connected
 ):
-    client = client_for_tenant(
+    client = TenantClients.from_env(
         store_engine,
-        TENANT,
         environ=connect_env,
         config=ClientConfig(batch_size=200, ca_bundle=emulator.info["ca_bundle"]),
-    )
+    ).for_tenant(TENANT)
     before = stored(store_engine, vault)
     emulator.control.add_fault(kind="expire_sessions", after_calls=4)
     pages = list(client.query_pages("SELECT Id, Email FROM Contact"))
@@ -229,11 +228,13 @@ def test_refresh_in_the_middle_of_a_long_paginated_query(
     assert stored(store_engine, vault).access_token != before.access_token
 
 
-def test_client_for_tenant_refreshes_an_old_token_before_the_first_call(
+def test_a_tenant_client_refreshes_an_old_token_before_the_first_call(
     connect_env, store_engine, emulator, vault, connected, clock
 ):
     clock.advance(7300)  # the emulator shares the clock: the stored session has expired there
-    client = client_for_tenant(store_engine, TENANT, environ=connect_env, clock=clock)
+    client = TenantClients.from_env(store_engine, environ=connect_env, clock=clock).for_tenant(
+        TENANT
+    )
     assert client.describe("Contact")["name"] == "Contact"
     calls = emulator.control.stats()["calls"]
     assert calls["token"] == 1 and calls["describe"] == 1  # no 401 round trip

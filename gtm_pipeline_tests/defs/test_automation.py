@@ -13,7 +13,7 @@ from gtm_pipeline.cli.sync import run_sync
 from gtm_pipeline.defs.automation import tenant_sync_schedule, tenant_sync_sensor
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
 from gtm_pipeline.defs.resources import WarehouseResource
-from gtm_pipeline_tests.defs.conftest import TENANT
+from gtm_pipeline_tests.support.defs import TENANT
 
 
 def test_sensor_adds_partitions_and_requests_one_run_per_connected_tenant(tenants, database_url):

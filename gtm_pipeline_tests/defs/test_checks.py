@@ -27,7 +27,7 @@ from gtm_pipeline.sync.quality import (
     failures_markdown,
     markdown_cell,
 )
-from gtm_pipeline_tests.defs.conftest import TENANT
+from gtm_pipeline_tests.support.defs import TENANT
 
 KEY = asset_key(PERSONS)
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from gtm_pipeline.cli.instance import on_instance
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.store import CANONICAL_TABLES
-from gtm_pipeline_tests.defs.conftest import TENANT, program_environment
+from gtm_pipeline_tests.support.defs import TENANT, program_environment
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.store import persons
 from gtm_pipeline.sync.entities import PERSONS, FieldMapping
 from gtm_pipeline.sync.mapping import save_mappings
-from gtm_pipeline_tests.defs.conftest import TENANT
+from gtm_pipeline_tests.support.defs import TENANT
 
 CONTACTS = asset_key(PERSONS)
 

@@ -15,8 +15,8 @@ from gtm_pipeline.cli.instance import on_instance
 from gtm_pipeline.cli.reconcile import ReconcileRun, echo_outcome
 from gtm_pipeline.defs.reconciliation import reconciliation_check_key
 from gtm_pipeline.sync.entities import PERSONS
-from gtm_pipeline_tests.defs.conftest import TENANT, program_environment
 from gtm_pipeline_tests.defs.test_reconciliation_check import clean_live_contacts, persons
+from gtm_pipeline_tests.support.defs import TENANT, program_environment
 
 
 def test_top_level_help_lists_reconcile():

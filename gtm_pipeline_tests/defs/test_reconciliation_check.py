@@ -38,7 +38,7 @@ from gtm_pipeline.defs.resources import WarehouseResource
 from gtm_pipeline.store import CANONICAL_TABLES
 from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER
 from gtm_pipeline.sync.quality import STAGES
-from gtm_pipeline_tests.defs.conftest import TENANT
+from gtm_pipeline_tests.support.defs import TENANT
 
 REPO = Path(__file__).resolve().parents[2]
 CONTACTS_CHECK = reconciliation_check_key(PERSONS)

@@ -10,7 +10,7 @@ from gtm_pipeline.defs.assets import asset_key, sync_assets
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.sync.entities import SYNC_ORDER
 from gtm_pipeline.sync.quality import STAGES
-from gtm_pipeline_tests.defs.conftest import TENANT
+from gtm_pipeline_tests.support.defs import TENANT
 from gtm_pipeline_tests.sync.reconcile import reconcile
 
 KEYS = [asset_key(e) for e in SYNC_ORDER]

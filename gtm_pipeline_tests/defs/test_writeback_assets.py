@@ -20,7 +20,7 @@ from gtm_pipeline.store.duplicates import emails_of, refresh_duplicates
 from gtm_pipeline.store.scoring import read_scores
 from gtm_pipeline.store.tables import persons, quality_failures
 from gtm_pipeline.writeback import WritebackResult
-from gtm_pipeline_tests.defs.conftest import TENANT
+from gtm_pipeline_tests.support.defs import TENANT
 
 
 @pytest.fixture()

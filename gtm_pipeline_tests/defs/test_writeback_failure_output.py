@@ -11,8 +11,8 @@ from gtm_pipeline.cli.writeback import results_table, run_writeback
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.writeback_assets import WRITEBACK_KEY, failures_markdown, result_metadata
 from gtm_pipeline.writeback import WritebackResult
-from gtm_pipeline_tests.defs.conftest import TENANT
 from gtm_pipeline_tests.defs.test_writeback_assets import sync
+from gtm_pipeline_tests.support.defs import TENANT
 
 
 def _refused(fields: list[str]) -> WritebackResult:

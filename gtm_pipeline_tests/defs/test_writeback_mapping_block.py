@@ -11,7 +11,7 @@ from gtm_pipeline.cli.writeback import run_writeback
 from gtm_pipeline.defs.assets import sync_assets
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.writeback.mapping import save_writeback_map
-from gtm_pipeline_tests.defs.conftest import TENANT
+from gtm_pipeline_tests.support.defs import TENANT
 
 
 @pytest.fixture()

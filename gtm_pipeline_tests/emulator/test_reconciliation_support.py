@@ -19,7 +19,7 @@ import requests
 from gtm_pipeline.emulator.ids import make_id
 from gtm_pipeline.emulator.org import Org
 from gtm_pipeline.emulator.testing import EmulatorControlError, EmulatorHandle
-from gtm_pipeline_tests.emulator.conftest import Api, connect
+from gtm_pipeline_tests.support.emulator import Api, connect
 
 LISTING = "SELECT Id, SystemModstamp, IsDeleted FROM Contact"
 COMPARED = ("LastName", "Email", "SystemModstamp", "IsDeleted")

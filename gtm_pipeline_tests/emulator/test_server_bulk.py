@@ -9,7 +9,7 @@ import pytest
 from simple_salesforce import Salesforce
 
 from gtm_pipeline.emulator.testing import CAPinnedSession, obtain_tokens
-from gtm_pipeline_tests.emulator.conftest import Api, connect
+from gtm_pipeline_tests.support.emulator import Api, connect
 
 CONTACTS = "SELECT Id, Email, IsDeleted, SystemModstamp, Account.Name, Fit_Score__c FROM Contact"
 

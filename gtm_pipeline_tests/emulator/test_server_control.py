@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gtm_pipeline.emulator.testing import EmulatorControl, EmulatorControlError
-from gtm_pipeline_tests.emulator.conftest import Api, connect
+from gtm_pipeline_tests.support.emulator import Api, connect
 
 
 @pytest.mark.parametrize("token", [None, "", "wrong"])

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from gtm_pipeline.emulator.testing import EmulatorControlError
-from gtm_pipeline_tests.emulator.conftest import Api, connect
+from gtm_pipeline_tests.support.emulator import Api, connect
 
 CONTACTS = "SELECT Id, Email, SystemModstamp FROM Contact ORDER BY SystemModstamp, Id"
 LOCATOR_URL = re.compile(r"^/services/data/v(\d+\.\d)/query/(01g[0-9A-Za-z]{15})-(\d+)$")

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from gtm_pipeline.emulator.testing import EmulatorControlError
-from gtm_pipeline_tests.emulator.conftest import Api, connect
+from gtm_pipeline_tests.support.emulator import Api, connect
 
 DESCRIBE = "/sobjects/Account/describe"
 

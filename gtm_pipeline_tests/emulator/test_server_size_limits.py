@@ -17,7 +17,7 @@ from gtm_pipeline.emulator.ids import make_id
 from gtm_pipeline.emulator.org import Org
 from gtm_pipeline.emulator.soql_syntax import MAX_SOQL_LENGTH
 from gtm_pipeline.emulator.testing import CAPinnedSession, obtain_tokens
-from gtm_pipeline_tests.emulator.conftest import Api
+from gtm_pipeline_tests.support.emulator import Api
 
 QUERY_PATH = "/services/data/v59.0/query/"
 PAGE_414 = "<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>"

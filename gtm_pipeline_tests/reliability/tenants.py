@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from gtm_pipeline.connect.tokens import client_for_tenant
+from gtm_pipeline.connect.tokens import TenantClients
 from gtm_pipeline.connect.vault import TokenVault
 from gtm_pipeline.emulator.testing import EmulatorHandle
 from gtm_pipeline.salesforce.client import ClientConfig, SalesforceClient
 from gtm_pipeline.salesforce.crypto import TokenCipher
 from gtm_pipeline.salesforce.oauth import OAuthClient
-from gtm_pipeline_tests.connect.conftest import settings_for
-from gtm_pipeline_tests.defs.conftest import connect_tenant
+from gtm_pipeline_tests.support.connect import settings_for
+from gtm_pipeline_tests.support.defs import connect_tenant
 
 __all__ = ["connect_tenant", "refreshing_client", "revoke_refresh_token", "settings_for"]
 
@@ -24,9 +24,8 @@ def refreshing_client(
 ) -> SalesforceClient:
     """The client a sync asset builds: tokens from the vault, refreshed through the store."""
     settings = settings_for(emulator)
-    return client_for_tenant(
+    return TenantClients.from_env(
         engine,
-        tenant_id,
         settings=settings,
         config=ClientConfig(
             api_version=settings.api_version,
@@ -34,7 +33,7 @@ def refreshing_client(
             **{**FAST_RETRIES, **config},  # type: ignore[arg-type]
         ),
         environ={"CONNECTOR_ENCRYPTION_KEY": key, "SALESFORCE_SESSION_LIFETIME_SECONDS": "7200"},
-    )
+    ).for_tenant(tenant_id)
 
 
 def revoke_refresh_token(engine: sa.Engine, emulator: EmulatorHandle, tenant_id: str, key: str):

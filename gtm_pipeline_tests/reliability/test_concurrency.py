@@ -22,7 +22,6 @@ from gtm_pipeline.emulator.testing import running_emulator
 from gtm_pipeline.store.connections import get_connector
 from gtm_pipeline.sync.entities import SYNC_ORDER
 from gtm_pipeline_tests.modes import scaled
-from gtm_pipeline_tests.reliability.conftest import POSTGRES_ONLY, SEED, announce
 from gtm_pipeline_tests.reliability.invariants import (
     InjectAfter,
     assert_exactly_the_truth,
@@ -30,7 +29,8 @@ from gtm_pipeline_tests.reliability.invariants import (
 )
 from gtm_pipeline_tests.reliability.parallel_runs import run_tenant
 from gtm_pipeline_tests.reliability.tenants import connect_tenant
-from gtm_pipeline_tests.sync.conftest import client_for
+from gtm_pipeline_tests.support.reliability import POSTGRES_ONLY, SEED, announce
+from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.sync.reconcile import reconcile
 from gtm_pipeline_tests.sync.test_crash import live_ids
 from gtm_pipeline_tests.sync.test_faults import sync_all

@@ -17,14 +17,14 @@ from gtm_pipeline.emulator.testing import EmulatorHandle
 from gtm_pipeline.sync.entities import SYNC_ORDER
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
 from gtm_pipeline_tests.modes import scaled
-from gtm_pipeline_tests.reliability.conftest import POSTGRES_ONLY, SEED, announce
 from gtm_pipeline_tests.reliability.crashing import StatementCounter, kill_point, run_child
 from gtm_pipeline_tests.reliability.invariants import (
     assert_exactly_the_truth,
     assert_only_committed_data,
 )
 from gtm_pipeline_tests.reliability.kill_hooks import KINDS
-from gtm_pipeline_tests.sync.conftest import client_for
+from gtm_pipeline_tests.support.reliability import POSTGRES_ONLY, SEED, announce
+from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.sync.test_crash import BATCH_SIZE, live_ids
 from gtm_pipeline_tests.sync.test_faults import TENANT, sync_all
 

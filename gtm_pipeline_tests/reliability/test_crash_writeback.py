@@ -21,11 +21,11 @@ from gtm_pipeline.store.tables import writeback_state
 from gtm_pipeline.writeback.payloads import build_records
 from gtm_pipeline.writeback.selection import scores_to_write
 from gtm_pipeline_tests.modes import scaled
-from gtm_pipeline_tests.reliability.conftest import POSTGRES_ONLY, SEED, announce
 from gtm_pipeline_tests.reliability.crashing import StatementCounter, kill_point, run_child
 from gtm_pipeline_tests.reliability.kill_hooks import KINDS
 from gtm_pipeline_tests.reliability.writeback import write_all
-from gtm_pipeline_tests.sync.conftest import client_for
+from gtm_pipeline_tests.support.reliability import POSTGRES_ONLY, SEED, announce
+from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.sync.test_crash import BATCH_SIZE
 from gtm_pipeline_tests.sync.test_faults import TENANT, sync_all
 

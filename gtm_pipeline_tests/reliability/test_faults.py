@@ -25,7 +25,6 @@ from gtm_pipeline.emulator.testing import EmulatorHandle
 from gtm_pipeline.salesforce.errors import SalesforceClientError
 from gtm_pipeline.store.connections import get_connector
 from gtm_pipeline_tests.modes import scaled
-from gtm_pipeline_tests.reliability.conftest import POSTGRES_ONLY, SEED, announce
 from gtm_pipeline_tests.reliability.invariants import (
     InjectAfter,
     assert_exactly_the_truth,
@@ -36,6 +35,7 @@ from gtm_pipeline_tests.reliability.tenants import (
     refreshing_client,
     revoke_refresh_token,
 )
+from gtm_pipeline_tests.support.reliability import POSTGRES_ONLY, SEED, announce
 from gtm_pipeline_tests.sync.test_faults import TENANT, sync_all
 
 BATCH_SIZE = 200

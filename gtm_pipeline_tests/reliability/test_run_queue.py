@@ -21,7 +21,7 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
 )
 
 from gtm_pipeline.defs.partitions import TENANT_TAG
-from gtm_pipeline_tests.reliability.conftest import announce
+from gtm_pipeline_tests.support.reliability import announce
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTANCE_FILES = ["dagster.yaml", "deploy/dagster.yaml", "gtm_pipeline/defs/dagster_local.yaml"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gtm_pipeline.emulator.ids import make_id
-from gtm_pipeline_tests.sync.conftest import client_for
+from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.sync.test_crash import live_ids
 
 

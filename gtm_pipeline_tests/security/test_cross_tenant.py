@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from gtm_pipeline.web.csrf import CSRF_FIELD
 from gtm_pipeline_tests.security.attacks import attempt
-from gtm_pipeline_tests.security.conftest import snapshot
 from gtm_pipeline_tests.security.routes import all_routes, concrete
-from gtm_pipeline_tests.web.conftest import csrf_from
+from gtm_pipeline_tests.support.security import snapshot
+from gtm_pipeline_tests.support.web import csrf_from
 
 OWN, OTHER, NOBODY = "acme", "globex", "initech"
 # Routes that take the tenant from the query or the form rather than the path.

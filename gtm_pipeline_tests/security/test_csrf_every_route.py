@@ -22,9 +22,9 @@ import pytest
 from gtm_pipeline.store.connections import get_connector
 from gtm_pipeline.web.csrf import CSRF_FIELD
 from gtm_pipeline_tests.security.attacks import attempt
-from gtm_pipeline_tests.security.conftest import snapshot
 from gtm_pipeline_tests.security.routes import TENANT, concrete, state_changing_routes, valid_forms
-from gtm_pipeline_tests.web.conftest import csrf_from
+from gtm_pipeline_tests.support.security import snapshot
+from gtm_pipeline_tests.support.web import csrf_from
 
 
 @pytest.fixture()

@@ -19,7 +19,7 @@ from gtm_pipeline.web.headers import CONTENT_SECURITY_POLICY
 from gtm_pipeline.web.routes import STYLESHEET_CACHE
 from gtm_pipeline_tests.security.attacks import attempt
 from gtm_pipeline_tests.security.routes import all_routes, concrete
-from gtm_pipeline_tests.web.conftest import csrf_from
+from gtm_pipeline_tests.support.web import csrf_from
 from gtm_pipeline_tests.web.connecting import approved_callback
 
 

@@ -28,7 +28,7 @@ from gtm_pipeline.sync.runner import SyncOptions, sync_entity
 from gtm_pipeline.writeback import WritebackResult
 from gtm_pipeline_tests.modes import scaled
 from gtm_pipeline_tests.security.attacks import attempt
-from gtm_pipeline_tests.sync.conftest import client_for
+from gtm_pipeline_tests.support.sync import client_for
 
 RENDER = MarkdownIt("commonmark", {"html": True}).enable("table")
 TABLE_TAGS = {"table", "thead", "tbody", "tr", "th", "td"}

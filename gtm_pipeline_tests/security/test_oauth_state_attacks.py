@@ -21,9 +21,9 @@ import sqlalchemy as sa
 
 from gtm_pipeline.store.connections import get_connector, load_token_row
 from gtm_pipeline.store.tables import connector_tokens
-from gtm_pipeline_tests.connect.conftest import BINDING, follow_authorize
 from gtm_pipeline_tests.security.attacks import attempt
-from gtm_pipeline_tests.security.conftest import snapshot
+from gtm_pipeline_tests.support.connect import BINDING, follow_authorize
+from gtm_pipeline_tests.support.security import snapshot
 from gtm_pipeline_tests.web.connecting import approved_callback
 
 CALLBACK = "/api/connectors/salesforce/callback"

@@ -26,8 +26,8 @@ from gtm_pipeline.sync.mapping import MappingError
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
 from gtm_pipeline.sync.soql import SoqlBuildError
 from gtm_pipeline_tests.security.attacks import attempt
-from gtm_pipeline_tests.security.conftest import snapshot
-from gtm_pipeline_tests.sync.conftest import client_for
+from gtm_pipeline_tests.support.security import snapshot
+from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.web.test_mapping_page import form_state
 
 TENANT = "acme"

@@ -1,5 +1,5 @@
 """A stolen token ciphertext used under another tenant, and wrong or malformed encryption keys,
-through the code a sync and the web app really run (`client_for_tenant`, the mapping page), on
+through the code a sync and the web app really run (`TenantClients`, the mapping page), on
 SQLite and PostgreSQL. Refused means: a clear error, nothing sent to Salesforce with the stolen
 token, and no key or token in the message or the page.
 
@@ -14,11 +14,11 @@ import secrets
 import pytest
 import sqlalchemy as sa
 
-from gtm_pipeline.connect.tokens import client_for_tenant
+from gtm_pipeline.connect.tokens import TenantClients
 from gtm_pipeline.salesforce.crypto import InvalidKeyError, TokenDecryptError
 from gtm_pipeline.store.tables import connector_tokens
 from gtm_pipeline_tests.security.attacks import attempt
-from gtm_pipeline_tests.security.conftest import snapshot
+from gtm_pipeline_tests.support.security import snapshot
 
 
 def _api_calls(emulator) -> int:
@@ -61,14 +61,18 @@ def test_tenant_as_ciphertext_under_tenant_b_is_refused_before_any_call(
     calls = _api_calls(emulator)
     with attempt("crypto: stolen ciphertext"):
         with pytest.raises(TokenDecryptError) as raised:
-            client_for_tenant(store_engine, "globex", settings=sf_settings, environ=connect_env)
+            TenantClients.from_env(
+                store_engine, settings=sf_settings, environ=connect_env
+            ).for_tenant("globex")
         message = str(raised.value)
         assert "globex" in message and "does not belong to this tenant" in message
         assert stolen["access_token_ct"] not in message
         assert connect_env["CONNECTOR_ENCRYPTION_KEY"] not in message
         assert _api_calls(emulator) == calls  # nothing was sent with acme's token
     # acme itself still works: the theft did not damage the source row.
-    client = client_for_tenant(store_engine, "acme", settings=sf_settings, environ=connect_env)
+    client = TenantClients.from_env(
+        store_engine, settings=sf_settings, environ=connect_env
+    ).for_tenant("acme")
     assert client.describe("Contact")["name"] == "Contact"
 
 
@@ -110,7 +114,9 @@ def test_malformed_keys_are_a_clear_error_naming_the_variable_never_the_value(
         env = {**connect_env, "CONNECTOR_ENCRYPTION_KEY": bad}
         with attempt("crypto: malformed key"):
             with pytest.raises(InvalidKeyError) as raised:
-                client_for_tenant(store_engine, "acme", settings=sf_settings, environ=env)
+                TenantClients.from_env(store_engine, settings=sf_settings, environ=env).for_tenant(
+                    "acme"
+                )
             message = str(raised.value)
             assert "CONNECTOR_ENCRYPTION_KEY" in message, name
             if bad.strip():
@@ -126,7 +132,9 @@ def test_a_wrong_but_well_formed_key_names_key_ids_never_keys(
     calls = _api_calls(emulator)
     with attempt("crypto: wrong key"):
         with pytest.raises(TokenDecryptError) as raised:
-            client_for_tenant(store_engine, "acme", settings=sf_settings, environ=env)
+            TenantClients.from_env(store_engine, settings=sf_settings, environ=env).for_tenant(
+                "acme"
+            )
         message = str(raised.value)
         assert "rotate-key" in message
         assert wrong not in message and connect_env["CONNECTOR_ENCRYPTION_KEY"] not in message

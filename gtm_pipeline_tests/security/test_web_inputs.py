@@ -16,8 +16,8 @@ import requests
 from gtm_pipeline.web.guards import MAX_REQUEST_BODY_BYTES
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline_tests.security.attacks import attempt
-from gtm_pipeline_tests.security.conftest import WebApp, snapshot
-from gtm_pipeline_tests.web.conftest import app_on_emulator, csrf_from
+from gtm_pipeline_tests.support.security import WebApp, snapshot
+from gtm_pipeline_tests.support.web import app_on_emulator, csrf_from
 
 
 @pytest.fixture()

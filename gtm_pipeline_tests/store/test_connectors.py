@@ -37,7 +37,7 @@ from gtm_pipeline.store.connections import (
 )
 from gtm_pipeline.store.migrate import alembic_config
 from gtm_pipeline.store.tables import connectors as connectors_table
-from gtm_pipeline_tests.store.conftest import T0
+from gtm_pipeline_tests.support.store import T0
 
 SF = "salesforce"
 

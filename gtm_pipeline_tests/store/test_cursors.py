@@ -18,7 +18,7 @@ from gtm_pipeline.store import (
     sync_state,
     upsert_records,
 )
-from gtm_pipeline_tests.store.conftest import T0
+from gtm_pipeline_tests.support.store import T0
 
 
 def _state(engine: sa.Engine, tenant: str, entity: str) -> sa.Row:

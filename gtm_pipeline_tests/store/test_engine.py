@@ -22,7 +22,7 @@ from gtm_pipeline.store import (
     upgrade,
     upsert_records,
 )
-from gtm_pipeline_tests.store.conftest import T0
+from gtm_pipeline_tests.support.store import T0
 
 ROW = {"external_id": "003A", "system_modstamp": T0, "email": "a@x.io"}
 

@@ -18,7 +18,7 @@ from gtm_pipeline.store import (
 )
 from gtm_pipeline.store.migrate import VERSION_TABLE, alembic_config
 from gtm_pipeline.store.tables import accounts, opportunities, persons, quality_failures
-from gtm_pipeline_tests.store.conftest import T0
+from gtm_pipeline_tests.support.store import T0
 
 EXPECTED_TABLES = {
     "connectors",

@@ -29,7 +29,7 @@ from gtm_pipeline.store import (
 )
 from gtm_pipeline.store.errors import StoreError
 from gtm_pipeline.store.rows import aware_datetimes
-from gtm_pipeline_tests.store.conftest import T0
+from gtm_pipeline_tests.support.store import T0
 
 
 def person(external_id: str, modstamp: datetime, tenant: str = "t1", **fields: Any) -> dict:

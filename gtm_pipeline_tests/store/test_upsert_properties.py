@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gtm_pipeline.store import persons, upsert_records
-from gtm_pipeline_tests.store.conftest import T0
+from gtm_pipeline_tests.support.store import T0
 
 Key = tuple[str, str]
 

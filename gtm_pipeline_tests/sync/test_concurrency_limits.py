@@ -7,7 +7,7 @@ import pytest
 
 from gtm_pipeline.emulator.testing import emulator_client
 from gtm_pipeline.salesforce.errors import ApiLimitExceeded, ConcurrencyLimitExceeded
-from gtm_pipeline_tests.sync.conftest import client_for
+from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.sync.test_faults import reconcile_all, sync_all
 
 

@@ -54,7 +54,7 @@ from gtm_pipeline.sync.reconciliation import ReconcileOptions, reconcile_entity
 from gtm_pipeline.sync.runner import PageProgress
 from gtm_pipeline_tests.modes import scaled
 from gtm_pipeline_tests.run_summary import figure
-from gtm_pipeline_tests.sync.conftest import client_for
+from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.sync.reconcile import email, judged, reconcile
 from gtm_pipeline_tests.sync.test_store_follows_salesforce import (
     FAST_POLL,

@@ -27,7 +27,7 @@ from gtm_pipeline.store.quarantine import failures_for
 from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
 from gtm_pipeline.sync.load import deleted_cursor_key
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
-from gtm_pipeline_tests.sync.conftest import client_for
+from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.sync.reconcile import reconcile
 from gtm_pipeline_tests.sync.test_faults import TENANT, committed_cursor, stamp, stored_rows
 

@@ -22,7 +22,7 @@ from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER, Entity
 from gtm_pipeline.sync.load import deleted_cursor_key
 from gtm_pipeline.sync.reconciliation import ReconcileOptions, reconcile_entity
 from gtm_pipeline.sync.runner import PageProgress, SyncOptions, SyncStats, sync_entity
-from gtm_pipeline_tests.sync.conftest import client_for
+from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.sync.reconcile import judged, reconcile, stamp_of
 
 TENANT = "acme"

@@ -11,8 +11,8 @@ import requests
 
 from gtm_pipeline.web.csrf import CSRF_FIELD
 from gtm_pipeline.web.routes import AUTHORIZE_PATH
-from gtm_pipeline_tests.connect.conftest import follow_authorize
-from gtm_pipeline_tests.web.conftest import AppClient, csrf_from
+from gtm_pipeline_tests.support.connect import follow_authorize
+from gtm_pipeline_tests.support.web import AppClient, csrf_from
 
 CALLBACK = "/api/connectors/salesforce/callback"
 

@@ -13,7 +13,7 @@ from gtm_pipeline.store.connections import (
     upsert_connector,
 )
 from gtm_pipeline.store.tables import oauth_states
-from gtm_pipeline_tests.web.conftest import csrf_from
+from gtm_pipeline_tests.support.web import csrf_from
 from gtm_pipeline_tests.web.connecting import start_connection
 
 # The flow's callback URL is plain http on loopback port 8765: the session cookie carries it.

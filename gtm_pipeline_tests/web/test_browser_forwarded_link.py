@@ -26,7 +26,7 @@ from gtm_pipeline.store.connections import get_connector, load_token_row
 from gtm_pipeline.web.app import app_from_env
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline_tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
-from gtm_pipeline_tests.web.conftest import free_loopback_port
+from gtm_pipeline_tests.support.web import free_loopback_port
 from gtm_pipeline_tests.web.test_browser import ARTIFACTS
 
 pytestmark = needs_chromium

@@ -24,8 +24,8 @@ from gtm_pipeline.web.app import app_from_env
 from gtm_pipeline.web.listener import CallbackListener
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline.web.session import COOKIE_NAME
-from gtm_pipeline_tests.connect.conftest import follow_authorize
-from gtm_pipeline_tests.web.conftest import AppClient, free_loopback_port
+from gtm_pipeline_tests.support.connect import follow_authorize
+from gtm_pipeline_tests.support.web import AppClient, free_loopback_port
 
 TOKEN_LINE = re.compile(r"^gtmop_[A-Za-z0-9_-]{40,}$", re.M)
 

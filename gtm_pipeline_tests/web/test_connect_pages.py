@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from gtm_pipeline.store.connections import get_connector, load_token_row
 from gtm_pipeline.store.tables import connector_tokens, connectors, oauth_states
 from gtm_pipeline.web.routes import AUTHORIZE_PATH
-from gtm_pipeline_tests.connect.conftest import CALLBACK_URL, follow_authorize
-from gtm_pipeline_tests.web.conftest import csrf_from
+from gtm_pipeline_tests.support.connect import CALLBACK_URL, follow_authorize
+from gtm_pipeline_tests.support.web import csrf_from
 from gtm_pipeline_tests.web.connecting import (
     CALLBACK,
     approved_callback,

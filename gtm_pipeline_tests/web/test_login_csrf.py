@@ -14,7 +14,7 @@ from gtm_pipeline.store.connections import get_connector, upsert_connector
 from gtm_pipeline.web.app import create_app
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline.web.session import CookiePolicy
-from gtm_pipeline_tests.web.conftest import AppClient, csrf_from
+from gtm_pipeline_tests.support.web import AppClient, csrf_from
 from gtm_pipeline_tests.web.connecting import start_connection
 
 # The flow's callback URL is plain http on loopback port 8765: the session cookie carries it.

@@ -18,7 +18,7 @@ from gtm_pipeline.store.connections import set_connector_status
 from gtm_pipeline.store.tables import field_mappings
 from gtm_pipeline.sync.mapping import load_mappings
 from gtm_pipeline.web.serving import BackgroundServer
-from gtm_pipeline_tests.web.conftest import AppClient, app_on_emulator, login
+from gtm_pipeline_tests.support.web import AppClient, app_on_emulator, login
 
 PERSONS = "/connectors/acme/mapping?entity=persons"
 

@@ -15,8 +15,8 @@ from gtm_pipeline.web.app import create_app
 from gtm_pipeline.web.headers import CONTENT_SECURITY_POLICY
 from gtm_pipeline.web.overview import list_overviews, tenant_overview
 from gtm_pipeline.web.serving import BackgroundServer
-from gtm_pipeline_tests.conftest import _reset_postgres
-from gtm_pipeline_tests.web.conftest import AppClient, csrf_from
+from gtm_pipeline_tests.support.postgres import _reset_postgres
+from gtm_pipeline_tests.support.web import AppClient, csrf_from
 
 EVIL_TENANT = '<script>alert("t")</script>'
 EVIL_DETAIL = "<img src=x onerror=alert(1)> & more"

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from gtm_pipeline.config import SalesforceSettings
-from gtm_pipeline.connect.tokens import client_for_tenant
+from gtm_pipeline.connect.tokens import TenantClients
 from gtm_pipeline.salesforce.metadata import describe_object
 from gtm_pipeline.sync.mapping import load_mappings
 from gtm_pipeline.web.writeback_form import WritebackFormError, parse_writeback_form
@@ -28,7 +28,7 @@ from gtm_pipeline.writeback.mapping import (
     load_writeback_map,
     save_writeback_map,
 )
-from gtm_pipeline_tests.web.conftest import AppClient, login
+from gtm_pipeline_tests.support.web import AppClient, login
 from gtm_pipeline_tests.web.test_mapping_page import (  # noqa: F401 - fixtures shared with it
     acme,
     admin,
@@ -301,7 +301,9 @@ def test_a_field_deleted_since_the_page_was_rendered_is_refused(
     admin, acme, store_engine, sf_settings: SalesforceSettings, connect_env
 ):
     """The page offered a field from its cached describe; the org no longer has it."""
-    org = client_for_tenant(store_engine, "acme", settings=sf_settings, environ=connect_env)
+    org = TenantClients.from_env(
+        store_engine, settings=sf_settings, environ=connect_env
+    ).for_tenant("acme")
     document = org.describe("Contact")
     gone = {**document["fields"][0], "name": "Old_Score__c", "label": "Old Score"}
     gone.update(type="double", updateable=True, custom=True, compoundFieldName=None)

@@ -1,0 +1,57 @@
+"""The Dagster definitions tests' tenant, how it is connected (tokens from the real OAuth flow,
+encrypted in the store), and the environment a `gtm-pipeline` or `dagster` process reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from gtm_pipeline.connect.vault import StoredTokens, TokenVault
+from gtm_pipeline.emulator.testing import EmulatorHandle, obtain_tokens
+from gtm_pipeline.salesforce.crypto import TokenCipher
+from gtm_pipeline.store.connections import upsert_connector
+
+TENANT = "acme"
+
+
+def connect_tenant(engine, emulator, encryption_key: str, tenant_id: str = TENANT) -> None:
+    tokens = obtain_tokens(emulator.info)
+    issued = datetime.fromtimestamp(int(tokens["issued_at"]) / 1000, tz=UTC)
+    with engine.begin() as conn:
+        upsert_connector(
+            conn,
+            tenant_id=tenant_id,
+            connector_id=f"sf-{tenant_id}",
+            instance_url=tokens["instance_url"],
+            org_id=emulator.org.org_id,
+            status="connected",
+        )
+        TokenVault(TokenCipher(encryption_key)).save(
+            conn,
+            StoredTokens(
+                tenant_id=tenant_id,
+                connector_id=f"sf-{tenant_id}",
+                instance_url=tokens["instance_url"],
+                access_token=tokens["access_token"],
+                refresh_token=tokens["refresh_token"],
+                issued_at=issued,
+            ),
+        )
+
+
+def program_environment(
+    emulator: EmulatorHandle, encryption_key: str, database_url: str, dagster_home: object
+) -> dict[str, str]:
+    """The settings a `gtm-pipeline` or `dagster` process reads, pointed at the emulator, the
+    store and a Dagster home."""
+    info = emulator.info
+    return {
+        "DAGSTER_HOME": str(dagster_home),
+        "DATABASE_URL": database_url,
+        "SALESFORCE_LOGIN_URL": info["login_url"],
+        "SALESFORCE_CA_BUNDLE": info["ca_bundle"],
+        "SALESFORCE_API_VERSION": info["api_version"],
+        "SALESFORCE_CLIENT_ID": info["client_id"],
+        "SALESFORCE_CLIENT_SECRET": info["client_secret"],
+        "SALESFORCE_ALLOW_ANY_INSTANCE": "1",
+        "CONNECTOR_ENCRYPTION_KEY": encryption_key,
+    }
