@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from gtm_pipeline.emulator.testing import CAPinnedSession
-from gtm_pipeline.salesforce.bulk import DEFAULT_MAX_RECORDS, BulkPollPolicy
-from gtm_pipeline.sync.bulk import read_csv_table
+from gtm_pipeline.salesforce.bulk_jobs import DEFAULT_MAX_RECORDS, BulkPollPolicy
+from gtm_pipeline.sync.bulk_csv import read_csv_table
 
 
 def read_job(info: Mapping[str, Any], access_token: str, soql: str) -> int:

@@ -67,7 +67,7 @@ def bulk_floor(
 
 def bulk_soqls(info: Mapping[str, Any], access_token: str) -> dict[str, str]:
     """The connector's Bulk SOQL per object (describe calls; run before a measurement)."""
-    from gtm_pipeline.sync.bulk import plan_bulk_query
+    from gtm_pipeline.sync.bulk_csv import plan_bulk_query
 
     client = emulator_client(info, access_token)
     return {e.sf_object: plan_bulk_query(client, e, e.mappings).soql for e in SYNC_ORDER}

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gtm_pipeline.emulator import bulk
+from gtm_pipeline.emulator import bulk_api
 from gtm_pipeline.emulator.errors import EmulatorError
 from gtm_pipeline.emulator.org import MAX_COLLECTION
 from gtm_pipeline.emulator.paging import Cursor, batch_size_from_header
@@ -160,5 +160,5 @@ def routes() -> list[Route]:
         Route(f"{base}/sobjects/{{sobject}}/describe/", describe, methods=["GET"]),
         Route(f"{base}/composite/sobjects", composite, methods=["PATCH"]),
         Route(f"{base}/composite/sobjects/", composite, methods=["PATCH"]),
-        *bulk.routes(_data_call),
+        *bulk_api.routes(_data_call),
     ]

@@ -1,6 +1,6 @@
 """OAuth endpoints over HTTP: authorize (consent page or auto-approve), token, revoke.
 
-Rules live in `oauth.OAuthAuthority`; this module only reads forms, renders the two small pages
+Rules live in `oauth_server.OAuthAuthority`; this module only reads forms, renders the two small pages
 and builds redirects. Token endpoint answers carry `Cache-Control: no-store` as OAuth requires.
 """
 
@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from gtm_pipeline.emulator.oauth import (
+from gtm_pipeline.emulator.oauth_server import (
     AuthorizationRequest,
     AuthorizePageError,
     OAuthError,

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gtm_pipeline.config import DEFAULT_API_VERSION
-from gtm_pipeline.emulator.bulk import BulkJobs, BulkSettings
+from gtm_pipeline.emulator.bulk_api import BulkJobs, BulkSettings
 from gtm_pipeline.emulator.faults import FaultPlan
 from gtm_pipeline.emulator.limits import ApiBudget, CallStats
-from gtm_pipeline.emulator.oauth import OAuthAuthority, OAuthClient
+from gtm_pipeline.emulator.oauth_server import OAuthAuthority, OAuthClient
 from gtm_pipeline.emulator.org import Org
 from gtm_pipeline.emulator.paging import CursorStore, PageSizePolicy
 

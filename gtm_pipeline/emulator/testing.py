@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
 
-from gtm_pipeline.emulator.oauth import pkce_challenge
+from gtm_pipeline.emulator.oauth_server import pkce_challenge
 from gtm_pipeline.emulator.org import Org
 from gtm_pipeline.emulator.paging import PageSizePolicy
 from gtm_pipeline.emulator.server import EmulatorServer

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from gtm_pipeline.config import DEFAULT_BULK_THRESHOLD
-from gtm_pipeline.salesforce.bulk import BulkPollPolicy, BulkQuery
+from gtm_pipeline.salesforce.bulk_jobs import BulkPollPolicy, BulkQuery
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.errors import ApiLimitExceeded
 from gtm_pipeline.store.versions import (
@@ -45,7 +45,7 @@ from gtm_pipeline.store.versions import (
     stored_count,
     stored_versions,
 )
-from gtm_pipeline.sync.bulk import read_csv_table
+from gtm_pipeline.sync.bulk_csv import read_csv_table
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.sync.extract import iter_raw_pages
 from gtm_pipeline.sync.load import load_deletions, load_page, ready_page

@@ -6,7 +6,7 @@ is transformed, gated and loaded in its own transaction together with its cursor
 callers (the Dagster assets, the CLI, tests) pass a client and an engine and get stats back.
 
 A full sync of more records than the Bulk threshold (the REST first page's `totalSize`) reads
-through one Bulk API 2.0 `queryAll` job instead (`sync/bulk.py`): each result set is split into
+through one Bulk API 2.0 `queryAll` job instead (`sync/bulk_csv.py`): each result set is split into
 live and deleted rows and loaded in its own transaction, but as result sets come in no promised
 order the cursors move only in the last one's transaction, so an interrupted Bulk read is
 re-read, never skipped. A failed job or an org without Bulk access falls back to REST pages
@@ -34,7 +34,12 @@ import pandas as pd
 import sqlalchemy as sa
 
 from gtm_pipeline.config import DEFAULT_BULK_THRESHOLD
-from gtm_pipeline.salesforce.bulk import DEFAULT_MAX_RECORDS, BulkPollPolicy, BulkQuery, ResultSet
+from gtm_pipeline.salesforce.bulk_jobs import (
+    DEFAULT_MAX_RECORDS,
+    BulkPollPolicy,
+    BulkQuery,
+    ResultSet,
+)
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.errors import BulkJobFailed, BulkUnavailable
 from gtm_pipeline.store import (
@@ -45,7 +50,7 @@ from gtm_pipeline.store import (
     mark_run_succeeded,
 )
 from gtm_pipeline.store.duplicates import defer_marks_if_first, settle_deferred_marks
-from gtm_pipeline.sync.bulk import (
+from gtm_pipeline.sync.bulk_csv import (
     BulkPlan,
     plan_bulk_query,
     read_result_set,

@@ -6,7 +6,7 @@ import pytest
 
 from gtm_pipeline.emulator.errors import EmulatorError
 from gtm_pipeline.emulator.faults import FaultPlan
-from gtm_pipeline.emulator.oauth import pkce_challenge, token_signature
+from gtm_pipeline.emulator.oauth_server import pkce_challenge, token_signature
 from gtm_pipeline.emulator.paging import PageSizePolicy, batch_size_from_header
 
 

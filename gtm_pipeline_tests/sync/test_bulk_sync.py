@@ -8,11 +8,11 @@ import pytest
 import sqlalchemy as sa
 
 from gtm_pipeline.config import ConfigError, bulk_threshold
-from gtm_pipeline.salesforce.bulk import BulkPollPolicy, BulkQuery
+from gtm_pipeline.salesforce.bulk_jobs import BulkPollPolicy, BulkQuery
 from gtm_pipeline.salesforce.errors import BulkJobFailed, BulkUnavailable
 from gtm_pipeline.store import CANONICAL_TABLES, get_cursor
 from gtm_pipeline.store.quarantine import failures_for
-from gtm_pipeline.sync.bulk import read_csv_text
+from gtm_pipeline.sync.bulk_csv import read_csv_text
 from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER, FieldMapping
 from gtm_pipeline.sync.load import deleted_cursor_key
 from gtm_pipeline.sync.runner import PageProgress, SyncOptions, sync_entity

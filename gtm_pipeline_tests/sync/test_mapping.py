@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gtm_pipeline.emulator.schema import OBJECTS
 from gtm_pipeline.salesforce.metadata import FieldInfo, parse_describe
-from gtm_pipeline.sync.bulk import plan_bulk_query
+from gtm_pipeline.sync.bulk_csv import plan_bulk_query
 from gtm_pipeline.sync.entities import ACCOUNTS, PERSONS, FieldMapping
 from gtm_pipeline.sync.extract import flatten_records
 from gtm_pipeline.sync.mapping import (

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from gtm_pipeline.emulator.testing import EmulatorHandle, running_emulator
-from gtm_pipeline.salesforce.bulk import BulkPollPolicy
+from gtm_pipeline.salesforce.bulk_jobs import BulkPollPolicy
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor, save_cursor
 from gtm_pipeline.store.tables import is_live, quality_failures, sync_state
