@@ -30,8 +30,12 @@ class ConfigError(GtmError, ValueError):
     retryable = False
 
 
-def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+def environment(environ: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """`environ`, or the process environment: where programs read their settings from."""
     return os.environ if environ is None else environ
+
+
+_env = environment
 
 
 def gtm_home(environ: Mapping[str, str] | None = None) -> Path:

@@ -8,6 +8,7 @@ a command runs, so `gtm-pipeline --help` loads neither Dagster nor pandas.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,31 @@ def test_the_cli_names_the_flag_the_writeback_refusals_name():
     options = {o for p in writeback_mapping.commands["set"].params for o in p.opts}
     assert ALLOW_STANDARD_FLAG == writeback_rules.ALLOW_STANDARD_FLAG
     assert ALLOW_STANDARD_FLAG in options
+
+
+LIBRARY = ("sync", "writeback", "salesforce", "store", "connect", "scoring")
+
+
+def _reads_environment(path: Path) -> list[int]:
+    """Lines of `path` that touch `os.environ` or call `os.getenv`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr in ("environ", "getenv")
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "os"
+    ]
+
+
+def test_the_library_reads_no_environment():
+    """Settings are read where programs start (cli/, web/, defs/, config.py) and passed down."""
+    package = PYPROJECT.parent / "gtm_pipeline"
+    found = {
+        str(path.relative_to(package)): lines
+        for name in LIBRARY
+        for path in sorted((package / name).rglob("*.py"))
+        if (lines := _reads_environment(path))
+    }
+    assert found == {}

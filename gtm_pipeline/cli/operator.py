@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from gtm_pipeline.cli.common import GtmGroup, checked_tenant, open_store
-from gtm_pipeline.config import ConfigError
+from gtm_pipeline.config import ConfigError, environment
 
 CURRENT_KEY_VARIABLE = "CONNECTOR_ENCRYPTION_KEY"
 NEW_KEY_VARIABLE = "CONNECTOR_ENCRYPTION_KEY_NEW"
@@ -34,8 +34,8 @@ def rotate_key_command() -> None:
     from gtm_pipeline.store.errors import StoreError
 
     try:
-        old = TokenCipher.from_env(variable=CURRENT_KEY_VARIABLE)
-        new = TokenCipher.from_env(variable=NEW_KEY_VARIABLE)
+        old = TokenCipher.from_env(environment(), variable=CURRENT_KEY_VARIABLE)
+        new = TokenCipher.from_env(environment(), variable=NEW_KEY_VARIABLE)
         engine = make_engine()
     except (InvalidKeyError, ConfigError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -145,7 +145,7 @@ class ConnectFlow:
             engine,
             oauth=OAuthClient(settings),
             signer=StateSigner(config.state_secret(environ)),
-            vault=TokenVault(TokenCipher.from_env(environ)),
+            vault=TokenVault(TokenCipher.from_env(config.environment(environ))),
             callback_url=config.callback_url(environ),
         )
 

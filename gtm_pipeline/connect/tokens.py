@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from gtm_pipeline.config import ConfigError, SalesforceSettings
+from gtm_pipeline.config import environment as config_environment
 from gtm_pipeline.connect.vault import StoredTokens, TokenVault
 from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
 from gtm_pipeline.salesforce.crypto import TokenCipher
@@ -177,7 +177,7 @@ def _refresh_failure(exc: OAuthError) -> Exception:
 
 def session_lifetime(environ: Mapping[str, str] | None = None) -> float:
     """`SALESFORCE_SESSION_LIFETIME_SECONDS`: the org's session timeout (default 2 hours)."""
-    raw = ((os.environ if environ is None else environ).get(LIFETIME_VARIABLE) or "").strip()
+    raw = (config_environment(environ).get(LIFETIME_VARIABLE) or "").strip()
     if not raw:
         return DEFAULT_LIFETIME_SECONDS
     try:
@@ -215,7 +215,7 @@ class TenantClients:
     ) -> TenantClients:
         """Settings from the environment: SALESFORCE_* (unless `settings` is given), the
         encryption key, the session lifetime."""
-        env = os.environ if environ is None else environ
+        env = config_environment(environ)
         return cls(
             engine,
             settings or SalesforceSettings.from_env(env),

@@ -1,7 +1,8 @@
 """OAuth endpoints over HTTP: authorize (consent page or auto-approve), token, revoke.
 
-Rules live in `oauth_server.OAuthAuthority`; this module only reads forms, renders the two small pages
-and builds redirects. Token endpoint answers carry `Cache-Control: no-store` as OAuth requires.
+Rules live in `oauth_server.OAuthAuthority`; this module only reads forms, renders the two small
+pages and builds redirects. Token endpoint answers carry `Cache-Control: no-store` as OAuth
+requires.
 """
 
 from __future__ import annotations

@@ -88,12 +88,10 @@ class TokenCipher:
         self.key_id: str = hashlib.sha256(_KEY_ID_CONTEXT + key).hexdigest()[:12]
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, *, variable: str = KEY_VARIABLE
-    ) -> TokenCipher:
-        """The cipher for the key in `variable` (default CONNECTOR_ENCRYPTION_KEY)."""
-        env = os.environ if environ is None else environ
-        raw = env.get(variable)
+    def from_env(cls, environ: Mapping[str, str], *, variable: str = KEY_VARIABLE) -> TokenCipher:
+        """The cipher for the key in `variable` (default CONNECTOR_ENCRYPTION_KEY) of `environ`,
+        the settings the program read where it started."""
+        raw = environ.get(variable)
         if raw is None or not raw.strip():
             raise InvalidKeyError(f"{variable} is not set; it must be 64 hex characters")
         return cls(raw, variable=variable)

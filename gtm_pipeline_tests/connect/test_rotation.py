@@ -226,8 +226,8 @@ ROTATE_AND_HANG = textwrap.dedent(
 
     rotate_key(
         make_engine(os.environ["DATABASE_URL"]),
-        TokenCipher.from_env(),
-        TokenCipher.from_env(variable="CONNECTOR_ENCRYPTION_KEY_NEW"),
+        TokenCipher.from_env(os.environ),
+        TokenCipher.from_env(os.environ, variable="CONNECTOR_ENCRYPTION_KEY_NEW"),
         before_commit=hang,
     )
     print("COMMITTED", flush=True)
