@@ -63,5 +63,11 @@ client_factory: Callable[[sa.Engine, str], DescribeClient] = _tenant_client
 
 
 def org_client(engine: sa.Engine, tenant: str) -> DescribeClient:
-    """The tenant's org client (errors such as "not connected" reach the CLI as one line)."""
-    return client_factory(engine, tenant)
+    """The tenant's org client. Whatever stops it (not connected, bad settings, an answer that
+    is not Salesforce's) reaches the user as one line, as the project's own errors do."""
+    try:
+        return client_factory(engine, tenant)
+    except GtmError:
+        raise
+    except Exception as exc:
+        raise ShownError(f"cannot reach the org of tenant {tenant}: {type(exc).__name__}") from exc

@@ -150,7 +150,8 @@ def _serve_ui(port: int) -> None:
     def stop(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)  # a terminated demo takes the UI down too
+    # A terminated demo, or one whose terminal closed, takes the UI down too.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         process.wait()
     except KeyboardInterrupt:
@@ -161,7 +162,8 @@ def _serve_ui(port: int) -> None:
         finally:
             signal.signal(signal.SIGINT, interrupt)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def stop_process_group(process: subprocess.Popen[bytes], grace: float) -> None:

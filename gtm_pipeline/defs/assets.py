@@ -121,14 +121,14 @@ def build_sync_asset(entity: Entity, upstream: Entity | None) -> dg.AssetsDefini
                 f"({page.rows} rows, {page.loaded} written, of {page.total_size})"
             )
 
-        options = SyncOptions(
-            full=config.full,
-            lookback=timedelta(minutes=config.lookback_minutes),
-            batch_size=salesforce.batch_size,
-            run_id=context.run.run_id,
-            bulk_threshold=bulk_threshold(),
-        )
         try:
+            options = SyncOptions(
+                full=config.full,
+                lookback=timedelta(minutes=config.lookback_minutes),
+                batch_size=salesforce.batch_size,
+                run_id=context.run.run_id,
+                bulk_threshold=bulk_threshold(),  # a bad GTM_BULK_THRESHOLD stops, not retried
+            )
             client = salesforce.client(engine, tenant_id)
             stats = sync_entity(client, engine, tenant_id, entity, options, on_page=log_page)
         except GtmError as exc:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -165,10 +166,22 @@ def defer_marks_if_first(
     return True
 
 
-def settle_deferred_marks(conn: sa.Connection, tenant_id: str, entity: str) -> int:
-    """Mark the tenant's twins in one pass and clear the flag; rows changed."""
+def settle_deferred_marks(
+    conn: sa.Connection, tenant_id: str, entity: str, run_started_at: datetime
+) -> int:
+    """Mark the tenant's twins in one pass; rows changed. The flag is cleared only when no run
+    started after this one (`sync_state.last_started_at`): a later run that also defers is still
+    loading, and settles when it ends."""
     changed = settle_all(conn, tenant_id)
-    _set_pending(conn, tenant_id, entity, False)
+    conn.execute(
+        sa.update(sync_state)
+        .where(
+            sync_state.c.tenant_id == tenant_id,
+            sync_state.c.entity == entity,
+            sync_state.c.last_started_at == run_started_at,
+        )
+        .values(twin_marks_pending=False)
+    )
     return changed
 
 

@@ -89,9 +89,12 @@ def drop_quarantined_rows(
     if not newest:
         return 0
     key = table.c.tenant_id == tenant_id
+    # FOR UPDATE: on PostgreSQL a concurrent load cannot make a row newer between this read and
+    # the delete (SQLite's write lock, taken at BEGIN, already excludes it).
     stored = conn.execute(
         sa.select(table.c.external_id, table.c.system_modstamp)
         .where(key, among(conn, table.c.external_id, list(newest)))
+        .with_for_update()
     ).all()  # fmt: skip
     doomed = [
         row.external_id

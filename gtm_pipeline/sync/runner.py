@@ -221,7 +221,8 @@ def _sync_entity(
         cursor = get_cursor(conn, tenant_id, entity.name)
         deleted_cursor = get_cursor(conn, tenant_id, deleted_cursor_key(entity))
         mode = "full" if options.full or cursor is None else "incremental"
-        mark_run_started(conn, tenant_id, entity.name, mode)
+        run_started_at = datetime.now(UTC)
+        mark_run_started(conn, tenant_id, entity.name, mode, at=run_started_at)
         table = CANONICAL_TABLES[entity.name]
         deferred = defer_marks_if_first(conn, table, tenant_id, entity.name, mode == "full")
     stats = SyncStats(
@@ -256,7 +257,7 @@ def _sync_entity(
     final = progress()
     with engine.begin() as conn:
         if deferred:
-            settle_deferred_marks(conn, tenant_id, entity.name)
+            settle_deferred_marks(conn, tenant_id, entity.name, run_started_at)
         mark_run_succeeded(conn, tenant_id, entity.name, final)
     return stats
 

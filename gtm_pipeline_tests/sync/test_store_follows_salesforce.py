@@ -18,6 +18,7 @@ from gtm_pipeline.salesforce.bulk_jobs import BulkPollPolicy
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor, save_cursor
 from gtm_pipeline.store.tables import is_live, quality_failures, sync_state
+from gtm_pipeline.sync import runner
 from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER, Entity
 from gtm_pipeline.sync.load import deleted_cursor_key
 from gtm_pipeline.sync.reconciliation import ReconcileOptions, reconcile_entity
@@ -300,24 +301,35 @@ def test_a_first_full_sync_marks_twins_once_at_its_end(emulator, client, engine)
     assert_oracle(engine, emulator)
 
 
-def test_an_interrupted_first_sync_leaves_the_marks_to_the_next_run(emulator, client, engine):
-    a, b, c = make_twins_before_the_first_sync(emulator)
-    emulator.control.configure(page_size=10)
-    loaded: list[int] = []
+def test_an_interrupted_first_sync_leaves_the_marks_to_the_next_run(
+    emulator, client, engine, monkeypatch
+):
+    """The first sync loads every page and dies before its one marking pass: the flag stays set
+    and the twins unmarked. The next run re-reads none of them (their stamps are an hour old,
+    before its lookback) and still marks them, because it finds the flag."""
+    anchor, a, b, c = valid_contacts_in_truth(emulator, 4)
+    for record_id, email in zip((a, b, c), ("late@twins.example", "LATE@twins.example",
+                                            " late@TWINS.example"), strict=True):  # fmt: skip
+        emulator.control.mutate({"op": "late_commit", "object": "Contact", "id": record_id,
+                                 "age_seconds": 3600, "fields": {"Email": email}})  # fmt: skip
+    update(emulator, anchor, Title="Anchor")  # the newest stamp: the rerun reads minutes, not hours
+    settle = runner.settle_deferred_marks
 
-    def crash_after_three_batches(progress: PageProgress) -> None:
-        if progress.entity == "persons" and progress.kind == "modified":
-            loaded.append(progress.rows)
-            if len(loaded) == 3:
-                raise RuntimeError("killed mid-sync")
+    def killed(*_args, **_kwargs):
+        raise RuntimeError("killed before the marking pass")
 
-    with pytest.raises(RuntimeError, match="killed mid-sync"):
-        sync_all(client, engine, on_page=crash_after_three_batches, load_batch_rows=10)
+    monkeypatch.setattr(runner, "settle_deferred_marks", killed)
+    with pytest.raises(RuntimeError, match="killed before the marking pass"):
+        sync_all(client, engine)
     assert marks_pending(engine) is True
-    assert 0 < len(rows_of(engine, PERSONS)) < COUNTS["Contact"]
+    rows = rows_of(engine, PERSONS)
+    assert [rows[i]["duplicate_of"] for i in (a, b, c)] == [None, None, None]
 
-    stats = sync_all(client, engine)
+    monkeypatch.setattr(runner, "settle_deferred_marks", settle)
+    reread: list[PageProgress] = []
+    stats = sync_all(client, engine, on_page=reread.append)
     assert stats["persons"].mode == "incremental"
+    assert sum(p.rows for p in reread if p.entity == "persons" and p.kind == "modified") < 10
     assert marks_pending(engine) is False
     rows = rows_of(engine, PERSONS)
     assert [rows[i]["duplicate_of"] for i in (a, b, c)] == [None, a, a]
