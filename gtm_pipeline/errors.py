@@ -22,7 +22,7 @@ class GtmError(Exception):
 
     @property
     def user_message(self) -> str:
-        """What the person running the pipeline reads: the message's first line (the class
-        name when there is no message)."""
-        text = str(self).strip()
-        return text.splitlines()[0] if text else type(self).__name__
+        """What the person running the pipeline reads: the message on one line (its lines
+        joined, so a driver's hint after a newline is kept; the class name when empty)."""
+        lines = [line.strip() for line in str(self).splitlines() if line.strip()]
+        return " ".join(lines) if lines else type(self).__name__

@@ -92,3 +92,9 @@ def test_the_cli_prints_any_project_error_as_one_line_and_exits_1(error, shown):
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and shown in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_user_message_is_one_line_that_keeps_every_line_of_the_message():
+    error = GtmError("could not migrate: connection refused\n\tIs the server running?\n")
+    assert error.user_message == "could not migrate: connection refused Is the server running?"
+    assert GtmError().user_message == "GtmError"
