@@ -61,17 +61,12 @@ def _demo_secrets(home: Path) -> dict[str, str]:
 
 
 def _point_settings_at(emulator: EmulatorHandle, home: Path) -> None:
-    info = emulator.info
+    from gtm_pipeline.emulator.testing import salesforce_environment
+
     os.environ.update(
         {
             **_demo_secrets(home),
-            "SALESFORCE_LOGIN_URL": info["login_url"],
-            "SALESFORCE_CA_BUNDLE": info["ca_bundle"],
-            "SALESFORCE_API_VERSION": info["api_version"],
-            "SALESFORCE_CLIENT_ID": info["client_id"],
-            "SALESFORCE_CLIENT_SECRET": info["client_secret"],
-            # The emulator's instance URL is https://127.0.0.1:PORT, not a Salesforce domain.
-            "SALESFORCE_ALLOW_ANY_INSTANCE": "1",
+            **salesforce_environment(emulator.info),
             "SALESFORCE_CALLBACK_URL": (
                 f"http://127.0.0.1:{_free_port()}/api/connectors/salesforce/callback"
             ),

@@ -25,6 +25,7 @@ import dagster as dg
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from gtm_pipeline.config import gtm_home
+from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.private_files import create_private_dirs, private_dir, private_file
 
 
@@ -58,3 +59,9 @@ def on_instance(instance: dg.DagsterInstance) -> Iterator[None]:
     """
     with set_defs_state_storage(instance.defs_state_storage):
         yield
+
+
+def add_tenant_partition(instance: dg.DagsterInstance, tenant_id: str) -> None:
+    """Make `tenant_id` a partition of `salesforce_tenants` on `instance`, if it is not yet."""
+    if not instance.has_dynamic_partition(salesforce_tenants.name, tenant_id):
+        instance.add_dynamic_partitions(salesforce_tenants.name, [tenant_id])

@@ -89,9 +89,9 @@ def run_reconciliation(
 ) -> ReconcileRun:
     """Run the reconciliation checks of `entities` for one tenant partition; never raises on a
     failed run. Without an `instance`, the persistent local one is opened."""
-    from gtm_pipeline.cli.instance import local_instance, on_instance
+    from gtm_pipeline.cli.instance import add_tenant_partition, local_instance, on_instance
     from gtm_pipeline.cli.sync import failure_message
-    from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
+    from gtm_pipeline.defs.partitions import TENANT_TAG
     from gtm_pipeline.defs.reconciliation import RECONCILIATION_CHECK, reconcile_run_config
 
     if instance is None:
@@ -106,8 +106,7 @@ def run_reconciliation(
             )
     from gtm_pipeline.definitions import defs
 
-    if not instance.has_dynamic_partition(salesforce_tenants.name, tenant_id):
-        instance.add_dynamic_partitions(salesforce_tenants.name, [tenant_id])
+    add_tenant_partition(instance, tenant_id)
     with on_instance(instance):
         job = reconciliation_job_def(resources or dict(defs.resources or {}), entities)
         result = job.execute_in_process(

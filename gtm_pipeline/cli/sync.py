@@ -56,9 +56,9 @@ def run_sync(
     """
     import dagster as dg
 
-    from gtm_pipeline.cli.instance import local_instance, on_instance
+    from gtm_pipeline.cli.instance import add_tenant_partition, local_instance, on_instance
     from gtm_pipeline.defs.assets import sync_assets
-    from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
+    from gtm_pipeline.defs.partitions import TENANT_TAG
 
     if instance is None:
         with local_instance() as opened:
@@ -67,8 +67,7 @@ def run_sync(
             )
     from gtm_pipeline.definitions import defs
 
-    if not instance.has_dynamic_partition(salesforce_tenants.name, tenant_id):
-        instance.add_dynamic_partitions(salesforce_tenants.name, [tenant_id])
+    add_tenant_partition(instance, tenant_id)
     assets = sync_assets()
     ops = {a.op.name: {"config": {"full": full}} for a in assets}
     with on_instance(instance):

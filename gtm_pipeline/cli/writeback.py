@@ -41,9 +41,9 @@ def run_writeback(
     """
     import dagster as dg
 
-    from gtm_pipeline.cli.instance import local_instance, on_instance
+    from gtm_pipeline.cli.instance import add_tenant_partition, local_instance, on_instance
     from gtm_pipeline.cli.sync import failure_message
-    from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
+    from gtm_pipeline.defs.partitions import TENANT_TAG
     from gtm_pipeline.defs.scoring_assets import scores_asset
     from gtm_pipeline.defs.writeback_assets import (
         PROGRESS_RESOURCE,
@@ -65,8 +65,7 @@ def run_writeback(
             )
     from gtm_pipeline.definitions import defs
 
-    if not instance.has_dynamic_partition(salesforce_tenants.name, tenant_id):
-        instance.add_dynamic_partitions(salesforce_tenants.name, [tenant_id])
+    add_tenant_partition(instance, tenant_id)
     with on_instance(instance):
         result = dg.materialize(
             [scores_asset, score_writeback_asset],

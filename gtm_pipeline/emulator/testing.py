@@ -176,6 +176,20 @@ def answer_consent(
     )
 
 
+def salesforce_environment(info: Mapping[str, Any]) -> dict[str, str]:
+    """The SALESFORCE_* settings that point a program at the emulator `info` describes (its
+    emulator.json): connected app, login URL, CA and API version. Its instance URL is
+    https://127.0.0.1:PORT, not a Salesforce domain, hence SALESFORCE_ALLOW_ANY_INSTANCE."""
+    return {
+        "SALESFORCE_CLIENT_ID": info["client_id"],
+        "SALESFORCE_CLIENT_SECRET": info["client_secret"],
+        "SALESFORCE_LOGIN_URL": info["login_url"],
+        "SALESFORCE_CA_BUNDLE": info["ca_bundle"],
+        "SALESFORCE_API_VERSION": info["api_version"],
+        "SALESFORCE_ALLOW_ANY_INSTANCE": "1",
+    }
+
+
 def new_pkce_pair() -> tuple[str, str]:
     """A fresh PKCE (verifier, S256 challenge)."""
     verifier = base64.urlsafe_b64encode(secrets.token_bytes(48)).rstrip(b"=").decode()

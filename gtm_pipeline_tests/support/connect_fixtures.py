@@ -33,7 +33,12 @@ from gtm_pipeline.config import SalesforceSettings
 from gtm_pipeline.connect.flow import ConnectFlow, ConnectOutcome
 from gtm_pipeline.connect.vault import TokenVault
 from gtm_pipeline.emulator.org import Org
-from gtm_pipeline.emulator.testing import EmulatorHandle, ManualClock, running_emulator
+from gtm_pipeline.emulator.testing import (
+    EmulatorHandle,
+    ManualClock,
+    running_emulator,
+    salesforce_environment,
+)
 from gtm_pipeline.salesforce.crypto import TokenCipher
 from gtm_pipeline.salesforce.oauth import OAuthClient
 from gtm_pipeline.salesforce.oauth_state import StateSigner
@@ -141,15 +146,9 @@ def connect_env(
     monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, str]:
     """The environment of a deployment pointed at the emulator and the test store."""
-    info = emulator.info
     env = {
-        "SALESFORCE_CLIENT_ID": info["client_id"],
-        "SALESFORCE_CLIENT_SECRET": info["client_secret"],
-        "SALESFORCE_LOGIN_URL": info["login_url"],
-        "SALESFORCE_CA_BUNDLE": info["ca_bundle"],
-        "SALESFORCE_API_VERSION": info["api_version"],
+        **salesforce_environment(emulator.info),
         "SALESFORCE_CALLBACK_URL": CALLBACK_URL,
-        "SALESFORCE_ALLOW_ANY_INSTANCE": "1",
         "CONNECTOR_ENCRYPTION_KEY": encryption_key,
         "CLERK_SECRET_KEY": state_secret,
         "DATABASE_URL": database_url,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from gtm_pipeline.connect.vault import StoredTokens, TokenVault
-from gtm_pipeline.emulator.testing import EmulatorHandle, obtain_tokens
+from gtm_pipeline.emulator.testing import EmulatorHandle, obtain_tokens, salesforce_environment
 from gtm_pipeline.salesforce.crypto import TokenCipher
 from gtm_pipeline.store.connections import upsert_connector
 
@@ -43,15 +43,9 @@ def program_environment(
 ) -> dict[str, str]:
     """The settings a `gtm-pipeline` or `dagster` process reads, pointed at the emulator, the
     store and a Dagster home."""
-    info = emulator.info
     return {
         "DAGSTER_HOME": str(dagster_home),
         "DATABASE_URL": database_url,
-        "SALESFORCE_LOGIN_URL": info["login_url"],
-        "SALESFORCE_CA_BUNDLE": info["ca_bundle"],
-        "SALESFORCE_API_VERSION": info["api_version"],
-        "SALESFORCE_CLIENT_ID": info["client_id"],
-        "SALESFORCE_CLIENT_SECRET": info["client_secret"],
-        "SALESFORCE_ALLOW_ANY_INSTANCE": "1",
+        **salesforce_environment(emulator.info),
         "CONNECTOR_ENCRYPTION_KEY": encryption_key,
     }
