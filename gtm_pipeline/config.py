@@ -1,7 +1,13 @@
-"""Settings read from the environment, validated once, with errors that name the variable.
+"""A program's settings: read from its environment once, where it starts, and passed down.
 
-Only the variables a command actually needs are read, so `gtm-pipeline emulator` does not
-demand an encryption key. Values of secret variables never appear in messages or reprs.
+`Settings.from_process()` is the one place that reads the process environment; the CLI, the web
+app and the Dagster definitions each call it where they start and hand the object (or the values
+they need from it) to the code they run. Each setting is validated, with an error that names the
+variable, the first time a program asks for it, so `gtm-pipeline emulator` never demands an
+encryption key. Values of secret variables never appear in messages or reprs.
+
+The functions below parse one variable each from a mapping of variables (the settings' snapshot,
+or a test's dict).
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from gtm_pipeline.errors import GtmError
@@ -30,26 +38,18 @@ class ConfigError(GtmError, ValueError):
     retryable = False
 
 
-def environment(environ: Mapping[str, str] | None = None) -> Mapping[str, str]:
-    """`environ`, or the process environment: where programs read their settings from."""
-    return os.environ if environ is None else environ
-
-
-_env = environment
-
-
-def gtm_home(environ: Mapping[str, str] | None = None) -> Path:
+def gtm_home(environ: Mapping[str, str]) -> Path:
     """Where local state lives (SQLite store, emulator state, Dagster home): `GTM_HOME`."""
-    return Path(_env(environ).get("GTM_HOME") or ".gtm").expanduser().resolve()
+    return Path(environ.get("GTM_HOME") or ".gtm").expanduser().resolve()
 
 
-def database_url(environ: Mapping[str, str] | None = None) -> str:
+def database_url(environ: Mapping[str, str]) -> str:
     """`DATABASE_URL`, or a SQLite file under `GTM_HOME`.
 
     `postgres://` and `postgresql://` are mapped to the psycopg 3 driver so a URL copied from a
     hosting provider works as is.
     """
-    raw = (_env(environ).get("DATABASE_URL") or "").strip()
+    raw = (environ.get("DATABASE_URL") or "").strip()
     if not raw:
         return f"sqlite:///{gtm_home(environ) / 'warehouse.db'}"
     for prefix in ("postgres://", "postgresql://"):
@@ -62,9 +62,9 @@ def database_url(environ: Mapping[str, str] | None = None) -> str:
     )
 
 
-def api_version(environ: Mapping[str, str] | None = None) -> str:
+def api_version(environ: Mapping[str, str]) -> str:
     """`SALESFORCE_API_VERSION`, like 59.0."""
-    raw = (_env(environ).get("SALESFORCE_API_VERSION") or DEFAULT_API_VERSION).strip()
+    raw = (environ.get("SALESFORCE_API_VERSION") or DEFAULT_API_VERSION).strip()
     raw = raw.removeprefix("v")
     major, _, minor = raw.partition(".")
     if not (major.isdigit() and (minor == "" or minor.isdigit()) and int(major) >= 20):
@@ -72,9 +72,9 @@ def api_version(environ: Mapping[str, str] | None = None) -> str:
     return f"{int(major)}.{int(minor or 0)}"
 
 
-def ca_bundle(environ: Mapping[str, str] | None = None) -> str | None:
+def ca_bundle(environ: Mapping[str, str]) -> str | None:
     """`SALESFORCE_CA_BUNDLE`: a CA file that must verify Salesforce's TLS certificate, if set."""
-    raw = (_env(environ).get("SALESFORCE_CA_BUNDLE") or "").strip()
+    raw = (environ.get("SALESFORCE_CA_BUNDLE") or "").strip()
     if not raw:
         return None
     if not Path(raw).is_file():
@@ -82,22 +82,22 @@ def ca_bundle(environ: Mapping[str, str] | None = None) -> str | None:
     return raw
 
 
-def login_url(environ: Mapping[str, str] | None = None) -> str:
+def login_url(environ: Mapping[str, str]) -> str:
     """`SALESFORCE_LOGIN_URL`, default https://login.salesforce.com."""
-    raw = (_env(environ).get("SALESFORCE_LOGIN_URL") or DEFAULT_LOGIN_URL).strip().rstrip("/")
+    raw = (environ.get("SALESFORCE_LOGIN_URL") or DEFAULT_LOGIN_URL).strip().rstrip("/")
     if not raw.startswith("https://"):
         raise ConfigError("SALESFORCE_LOGIN_URL must be an https:// URL")
     return raw
 
 
-def allow_any_instance(environ: Mapping[str, str] | None = None) -> bool:
+def allow_any_instance(environ: Mapping[str, str]) -> bool:
     """`SALESFORCE_ALLOW_ANY_INSTANCE=1`: trust token responses naming any https host.
 
     Off by default, so an access token only ever goes to a Salesforce domain even when
     SALESFORCE_LOGIN_URL points somewhere wrong. The demo and the tests turn it on for the
     emulator, which serves on 127.0.0.1.
     """
-    raw = (_env(environ).get(ALLOW_ANY_INSTANCE_VARIABLE) or "").strip()
+    raw = (environ.get(ALLOW_ANY_INSTANCE_VARIABLE) or "").strip()
     if raw not in ("", "0", "1"):
         raise ConfigError(f"{ALLOW_ANY_INSTANCE_VARIABLE} must be 1 (on) or 0 (off)")
     return raw == "1"
@@ -114,16 +114,27 @@ class SalesforceSettings:
     client_secret: str = field(default="", repr=False)
     allow_any_instance: bool = False
 
+    def __post_init__(self) -> None:
+        """Refuse values no parser of this module returns (set directly, as Dagster resource
+        fields are): an access token must only ever travel over TLS to a real API version."""
+        if not self.login_url.startswith("https://"):
+            raise ConfigError("the Salesforce login URL must be an https:// URL")
+        major, _, minor = self.api_version.partition(".")
+        if not (major.isdigit() and minor.isdigit() and int(major) >= 20):
+            raise ConfigError("the Salesforce API version must look like 59.0")
+        if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
+            raise ConfigError("the Salesforce CA bundle must name an existing certificate file")
+
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> SalesforceSettings:
-        env = _env(environ)
+    def from_env(cls, environ: Mapping[str, str]) -> SalesforceSettings:
+        """The SALESFORCE_* variables of `environ`, each validated."""
         return cls(
-            login_url=login_url(env),
-            api_version=api_version(env),
-            ca_bundle=ca_bundle(env),
-            client_id=(env.get("SALESFORCE_CLIENT_ID") or "").strip(),
-            client_secret=(env.get("SALESFORCE_CLIENT_SECRET") or "").strip(),
-            allow_any_instance=allow_any_instance(env),
+            login_url=login_url(environ),
+            api_version=api_version(environ),
+            ca_bundle=ca_bundle(environ),
+            client_id=(environ.get("SALESFORCE_CLIENT_ID") or "").strip(),
+            client_secret=(environ.get("SALESFORCE_CLIENT_SECRET") or "").strip(),
+            allow_any_instance=allow_any_instance(environ),
         )
 
 
@@ -133,9 +144,9 @@ DEFAULT_ERROR_RATE = 0.05
 ERROR_RATE_VARIABLE = "GTM_QUALITY_ERROR_RATE"
 
 
-def bulk_threshold(environ: Mapping[str, str] | None = None) -> int:
+def bulk_threshold(environ: Mapping[str, str]) -> int:
     """Records above which a full sync reads through Bulk API 2.0 (`GTM_BULK_THRESHOLD`)."""
-    raw = (_env(environ).get(BULK_THRESHOLD_VARIABLE) or "").strip()
+    raw = (environ.get(BULK_THRESHOLD_VARIABLE) or "").strip()
     if not raw:
         return DEFAULT_BULK_THRESHOLD
     if not raw.isdigit():
@@ -143,10 +154,10 @@ def bulk_threshold(environ: Mapping[str, str] | None = None) -> int:
     return int(raw)
 
 
-def quality_error_rate(environ: Mapping[str, str] | None = None) -> float:
+def quality_error_rate(environ: Mapping[str, str]) -> float:
     """The share of rejected rows above which a gate's finding is an ERROR, else a WARN
     (`GTM_QUALITY_ERROR_RATE`)."""
-    raw = (_env(environ).get(ERROR_RATE_VARIABLE) or "").strip()
+    raw = (environ.get(ERROR_RATE_VARIABLE) or "").strip()
     if not raw:
         return DEFAULT_ERROR_RATE
     try:
@@ -176,14 +187,14 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def callback_url(environ: Mapping[str, str] | None = None) -> str:
+def callback_url(environ: Mapping[str, str]) -> str:
     """`SALESFORCE_CALLBACK_URL`: where Salesforce sends the user back after consent.
 
     It must match the connected app's callback URL exactly. https, or http on loopback only
     (Salesforce itself allows plain http for localhost callbacks and nothing else). A URL with
     user-info (`user@host`) is refused: browsers and parsers disagree on which host it names.
     """
-    raw = (_env(environ).get("SALESFORCE_CALLBACK_URL") or DEFAULT_CALLBACK_URL).strip()
+    raw = (environ.get("SALESFORCE_CALLBACK_URL") or DEFAULT_CALLBACK_URL).strip()
     if not _acceptable_callback(raw):
         raise ConfigError(
             "SALESFORCE_CALLBACK_URL must be an https:// URL (http:// only on 127.0.0.1, "
@@ -216,9 +227,9 @@ def _acceptable_callback(url: str) -> bool:
     return host is not None and (scheme == "https" or (scheme == "http" and is_loopback_host(host)))
 
 
-def state_secret(environ: Mapping[str, str] | None = None) -> str:
+def state_secret(environ: Mapping[str, str]) -> str:
     """`CLERK_SECRET_KEY`: the HMAC key that signs the OAuth state."""
-    raw = (_env(environ).get("CLERK_SECRET_KEY") or "").strip()
+    raw = (environ.get("CLERK_SECRET_KEY") or "").strip()
     if len(raw) < MIN_STATE_SECRET_LENGTH:
         raise ConfigError(
             f"CLERK_SECRET_KEY must be set to a random string of at least "
@@ -227,11 +238,111 @@ def state_secret(environ: Mapping[str, str] | None = None) -> str:
     return raw
 
 
-def encryption_key_hex(
-    environ: Mapping[str, str] | None = None, variable: str = "CONNECTOR_ENCRYPTION_KEY"
-) -> str:
-    """The AES-256 key for tokens at rest: exactly 64 hex characters (32 bytes)."""
-    raw = (_env(environ).get(variable) or "").strip()
-    if len(raw) != 64 or any(c not in "0123456789abcdefABCDEF" for c in raw):
-        raise ConfigError(f"{variable} must be exactly 64 hex characters (a 32-byte key)")
-    return raw.lower()
+DEFAULT_LIFETIME_SECONDS = 7200.0
+LIFETIME_VARIABLE = "SALESFORCE_SESSION_LIFETIME_SECONDS"
+
+
+def session_lifetime(environ: Mapping[str, str]) -> float:
+    """`SALESFORCE_SESSION_LIFETIME_SECONDS`: the org's session timeout (default 2 hours)."""
+    raw = (environ.get(LIFETIME_VARIABLE) or "").strip()
+    if not raw:
+        return DEFAULT_LIFETIME_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ConfigError(f"{LIFETIME_VARIABLE} must be a positive number of seconds")
+    return value
+
+
+DEFAULT_INTERVAL_SECONDS = 900
+INTERVAL_VARIABLE = "GTM_SYNC_INTERVAL_SECONDS"
+MIN_INTERVAL_SECONDS = 30
+
+
+def sync_interval_seconds(environ: Mapping[str, str]) -> int:
+    """`GTM_SYNC_INTERVAL_SECONDS`: how often the sync sensor looks for tenants (default 900)."""
+    raw = (environ.get(INTERVAL_VARIABLE) or "").strip()
+    if not raw:
+        return DEFAULT_INTERVAL_SECONDS
+    if not raw.isdigit() or int(raw) < MIN_INTERVAL_SECONDS:
+        raise ConfigError(
+            f"{INTERVAL_VARIABLE} must be a whole number of seconds, at least "
+            f"{MIN_INTERVAL_SECONDS}"
+        )
+    return int(raw)
+
+
+def cron_text(environ: Mapping[str, str], variable: str, default: str) -> str:
+    """A cron expression variable's text (default when unset); Dagster, which runs the
+    schedules, judges its syntax."""
+    return (environ.get(variable) or "").strip() or default
+
+
+class Settings:
+    """Every setting of one program, from a snapshot of its environment taken where it starts.
+
+    Ask for a setting and it is validated then (errors name the variable) and kept; secrets are
+    given only to the code that asks for them by name (`secret`), and the repr shows no value.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ: Mapping[str, str] = MappingProxyType(dict(environ))
+
+    @classmethod
+    def from_process(cls) -> Settings:
+        """The process environment's settings: called once where a program starts."""
+        return cls(os.environ)
+
+    def __repr__(self) -> str:
+        return "Settings(<environment snapshot>)"
+
+    def secret(self, variable: str) -> str | None:
+        """The secret in `variable` (a key, a client secret), stripped; None when unset."""
+        return (self._environ.get(variable) or "").strip() or None
+
+    @cached_property
+    def gtm_home(self) -> Path:
+        return gtm_home(self._environ)
+
+    @cached_property
+    def dagster_home(self) -> Path | None:
+        """`DAGSTER_HOME` when set (Dagster's own variable)."""
+        raw = (self._environ.get("DAGSTER_HOME") or "").strip()
+        return Path(raw) if raw else None
+
+    @cached_property
+    def database_url(self) -> str:
+        return database_url(self._environ)
+
+    @cached_property
+    def salesforce(self) -> SalesforceSettings:
+        return SalesforceSettings.from_env(self._environ)
+
+    @cached_property
+    def session_lifetime(self) -> float:
+        return session_lifetime(self._environ)
+
+    @cached_property
+    def callback_url(self) -> str:
+        return callback_url(self._environ)
+
+    @cached_property
+    def state_secret(self) -> str:
+        return state_secret(self._environ)
+
+    @cached_property
+    def bulk_threshold(self) -> int:
+        return bulk_threshold(self._environ)
+
+    @cached_property
+    def quality_error_rate(self) -> float:
+        return quality_error_rate(self._environ)
+
+    @cached_property
+    def sync_interval_seconds(self) -> int:
+        return sync_interval_seconds(self._environ)
+
+    def cron(self, variable: str, default: str) -> str:
+        return cron_text(self._environ, variable, default)

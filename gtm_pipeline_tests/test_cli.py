@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from gtm_pipeline.cli import main
-from gtm_pipeline.config import database_url
+from gtm_pipeline.config import Settings
 from gtm_pipeline.store import make_engine
 from gtm_pipeline.store.tables import persons
 
@@ -99,7 +99,7 @@ def _demo_persons() -> tuple[int, int]:
     query = sa.select(persons.c.email).where(
         persons.c.tenant_id == "demo", persons.c.is_deleted.is_(False)
     )
-    engine = make_engine(database_url())
+    engine = make_engine(Settings.from_process().database_url)
     try:
         with engine.connect() as conn:
             emails = conn.execute(query).scalars().all()

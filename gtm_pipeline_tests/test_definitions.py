@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
 from gtm_pipeline.cli.instance import on_instance
+from gtm_pipeline.config import DEFAULT_BULK_THRESHOLD, ConfigError, Settings
 from gtm_pipeline.definitions import defs
 from gtm_pipeline.defs.partitions import salesforce_tenants
-from gtm_pipeline.defs.resources import WarehouseResource
+from gtm_pipeline.defs.resources import WarehouseResource, shared_resources
 from gtm_pipeline.store import current_revision, head_revision
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +62,14 @@ def test_warehouse_resource_migrates_the_store_it_opens(database_url):
     engine.dispose()
 
 
-def test_warehouse_resource_defaults_to_gtm_home(gtm_home):
-    resource = WarehouseResource()
-    assert resource.resolved_url() == f"sqlite:///{Path(gtm_home) / 'warehouse.db'}"
+def test_the_resources_come_from_the_settings(gtm_home, tmp_path):
+    resources = shared_resources(Settings({"GTM_HOME": gtm_home}))
+    assert resources["warehouse"].database_url == f"sqlite:///{Path(gtm_home) / 'warehouse.db'}"
+    assert resources["salesforce"].bulk_threshold == DEFAULT_BULK_THRESHOLD
+    tuned = {"GTM_BULK_THRESHOLD": "10", "GTM_QUALITY_ERROR_RATE": "0.2"}
+    resources = shared_resources(Settings({**tuned, "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}))
+    assert resources["warehouse"].database_url == f"sqlite:///{tmp_path}/x.db"
+    assert resources["warehouse"].quality_error_rate == 0.2
+    assert resources["salesforce"].bulk_threshold == 10
+    with pytest.raises(ConfigError, match="GTM_BULK_THRESHOLD"):
+        shared_resources(Settings({"GTM_BULK_THRESHOLD": "many"}))

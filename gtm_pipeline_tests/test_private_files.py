@@ -8,8 +8,13 @@ import os
 import stat
 from pathlib import Path
 
-from gtm_pipeline.cli.instance import dagster_home
+from gtm_pipeline.cli.instance import dagster_home as configured_home
+from gtm_pipeline.config import Settings
 from gtm_pipeline.private_files import private_dir, private_file
+
+
+def dagster_home() -> Path:
+    return configured_home(Settings.from_process())
 
 
 def _mode(path: Path) -> int:

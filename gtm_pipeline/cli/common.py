@@ -1,4 +1,4 @@
-"""What the commands share: the store, a checked tenant id, and a tenant's org.
+"""What the commands share: the settings, the store, a checked tenant id, and a tenant's org.
 
 Imports of the store, the web identifiers and the Salesforce client happen inside the functions,
 so that `gtm-pipeline --help` and a command's `--help` load click and nothing heavy.
@@ -16,6 +16,7 @@ from gtm_pipeline.errors import GtmError
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from gtm_pipeline.config import Settings
     from gtm_pipeline.salesforce.metadata import DescribeClient
 
 
@@ -34,12 +35,24 @@ class GtmGroup(click.Group):
             raise ShownError(exc.user_message) from exc
 
 
+def program_settings() -> Settings:
+    """The settings of this run of `gtm-pipeline`: read from the environment the first time a
+    command asks, kept on the root click context, the same object for every later ask."""
+    from gtm_pipeline.config import Settings
+
+    root = click.get_current_context().find_root()
+    if not isinstance(root.obj, Settings):
+        root.obj = Settings.from_process()
+    return root.obj
+
+
 def open_store() -> sa.Engine:
     """The store (DATABASE_URL, else the SQLite file under GTM_HOME), migrated; the caller
     disposes it."""
     from gtm_pipeline.store import open_store as migrated
 
-    return migrated()
+    settings = program_settings()
+    return migrated(settings.database_url, home=settings.gtm_home)
 
 
 def checked_tenant(value: str, param: str = "--tenant") -> str:
@@ -55,7 +68,7 @@ def checked_tenant(value: str, param: str = "--tenant") -> str:
 def _tenant_client(engine: sa.Engine, tenant_id: str) -> DescribeClient:
     from gtm_pipeline.connect.tokens import TenantClients
 
-    return TenantClients.from_env(engine).for_tenant(tenant_id)
+    return TenantClients.from_settings(engine, program_settings()).for_tenant(tenant_id)
 
 
 client_factory: Callable[[sa.Engine, str], DescribeClient] = _tenant_client

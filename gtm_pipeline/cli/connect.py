@@ -11,8 +11,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from gtm_pipeline import config
-from gtm_pipeline.cli.common import checked_tenant, open_store
+from gtm_pipeline.cli.common import checked_tenant, open_store, program_settings
 from gtm_pipeline.web import identifiers
 
 if TYPE_CHECKING:
@@ -39,7 +38,7 @@ def _approve(authorize_url: str, callback_url: str) -> None:
 
     from gtm_pipeline.salesforce.http import PinnedSession
 
-    with PinnedSession(config.ca_bundle(), timeout=60) as https:
+    with PinnedSession(program_settings().salesforce.ca_bundle, timeout=60) as https:
         try:
             answer = https.get(authorize_url, allow_redirects=False)
         except requests.RequestException as exc:
@@ -120,7 +119,7 @@ def connect(
         raise click.BadParameter(str(exc), param_hint="--connector") from None
     from gtm_pipeline.connect.flow import ConnectFlow
 
-    flow = ConnectFlow.from_env(open_store())
+    flow = ConnectFlow.from_settings(open_store(), program_settings())
     outcome = _run_connect(flow, tenant, connector, auto_approve, timeout)
     if outcome is None:
         raise click.ClickException(

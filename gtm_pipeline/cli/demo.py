@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gtm_pipeline.cli.common import open_store
+from gtm_pipeline.cli.common import open_store, program_settings
 from gtm_pipeline.cli.connect import connect
-from gtm_pipeline.config import database_url, gtm_home
+from gtm_pipeline.config import Settings
 from gtm_pipeline.private_files import private_dir, private_file
 
 if TYPE_CHECKING:
@@ -60,18 +60,17 @@ def _demo_secrets(home: Path) -> dict[str, str]:
     return values
 
 
-def _point_settings_at(emulator: EmulatorHandle, home: Path) -> None:
+def _emulator_settings(emulator: EmulatorHandle, home: Path) -> dict[str, str]:
+    """The variables that point the demo at the emulator, with the demo's own keys."""
     from gtm_pipeline.emulator.testing import salesforce_environment
 
-    os.environ.update(
-        {
-            **_demo_secrets(home),
-            **salesforce_environment(emulator.info),
-            "SALESFORCE_CALLBACK_URL": (
-                f"http://127.0.0.1:{_free_port()}/api/connectors/salesforce/callback"
-            ),
-        }
-    )
+    return {
+        **_demo_secrets(home),
+        **salesforce_environment(emulator.info),
+        "SALESFORCE_CALLBACK_URL": (
+            f"http://127.0.0.1:{_free_port()}/api/connectors/salesforce/callback"
+        ),
+    }
 
 
 def _change_records(emulator: EmulatorHandle) -> list[str]:
@@ -119,7 +118,7 @@ def _map_score_fields(engine: sa.Engine) -> list[str]:
         validate_writeback_map,
     )
 
-    client = TenantClients.from_env(engine).for_tenant(DEMO_TENANT)
+    client = TenantClients.from_settings(engine, program_settings()).for_tenant(DEMO_TENANT)
     lines = []
     for entity_type in ENTITY_TYPES:
         checked = validate_writeback_map(client, entity_type, DEFAULT_FIELD_MAP, refresh=True)
@@ -140,7 +139,7 @@ def _serve_ui(port: int) -> None:
     click.echo(f"Starting the Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it and the demo)")
     # In a session of its own, so a terminal's Ctrl-C reaches the demo alone, which then stops
     # the whole group: dagster dev, its daemon, webserver and code server.
-    process = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)  # noqa: S603
+    process = subprocess.Popen(command, start_new_session=True)  # noqa: S603
 
     def stop(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -214,11 +213,11 @@ def demo(
     from gtm_pipeline.store import safe_url
     from gtm_pipeline.store.tenants import delete_synced_data
 
-    home = private_dir(gtm_home())
+    home = private_dir(program_settings().gtm_home)
     engine = open_store()
     with engine.begin() as conn:
         delete_synced_data(conn, DEMO_TENANT)
-    click.echo(f"Store: {safe_url(database_url())}")
+    click.echo(f"Store: {safe_url(program_settings().database_url)}")
     counts = {"Account": accounts, "Contact": contacts, "Opportunity": opportunities}
     started = time.perf_counter()
     org = Org.generate(seed=seed, counts=counts)
@@ -228,7 +227,10 @@ def demo(
         running_emulator(home / "emulator", org=org, auto_approve=True) as emulator,
     ):
         click.echo(f"Emulator: {emulator.info['instance_url']}")
-        _point_settings_at(emulator, home)
+        # Into the process environment: the Dagster resources take the secrets through EnvVar
+        # (so Dagster never stores their values), and the UI's processes inherit them.
+        os.environ.update(_emulator_settings(emulator, home))
+        ctx.find_root().obj = Settings.from_process()  # what every step below reads
         ctx.invoke(connect, tenant=DEMO_TENANT, auto_approve=True, timeout=60.0)
         click.echo("\nFull sync:")
         first = run_sync(DEMO_TENANT, full=True, instance=instance)

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from gtm_pipeline.config import gtm_home
+from gtm_pipeline.cli.common import program_settings
 
 
 def _counts(accounts: int | None, contacts: int | None, opportunities: int | None) -> dict | None:
@@ -118,7 +118,7 @@ def emulator(
     try:
         serve(
             org,
-            state_dir or gtm_home() / "emulator",
+            state_dir or program_settings().gtm_home / "emulator",
             host=host,
             port=port,
             options=options,

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -24,28 +25,36 @@ import dagster as dg
 # command entered (see `on_instance` below); this private context manager is Dagster's own.
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
-from gtm_pipeline.config import gtm_home
+from gtm_pipeline.cli.common import program_settings
+from gtm_pipeline.config import Settings
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.private_files import create_private_dirs, private_dir, private_file
 
 
-def dagster_home() -> Path:
-    configured = os.environ.get("DAGSTER_HOME", "").strip()
-    if configured:
-        home = Path(configured)
+def dagster_home(settings: Settings) -> Path:
+    """The settings' DAGSTER_HOME, else GTM_HOME/dagster_home; with a dagster.yaml in it."""
+    home = settings.dagster_home
+    if home is not None:
         create_private_dirs(home)
     else:
-        home = private_dir(private_dir(gtm_home()) / "dagster_home")
-    settings = home / "dagster.yaml"
-    if not settings.exists():
+        home = private_dir(private_dir(settings.gtm_home) / "dagster_home")
+    instance_yaml = home / "dagster.yaml"
+    if not instance_yaml.exists():
         shipped = resources.files("gtm_pipeline.defs") / "dagster_local.yaml"
-        private_file(settings).write_bytes(shipped.read_bytes())
+        private_file(instance_yaml).write_bytes(shipped.read_bytes())
     return home
+
+
+def program_resources() -> dict[str, Any]:
+    """The store and Salesforce resources, from this command's settings."""
+    from gtm_pipeline.defs.resources import shared_resources
+
+    return shared_resources(program_settings())
 
 
 def local_instance() -> dg.DagsterInstance:
     """The persistent local instance (sets DAGSTER_HOME for this process and its children)."""
-    os.environ["DAGSTER_HOME"] = str(dagster_home())
+    os.environ["DAGSTER_HOME"] = str(dagster_home(program_settings()))
     return dg.DagsterInstance.get()
 
 

@@ -30,9 +30,9 @@ file_type = click.Path(exists=True, dir_okay=False, readable=True)
 @click.option("--entity", "entity_name", default=None, help="Only this entity.")
 def show(tenant: str, entity_name: str | None) -> None:
     """Print the effective mappings: the defaults and what the tenant changed."""
-    from gtm_pipeline.sync.entities import SYNC_ORDER, FieldMapping
+    from gtm_pipeline.sync.entities import SYNC_ORDER, FieldMapping, entity_for
     from gtm_pipeline.sync.mapping import effective_mappings, load_mappings
-    from gtm_pipeline.sync.mapping_file import entity_for, show_table
+    from gtm_pipeline.sync.mapping_file import show_table
 
     tenant = checked_tenant(tenant)
     entities = [entity_for(entity_name)] if entity_name else list(SYNC_ORDER)
@@ -52,7 +52,8 @@ def show(tenant: str, entity_name: str | None) -> None:
 def suggest(tenant: str, entity_name: str, refresh: bool) -> None:
     """Print a mapping file (YAML) for the org's custom fields of an entity."""
     from gtm_pipeline.salesforce.metadata import describe_object
-    from gtm_pipeline.sync.mapping_file import entity_for, render_yaml, suggest_mappings
+    from gtm_pipeline.sync.entities import entity_for
+    from gtm_pipeline.sync.mapping_file import render_yaml, suggest_mappings
 
     tenant = checked_tenant(tenant)
     ent = entity_for(entity_name)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import click
 
-from gtm_pipeline.cli.common import GtmGroup, checked_tenant, open_store
-from gtm_pipeline.config import ConfigError, environment
+from gtm_pipeline.cli.common import GtmGroup, checked_tenant, open_store, program_settings
+from gtm_pipeline.config import ConfigError
 
 CURRENT_KEY_VARIABLE = "CONNECTOR_ENCRYPTION_KEY"
 NEW_KEY_VARIABLE = "CONNECTOR_ENCRYPTION_KEY_NEW"
@@ -34,9 +34,10 @@ def rotate_key_command() -> None:
     from gtm_pipeline.store.errors import StoreError
 
     try:
-        old = TokenCipher.from_env(environment(), variable=CURRENT_KEY_VARIABLE)
-        new = TokenCipher.from_env(environment(), variable=NEW_KEY_VARIABLE)
-        engine = make_engine()
+        settings = program_settings()
+        old = TokenCipher.from_settings(settings, variable=CURRENT_KEY_VARIABLE)
+        new = TokenCipher.from_settings(settings, variable=NEW_KEY_VARIABLE)
+        engine = make_engine(settings.database_url, home=settings.gtm_home)
     except (InvalidKeyError, ConfigError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     try:

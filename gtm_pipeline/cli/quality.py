@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gtm_pipeline.cli.common import open_store
+from gtm_pipeline.cli.common import open_store, program_settings
 from gtm_pipeline.sync.entities import ENTITIES, SYNC_ORDER
 
 DEFAULT_LIMIT = 20
@@ -29,11 +29,10 @@ def quality(tenant: str, entity: str | None, limit: int) -> None:
     """Print the quality gates' report of a tenant: counts per gate and the first failures."""
     import sqlalchemy as sa
 
-    from gtm_pipeline.config import quality_error_rate
     from gtm_pipeline.store.tables import sync_state
     from gtm_pipeline.sync.quality_report import quality_report
 
-    threshold = quality_error_rate()
+    threshold = program_settings().quality_error_rate
     engine = open_store()
     try:
         with engine.connect() as conn:

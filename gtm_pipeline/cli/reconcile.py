@@ -89,7 +89,12 @@ def run_reconciliation(
 ) -> ReconcileRun:
     """Run the reconciliation checks of `entities` for one tenant partition; never raises on a
     failed run. Without an `instance`, the persistent local one is opened."""
-    from gtm_pipeline.cli.instance import add_tenant_partition, local_instance, on_instance
+    from gtm_pipeline.cli.instance import (
+        add_tenant_partition,
+        local_instance,
+        on_instance,
+        program_resources,
+    )
     from gtm_pipeline.cli.sync import failure_message
     from gtm_pipeline.defs.partitions import TENANT_TAG
     from gtm_pipeline.defs.reconciliation import RECONCILIATION_CHECK, reconcile_run_config
@@ -104,11 +109,9 @@ def run_reconciliation(
                 entities=entities,
                 log_level=log_level,
             )
-    from gtm_pipeline.definitions import defs
-
     add_tenant_partition(instance, tenant_id)
     with on_instance(instance):
-        job = reconciliation_job_def(resources or dict(defs.resources or {}), entities)
+        job = reconciliation_job_def(resources or program_resources(), entities)
         result = job.execute_in_process(
             instance=instance,
             partition_key=tenant_id,

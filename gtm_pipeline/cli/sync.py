@@ -56,7 +56,12 @@ def run_sync(
     """
     import dagster as dg
 
-    from gtm_pipeline.cli.instance import add_tenant_partition, local_instance, on_instance
+    from gtm_pipeline.cli.instance import (
+        add_tenant_partition,
+        local_instance,
+        on_instance,
+        program_resources,
+    )
     from gtm_pipeline.defs.assets import sync_assets
     from gtm_pipeline.defs.partitions import TENANT_TAG
 
@@ -65,8 +70,6 @@ def run_sync(
             return run_sync(
                 tenant_id, full=full, instance=opened, resources=resources, reconcile=reconcile
             )
-    from gtm_pipeline.definitions import defs
-
     add_tenant_partition(instance, tenant_id)
     assets = sync_assets()
     ops = {a.op.name: {"config": {"full": full}} for a in assets}
@@ -75,7 +78,7 @@ def run_sync(
             assets,
             instance=instance,
             partition_key=tenant_id,
-            resources=resources or defs.resources,
+            resources=resources or program_resources(),
             run_config={"ops": ops, "loggers": {"console": {"config": {"log_level": "INFO"}}}},
             tags={TENANT_TAG: tenant_id},
             raise_on_error=False,
@@ -95,12 +98,10 @@ def run_sync(
 
 
 def summary_table(summary: dict[str, dict[str, object]]) -> str:
-    from gtm_pipeline.defs.assets import asset_key
-
     header = f"{'entity':<14}" + "".join(f"{c:>14}" for c in SUMMARY_COLUMNS)
     lines = [header]
     for entity in SYNC_ORDER:
-        name = asset_key(entity).path[-1]
+        name = entity.asset_name
         row = summary.get(name)
         cells = [str(row.get(c, "")) if row else "not run" for c in SUMMARY_COLUMNS]
         lines.append(f"{name:<14}" + "".join(f"{c:>14}" for c in cells))

@@ -7,6 +7,7 @@ import logging
 import click
 
 from gtm_pipeline import config
+from gtm_pipeline.cli.common import program_settings
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,11 @@ DEFAULT_WEB_PORT = 8765
 )
 def web(host: str, port: int, insecure: bool) -> None:
     """Serve the connectors web app (operator login, Connect Salesforce, Disconnect)."""
-    from gtm_pipeline.web.app import app_from_env
+    from gtm_pipeline.web.app import app_from_settings
     from gtm_pipeline.web.serving import ServerStartError, serve_forever
 
     _check_exposure(host, insecure)
-    app = app_from_env()
+    app = app_from_settings(program_settings())
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Connectors app on http://{shown}:{port}/connectors (Ctrl-C to stop)")
     try:

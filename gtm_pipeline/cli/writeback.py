@@ -41,7 +41,12 @@ def run_writeback(
     """
     import dagster as dg
 
-    from gtm_pipeline.cli.instance import add_tenant_partition, local_instance, on_instance
+    from gtm_pipeline.cli.instance import (
+        add_tenant_partition,
+        local_instance,
+        on_instance,
+        program_resources,
+    )
     from gtm_pipeline.cli.sync import failure_message
     from gtm_pipeline.defs.partitions import TENANT_TAG
     from gtm_pipeline.defs.scoring_assets import scores_asset
@@ -63,8 +68,6 @@ def run_writeback(
                 progress=progress,
                 log_level=log_level,
             )
-    from gtm_pipeline.definitions import defs
-
     add_tenant_partition(instance, tenant_id)
     with on_instance(instance):
         result = dg.materialize(
@@ -72,7 +75,7 @@ def run_writeback(
             instance=instance,
             partition_key=tenant_id,
             resources={
-                **(resources or defs.resources),
+                **(resources or program_resources()),
                 PROGRESS_RESOURCE: progress_resource(progress or no_progress),
             },
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},

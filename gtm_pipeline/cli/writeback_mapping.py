@@ -22,28 +22,6 @@ from gtm_pipeline.cli.common import GtmGroup, checked_tenant, open_store, org_cl
 # does not import the writeback (a test checks they agree).
 ALLOW_STANDARD_FLAG = "--allow-standard-field"
 
-# The sync entity names a user may type for an entity type, besides the type itself.
-ALIASES = {
-    "persons": "person",
-    "contacts": "person",
-    "contact": "person",
-    "accounts": "account",
-    "opportunities": "opportunity",
-}
-
-
-def entity_type_for(name: str) -> str:
-    """The entity type a user typed (`person`, `contacts`, ...); else WritebackMappingError."""
-    from gtm_pipeline.writeback.mapping import ENTITY_TYPES, WritebackMappingError
-
-    key = name.strip().lower()
-    entity_type = ALIASES.get(key, key)
-    if entity_type not in ENTITY_TYPES:
-        raise WritebackMappingError(
-            f"unknown entity {name!r}; expected one of {', '.join(ENTITY_TYPES)}"
-        )
-    return entity_type
-
 
 def parse_pairs(pairs: Sequence[str]) -> dict[str, str]:
     """`score_field=SalesforceField` arguments to a map; each score field once."""
@@ -88,15 +66,15 @@ entity_option = click.option(
 @tenant_option
 def show(tenant: str) -> None:
     """Print each entity type's score → field map and whether it is the default."""
+    from gtm_pipeline.sync.entities import by_score_type
     from gtm_pipeline.writeback.mapping import ENTITY_TYPES, is_default, load_writeback_map
-    from gtm_pipeline.writeback.payloads import sf_object_for
 
     tenant = checked_tenant(tenant)
     rows = []
     with open_store().connect() as conn:
         for entity_type in ENTITY_TYPES:
             origin = "default" if is_default(conn, tenant, entity_type) else "tenant"
-            target_object = sf_object_for(entity_type)
+            target_object = by_score_type(entity_type).sf_object
             for score, target in load_writeback_map(conn, tenant, entity_type).items():
                 rows.append((entity_type, score, f"{target_object}.{target}", origin))
     click.echo(map_table(rows))
@@ -126,16 +104,17 @@ def standard_field_warning(
 @click.argument("pairs", nargs=-1)
 def set_(tenant: str, entity_name: str, allow_standard: bool, pairs: tuple[str, ...]) -> None:
     """Check PAIRS (score_field=SalesforceField ...) against the org, then save them."""
+    from gtm_pipeline.sync.entities import entity_for
     from gtm_pipeline.writeback.mapping import (
         save_writeback_map,
         standard_targets,
         validate_writeback_map,
     )
-    from gtm_pipeline.writeback.payloads import sf_object_for
     from gtm_pipeline.writeback.selection import live_record_count
 
     tenant = checked_tenant(tenant)
-    entity_type = entity_type_for(entity_name)
+    entity = entity_for(entity_name)
+    entity_type = entity.score_type
     field_map = parse_pairs(pairs)
     engine = open_store()
     client = org_client(engine, tenant)
@@ -147,7 +126,7 @@ def set_(tenant: str, entity_name: str, allow_standard: bool, pairs: tuple[str, 
         save_writeback_map(conn, tenant, entity_type, checked, allowed_standard=standard)
         live = live_record_count(conn, tenant, entity_type) if standard else 0
     if standard:
-        warning = standard_field_warning(sf_object_for(entity_type), standard, live, entity_type)
+        warning = standard_field_warning(entity.sf_object, standard, live, entity_type)
         click.echo(warning, err=True)
     click.echo(f"{entity_type}: saved {len(checked)} writeback field(s)")
 
@@ -157,10 +136,11 @@ def set_(tenant: str, entity_name: str, allow_standard: bool, pairs: tuple[str, 
 @entity_option
 def reset(tenant: str, entity_name: str) -> None:
     """Forget the tenant's map for an entity type; scores go to the default fields again."""
+    from gtm_pipeline.sync.entities import entity_for
     from gtm_pipeline.writeback.mapping import reset_writeback_map
 
     tenant = checked_tenant(tenant)
-    entity_type = entity_type_for(entity_name)
+    entity_type = entity_for(entity_name).score_type
     with open_store().begin() as conn:
         reset_writeback_map(conn, tenant, entity_type)
     click.echo(f"{entity_type}: back to the default writeback fields")

@@ -26,8 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from gtm_pipeline import config
-from gtm_pipeline.config import SalesforceSettings
+from gtm_pipeline.config import Settings
 from gtm_pipeline.connect.vault import StoredTokens, TokenVault
 from gtm_pipeline.salesforce.crypto import TokenCipher, TokenDecryptError
 from gtm_pipeline.salesforce.oauth import (
@@ -138,15 +137,14 @@ class ConnectFlow:
         return f"ConnectFlow(callback_url={self._callback_url!r}, oauth={self._oauth!r})"
 
     @classmethod
-    def from_env(cls, engine: sa.Engine, environ: Mapping[str, str] | None = None) -> ConnectFlow:
-        """Everything from the environment; a missing or bad variable fails here, by name."""
-        settings = SalesforceSettings.from_env(environ)
+    def from_settings(cls, engine: sa.Engine, settings: Settings) -> ConnectFlow:
+        """From a program's settings; a missing or bad variable fails here, by name."""
         return cls(
             engine,
-            oauth=OAuthClient(settings),
-            signer=StateSigner(config.state_secret(environ)),
-            vault=TokenVault(TokenCipher.from_env(config.environment(environ))),
-            callback_url=config.callback_url(environ),
+            oauth=OAuthClient(settings.salesforce),
+            signer=StateSigner(settings.state_secret),
+            vault=TokenVault(TokenCipher.from_settings(settings)),
+            callback_url=settings.callback_url,
         )
 
     @property

@@ -22,14 +22,13 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from gtm_pipeline.config import ConfigError, SalesforceSettings
-from gtm_pipeline.config import environment as config_environment
+from gtm_pipeline.config import DEFAULT_LIFETIME_SECONDS, SalesforceSettings, Settings
 from gtm_pipeline.connect.vault import StoredTokens, TokenVault
 from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
 from gtm_pipeline.salesforce.crypto import TokenCipher
@@ -47,8 +46,6 @@ from gtm_pipeline.store.connections import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LIFETIME_SECONDS = 7200.0
-LIFETIME_VARIABLE = "SALESFORCE_SESSION_LIFETIME_SECONDS"
 RECONNECT_MESSAGE = (
     "Salesforce no longer accepts this connection's refresh token (invalid_grant): access was "
     "revoked or expired. Reconnect the tenant from the connectors page."
@@ -175,20 +172,6 @@ def _refresh_failure(exc: OAuthError) -> Exception:
     return SessionInvalid(f"Salesforce refused the token refresh: {exc}. {exc.plain_words()}")
 
 
-def session_lifetime(environ: Mapping[str, str] | None = None) -> float:
-    """`SALESFORCE_SESSION_LIFETIME_SECONDS`: the org's session timeout (default 2 hours)."""
-    raw = (config_environment(environ).get(LIFETIME_VARIABLE) or "").strip()
-    if not raw:
-        return DEFAULT_LIFETIME_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ConfigError(f"{LIFETIME_VARIABLE} must be a positive number of seconds")
-    return value
-
-
 @dataclass(frozen=True)
 class TenantClients:
     """The one way to a connected tenant's org, made once where a program starts (the CLI, the
@@ -204,23 +187,22 @@ class TenantClients:
     clock: Callable[[], float] = time.time
 
     @classmethod
-    def from_env(
+    def from_settings(
         cls,
         engine: sa.Engine,
-        environ: Mapping[str, str] | None = None,
+        settings: Settings,
         *,
-        settings: SalesforceSettings | None = None,
+        salesforce: SalesforceSettings | None = None,
         config: ClientConfig | None = None,
         clock: Callable[[], float] = time.time,
     ) -> TenantClients:
-        """Settings from the environment: SALESFORCE_* (unless `settings` is given), the
+        """From a program's settings: SALESFORCE_* (unless `salesforce` is given), the
         encryption key, the session lifetime."""
-        env = config_environment(environ)
         return cls(
             engine,
-            settings or SalesforceSettings.from_env(env),
-            TokenCipher.from_env(env),
-            session_lifetime(env),
+            salesforce or settings.salesforce,
+            TokenCipher.from_settings(settings),
+            settings.session_lifetime,
             config,
             clock,
         )

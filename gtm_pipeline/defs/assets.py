@@ -16,7 +16,6 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from gtm_pipeline.config import bulk_threshold
 from gtm_pipeline.defs.checks import (
     quality_check_results,
     quality_check_specs,
@@ -127,7 +126,7 @@ def build_sync_asset(entity: Entity, upstream: Entity | None) -> dg.AssetsDefini
                 lookback=timedelta(minutes=config.lookback_minutes),
                 batch_size=salesforce.batch_size,
                 run_id=context.run.run_id,
-                bulk_threshold=bulk_threshold(),  # a bad GTM_BULK_THRESHOLD stops, not retried
+                bulk_threshold=salesforce.bulk_threshold,
             )
             client = salesforce.client(engine, tenant_id)
             stats = sync_entity(client, engine, tenant_id, entity, options, on_page=log_page)
@@ -143,6 +142,7 @@ def build_sync_asset(entity: Entity, upstream: Entity | None) -> dg.AssetsDefini
                 key,
                 stats.quality,
                 run_failures(engine, tenant_id, entity.name, context.run.run_id),
+                threshold=warehouse.quality_error_rate,
                 standing=tenant_standing(engine, tenant_id, entity.name),
             ),
         )

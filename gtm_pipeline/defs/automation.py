@@ -4,14 +4,13 @@ Both list the connected tenants from the store, make sure each is a `salesforce_
 and request one incremental sync run per tenant, tagged `gtm/tenant=<id>`. A tenant whose previous
 run is still queued or running is skipped; dagster.yaml's tag limit is the second line of defence.
 
+Their timing comes from the code location's settings (`definitions(settings)`).
+
 What starts reconciliation runs (the `reconciliation` checks, in their own job): a daily schedule
 (`GTM_RECONCILE_CRON`) for every connected tenant, and a run-status sensor after each successful
 sync run that read an entity in full. Neither skips a busy tenant: the run waits in the queue
 behind the tenant's sync (one run per tenant), since a skipped day would be a day unreconciled.
 """
-
-import os
-from collections.abc import Mapping
 
 import dagster as dg
 import sqlalchemy as sa
@@ -20,7 +19,7 @@ import sqlalchemy as sa
 # bad GTM_RECONCILE_CRON fails with a message naming the variable rather than a definition error.
 from dagster._utils.schedules import is_valid_cron_string
 
-from gtm_pipeline.config import ConfigError
+from gtm_pipeline.config import ConfigError, Settings
 from gtm_pipeline.defs.assets import asset_key
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
 from gtm_pipeline.defs.reconciliation import reconciliation_check_keys
@@ -28,7 +27,7 @@ from gtm_pipeline.defs.resources import WarehouseResource
 from gtm_pipeline.store.connections import list_connectors
 from gtm_pipeline.sync.entities import SYNC_ORDER
 
-DEFAULT_INTERVAL_SECONDS = 900
+SYNC_CRON_VARIABLE = "GTM_SYNC_CRON"
 DEFAULT_CRON = "*/30 * * * *"
 RECONCILE_CRON_VARIABLE = "GTM_RECONCILE_CRON"
 DEFAULT_RECONCILE_CRON = "0 4 * * *"
@@ -65,25 +64,13 @@ reconciliation_job = dg.define_asset_job(
 )
 
 
-def sync_interval_seconds() -> int:
-    raw = os.environ.get("GTM_SYNC_INTERVAL_SECONDS", "").strip()
-    if not raw:
-        return DEFAULT_INTERVAL_SECONDS
-    if not raw.isdigit() or int(raw) < 30:
-        raise ConfigError(
-            "GTM_SYNC_INTERVAL_SECONDS must be a whole number of seconds, at least 30"
-        )
-    return int(raw)
-
-
-def reconcile_cron(environ: Mapping[str, str] | None = None) -> str:
-    raw = (os.environ if environ is None else environ).get(RECONCILE_CRON_VARIABLE, "").strip()
-    if not raw:
-        return DEFAULT_RECONCILE_CRON
+def checked_cron(settings: Settings, variable: str, default: str) -> str:
+    """The cron expression in `variable` of `settings` (`default` when unset), one Dagster
+    accepts, or a ConfigError naming the variable."""
+    raw = settings.cron(variable, default)
     if not is_valid_cron_string(raw):
         raise ConfigError(
-            f"{RECONCILE_CRON_VARIABLE} must be a five-field cron expression such as "
-            f"'{DEFAULT_RECONCILE_CRON}' (got {raw!r})"
+            f"{variable} must be a five-field cron expression such as '{default}' (got {raw!r})"
         )
     return raw
 
@@ -123,15 +110,8 @@ def sync_requests(
     return _new_partitions(instance, tenants), requests, skipped
 
 
-@dg.sensor(
-    job=sync_job,
-    minimum_interval_seconds=sync_interval_seconds(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Adds every connected tenant as a partition and requests an incremental sync.",
-)
-def tenant_sync_sensor(
-    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
-) -> dg.SensorResult:
+def sync_tick(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
+    """The sync sensor's evaluation: new partitions and one run request per free tenant."""
     new, requests, skipped = sync_requests(context.instance, warehouse.engine())
     if skipped:
         context.log.info(f"skipped tenants with a run in progress: {', '.join(skipped)}")
@@ -142,33 +122,54 @@ def tenant_sync_sensor(
     )
 
 
-@dg.schedule(
-    job=sync_job,
-    cron_schedule=os.environ.get("GTM_SYNC_CRON", DEFAULT_CRON),
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="The sensor's work on a cron, for teams that prefer a schedule.",
-)
-def tenant_sync_schedule(context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource):
+def sync_schedule_tick(context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource):
+    """The sync schedule's evaluation: the sensor's work, on a cron."""
     new, requests, _skipped = sync_requests(context.instance, warehouse.engine())
     if new:
         context.instance.add_dynamic_partitions(salesforce_tenants.name, new)
     return requests or dg.SkipReason("no connected tenant is free to sync")
 
 
-@dg.schedule(
-    job=reconciliation_job,
-    cron_schedule=reconcile_cron(),
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Reconciles every connected tenant with Salesforce (cron: GTM_RECONCILE_CRON).",
-)
-def tenant_reconciliation_schedule(
-    context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource
-):
+def reconciliation_tick(context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource):
+    """The reconciliation schedule's evaluation: one run request per connected tenant."""
     tenants = connected_tenants(warehouse.engine())
     new = _new_partitions(context.instance, tenants)
     if new:
         context.instance.add_dynamic_partitions(salesforce_tenants.name, new)
     return [tenant_request(t) for t in tenants] or dg.SkipReason("no connected tenant")
+
+
+def sync_sensor(settings: Settings) -> dg.SensorDefinition:
+    """Every `GTM_SYNC_INTERVAL_SECONDS` (default 900), on by default."""
+    return dg.sensor(
+        name="tenant_sync_sensor",
+        job=sync_job,
+        minimum_interval_seconds=settings.sync_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Adds every connected tenant as a partition and requests an incremental sync.",
+    )(sync_tick)
+
+
+def sync_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    """On `GTM_SYNC_CRON` (default every 30 minutes), off by default."""
+    return dg.schedule(
+        name="tenant_sync_schedule",
+        job=sync_job,
+        cron_schedule=checked_cron(settings, SYNC_CRON_VARIABLE, DEFAULT_CRON),
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="The sensor's work on a cron, for teams that prefer a schedule.",
+    )(sync_schedule_tick)
+
+
+def reconciliation_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    """On `GTM_RECONCILE_CRON` (default daily at 04:00), on by default."""
+    return dg.schedule(
+        name="tenant_reconciliation_schedule",
+        job=reconciliation_job,
+        cron_schedule=checked_cron(settings, RECONCILE_CRON_VARIABLE, DEFAULT_RECONCILE_CRON),
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Reconciles every connected tenant with Salesforce (cron: GTM_RECONCILE_CRON).",
+    )(reconciliation_tick)
 
 
 def read_in_full(instance: dg.DagsterInstance, run_id: str) -> list[str]:
@@ -207,10 +208,11 @@ def reconcile_after_full_sync(context: dg.RunStatusSensorContext):
     return tenant_request(tenant, run_key=f"reconcile-after-{run.run_id}")
 
 
-def definitions() -> dg.Definitions:
-    """The automation domain: the jobs, the sensors and the schedules that start them."""
+def definitions(settings: Settings) -> dg.Definitions:
+    """The automation domain: the jobs, the sensors and the schedules that start them, timed by
+    `settings`."""
     return dg.Definitions(
         jobs=[sync_job, reconciliation_job],
-        sensors=[tenant_sync_sensor, reconcile_after_full_sync],
-        schedules=[tenant_sync_schedule, tenant_reconciliation_schedule],
+        sensors=[sync_sensor(settings), reconcile_after_full_sync],
+        schedules=[sync_schedule(settings), reconciliation_schedule(settings)],
     )

@@ -21,7 +21,7 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from gtm_pipeline.config import quality_error_rate
+from gtm_pipeline.config import DEFAULT_ERROR_RATE
 from gtm_pipeline.store.quarantine import failures_for, standing_counts, twins_of
 from gtm_pipeline.sync.quality import (
     DEDUPLICATION,
@@ -85,11 +85,12 @@ def quality_check_results(
     stats: QualityStats,
     failures: Sequence[Mapping[str, Any]] = (),
     *,
+    threshold: float = DEFAULT_ERROR_RATE,
     standing: Standing | None = None,
     limit: int = FAILURES_SHOWN,
 ) -> list[dg.AssetCheckResult]:
-    """One result per gate: counts, rates, threshold and a Markdown table of its first failures."""
-    threshold = quality_error_rate()
+    """One result per gate: counts, rates, `threshold` (a rejected share above it is an ERROR)
+    and a Markdown table of its first failures."""
     results = []
     for summary in stage_summaries(stats, threshold, standing):
         own = [f for f in failures if f.get("stage") == summary.stage]

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from gtm_pipeline.config import bulk_threshold
 from gtm_pipeline.defs.assets import SYNC_RETRY_POLICY, asset_key
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
@@ -131,7 +130,7 @@ def build_reconciliation_check(entity: Entity) -> dg.AssetChecksDefinition:
         engine = warehouse.engine()
         try:
             options = ReconcileOptions(
-                bulk_threshold=bulk_threshold(),
+                bulk_threshold=salesforce.bulk_threshold,
                 batch_size=salesforce.batch_size,
                 run_id=context.run.run_id,
             )

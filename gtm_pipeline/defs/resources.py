@@ -1,16 +1,27 @@
-"""Dagster resources. Secrets come from the environment through EnvVar, never from literals."""
+"""Dagster resources, filled from the code location's settings where it loads.
+
+`definitions(settings)` builds them from the `Settings` that `gtm_pipeline/definitions.py` reads
+once; the secrets (client id and secret, the encryption key) go in as `dg.EnvVar`s, so Dagster
+resolves them in each run's process and never shows or stores their values. Every field can be
+changed for one run in the launchpad's resource config.
+"""
 
 from __future__ import annotations
-
-import os
 
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 
-from gtm_pipeline.config import SalesforceSettings
-from gtm_pipeline.config import database_url as configured_database_url
-from gtm_pipeline.connect.tokens import TenantClients, session_lifetime
+from gtm_pipeline.config import (
+    DEFAULT_API_VERSION,
+    DEFAULT_BULK_THRESHOLD,
+    DEFAULT_ERROR_RATE,
+    DEFAULT_LIFETIME_SECONDS,
+    DEFAULT_LOGIN_URL,
+    SalesforceSettings,
+    Settings,
+)
+from gtm_pipeline.connect.tokens import TenantClients
 from gtm_pipeline.salesforce.client import ClientConfig, SalesforceClient
 from gtm_pipeline.salesforce.crypto import TokenCipher
 from gtm_pipeline.store import make_engine, upgrade
@@ -19,19 +30,17 @@ from gtm_pipeline.store import make_engine, upgrade
 class WarehouseResource(dg.ConfigurableResource):
     """The store: the canonical tables, cursors and quality failures.
 
-    `database_url` empty means `DATABASE_URL`, or the SQLite file under `GTM_HOME`. The schema is
-    brought to the latest migration the first time the engine is asked for.
+    The schema is brought to the latest migration the first time the engine is asked for. A gate
+    whose share of rejected rows is above `quality_error_rate` is an ERROR, else a WARN.
     """
 
-    database_url: str = ""
+    database_url: str
+    quality_error_rate: float = Field(default=DEFAULT_ERROR_RATE, ge=0, le=1)
     _engine: sa.Engine | None = PrivateAttr(default=None)
-
-    def resolved_url(self) -> str:
-        return self.database_url or configured_database_url()
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            self._engine = make_engine(self.resolved_url())
+            self._engine = make_engine(self.database_url)
             upgrade(self._engine)
         return self._engine
 
@@ -40,34 +49,32 @@ class SalesforceResource(dg.ConfigurableResource):
     """How to reach Salesforce for a tenant: the connected app, TLS, API version and paging.
 
     Tokens are not configured here: each tenant's come from the encrypted vault in the store and
-    refresh themselves (gtm_pipeline.connect.tokens).
+    refresh themselves (gtm_pipeline.connect.tokens). Full reads of more than `bulk_threshold`
+    records go through Bulk API 2.0.
     """
 
     client_id: str
     client_secret: str = Field(repr=False)
     encryption_key: str = Field(repr=False)
-    login_url: str = ""
-    """Empty: SALESFORCE_LOGIN_URL, read when a run starts (default login.salesforce.com)."""
-    api_version: str = ""
-    """Empty: SALESFORCE_API_VERSION, read when a run starts."""
+    login_url: str = DEFAULT_LOGIN_URL
+    api_version: str = DEFAULT_API_VERSION
     ca_bundle: str = ""
-    """Empty: SALESFORCE_CA_BUNDLE, read when a run starts (none: the system's CAs)."""
-    session_lifetime_seconds: float = 0.0
-    """0: SALESFORCE_SESSION_LIFETIME_SECONDS, read when a run starts (default 2 hours)."""
+    """Empty: the system's CAs."""
+    allow_any_instance: bool = False
+    session_lifetime_seconds: float = Field(default=DEFAULT_LIFETIME_SECONDS, gt=0)
     batch_size: int = 2000
     usage_guard_share: float = 0.8
+    bulk_threshold: int = Field(default=DEFAULT_BULK_THRESHOLD, ge=0)
 
     def settings(self) -> SalesforceSettings:
-        env = {
-            "SALESFORCE_LOGIN_URL": self.login_url or os.environ.get("SALESFORCE_LOGIN_URL", ""),
-            "SALESFORCE_API_VERSION": self.api_version
-            or os.environ.get("SALESFORCE_API_VERSION", ""),
-            "SALESFORCE_CA_BUNDLE": self.ca_bundle or os.environ.get("SALESFORCE_CA_BUNDLE", ""),
-            "SALESFORCE_CLIENT_ID": self.client_id,
-            "SALESFORCE_CLIENT_SECRET": self.client_secret,
-            "SALESFORCE_ALLOW_ANY_INSTANCE": os.environ.get("SALESFORCE_ALLOW_ANY_INSTANCE", ""),
-        }
-        return SalesforceSettings.from_env(env)
+        return SalesforceSettings(
+            login_url=self.login_url,
+            api_version=self.api_version,
+            ca_bundle=self.ca_bundle or None,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            allow_any_instance=self.allow_any_instance,
+        )
 
     def clients(self, engine: sa.Engine) -> TenantClients:
         """The client factory for the tenants of `engine`'s store, with this resource's settings."""
@@ -75,8 +82,8 @@ class SalesforceResource(dg.ConfigurableResource):
         return TenantClients(
             engine,
             settings,
-            TokenCipher.from_env({"CONNECTOR_ENCRYPTION_KEY": self.encryption_key}),
-            self.session_lifetime_seconds or session_lifetime(),
+            TokenCipher(self.encryption_key),
+            self.session_lifetime_seconds,
             ClientConfig(
                 api_version=settings.api_version,
                 ca_bundle=settings.ca_bundle,
@@ -89,19 +96,32 @@ class SalesforceResource(dg.ConfigurableResource):
         return self.clients(engine).for_tenant(tenant_id)
 
 
-def salesforce_resource_from_env() -> SalesforceResource:
-    """The resource as deployed: secrets through EnvVar, every setting read when a run starts."""
+def salesforce_resource(settings: Settings) -> SalesforceResource:
+    """The resource as deployed: secrets through EnvVar, the rest from `settings`."""
+    salesforce = settings.salesforce
     return SalesforceResource(
         client_id=dg.EnvVar("SALESFORCE_CLIENT_ID"),
         client_secret=dg.EnvVar("SALESFORCE_CLIENT_SECRET"),
         encryption_key=dg.EnvVar("CONNECTOR_ENCRYPTION_KEY"),
+        login_url=salesforce.login_url,
+        api_version=salesforce.api_version,
+        ca_bundle=salesforce.ca_bundle or "",
+        allow_any_instance=salesforce.allow_any_instance,
+        session_lifetime_seconds=settings.session_lifetime,
+        bulk_threshold=settings.bulk_threshold,
     )
 
 
-def definitions() -> dg.Definitions:
-    """The resources every domain shares: the store and Salesforce.
+def shared_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """The resources every domain shares, keyed as the assets ask for them."""
+    return {
+        "warehouse": WarehouseResource(
+            database_url=settings.database_url, quality_error_rate=settings.quality_error_rate
+        ),
+        "salesforce": salesforce_resource(settings),
+    }
 
-    An empty `database_url` means DATABASE_URL, read when a run needs the store."""
-    return dg.Definitions(
-        resources={"warehouse": WarehouseResource(), "salesforce": salesforce_resource_from_env()}
-    )
+
+def definitions(settings: Settings) -> dg.Definitions:
+    """The resources every domain shares: the store and Salesforce."""
+    return dg.Definitions(resources=shared_resources(settings))

@@ -23,7 +23,7 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
 )
 
-from gtm_pipeline.config import quality_error_rate
+from gtm_pipeline.config import DEFAULT_ERROR_RATE
 from gtm_pipeline.defs.assets import SYNC_RETRY_POLICY, asset_key
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
@@ -38,7 +38,7 @@ from gtm_pipeline.writeback.selection import scores_to_write
 
 WRITEBACK_KEY = dg.AssetKey(["salesforce", "score_writeback"])
 FAILURE_RATE_CHECK = "failure_rate"
-WRITEBACK_ORDER = ("account", "person", "opportunity")
+WRITEBACK_ORDER = tuple(e.score_type for e in SYNC_ORDER)
 ERRORS_IN_METADATA = 200
 FAILURES_SHOWN = 50
 
@@ -136,9 +136,11 @@ def result_metadata(result: WritebackResult) -> dg.MetadataValue:
     return dg.MetadataValue.json(data)
 
 
-def failure_rate_check(results: Sequence[WritebackResult]) -> dg.AssetCheckResult:
-    """WARN while failed records stay within `GTM_QUALITY_ERROR_RATE` of those sent, ERROR above."""
-    threshold = quality_error_rate()
+def failure_rate_check(
+    results: Sequence[WritebackResult], threshold: float = DEFAULT_ERROR_RATE
+) -> dg.AssetCheckResult:
+    """WARN while failed records stay within `threshold` (the warehouse's quality error rate)
+    of those sent, ERROR above."""
     failed = sum(r.failed for r in results)
     sent = failed + sum(r.success for r in results)
     rate = failed / sent if sent else 0.0
@@ -234,7 +236,9 @@ def score_writeback_asset(
     metadata["records_failed"] = sum(r.failed for r in results)
     metadata["failures"] = dg.MetadataValue.md(failures_markdown(results))
     metadata["salesforce_limit_info"] = dg.MetadataValue.json(client.limit_info.as_dict())
-    return dg.MaterializeResult(metadata=metadata, check_results=[failure_rate_check(results)])
+    return dg.MaterializeResult(
+        metadata=metadata, check_results=[failure_rate_check(results, warehouse.quality_error_rate)]
+    )
 
 
 def definitions() -> dg.Definitions:

@@ -16,12 +16,15 @@ import base64
 import binascii
 import hashlib
 import os
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gtm_pipeline.errors import GtmError
+
+if TYPE_CHECKING:
+    from gtm_pipeline.config import Settings
 
 KEY_VARIABLE = "CONNECTOR_ENCRYPTION_KEY"
 KEY_HEX_LENGTH = 64
@@ -88,11 +91,11 @@ class TokenCipher:
         self.key_id: str = hashlib.sha256(_KEY_ID_CONTEXT + key).hexdigest()[:12]
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], *, variable: str = KEY_VARIABLE) -> TokenCipher:
-        """The cipher for the key in `variable` (default CONNECTOR_ENCRYPTION_KEY) of `environ`,
-        the settings the program read where it started."""
-        raw = environ.get(variable)
-        if raw is None or not raw.strip():
+    def from_settings(cls, settings: Settings, *, variable: str = KEY_VARIABLE) -> TokenCipher:
+        """The cipher for the key in `variable` (default CONNECTOR_ENCRYPTION_KEY) of a
+        program's settings."""
+        raw = settings.secret(variable)
+        if raw is None:
             raise InvalidKeyError(f"{variable} is not set; it must be 64 hex characters")
         return cls(raw, variable=variable)
 

@@ -46,6 +46,7 @@ import pandas as pd
 
 from gtm_pipeline.errors import GtmError
 from gtm_pipeline.store.scoring import SCORE_COLUMNS, SCORE_ENTITY_TYPES
+from gtm_pipeline.sync.entities import ACCOUNTS, OPPORTUNITIES, PERSONS
 
 # The `scores` table is the contract (a tenant's own model writes the same table), so its
 # columns and entity types are defined once, by the store.
@@ -245,7 +246,7 @@ def score_accounts(
         _live(opportunities, OPPORTUNITY_COLUMNS, "opportunities"), config, stamp
     )
     engagement = _account_engagement(live["external_id"], opps, config)
-    return _result("account", live["external_id"], fit, engagement, config, stamp)
+    return _result(ACCOUNTS.score_type, live["external_id"], fit, engagement, config, stamp)
 
 
 def score_opportunities(
@@ -264,7 +265,7 @@ def score_opportunities(
         + config.recency_weight * parts["recency"]
     )
     fit = _inherited(live["account_external_id"], account_scores, "fit_score")
-    return _result("opportunity", live["external_id"], fit, engagement, config, stamp)
+    return _result(OPPORTUNITIES.score_type, live["external_id"], fit, engagement, config, stamp)
 
 
 def score_persons(
@@ -285,7 +286,7 @@ def score_persons(
     seniority = title_seniority(live["title"])
     weight = config.seniority_weight
     engagement = (1.0 - weight) * account_engagement + weight * 100.0 * seniority
-    return _result("person", live["external_id"], fit, engagement, config, stamp)
+    return _result(PERSONS.score_type, live["external_id"], fit, engagement, config, stamp)
 
 
 def score_all(

@@ -8,7 +8,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
-from gtm_pipeline import config
 from gtm_pipeline.private_files import (
     PRIVATE_DIR_MODE,
     PRIVATE_FILE_MODE,
@@ -53,19 +52,20 @@ def parse_url(url: str | URL) -> URL:
         ) from None
 
 
-def make_engine(url: str | URL | None = None, **engine_options: Any) -> Engine:
-    """An engine for the store: `url`, else `DATABASE_URL`, else the SQLite file under GTM_HOME.
+def make_engine(url: str | URL, *, home: Path | None = None, **engine_options: Any) -> Engine:
+    """An engine for the store at `url` (a program's `Settings.database_url`).
 
-    A SQLite store's file is private (see `_private_sqlite_files`). SQLite gets WAL (readers do
+    A SQLite store's file is private, and so is `home` (the program's GTM_HOME) when the file is
+    in it (see `_private_sqlite_files`). SQLite gets WAL (readers do
     not block the writer), a busy timeout, enforced foreign keys and real transactions (see
     `_configure_sqlite`). PostgreSQL gets `pool_pre_ping` so a connection
     dropped by a restart or idle timeout is replaced instead of failing the next run, and
     (with psycopg 3) no server-side prepared statements.
     """
-    parsed = parse_url(url if url is not None else config.database_url())
+    parsed = parse_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        _private_sqlite_files(parsed)
+        _private_sqlite_files(parsed, home)
         # The sqlite3 module keeps 128 prepared statements per connection. Statements whose
         # length followed the data (multi-row upserts, 1,000-id IN lists) once filled that cache
         # and grew a sync's memory by ~40% from 100k to 1M records; both now bind a fixed number
@@ -92,19 +92,20 @@ def make_engine(url: str | URL | None = None, **engine_options: Any) -> Engine:
     )
 
 
-def _private_sqlite_files(url: URL) -> None:
+def _private_sqlite_files(url: URL, home: Path | None) -> None:
     """Create the database file 0600 (and missing folders 0700) before SQLite opens it.
 
     SQLite creates files with the umask's mode, 0644 on most machines: readable by every local
     user. An existing store file (and its -wal/-shm/-journal files) is tightened to 0600, and
-    GTM_HOME too when the store is in it; any other folder the store is in is the user's choice.
+    `home` (GTM_HOME) too when the store is in it; any other folder the store is in is the
+    user's choice.
     """
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
         return
     path = Path(database).expanduser().resolve()
     create_private_dirs(path.parent)
-    if path.parent == config.gtm_home():
+    if home is not None and path.parent == home.expanduser().resolve():
         tighten(path.parent, PRIVATE_DIR_MODE)
     private_file(path)
     for suffix in SQLITE_SIDE_FILES:

@@ -57,10 +57,10 @@ def upgrade(engine_or_url: Engine | str | URL) -> None:
         engine.dispose()
 
 
-def open_store(url: str | URL | None = None) -> Engine:
-    """An engine on the store at `url` (default: `DATABASE_URL`, else the SQLite file under
-    GTM_HOME), migrated to the newest schema. The caller disposes it."""
-    engine = make_engine(url)
+def open_store(url: str | URL, *, home: Path | None = None) -> Engine:
+    """An engine on the store at `url`, migrated to the newest schema (`home`: see
+    `make_engine`). The caller disposes it."""
+    engine = make_engine(url, home=home)
     try:
         _upgrade_engine(engine)
     except BaseException:

@@ -31,8 +31,9 @@ ColumnValues: TypeAlias = list[Any] | np.ndarray
 
 
 @dataclass(frozen=True)
-class PreparedRows:
-    """Rows for one table, column-wise, with each primary key at most once.
+class ValidatedRows:
+    """Rows for one table as `validate_rows` leaves them: checked against the table, column-wise,
+    each primary key at most once; not yet converted for a database (`upsert.UpsertBatch` is).
 
     Each column is a list of plain Python values, except a timestamp column that came as a
     timezone-aware pandas column: that stays a numpy `datetime64` array of UTC instants (NaT
@@ -59,7 +60,7 @@ class PreparedRows:
         """The values of column `name`."""
         return self.values[self.columns.index(name)]
 
-    def taken(self, positions: Sequence[int]) -> PreparedRows:
+    def taken(self, positions: Sequence[int]) -> ValidatedRows:
         """The rows at `positions`, in that order."""
         values = tuple(
             column[positions]
@@ -67,10 +68,10 @@ class PreparedRows:
             else list(map(column.__getitem__, positions))
             for column in self.values
         )
-        return PreparedRows(self.table, self.columns, values)
+        return ValidatedRows(self.table, self.columns, values)
 
 
-def prepare_rows(table: sa.Table, rows: Rows, *, now: datetime | None = None) -> PreparedRows:
+def validate_rows(table: sa.Table, rows: Rows, *, now: datetime | None = None) -> ValidatedRows:
     """Validate and normalise `rows` for `table`.
 
     Missing values (None, NaN, NaT, pd.NA) become None. `synced_at`, when the table has it and
@@ -82,7 +83,7 @@ def prepare_rows(table: sa.Table, rows: Rows, *, now: datetime | None = None) ->
     frame = _as_frame(rows)
     _check_columns(table, frame)
     if len(frame) == 0:
-        return PreparedRows(table, (), ())
+        return ValidatedRows(table, (), ())
     columns = [str(name) for name in frame.columns]
     values = [_convert(table.c[name], frame[name]) for name in columns]
     if SYNCED_AT_COLUMN in table.c and SYNCED_AT_COLUMN not in columns:
@@ -90,8 +91,8 @@ def prepare_rows(table: sa.Table, rows: Rows, *, now: datetime | None = None) ->
         columns.append(SYNCED_AT_COLUMN)
         values.append([stamp] * len(frame))
     _check_not_null(table, columns, values)
-    prepared = PreparedRows(table, tuple(columns), tuple(values))
-    return _newest_per_key(prepared)
+    validated = ValidatedRows(table, tuple(columns), tuple(values))
+    return _newest_per_key(validated)
 
 
 def _as_frame(rows: Rows) -> pd.DataFrame:
@@ -124,7 +125,7 @@ def _check_columns(table: sa.Table, frame: pd.DataFrame) -> None:
 
 
 def instants_column(values: ColumnValues) -> TypeGuard[np.ndarray]:
-    """Whether a prepared column holds numpy UTC instants rather than Python values."""
+    """Whether a validated column holds numpy UTC instants rather than Python values."""
     return isinstance(values, np.ndarray)
 
 
@@ -238,18 +239,18 @@ def _date(value: Any, where: str) -> date | None:
     raise InvalidRowsError(f"{where} holds dates, got {type(value).__name__}")
 
 
-def _newest_per_key(prepared: PreparedRows) -> PreparedRows:
+def _newest_per_key(validated: ValidatedRows) -> ValidatedRows:
     """Keep one row per key: the newest `system_modstamp`, the later row on a tie."""
-    keys = pd.DataFrame({name: prepared.column(name) for name in prepared.key_columns})
+    keys = pd.DataFrame({name: validated.column(name) for name in validated.key_columns})
     if not keys.duplicated().any():
-        return prepared
+        return validated
     order = keys.assign(_position=range(len(keys)))
-    sort_by = [*prepared.key_columns]
-    if prepared.guarded_by_modstamp:
-        modstamps = prepared.column(MODSTAMP_COLUMN)
+    sort_by = [*validated.key_columns]
+    if validated.guarded_by_modstamp:
+        modstamps = validated.column(MODSTAMP_COLUMN)
         stamps = pd.Series(modstamps, dtype=None if instants_column(modstamps) else object)
         order["_modstamp"] = pd.to_datetime(stamps, utc=True)
         sort_by.append("_modstamp")
     sort_by.append("_position")
-    kept = order.sort_values(sort_by).drop_duplicates(list(prepared.key_columns), keep="last")
-    return prepared.taken(sorted(kept["_position"].tolist()))
+    kept = order.sort_values(sort_by).drop_duplicates(list(validated.key_columns), keep="last")
+    return validated.taken(sorted(kept["_position"].tolist()))

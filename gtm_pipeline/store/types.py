@@ -63,7 +63,7 @@ def sqlite_timestamp_texts(values: list[datetime | None]) -> list[str | None] | 
 
     The same text SQLAlchemy's per-value bind processing gives (`YYYY-MM-DD HH:MM:SS.ffffff`,
     UTC, no offset), built by numpy in one pass: the per-value path was a tenth of a SQLite
-    sync. `values` must already be aware (as `store.rows.prepare_rows` leaves them). None when
+    sync. `values` must already be aware (as `store.rows.validate_rows` leaves them). None when
     the installed pandas cannot hold an instant (pandas 2 converts to nanoseconds, years
     1677-2262; pandas 3 keeps microseconds): the caller then binds value by value.
     """
@@ -76,7 +76,7 @@ def sqlite_timestamp_texts(values: list[datetime | None]) -> list[str | None] | 
 
 def sqlite_instant_texts(instants: np.ndarray) -> list[str | None]:
     """`sqlite_timestamp_texts` for instants already in a numpy `datetime64` array (UTC, NaT
-    where missing), as `store.rows.prepare_rows` keeps the columns of a timezone-aware frame.
+    where missing), as `store.rows.validate_rows` keeps the columns of a timezone-aware frame.
 
     Skips the round trip through Python datetimes and back: 20,000 stamps in ~10 ms instead
     of ~37 ms. Instants must lie in years 1-9999 (what a Python datetime can hold).

@@ -38,11 +38,11 @@ from gtm_pipeline.store.errors import InvalidRowsError, StoreError
 from gtm_pipeline.store.rows import (
     MODSTAMP_COLUMN,
     ColumnValues,
-    PreparedRows,
     Rows,
+    ValidatedRows,
     aware_datetimes,
     instants_column,
-    prepare_rows,
+    validate_rows,
 )
 from gtm_pipeline.store.types import UTCDateTime, sqlite_instant_texts, sqlite_timestamp_texts
 
@@ -59,20 +59,20 @@ def upsert_records(conn: sa.Connection, table: sa.Table, rows: Rows) -> int:
     Only the columns present in `rows` are written, so a caller can, for example, mark rows
     deleted by sending just the key, `system_modstamp`, `is_deleted` and `deleted_at`.
     `synced_at` is filled with the current time when the rows do not carry it, and a key
-    repeated within `rows` counts once (its newest version; see `rows.prepare_rows`).
+    repeated within `rows` counts once (its newest version; see `rows.validate_rows`).
     """
     return write_upsert(conn, prepare_upsert(conn.dialect, table, rows))
 
 
 @dataclass(frozen=True)
 class UpsertBatch:
-    """Rows for one table, validated and converted for one database: all `write_upsert` sends.
+    """Validated rows converted for one database: all `write_upsert` sends.
 
     `sent` holds each column of `rows` as that database's path binds it (SQLite: the column
     type's bind processing; PostgreSQL: as COPY takes it).
     """
 
-    rows: PreparedRows
+    rows: ValidatedRows
     dialect: str
     sent: tuple[ColumnValues, ...]
 
@@ -87,40 +87,40 @@ def prepare_upsert(dialect: sa.Dialect, table: sa.Table, rows: Rows) -> UpsertBa
     can run on another thread than the one that writes (`write_upsert`). `synced_at`, when
     filled here, is the time of this call.
     """
-    prepared = prepare_rows(table, rows)
+    validated = validate_rows(table, rows)
     if dialect.name == "sqlite":
-        sent = _sqlite_bound_columns(dialect, prepared)
+        sent = _sqlite_bound_columns(dialect, validated)
     elif dialect.name == "postgresql":
-        prepared = _in_key_order(prepared)
+        validated = _in_key_order(validated)
         sent = [
-            _postgres_copy_column(prepared, name, values)
-            for name, values in zip(prepared.columns, prepared.values, strict=True)
+            _postgres_copy_column(validated, name, values)
+            for name, values in zip(validated.columns, validated.values, strict=True)
         ]
     else:
         raise StoreError(f"bulk upsert supports SQLite and PostgreSQL, not {dialect.name}")
-    return UpsertBatch(prepared, dialect.name, tuple(sent))
+    return UpsertBatch(validated, dialect.name, tuple(sent))
 
 
 def _one_value(values: ColumnValues) -> bool:
     return isinstance(values, list) and values.count(values[0]) == len(values)
 
 
-def _in_key_order(prepared: PreparedRows) -> PreparedRows:
+def _in_key_order(validated: ValidatedRows) -> ValidatedRows:
     """The rows sorted by primary key, for PostgreSQL, which inserts them in staging order: the
     key's index is then filled left to right instead of at random (the merge of 25,000 Contacts
     took ~12% less time, median of 6 alternated loads). Key columns holding one value (a batch's
     tenant) are left out of the comparison; keys that do not compare (text and numbers mixed)
     keep their order."""
-    if len(prepared) < 2:
-        return prepared
-    keys = [prepared.column(name) for name in prepared.key_columns]
+    if len(validated) < 2:
+        return validated
+    keys = [validated.column(name) for name in validated.key_columns]
     varying = [key for key in keys if not _one_value(key)] or keys[-1:]
     position = varying[0] if len(varying) == 1 else list(zip(*varying, strict=True))
     try:
-        order = sorted(range(len(prepared)), key=position.__getitem__)
+        order = sorted(range(len(validated)), key=position.__getitem__)
     except TypeError:
-        return prepared
-    return prepared.taken(order)
+        return validated
+    return validated.taken(order)
 
 
 def write_upsert(conn: sa.Connection, batch: UpsertBatch) -> int:
@@ -141,12 +141,12 @@ def _quoted_columns(conn: sa.Connection, names: tuple[str, ...]) -> str:
     return ", ".join(quote(name) for name in names)
 
 
-def _on_conflict_clause(conn: sa.Connection, prepared: PreparedRows) -> str:
+def _on_conflict_clause(conn: sa.Connection, validated: ValidatedRows) -> str:
     """`ON CONFLICT (key) DO UPDATE SET ... WHERE newer-or-equal`, shared by both databases."""
     preparer = conn.dialect.identifier_preparer
-    target = preparer.format_table(prepared.table)
-    keys = prepared.key_columns
-    updates = [name for name in prepared.columns if name not in keys]
+    target = preparer.format_table(validated.table)
+    keys = validated.key_columns
+    updates = [name for name in validated.columns if name not in keys]
     conflict = f"ON CONFLICT ({_quoted_columns(conn, keys)})"
     if not updates:
         return f"{conflict} DO NOTHING"
@@ -154,30 +154,30 @@ def _on_conflict_clause(conn: sa.Connection, prepared: PreparedRows) -> str:
         f"{preparer.quote(name)} = excluded.{preparer.quote(name)}" for name in updates
     )
     clause = f"{conflict} DO UPDATE SET {assignments}"
-    if prepared.guarded_by_modstamp:
+    if validated.guarded_by_modstamp:
         modstamp = preparer.quote(MODSTAMP_COLUMN)
         clause += f" WHERE excluded.{modstamp} >= {target}.{modstamp}"
     return clause
 
 
-def _json_texts(prepared: PreparedRows, name: str, values: ColumnValues) -> list[str | None]:
+def _json_texts(validated: ValidatedRows, name: str, values: ColumnValues) -> list[str | None]:
     """Encode a JSON column the same way for both databases, naming the column on failure."""
     try:
         return [None if value is None else _encode_json(value) for value in values]
     except (TypeError, ValueError) as exc:
         raise InvalidRowsError(
-            f"column {prepared.table.name}.{name} holds a value that is not valid JSON: {exc}"
+            f"column {validated.table.name}.{name} holds a value that is not valid JSON: {exc}"
         ) from None
 
 
-def _sqlite_bound_columns(dialect: sa.Dialect, prepared: PreparedRows) -> list[ColumnValues]:
+def _sqlite_bound_columns(dialect: sa.Dialect, validated: ValidatedRows) -> list[ColumnValues]:
     """Apply each column type's SQLAlchemy bind processing, as a compiled statement would
     (timestamps in one vectorized pass that gives the same text)."""
     bound: list[ColumnValues] = []
-    for name, values in zip(prepared.columns, prepared.values, strict=True):
-        column_type = prepared.table.c[name].type
+    for name, values in zip(validated.columns, validated.values, strict=True):
+        column_type = validated.table.c[name].type
         if isinstance(column_type, sa.JSON):
-            bound.append(_json_texts(prepared, name, values))
+            bound.append(_json_texts(validated, name, values))
             continue
         if instants_column(values):
             bound.append(sqlite_instant_texts(values))
@@ -200,22 +200,24 @@ def _upsert_sqlite(conn: sa.Connection, batch: UpsertBatch) -> int:
     that took about twice as long as stepping one prepared statement per row (10,000 rows of
     19 columns: 45-50 ms vs 25 ms) in the same transaction.
     """
-    prepared = batch.rows
-    target = conn.dialect.identifier_preparer.format_table(prepared.table)
-    columns = _quoted_columns(conn, prepared.columns)
-    placeholders = ", ".join(["?"] * len(prepared.columns))
+    validated = batch.rows
+    target = conn.dialect.identifier_preparer.format_table(validated.table)
+    columns = _quoted_columns(conn, validated.columns)
+    placeholders = ", ".join(["?"] * len(validated.columns))
     sql = (
         f"INSERT INTO {target} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - quoted names
-        + _on_conflict_clause(conn, prepared)
+        + _on_conflict_clause(conn, validated)
     )
     rows = list(zip(*batch.sent, strict=True))
     return conn.exec_driver_sql(sql, rows).rowcount
 
 
-def _postgres_copy_column(prepared: PreparedRows, name: str, values: ColumnValues) -> ColumnValues:
+def _postgres_copy_column(
+    validated: ValidatedRows, name: str, values: ColumnValues
+) -> ColumnValues:
     """A column as COPY takes it: JSON as JSON text, instants as aware datetimes, else as is."""
-    if isinstance(prepared.table.c[name].type, sa.JSON):
-        return _json_texts(prepared, name, values)
+    if isinstance(validated.table.c[name].type, sa.JSON):
+        return _json_texts(validated, name, values)
     if instants_column(values):
         return aware_datetimes(values)
     return values
@@ -226,7 +228,7 @@ def _oid(name: str) -> int:
 
 
 # Binary COPY is chosen per column by the staging table's own PostgreSQL type, which picks
-# psycopg's dumper, and the model's type, whose values `prepare_rows` (and
+# psycopg's dumper, and the model's type, whose values `validate_rows` (and
 # `_postgres_copy_column`) made the Python type that dumper takes as text COPY would. Anything
 # else goes as text, where the server reads each value: psycopg's binary dumpers wrap an integer
 # too large for its column (2**31 was stored as -2**31) or a float too large for `real`, and have
@@ -268,15 +270,15 @@ def _copy_rows(
     cursor: Any,
     staging: str,
     columns: str,
-    prepared: PreparedRows,
+    validated: ValidatedRows,
     copy_columns: Sequence[ColumnValues],
 ) -> bool:
     """COPY the rows into `staging`, in binary format when every column allows; whether it did."""
     cursor.execute(f"SELECT {columns} FROM {staging} LIMIT 0")  # noqa: S608 - quoted names
     type_oids = [column.type_code for column in cursor.description]
     binary = all(
-        _binary_ready(oid, prepared.table.c[name].type, values)
-        for oid, name, values in zip(type_oids, prepared.columns, copy_columns, strict=True)
+        _binary_ready(oid, validated.table.c[name].type, values)
+        for oid, name, values in zip(type_oids, validated.columns, copy_columns, strict=True)
     )
     copy_sql = f"COPY {staging} ({columns}) FROM STDIN"
     if binary:
@@ -291,11 +293,11 @@ def _copy_rows(
 
 
 def _upsert_postgresql(conn: sa.Connection, batch: UpsertBatch) -> int:
-    prepared = batch.rows
+    validated = batch.rows
     preparer = conn.dialect.identifier_preparer
-    target = preparer.format_table(prepared.table)
-    columns = _quoted_columns(conn, prepared.columns)
-    staging = preparer.quote(f"gtm_stage_{prepared.table.name}_{next(_staging_names)}")
+    target = preparer.format_table(validated.table)
+    columns = _quoted_columns(conn, validated.columns)
+    staging = preparer.quote(f"gtm_stage_{validated.table.name}_{next(_staging_names)}")
     # Executed through SQLAlchemy first so the caller's transaction has begun before COPY. The
     # staging table is dropped below; if anything fails first, the rollback removes it.
     conn.exec_driver_sql(
@@ -304,9 +306,9 @@ def _upsert_postgresql(conn: sa.Connection, batch: UpsertBatch) -> int:
     )
     driver_connection: Any = conn.connection.driver_connection
     with driver_connection.cursor() as cursor:
-        _copy_rows(cursor, staging, columns, prepared, batch.sent)
+        _copy_rows(cursor, staging, columns, validated, batch.sent)
     insert = f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "  # noqa: S608
-    result = conn.exec_driver_sql(insert + _on_conflict_clause(conn, prepared))
+    result = conn.exec_driver_sql(insert + _on_conflict_clause(conn, validated))
     changed = result.rowcount
     conn.exec_driver_sql(f"DROP TABLE {staging}")
     return changed

@@ -12,8 +12,9 @@ from gtm_pipeline.salesforce.client import SalesforceClient
 
 
 @dataclass(frozen=True)
-class RawPage:
-    """One page of records, flattened: relationship and compound fields become dot-path columns."""
+class FetchedPage:
+    """One page of records as Salesforce returned them, flattened: relationship and compound
+    fields become dot-path columns."""
 
     frame: pd.DataFrame
     page_number: int
@@ -70,6 +71,6 @@ def iter_raw_pages(
     *,
     include_deleted: bool = False,
     batch_size: int | None = None,
-) -> Iterator[RawPage]:
+) -> Iterator[FetchedPage]:
     for page in client.query_pages(soql, include_deleted=include_deleted, batch_size=batch_size):
-        yield RawPage(flatten_records(page.records), page.page_number, page.total_size)
+        yield FetchedPage(flatten_records(page.records), page.page_number, page.total_size)

@@ -28,7 +28,7 @@ from gtm_pipeline.store import (
 from gtm_pipeline.store.duplicates import twins_kept_marked
 from gtm_pipeline.store.quarantine import drop_quarantined_rows, forget_failures, replace_failures
 from gtm_pipeline.sync.entities import Entity
-from gtm_pipeline.sync.prepare import PreparedPage
+from gtm_pipeline.sync.prepare import GatedPage
 
 
 def deleted_cursor_key(entity: Entity) -> str:
@@ -65,31 +65,34 @@ def _twins_kept(
 
 
 @dataclass(frozen=True)
-class ReadyPage:
-    """A prepared page whose clean rows are converted for the store, so that loading it is
+class ConvertedPage:
+    """A gated page whose clean rows are converted for the store's driver, so that loading it is
     mostly statements: a sync makes it on the thread that runs the gates, not on the one that
     loads (the page's few quarantine rows are still converted when they are written)."""
 
-    page: PreparedPage
+    gated: GatedPage
     clean: UpsertBatch
     reached: Cursor | None
     """The largest cursor among the page's records, rejected ones included."""
 
 
-def ready_page(
-    dialect: sa.Dialect, tenant_id: str, entity: Entity, page: PreparedPage, now: datetime
-) -> ReadyPage:
-    """`page` made ready to load into `dialect`'s store; `now` is the rows' `synced_at`."""
+def convert_page(
+    dialect: sa.Dialect, tenant_id: str, entity: Entity, page: GatedPage, now: datetime
+) -> ConvertedPage:
+    """`page`'s clean rows converted for `dialect`'s store; `now` is the rows' `synced_at`."""
     clean = page.result.clean.assign(
         tenant_id=tenant_id, deleted_at=None, deleted_reason=None, synced_at=now
     )
     upsert = prepare_upsert(dialect, CANONICAL_TABLES[entity.name], clean)
-    return ReadyPage(page, upsert, page_cursor(page.canonical))
+    return ConvertedPage(page, upsert, page_cursor(page.canonical))
 
 
 @dataclass(frozen=True)
-class PageLoad:
+class LoadedPage:
+    """What loading a page (of records or of deletions) did."""
+
     loaded: int
+    """Rows inserted or updated (an older version than the stored one is not counted)."""
     cursor: Cursor | None
     """The cursor saved, or with `hold_cursor` the largest one the page reached (not saved)."""
 
@@ -114,14 +117,14 @@ def load_page(
     *,
     tenant_id: str,
     entity: Entity,
-    page: ReadyPage,
+    page: ConvertedPage,
     mode: str,
     run_id: str | None,
     now: datetime,
     stats: dict[str, Any],
     hold_cursor: bool = False,
     mark_twins: bool = True,
-) -> PageLoad:
+) -> LoadedPage:
     """Upsert clean rows, quarantine rejected ones (their stored rows removed), keep email twins
     marked (unless `mark_twins` is False: see `store/duplicates.py`), advance the cursor: all
     in `conn`.
@@ -130,19 +133,19 @@ def load_page(
     that come in no particular order (Bulk result sets): the caller advances it once every page
     up to it is committed.
     """
-    prepared = page.page
+    gated = page.gated
     table = CANONICAL_TABLES[entity.name]
-    with _twins_kept(conn, table, tenant_id, prepared.seen_ids, mark_twins) as emails:
+    with _twins_kept(conn, table, tenant_id, gated.seen_ids, mark_twins) as emails:
         loaded = write_upsert(conn, page.clean)
-        drop_quarantined_rows(conn, table, tenant_id, prepared.rejected)
-        emails.update(_emails(prepared.result.clean))
+        drop_quarantined_rows(conn, table, tenant_id, gated.rejected)
+        emails.update(_emails(gated.result.clean))
     replace_failures(
-        conn, tenant_id, entity.name, prepared.seen_ids, prepared.rejected, run_id=run_id, now=now
+        conn, tenant_id, entity.name, gated.seen_ids, gated.rejected, run_id=run_id, now=now
     )
     if hold_cursor:
-        return PageLoad(loaded=loaded, cursor=page.reached)
+        return LoadedPage(loaded=loaded, cursor=page.reached)
     cursor = advance_cursor(conn, tenant_id, entity.name, page.reached, mode, stats)
-    return PageLoad(loaded=loaded, cursor=cursor)
+    return LoadedPage(loaded=loaded, cursor=cursor)
 
 
 def load_deletions(
@@ -155,12 +158,12 @@ def load_deletions(
     now: datetime,
     hold_cursor: bool = False,
     mark_twins: bool = True,
-) -> PageLoad:
+) -> LoadedPage:
     """Mark records deleted (rows kept; `deleted_at` = deletion stamp), drop their quarantine
     entries, hand a deleted survivor's twins over to the next one, and advance that cursor
     (unless `hold_cursor`; `hold_cursor` and `mark_twins` as for `load_page`)."""
     if deleted.empty:
-        return PageLoad(0, None)
+        return LoadedPage(0, None)
     stamps = pd.to_datetime(deleted["SystemModstamp"], utc=True, format="ISO8601")
     rows = pd.DataFrame(
         {
@@ -179,6 +182,6 @@ def load_deletions(
     forget_failures(conn, tenant_id, entity.name, rows["external_id"].tolist())
     reached = page_cursor(rows)
     if hold_cursor:
-        return PageLoad(loaded=loaded, cursor=reached)
+        return LoadedPage(loaded=loaded, cursor=reached)
     cursor = advance_cursor(conn, tenant_id, deleted_cursor_key(entity), reached, mode)
-    return PageLoad(loaded=loaded, cursor=cursor)
+    return LoadedPage(loaded=loaded, cursor=cursor)

@@ -132,7 +132,7 @@ def canonical_targets(entity: Entity | str) -> list[str]:
 
 def _where(entity: Entity, tenant_id: str | None) -> str:
     tenant = f"tenant {tenant_id!r}, " if tenant_id else ""
-    return f"{tenant}{entity.name} ({entity.sf_object})"
+    return f"{tenant}{entity.display_name}"
 
 
 def _show(value: object) -> str:

@@ -1,8 +1,9 @@
 """Mapping files: parse, suggest, render, and check them against an org (`gtm-pipeline mapping`).
 
-The mapping file is YAML: entity name (`accounts`, `persons` or `contacts`, `opportunities`) →
-list of `{target, source, transform, required}`. `set` validates every entity of the file
-against the org's describe first and saves them all in one transaction, or nothing.
+The mapping file is YAML: entity name (`accounts`, `persons` or `contacts`, `opportunities`: any
+name `sync.entities.entity_for` knows) → list of `{target, source, transform, required}`. `set`
+validates every entity of the file against the org's describe first and saves them all in one
+transaction, or nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 import yaml
 
 from gtm_pipeline.salesforce.metadata import DescribeClient, FieldInfo, describe_object
-from gtm_pipeline.sync.entities import ENTITIES, SYNC_ORDER, Entity, FieldMapping
+from gtm_pipeline.sync.entities import Entity, FieldMapping, entity_for
 from gtm_pipeline.sync.mapping import (
     CUSTOM_FIELDS_PREFIX,
     MappingError,
@@ -28,15 +29,6 @@ from gtm_pipeline.sync.mapping import (
 
 MAX_FILE_BYTES = 1_000_000
 MAPPING_KEYS = frozenset({"target", "source", "transform", "required"})
-
-
-def entity_for(name: str) -> Entity:
-    """An entity by table name or asset name (`persons` or `contacts`)."""
-    for ent in SYNC_ORDER:
-        if name in (ent.name, ent.asset_name):
-            return ent
-    names = ", ".join(sorted({*ENTITIES, *(e.asset_name for e in SYNC_ORDER)}))
-    raise MappingError(f"unknown entity {str(name)[:80]!r}; expected one of {names}")
 
 
 def _mapping_from(entry: Any, where: str) -> FieldMapping:

@@ -1,4 +1,4 @@
-"""A raw page made ready to load, no I/O: raw schema, mapping, quality gates, quarantine rows.
+"""A fetched page through the gates, no I/O: raw schema, mapping, quality gates, quarantine rows.
 
 Everything that decides what is loaded and what is quarantined happens here, so it can be tested
 (and benchmarked) without Salesforce or a database.
@@ -21,7 +21,10 @@ from gtm_pipeline.sync.transform import to_canonical
 
 
 @dataclass(frozen=True)
-class PreparedPage:
+class GatedPage:
+    """A fetched page past the raw contract, the mapping and the quality gates: the clean rows
+    and the rejected ones, not yet converted for the store (`load.ConvertedPage`)."""
+
     canonical: pd.DataFrame
     """Every record that kept the raw contract, as canonical columns before coercion."""
     result: QualityResult
@@ -95,16 +98,17 @@ def failure_records(failures: pd.DataFrame, values: pd.DataFrame) -> list[dict[s
     return records
 
 
-def prepare_page(
+def gate_page(
     entity: Entity,
     raw: pd.DataFrame,
     mappings: Sequence[FieldMapping] | None = None,
     *,
     tenant_id: str | None = None,
-) -> PreparedPage:
+) -> GatedPage:
+    """`raw` (a fetched page's frame) through the raw contract, the mapping and the gates."""
     valid, raw_failures = validate_raw(entity, raw)
     canonical = to_canonical(entity, valid, mappings, tenant_id=tenant_id)
     result = run_gates(entity, canonical)
     rejected = failure_records(raw_failures, raw) + failure_records(result.failures, canonical)
     seen = raw["Id"].dropna().astype("str").tolist() if "Id" in raw else []
-    return PreparedPage(canonical, result, rejected, seen, len(raw_failures))
+    return GatedPage(canonical, result, rejected, seen, len(raw_failures))

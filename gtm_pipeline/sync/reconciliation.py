@@ -48,9 +48,9 @@ from gtm_pipeline.store.versions import (
 from gtm_pipeline.sync.bulk_csv import read_csv_table
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.sync.extract import iter_raw_pages
-from gtm_pipeline.sync.load import load_deletions, load_page, ready_page
+from gtm_pipeline.sync.load import convert_page, load_deletions, load_page
 from gtm_pipeline.sync.mapping import resolve_mappings, source_fields
-from gtm_pipeline.sync.prepare import prepare_page
+from gtm_pipeline.sync.prepare import gate_page
 from gtm_pipeline.sync.soql import by_id_queries, listing_query
 
 CLASSES = ("missing", "stale", "ghosts", "wrongly_deleted")
@@ -381,12 +381,12 @@ def _reread(
         for page in iter_raw_pages(client, soql, batch_size=options.batch_size):
             if page.frame.empty:
                 continue
-            prepared = prepare_page(entity, page.frame, resolved.mappings, tenant_id=tenant_id)
+            gated = gate_page(entity, page.frame, resolved.mappings, tenant_id=tenant_id)
             now = datetime.now(UTC)
-            ready = ready_page(engine.dialect, tenant_id, entity, prepared, now)
+            converted = convert_page(engine.dialect, tenant_id, entity, gated, now)
             with engine.begin() as conn:
                 load_page(
-                    conn, tenant_id=tenant_id, entity=entity, page=ready, mode="reconcile",
+                    conn, tenant_id=tenant_id, entity=entity, page=converted, mode="reconcile",
                     run_id=options.run_id, now=now, stats={}, hold_cursor=True,
                 )  # fmt: skip
             result.records_reread += len(page.frame)

@@ -13,7 +13,7 @@ re-read, never skipped. A failed job or an org without Bulk access falls back to
 (`SyncStats.bulk_fallback` says why). Incremental syncs always use REST.
 
 Batches flow through two background threads (`sync/read_ahead.py`): one fetches (REST pages,
-Bulk result sets), one parses, gates and converts the clean rows for the store (`ReadyPage`),
+Bulk result sets), one parses, gates and converts the clean rows for the store (`ConvertedPage`),
 while the calling thread writes them (and the batch's quarantine entries and deletions) and
 commits. Each hands over at most one batch ahead, so memory stays bounded, and the wait on
 Salesforce and the database overlaps the Python work. Only the calling thread writes, so a crash
@@ -57,20 +57,20 @@ from gtm_pipeline.sync.bulk_csv import (
     split_deleted,
 )
 from gtm_pipeline.sync.entities import Entity, FieldMapping
-from gtm_pipeline.sync.extract import RawPage, iter_raw_pages
+from gtm_pipeline.sync.extract import FetchedPage, iter_raw_pages
 from gtm_pipeline.sync.heap import long_lived_heap_frozen
 from gtm_pipeline.sync.load import (
-    PageLoad,
-    ReadyPage,
+    ConvertedPage,
+    LoadedPage,
     advance_cursor,
+    convert_page,
     deleted_cursor_key,
     later,
     load_deletions,
     load_page,
-    ready_page,
 )
 from gtm_pipeline.sync.mapping import ResolvedMappings, resolve_mappings, source_fields
-from gtm_pipeline.sync.prepare import prepare_page
+from gtm_pipeline.sync.prepare import gate_page
 from gtm_pipeline.sync.quality import QualityStats
 from gtm_pipeline.sync.read_ahead import reading_ahead
 from gtm_pipeline.sync.soql import deleted_query, modified_query
@@ -173,7 +173,7 @@ class _Run:
     twin_marks_deferred: bool
     """Email twins are marked once when the run ends, not page by page (a first full sync)."""
 
-    def report(self, kind: str, number: int, total: int, rows: int, load: PageLoad) -> None:
+    def report(self, kind: str, number: int, total: int, rows: int, load: LoadedPage) -> None:
         if self.on_page:
             self.on_page(PageProgress(
                 self.entity.name, kind, number, total, rows, load.loaded, load.cursor
@@ -243,7 +243,9 @@ def _sync_entity(
     )  # fmt: skip
     since = None if mode == "full" else _since(cursor, options.lookback)
     soql = modified_query(entity.sf_object, source_fields(resolved.mappings), since)
-    pages: Iterator[RawPage] | None = iter_raw_pages(client, soql, batch_size=options.batch_size)
+    pages: Iterator[FetchedPage] | None = iter_raw_pages(
+        client, soql, batch_size=options.batch_size
+    )
     if mode == "full" and pages is not None:
         pages = _bulk_or_rest(run, soql, pages, threshold)
     if pages is not None:
@@ -263,8 +265,8 @@ def _sync_entity(
 
 
 def _bulk_or_rest(
-    run: _Run, soql: str, pages: Iterator[RawPage], threshold: int
-) -> Iterator[RawPage] | None:
+    run: _Run, soql: str, pages: Iterator[FetchedPage], threshold: int
+) -> Iterator[FetchedPage] | None:
     """Read a full sync through Bulk when the REST count is above `threshold`.
 
     Returns the REST pages still to load, or None when Bulk read everything (deletions too).
@@ -284,17 +286,17 @@ def _bulk_or_rest(
     return None
 
 
-def _joined(pages: Sequence[RawPage]) -> RawPage:
+def _joined(pages: Sequence[FetchedPage]) -> FetchedPage:
     if len(pages) == 1:
         return pages[0]
     frame = pd.concat([p.frame for p in pages], ignore_index=True)
-    return RawPage(frame, pages[-1].page_number, pages[-1].total_size)
+    return FetchedPage(frame, pages[-1].page_number, pages[-1].total_size)
 
 
-def batched_pages(pages: Iterator[RawPage], rows: int) -> Iterator[tuple[RawPage, int]]:
+def batched_pages(pages: Iterator[FetchedPage], rows: int) -> Iterator[tuple[FetchedPage, int]]:
     """Consecutive non-empty pages joined until at least `rows` records, with how many pages
     each batch holds. Pages come in cursor order, so a batch is a contiguous cursor range."""
-    pending: list[RawPage] = []
+    pending: list[FetchedPage] = []
     count = 0
     for page in pages:
         if page.frame.empty:
@@ -308,33 +310,33 @@ def batched_pages(pages: Iterator[RawPage], rows: int) -> Iterator[tuple[RawPage
         yield _joined(pending), len(pending)
 
 
-def _load_rest_pages(run: _Run, pages: Iterator[RawPage]) -> None:
+def _load_rest_pages(run: _Run, pages: Iterator[FetchedPage]) -> None:
     stats = run.stats
     batches = batched_pages(pages, run.options.load_batch_rows)
     with (
         reading_ahead(batches, name="rest-pages") as fetched,
-        reading_ahead(_prepared_batches(run, fetched), name="rest-gates") as ready,
+        reading_ahead(_converted_batches(run, fetched), name="rest-gates") as converted_batches,
     ):
-        for page, page_count, prepared in ready:
-            _count_page(stats, page.frame, prepared, pages=page_count)
+        for page, page_count, converted in converted_batches:
+            _count_page(stats, page.frame, converted, pages=page_count)
             with run.engine.begin() as conn:
-                loaded = _load_live(run, conn, prepared, hold_cursor=False)
+                loaded = _load_live(run, conn, converted, hold_cursor=False)
             stats.cursor_after = _describe(loaded.cursor)
             run.report("modified", page.page_number, page.total_size, len(page.frame), loaded)
 
 
-def _prepared_batches(
-    run: _Run, batches: Iterator[tuple[RawPage, int]]
-) -> Iterator[tuple[RawPage, int, ReadyPage]]:
+def _converted_batches(
+    run: _Run, batches: Iterator[tuple[FetchedPage, int]]
+) -> Iterator[tuple[FetchedPage, int, ConvertedPage]]:
     for page, page_count in batches:
-        yield page, page_count, _prepare(run, page.frame)
+        yield page, page_count, _gate_and_convert(run, page.frame)
 
 
-def _prepare(run: _Run, frame: pd.DataFrame) -> ReadyPage:
+def _gate_and_convert(run: _Run, frame: pd.DataFrame) -> ConvertedPage:
     """Gates and the clean rows' conversion for the store: run on a read-ahead thread, so the
     loading thread spends its time sending statements."""
-    page = prepare_page(run.entity, frame, run.resolved.mappings, tenant_id=run.tenant_id)
-    return ready_page(run.engine.dialect, run.tenant_id, run.entity, page, datetime.now(UTC))
+    page = gate_page(run.entity, frame, run.resolved.mappings, tenant_id=run.tenant_id)
+    return convert_page(run.engine.dialect, run.tenant_id, run.entity, page, datetime.now(UTC))
 
 
 def _load_rest_deletions(run: _Run, deleted_cursor: Cursor | None) -> None:
@@ -366,10 +368,10 @@ def _load_bulk(run: _Run, total_size: int) -> None:
     held = _HeldCursors()
     with (
         reading_ahead(results, name="bulk-downloads") as downloads,
-        reading_ahead(_prepared_sets(run, downloads, plan), name="bulk-gates") as ready,
+        reading_ahead(_converted_sets(run, downloads, plan), name="bulk-gates") as converted_sets,
     ):
-        for result, live, gone, prepared in ready:
-            _load_result_set(run, held, result, live, gone, prepared, total_size)
+        for result, live, gone, converted in converted_sets:
+            _load_result_set(run, held, result, live, gone, converted, total_size)
 
 
 @dataclass
@@ -386,19 +388,19 @@ def _load_result_set(
     result: ResultSet,
     live: pd.DataFrame,
     gone: pd.DataFrame,
-    prepared: ReadyPage | None,
+    converted: ConvertedPage | None,
     total_size: int,
 ) -> None:
     stats = run.stats
     stats.extraction = "bulk"
-    if prepared is not None:
-        _count_page(stats, live, prepared)
+    if converted is not None:
+        _count_page(stats, live, converted)
     elif not gone.empty:
         stats.pages += 1
     with run.engine.begin() as conn:
         loaded = 0
-        if prepared is not None:
-            page_load = _load_live(run, conn, prepared, hold_cursor=True)
+        if converted is not None:
+            page_load = _load_live(run, conn, converted, hold_cursor=True)
             loaded, held.modified = page_load.loaded, later(held.modified, page_load.cursor)
         if not gone.empty:
             deleted = _load_gone(run, conn, gone, hold_cursor=True)
@@ -409,18 +411,18 @@ def _load_result_set(
         if result.last:
             committed = _commit_cursors(run, conn, held.modified, held.deleted)
     rows = len(live) + len(gone)
-    run.report("bulk", result.number, total_size, rows, PageLoad(loaded, committed))
+    run.report("bulk", result.number, total_size, rows, LoadedPage(loaded, committed))
 
 
-def _prepared_sets(
+def _converted_sets(
     run: _Run, results: Iterator[ResultSet], plan: BulkPlan
-) -> Iterator[tuple[ResultSet, pd.DataFrame, pd.DataFrame, ReadyPage | None]]:
-    """Each result set with its live rows (prepared, if any) and deleted rows, its CSV bytes
-    released once parsed."""
+) -> Iterator[tuple[ResultSet, pd.DataFrame, pd.DataFrame, ConvertedPage | None]]:
+    """Each result set with its live rows (gated and converted, if any) and deleted rows, its
+    CSV bytes released once parsed."""
     for result in results:
         live, gone = split_deleted(read_result_set(result.csv, plan))
-        prepared = None if live.empty else _prepare(run, live)
-        yield replace(result, csv=b""), live, gone, prepared
+        converted = None if live.empty else _gate_and_convert(run, live)
+        yield replace(result, csv=b""), live, gone, converted
 
 
 def _commit_cursors(
@@ -433,16 +435,18 @@ def _commit_cursors(
     return cursor
 
 
-def _count_page(stats: SyncStats, frame: Any, ready: ReadyPage, pages: int = 1) -> None:
-    prepared = ready.page
+def _count_page(stats: SyncStats, frame: Any, converted: ConvertedPage, pages: int = 1) -> None:
+    gated = converted.gated
     stats.pages += pages
     stats.rows_read += len(frame)
-    stats.rows_rejected += prepared.result.stats.failed + prepared.raw_rejected
-    stats.duplicates_removed += prepared.result.stats.duplicates_removed
-    stats.quality.add(prepared.result.stats)
+    stats.rows_rejected += gated.result.stats.failed + gated.raw_rejected
+    stats.duplicates_removed += gated.result.stats.duplicates_removed
+    stats.quality.add(gated.result.stats)
 
 
-def _load_live(run: _Run, conn: sa.Connection, page: ReadyPage, *, hold_cursor: bool) -> PageLoad:
+def _load_live(
+    run: _Run, conn: sa.Connection, page: ConvertedPage, *, hold_cursor: bool
+) -> LoadedPage:
     loaded = load_page(
         conn,
         tenant_id=run.tenant_id,
@@ -459,7 +463,7 @@ def _load_live(run: _Run, conn: sa.Connection, page: ReadyPage, *, hold_cursor: 
     return loaded
 
 
-def _load_gone(run: _Run, conn: sa.Connection, frame: Any, *, hold_cursor: bool) -> PageLoad:
+def _load_gone(run: _Run, conn: sa.Connection, frame: Any, *, hold_cursor: bool) -> LoadedPage:
     return load_deletions(
         conn,
         tenant_id=run.tenant_id,

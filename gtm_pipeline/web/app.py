@@ -1,4 +1,4 @@
-"""Build the connectors web app: from explicit parts (tests) or from the environment (`web`).
+"""Build the connectors web app: from explicit parts (tests) or from a program's settings (`web`).
 
 Every request passes the guards of `guards.py` first (security headers, trusted Host, no slash
 redirects, a bounded body). The app answers Host headers naming the callback URL's host or a
@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 
 import sqlalchemy as sa
 from starlette.applications import Starlette
@@ -18,15 +18,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gtm_pipeline import config
+from gtm_pipeline.config import Settings
 from gtm_pipeline.connect.flow import ConnectFlow
-from gtm_pipeline.store import make_engine, upgrade
+from gtm_pipeline.store import open_store
 from gtm_pipeline.web.guards import LOOPBACK_HOSTS, guarded_app, trusted_hosts
 from gtm_pipeline.web.headers import apply_security_headers
 from gtm_pipeline.web.mapping_routes import (
     TenantClientFactory,
     mapping_routes,
-    tenant_clients_from_env,
+    tenant_clients,
 )
 from gtm_pipeline.web.pages import message_page
 from gtm_pipeline.web.routes import WebContext, routes, wants_html
@@ -76,13 +76,13 @@ def create_app(
     secure_cookies: bool = True,
     session_secret: str,
     session_max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
-    tenant_client: TenantClientFactory | None = None,
+    tenant_client: TenantClientFactory,
     allowed_hosts: Collection[str] = LOOPBACK_HOSTS,
 ) -> Starlette:
     """The app over an already migrated store. `secure_cookies=False` only for http on loopback.
 
-    `tenant_client` builds the Salesforce client the mapping page reads fields with; by default
-    it is configured from the environment, like the `sync` command's. `allowed_hosts` are the
+    `tenant_client` builds the Salesforce client the mapping page reads fields with (see
+    `mapping_routes.tenant_clients`). `allowed_hosts` are the
     Host header values answered (others get 400).
     """
     app = guarded_app(
@@ -96,27 +96,25 @@ def create_app(
         codec=SessionCodec(session_secret, max_age_seconds=session_max_age_seconds),
         secure_cookies=secure_cookies,
     )
-    app.state.tenant_client = tenant_client or tenant_clients_from_env(engine)
+    app.state.tenant_client = tenant_client
     return app
 
 
-def app_from_env(
-    environ: Mapping[str, str] | None = None, *, secure_cookies: bool | None = None
-) -> Starlette:
-    """The app configured like every other command: from DATABASE_URL, SALESFORCE_* and keys.
+def app_from_settings(settings: Settings, *, secure_cookies: bool | None = None) -> Starlette:
+    """The app as `gtm-pipeline web` serves it: the store, SALESFORCE_* and keys of `settings`.
 
     Cookies are Secure unless the callback URL is plain http (allowed on loopback only), which is
     the one case where the browser reaches the app without TLS.
     """
-    engine = make_engine(config.database_url(environ))
-    upgrade(engine)
-    flow = ConnectFlow.from_env(engine, environ)
+    engine = open_store(settings.database_url, home=settings.gtm_home)
+    flow = ConnectFlow.from_settings(engine, settings)
     if secure_cookies is None:
         secure_cookies = flow.callback_url.startswith("https://")
     return create_app(
         engine,
         flow,
         secure_cookies=secure_cookies,
-        session_secret=session_secret_from(config.state_secret(environ)),
+        session_secret=session_secret_from(settings.state_secret),
+        tenant_client=tenant_clients(engine, settings),
         allowed_hosts=trusted_hosts(flow.callback_url),
     )

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gtm_pipeline.config import ConfigError
+from gtm_pipeline.config import ConfigError, Settings
 from gtm_pipeline.connect.tokens import TenantClients
 from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.client import SalesforceClient
@@ -65,7 +65,6 @@ from gtm_pipeline.web.writeback_form import (
     RESET,
     WritebackFormError,
     WritebackSection,
-    entity_type_of,
     parse_writeback_form,
     writeback_section,
 )
@@ -105,10 +104,10 @@ class TenantUnavailable(GtmError):
         self.message = message
 
 
-def tenant_clients_from_env(engine: sa.Engine) -> TenantClientFactory:
-    """Clients configured like every other command: SALESFORCE_* and the encryption key, read
-    when a page needs the org (a missing setting is that page's error, not the app's)."""
-    return lambda tenant_id: TenantClients.from_env(engine).for_tenant(tenant_id)
+def tenant_clients(engine: sa.Engine, settings: Settings) -> TenantClientFactory:
+    """Clients from the app's settings (SALESFORCE_* and the encryption key), made when a page
+    needs the org: a missing setting is that page's error, not the app's."""
+    return lambda tenant_id: TenantClients.from_settings(engine, settings).for_tenant(tenant_id)
 
 
 # -- request helpers ---------------------------------------------------------------------------
@@ -234,7 +233,7 @@ def _current_writeback(
     shown: Mapping[str, str] | None = None,
 ) -> WritebackSection:
     """The writeback form: the effective map, or `shown` (a refused submission) in its place."""
-    entity_type = entity_type_of(entity)
+    entity_type = entity.score_type
     with engine.connect() as conn:
         field_map = load_writeback_map(conn, tenant_id, entity_type) if shown is None else shown
         default = is_default(conn, tenant_id, entity_type)
@@ -259,7 +258,7 @@ def _validate_and_save_writeback(
     for the page shown next, and the reason the map was refused (nothing written then), or None
     once it is saved.
     """
-    entity_type = entity_type_of(entity)
+    entity_type = entity.score_type
     with engine.connect() as conn:
         allowed = load_allowed_standard(conn, tenant_id, entity_type)
     with _reading_org(tenant_id, entity.sf_object):
@@ -277,7 +276,7 @@ def _validate_and_save_writeback(
 
 def _reset_writeback(engine: sa.Engine, tenant_id: str, entity: Entity) -> None:
     with engine.begin() as conn:
-        reset_writeback_map(conn, tenant_id, entity_type_of(entity))
+        reset_writeback_map(conn, tenant_id, entity.score_type)
 
 
 # -- responses ---------------------------------------------------------------------------------

@@ -22,13 +22,8 @@ from gtm_pipeline.salesforce.metadata import FieldInfo, field_named
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.web.csrf import CSRF_FIELD
 from gtm_pipeline.web.mapping_form import form_text
-from gtm_pipeline.writeback.mapping import (
-    KIND,
-    WritebackMappingError,
-    candidate_fields,
-    map_problems,
-)
-from gtm_pipeline.writeback.payloads import SCORE_FIELDS, SF_OBJECT
+from gtm_pipeline.writeback.mapping import KIND, candidate_fields, map_problems
+from gtm_pipeline.writeback.payloads import SCORE_FIELDS
 
 SCORE = "score."
 ACTION = "action"
@@ -36,23 +31,11 @@ SAVE, RESET = "save", "reset"
 # The csrf token, the action and one select per score; a form with more is not this page's.
 MAX_WRITEBACK_FORM_FIELDS = 2 + len(SCORE_FIELDS)
 
-_ENTITY_TYPE_BY_OBJECT = {sf_object: entity_type for entity_type, sf_object in SF_OBJECT.items()}
-
 
 class WritebackFormError(GtmError, ValueError):
     """The submitted form is not one this page could have produced, or maps no score."""
 
     retryable = False
-
-
-def entity_type_of(entity: Entity) -> str:
-    """The writeback entity type for a sync entity: the one whose scores go to its object."""
-    try:
-        return _ENTITY_TYPE_BY_OBJECT[entity.sf_object]
-    except KeyError:
-        raise WritebackMappingError(
-            f"no scores are written to {entity.sf_object} (entity {entity.name})"
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -100,7 +83,7 @@ def writeback_section(
         _row(entity.sf_object, fields, score, field_map.get(score, ""), allowed_standard)
         for score in SCORE_FIELDS
     ]
-    return WritebackSection(entity_type_of(entity), entity.sf_object, rows, is_default)
+    return WritebackSection(entity.score_type, entity.sf_object, rows, is_default)
 
 
 def _row(

@@ -1,10 +1,9 @@
 """Score payloads, diffing, 200-record batches and per-record results."""
 
 from gtm_pipeline.writeback.engine import WritebackProtocolError, WritebackResult, write_back
-from gtm_pipeline.writeback.payloads import SF_OBJECT, batches, build_records, changed_only
+from gtm_pipeline.writeback.payloads import batches, build_records, changed_only
 
 __all__ = [
-    "SF_OBJECT",
     "WritebackProtocolError",
     "WritebackResult",
     "batches",

@@ -43,6 +43,7 @@ from gtm_pipeline.store.writeback import (
     mark_sending,
     record_outcomes,
 )
+from gtm_pipeline.sync.entities import by_score_type
 from gtm_pipeline.writeback.in_flight import settle_in_flight
 from gtm_pipeline.writeback.payloads import (
     Record,
@@ -50,7 +51,6 @@ from gtm_pipeline.writeback.payloads import (
     build_records,
     changed_only,
     field_values,
-    sf_object_for,
 )
 
 TRANSIENT_RECORD_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
@@ -154,7 +154,7 @@ def _write_changed(
         skipped_unchanged=len(records) - len(changed),
         recovered=recovered,
     )
-    sender = _BatchSender(client, sf_object_for(entity_type), sleep, max_attempts)
+    sender = _BatchSender(client, by_score_type(entity_type).sf_object, sleep, max_attempts)
     report = on_progress or (lambda _settled, _to_send: None)
     report(0, len(changed))
     for batch in batches(changed):
@@ -177,7 +177,7 @@ def _settle_crashed_batch(
         in_flight = in_flight_values(conn, tenant_id, entity_type)
     if not in_flight:
         return 0
-    landed, not_landed = settle_in_flight(client, sf_object_for(entity_type), in_flight)
+    landed, not_landed = settle_in_flight(client, by_score_type(entity_type).sf_object, in_flight)
     with engine.begin() as conn:
         record_outcomes(
             conn,

@@ -49,6 +49,14 @@ from gtm_pipeline.salesforce.metadata import (
     field_named,
 )
 from gtm_pipeline.store.mappings import load_mapping_rows, replace_mapping_rows
+from gtm_pipeline.sync.entities import (
+    ACCOUNTS,
+    OPPORTUNITIES,
+    PERSONS,
+    Entity,
+    UnknownEntity,
+    by_score_type,
+)
 from gtm_pipeline.sync.mapping import MappingError
 from gtm_pipeline.writeback.payloads import (
     DATETIME_FIELDS,
@@ -56,14 +64,13 @@ from gtm_pipeline.writeback.payloads import (
     SCORE_DECIMALS,
     SCORE_FIELDS,
     SCORE_WHOLE_DIGITS,
-    SF_OBJECT,
     TEXT_FIELDS,
-    sf_object_for,
     validate_field_map,
 )
 
 DIRECTION = "writeback"
-ENTITY_TYPES = tuple(SF_OBJECT)
+ENTITY_TYPES = tuple(e.score_type for e in (PERSONS, ACCOUNTS, OPPORTUNITIES))
+"""The entity types scores are written for, in the order `mapping writeback` lists them."""
 DEFAULT_FIELD_MAP: dict[str, str] = {
     "fit_score": "Fit_Score__c",
     "engagement_score": "Engagement_Score__c",
@@ -99,13 +106,17 @@ class WritebackBlocked(WritebackMappingError, MappingError):
     """
 
 
+def scored_entity(entity_type: str) -> Entity:
+    """The entity whose scores `entity_type` names, else a WritebackMappingError."""
+    try:
+        return by_score_type(entity_type)
+    except UnknownEntity as exc:
+        raise WritebackMappingError(str(exc)) from None
+
+
 def check_entity_type(entity_type: str) -> str:
     """`entity_type` if it is one scores are written for, else a WritebackMappingError."""
-    try:
-        sf_object_for(entity_type)
-    except ValueError as exc:
-        raise WritebackMappingError(str(exc)) from None
-    return entity_type
+    return scored_entity(entity_type).score_type
 
 
 # -- the rule ----------------------------------------------------------------------------------
@@ -230,9 +241,8 @@ def validate_writeback_map(
     Raises WritebackMappingError naming the first problem: an unknown score field, a name that
     is not a field name, a field the object lacks, or one the rule refuses (`refusal`).
     """
-    check_entity_type(entity_type)
+    sobject = scored_entity(entity_type).sf_object
     checked = _checked_names(field_map)
-    sobject = sf_object_for(entity_type)
     fields = describe_object(client, sobject, refresh=refresh)
     allowed = {t.lower() for t in checked.values()} if allow_standard else set()
     allowed |= {name.lower() for name in allowed_standard}
@@ -252,7 +262,7 @@ def standard_targets(
     client: DescribeClient, entity_type: str, field_map: Mapping[str, str]
 ) -> list[str]:
     """The targets of a checked map that are standard fields (cached describe)."""
-    fields = describe_object(client, sf_object_for(entity_type))
+    fields = describe_object(client, scored_entity(entity_type).sf_object)
     named = (field_named(fields, target) for target in field_map.values())
     return [f.name for f in named if f is not None and not f.custom]
 
@@ -295,7 +305,7 @@ def save_writeback_map(
     `allowed_standard` names the targets that are standard fields chosen on purpose; the flag
     is stored with their rows.
     """
-    check_entity_type(entity_type)
+    sobject = scored_entity(entity_type).sf_object
     checked = _checked_names(field_map)
     allowed = {name.lower() for name in allowed_standard}
     rows = [
@@ -304,7 +314,7 @@ def save_writeback_map(
             "source_path": score,
             "transform": None,
             "required": False,
-            "sf_object": sf_object_for(entity_type),
+            "sf_object": sobject,
             "allow_standard_field": target.lower() in allowed,
         }
         for score, target in checked.items()
@@ -336,7 +346,7 @@ def stored_map_problems(
     with engine.connect() as conn:
         field_map = load_writeback_map(conn, tenant_id, entity_type)
         allowed = load_allowed_standard(conn, tenant_id, entity_type)
-    sobject = sf_object_for(entity_type)
+    sobject = scored_entity(entity_type).sf_object
     fields = describe_object(client, sobject, refresh=refresh)
     return map_problems(sobject, fields, field_map, allowed)
 

@@ -16,11 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SF_OBJECT: dict[str, str] = {
-    "person": "Contact",
-    "account": "Account",
-    "opportunity": "Opportunity",
-}
+from gtm_pipeline.sync.entities import by_score_type
+
 MAX_BATCH = 200
 
 FLOAT_FIELDS = ("fit_score", "engagement_score", "combined_score")
@@ -37,16 +34,6 @@ _SF_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RESERVED_KEYS = {"attributes", "id"}
 
 Record = dict[str, Any]
-
-
-def sf_object_for(entity_type: str) -> str:
-    """The Salesforce object an entity type's scores are written to."""
-    try:
-        return SF_OBJECT[entity_type]
-    except KeyError:
-        raise ValueError(
-            f"unknown entity type {entity_type!r}; expected one of {', '.join(SF_OBJECT)}"
-        ) from None
 
 
 def validate_field_map(field_map: Mapping[str, str]) -> dict[str, str]:
@@ -183,7 +170,7 @@ def build_records(
     (the message names the record), so nothing half-built is ever sent. Values are converted
     column by column (a writeback of 100,000 unchanged records is mostly this function).
     """
-    sobject = sf_object_for(entity_type)
+    sobject = by_score_type(entity_type).sf_object
     targets = validate_field_map(field_map)
     needed = ["entity_type", "external_id", *targets]
     missing = [column for column in needed if column not in scores.columns]

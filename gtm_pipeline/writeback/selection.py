@@ -12,16 +12,14 @@ import sqlalchemy as sa
 from gtm_pipeline.store import CANONICAL_TABLES
 from gtm_pipeline.store.scoring import read_scores
 from gtm_pipeline.store.tables import is_live, quality_failures
+from gtm_pipeline.sync.entities import by_score_type
 from gtm_pipeline.writeback.mapping import load_writeback_map
-
-# Canonical table (and quarantine entity name) of each score entity type.
-CANONICAL_ENTITY = {"account": "accounts", "person": "persons", "opportunity": "opportunities"}
 
 
 def excluded_ids(conn: sa.Connection, tenant_id: str, entity_type: str) -> set[str]:
     """Ids never to write: quarantined by a quality gate, deleted in Salesforce, or an email twin
     of the record that survives (not live: `tables.is_live`)."""
-    entity = CANONICAL_ENTITY[entity_type]
+    entity = by_score_type(entity_type).name
     table = CANONICAL_TABLES[entity]
     quarantined = sa.select(quality_failures.c.external_id).where(
         quality_failures.c.tenant_id == tenant_id, quality_failures.c.entity == entity
@@ -34,7 +32,7 @@ def excluded_ids(conn: sa.Connection, tenant_id: str, entity_type: str) -> set[s
 
 def live_record_count(conn: sa.Connection, tenant_id: str, entity_type: str) -> int:
     """The tenant's live records of an entity type: how many a writeback may change."""
-    table = CANONICAL_TABLES[CANONICAL_ENTITY[entity_type]]
+    table = CANONICAL_TABLES[by_score_type(entity_type).name]
     query = sa.select(sa.func.count()).where(table.c.tenant_id == tenant_id, is_live(table))
     return int(conn.execute(query).scalar_one())
 

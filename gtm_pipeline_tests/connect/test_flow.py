@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import sqlalchemy as sa
 
-from gtm_pipeline.config import ConfigError, SalesforceSettings
+from gtm_pipeline.config import ConfigError, SalesforceSettings, Settings
 from gtm_pipeline.connect.flow import ConnectFlow
 from gtm_pipeline.emulator.org import Org
 from gtm_pipeline.salesforce.client import ClientConfig, Credentials, SalesforceClient
@@ -443,8 +443,8 @@ def test_reconnect_after_disconnect_works(connect_tenant, flow, store_engine):
 # -- configuration and secrecy -----------------------------------------------------------------
 
 
-def test_from_env_builds_a_working_flow(connect_env, store_engine, emulator, browser):
-    flow = ConnectFlow.from_env(store_engine, connect_env)
+def test_from_settings_builds_a_working_flow(connect_env, store_engine, emulator, browser):
+    flow = ConnectFlow.from_settings(store_engine, Settings(connect_env))
     assert flow.callback_url == CALLBACK_URL
     assert flow.finish(browser(emulator, flow.start(TENANT, "salesforce", BINDING)), BINDING).ok
 
@@ -458,12 +458,12 @@ def test_from_env_builds_a_working_flow(connect_env, store_engine, emulator, bro
         ("SALESFORCE_LOGIN_URL", "http://plain.example", ConfigError),
     ],
 )
-def test_from_env_names_the_bad_variable_never_its_value(
+def test_from_settings_names_the_bad_variable_never_its_value(
     connect_env, store_engine, variable, value, error
 ):
     env = {**connect_env, variable: value}
     with pytest.raises(error) as caught:
-        ConnectFlow.from_env(store_engine, env)
+        ConnectFlow.from_settings(store_engine, Settings(env))
     assert variable in str(caught.value)
     if value:
         assert value not in str(caught.value)

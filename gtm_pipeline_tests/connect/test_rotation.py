@@ -216,6 +216,7 @@ def test_a_bad_write_is_caught_by_the_verification(
 ROTATE_AND_HANG = textwrap.dedent(
     """
     import os, sys, time
+    from gtm_pipeline.config import Settings
     from gtm_pipeline.connect.rotation import rotate_key
     from gtm_pipeline.salesforce.crypto import TokenCipher
     from gtm_pipeline.store import make_engine
@@ -226,8 +227,8 @@ ROTATE_AND_HANG = textwrap.dedent(
 
     rotate_key(
         make_engine(os.environ["DATABASE_URL"]),
-        TokenCipher.from_env(os.environ),
-        TokenCipher.from_env(os.environ, variable="CONNECTOR_ENCRYPTION_KEY_NEW"),
+        TokenCipher.from_settings(Settings.from_process()),
+        TokenCipher.from_settings(Settings.from_process(), variable="CONNECTOR_ENCRYPTION_KEY_NEW"),
         before_commit=hang,
     )
     print("COMMITTED", flush=True)

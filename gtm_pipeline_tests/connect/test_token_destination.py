@@ -10,6 +10,7 @@ import dataclasses
 
 import pytest
 
+from gtm_pipeline.config import Settings
 from gtm_pipeline.connect.tokens import TenantClients, TokenProvider
 from gtm_pipeline.salesforce.client import Credentials
 from gtm_pipeline.salesforce.errors import SessionInvalid
@@ -40,9 +41,9 @@ def test_stored_tokens_for_an_untrusted_instance_are_never_used(
     stored, untrusting, store_engine, connect_env, emulator
 ):
     with pytest.raises(SessionInvalid) as caught:
-        TenantClients.from_env(store_engine, settings=untrusting, environ=connect_env).for_tenant(
-            TENANT
-        )
+        TenantClients.from_settings(
+            store_engine, Settings(connect_env), salesforce=untrusting
+        ).for_tenant(TENANT)
     assert "SALESFORCE_ALLOW_ANY_INSTANCE" in str(caught.value)
     _secret_free(str(caught.value), stored)
     assert emulator.control.stats()["total"] == 0  # not one request reached the instance

@@ -9,13 +9,8 @@ from typing import Any
 
 import pytest
 
-from gtm_pipeline.config import SalesforceSettings
-from gtm_pipeline.connect.tokens import (
-    RECONNECT_MESSAGE,
-    TenantClients,
-    TokenProvider,
-    session_lifetime,
-)
+from gtm_pipeline.config import SalesforceSettings, Settings, session_lifetime
+from gtm_pipeline.connect.tokens import RECONNECT_MESSAGE, TenantClients, TokenProvider
 from gtm_pipeline.connect.vault import TokenVault
 from gtm_pipeline.emulator.org import Org
 from gtm_pipeline.salesforce.client import ClientConfig, Credentials
@@ -209,9 +204,9 @@ def test_provider_repr_and_errors_carry_no_secret(provider, store_engine, vault,
 def test_refresh_in_the_middle_of_a_long_paginated_query(
     connect_env, store_engine, emulator, vault, connected
 ):
-    client = TenantClients.from_env(
+    client = TenantClients.from_settings(
         store_engine,
-        environ=connect_env,
+        Settings(connect_env),
         config=ClientConfig(batch_size=200, ca_bundle=emulator.info["ca_bundle"]),
     ).for_tenant(TENANT)
     before = stored(store_engine, vault)
@@ -232,9 +227,9 @@ def test_a_tenant_client_refreshes_an_old_token_before_the_first_call(
     connect_env, store_engine, emulator, vault, connected, clock
 ):
     clock.advance(7300)  # the emulator shares the clock: the stored session has expired there
-    client = TenantClients.from_env(store_engine, environ=connect_env, clock=clock).for_tenant(
-        TENANT
-    )
+    client = TenantClients.from_settings(
+        store_engine, Settings(connect_env), clock=clock
+    ).for_tenant(TENANT)
     assert client.describe("Contact")["name"] == "Contact"
     calls = emulator.control.stats()["calls"]
     assert calls["token"] == 1 and calls["describe"] == 1  # no 401 round trip
@@ -281,7 +276,7 @@ def _refresh_in_another_process(
         provider = TokenProvider(
             engine,
             tenant_id=TENANT,
-            vault=TokenVault(TokenCipher.from_env(environ)),
+            vault=TokenVault(TokenCipher.from_settings(Settings(environ))),
             oauth=OAuthClient(SalesforceSettings.from_env(environ)),
         )
         barrier.wait(60)

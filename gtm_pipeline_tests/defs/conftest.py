@@ -42,6 +42,7 @@ def resources(engine, emulator, encryption_key, database_url) -> dict:
             login_url=info["login_url"],
             api_version=info["api_version"],
             ca_bundle=info["ca_bundle"],
+            allow_any_instance=True,  # the emulator serves on 127.0.0.1
         ),
     }
 

@@ -10,10 +10,14 @@ from dagster._core.test_utils import create_run_for_test
 from benchmarks import temporary_postgres_database
 from gtm_pipeline.cli import main
 from gtm_pipeline.cli.sync import run_sync
-from gtm_pipeline.defs.automation import tenant_sync_schedule, tenant_sync_sensor
+from gtm_pipeline.config import Settings
+from gtm_pipeline.defs.automation import sync_schedule, sync_sensor
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
 from gtm_pipeline.defs.resources import WarehouseResource
 from gtm_pipeline_tests.support.defs import TENANT
+
+tenant_sync_sensor = sync_sensor(Settings({}))
+tenant_sync_schedule = sync_schedule(Settings({}))
 
 
 def test_sensor_adds_partitions_and_requests_one_run_per_connected_tenant(tenants, database_url):

@@ -27,7 +27,7 @@ from gtm_pipeline.sync.quality import (
     failures_markdown,
     markdown_cell,
 )
-from gtm_pipeline_tests.support.defs import TENANT
+from gtm_pipeline_tests.support.defs import TENANT, with_error_rate
 
 KEY = asset_key(PERSONS)
 
@@ -43,9 +43,10 @@ def by_name(results) -> dict[str, dg.AssetCheckResult]:
     return {r.check_name: r for r in results}
 
 
-def test_severity_is_warn_up_to_the_threshold_and_error_above(monkeypatch):
-    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.1")
-    results = by_name(quality_check_results(KEY, stats(100, required_fields=10, type_coercion=11)))
+def test_severity_is_warn_up_to_the_threshold_and_error_above():
+    results = by_name(
+        quality_check_results(KEY, stats(100, required_fields=10, type_coercion=11), threshold=0.1)
+    )
     assert results[REQUIRED].severity == dg.AssetCheckSeverity.WARN
     assert not results[REQUIRED].passed
     assert results[TYPE_COERCION].severity == dg.AssetCheckSeverity.ERROR
@@ -55,11 +56,10 @@ def test_severity_is_warn_up_to_the_threshold_and_error_above(monkeypatch):
     assert meta["rejected_rate"] == 0.11 and meta["error_threshold"] == 0.1
 
 
-def test_with_a_standing_the_tenants_whole_table_is_judged_not_the_run(monkeypatch):
-    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.05")
+def test_with_a_standing_the_tenants_whole_table_is_judged_not_the_run():
     run = stats(8, required_fields=1, type_coercion=1)  # 12.5% of a small incremental run
     clean_tenant = Standing({REQUIRED: 20, TYPE_COERCION: 120}, records=1000)  # 2% and 12%
-    results = by_name(quality_check_results(KEY, run, standing=clean_tenant))
+    results = by_name(quality_check_results(KEY, run, standing=clean_tenant, threshold=0.05))
     assert results[REQUIRED].severity == dg.AssetCheckSeverity.WARN
     assert results[TYPE_COERCION].severity == dg.AssetCheckSeverity.ERROR
     meta = {k: v.value for k, v in results[REQUIRED].metadata.items()}
@@ -68,35 +68,33 @@ def test_with_a_standing_the_tenants_whole_table_is_judged_not_the_run(monkeypat
     assert results[DEDUPLICATION].passed  # nothing rejected, nothing in its quarantine
 
 
-def test_an_error_stays_an_error_while_the_quarantine_holds_it(monkeypatch):
-    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.05")
+def test_an_error_stays_an_error_while_the_quarantine_holds_it():
     dirty_tenant = Standing({REQUIRED: 400}, records=1000)  # a full sync quarantined 40%
     quiet_run = stats(3)  # the next incremental run rejects nothing
-    results = by_name(quality_check_results(KEY, quiet_run, standing=dirty_tenant))
+    results = by_name(quality_check_results(KEY, quiet_run, standing=dirty_tenant, threshold=0.05))
     assert not results[REQUIRED].passed
     assert results[REQUIRED].severity == dg.AssetCheckSeverity.ERROR
 
 
-def test_a_run_rejecting_most_of_many_rows_is_an_error_before_the_table_shows_it(monkeypatch):
-    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.05")
+def test_a_run_rejecting_most_of_many_rows_is_an_error_before_the_table_shows_it():
     clean_tenant = Standing({TYPE_COERCION: 200}, records=100_000)  # 0.2% of the table
     broken_mapping = stats(200, type_coercion=200)  # every row of this run
-    results = by_name(quality_check_results(KEY, broken_mapping, standing=clean_tenant))
+    results = by_name(
+        quality_check_results(KEY, broken_mapping, standing=clean_tenant, threshold=0.05)
+    )
     assert results[TYPE_COERCION].severity == dg.AssetCheckSeverity.ERROR
 
 
-def test_without_a_standing_the_run_rate_is_judged(monkeypatch):
-    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.05")
-    results = by_name(quality_check_results(KEY, stats(8, required_fields=1)))
+def test_without_a_standing_the_run_rate_is_judged():
+    results = by_name(quality_check_results(KEY, stats(8, required_fields=1), threshold=0.05))
     assert results[REQUIRED].severity == dg.AssetCheckSeverity.ERROR
     assert "tenant_rejected_rate" not in results[REQUIRED].metadata
 
 
 @pytest.mark.parametrize("raw", ["-0.1", "1.5", "lots", "nan"])
-def test_a_bad_threshold_names_the_variable(monkeypatch, raw):
-    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", raw)
+def test_a_bad_threshold_names_the_variable(raw):
     with pytest.raises(ConfigError, match="GTM_QUALITY_ERROR_RATE"):
-        quality_error_rate()
+        quality_error_rate({"GTM_QUALITY_ERROR_RATE": raw})
 
 
 def test_each_check_tables_only_its_own_failures_up_to_the_limit():
@@ -164,11 +162,10 @@ def email_twins(engine, entity) -> set[str]:
         return set(conn.execute(query).scalars())
 
 
-def test_checks_report_the_runs_quarantined_records(instance, resources, engine, monkeypatch):
+def test_checks_report_the_runs_quarantined_records(instance, resources, engine):
     """required_fields and type_coercion report the run's quarantine; deduplication quarantines
     nothing and reports the tenant's email twins, which the store marks (`duplicate_of`)."""
-    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.001")
-    result = materialize(instance, resources)
+    result = materialize(instance, with_error_rate(resources, 0.001))
     assert result.success
     evaluations = result.get_asset_check_evaluations()
     for entity in SYNC_ORDER:
@@ -237,9 +234,9 @@ def test_quality_command_refuses_a_tenant_that_never_synced(database_url, engine
 
 
 def test_one_bad_record_in_a_small_incremental_run_warns_instead_of_blocking(
-    instance, resources, emulator, monkeypatch
+    instance, resources, emulator
 ):
-    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0.05")
+    assert resources["warehouse"].quality_error_rate == 0.05  # the default
     assert materialize(instance, resources).success
     contacts = [r["Id"] for r in emulator.control.truth("Contact") if r.get("Email")][:8]
     ops = [

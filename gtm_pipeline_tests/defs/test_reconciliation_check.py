@@ -16,16 +16,19 @@ from dagster._core.test_utils import create_run_for_test
 from gtm_pipeline.cli.instance import on_instance
 from gtm_pipeline.cli.reconcile import run_reconciliation
 from gtm_pipeline.cli.sync import run_sync
-from gtm_pipeline.config import ConfigError
+from gtm_pipeline.config import ConfigError, Settings
 from gtm_pipeline.definitions import defs
 from gtm_pipeline.defs.assets import asset_key, sync_assets
 from gtm_pipeline.defs.automation import (
+    DEFAULT_CRON,
     DEFAULT_RECONCILE_CRON,
+    RECONCILE_CRON_VARIABLE,
+    SYNC_CRON_VARIABLE,
+    checked_cron,
     reconcile_after_full_sync,
-    reconcile_cron,
     reconciliation_job,
+    reconciliation_schedule,
     sync_job,
-    tenant_reconciliation_schedule,
 )
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
 from gtm_pipeline.defs.reconciliation import (
@@ -144,6 +147,13 @@ def test_the_sync_job_leaves_the_reconciliation_checks_out(code_location):
     keys = set(job.asset_layer.asset_graph.asset_check_keys)
     assert {k.name for k in keys} == set(STAGES)
     assert not keys & set(reconciliation_check_keys())
+
+
+tenant_reconciliation_schedule = reconciliation_schedule(Settings({}))
+
+
+def reconcile_cron(environ: dict[str, str]) -> str:
+    return checked_cron(Settings(environ), RECONCILE_CRON_VARIABLE, DEFAULT_RECONCILE_CRON)
 
 
 def test_schedule_and_sensor_are_registered_and_on_by_default(code_location):
@@ -282,19 +292,21 @@ def test_schedule_requests_one_reconciliation_per_connected_tenant(tenants, data
             assert resolved_tags(instance, request)["dagster/partition"] == request.partition_key
 
 
-def test_schedule_cron_comes_from_gtm_reconcile_cron():
-    assert tenant_reconciliation_schedule.cron_schedule == reconcile_cron()
-    assert reconcile_cron({}) == DEFAULT_RECONCILE_CRON == "0 4 * * *"
+def test_schedule_crons_come_from_the_settings():
+    assert tenant_reconciliation_schedule.cron_schedule == DEFAULT_RECONCILE_CRON == "0 4 * * *"
+    assert reconcile_cron({}) == DEFAULT_RECONCILE_CRON
     assert reconcile_cron({"GTM_RECONCILE_CRON": " 30 2 * * 1-5 "}) == "30 2 * * 1-5"
     for bad in ("daily", "0 4 * *", "61 4 * * *", "0 0 31 2 *"):
         with pytest.raises(ConfigError, match="GTM_RECONCILE_CRON"):
             reconcile_cron({"GTM_RECONCILE_CRON": bad})
+    with pytest.raises(ConfigError, match=SYNC_CRON_VARIABLE):
+        checked_cron(Settings({SYNC_CRON_VARIABLE: "hourly"}), SYNC_CRON_VARIABLE, DEFAULT_CRON)
 
 
 def _schedule_cron_in_a_new_process(value: str) -> subprocess.CompletedProcess:
     code = (
-        "from gtm_pipeline.defs.automation import tenant_reconciliation_schedule as s; "
-        "print(s.cron_schedule)"
+        "from gtm_pipeline.definitions import defs; "
+        "print(defs.resolve_schedule_def('tenant_reconciliation_schedule').cron_schedule)"
     )
     env = {**os.environ, "GTM_RECONCILE_CRON": value}
     return subprocess.run(  # noqa: S603

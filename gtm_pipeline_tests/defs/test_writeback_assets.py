@@ -20,7 +20,7 @@ from gtm_pipeline.store.duplicates import emails_of, refresh_duplicates
 from gtm_pipeline.store.scoring import read_scores
 from gtm_pipeline.store.tables import persons, quality_failures
 from gtm_pipeline.writeback import WritebackResult
-from gtm_pipeline_tests.support.defs import TENANT
+from gtm_pipeline_tests.support.defs import TENANT, with_error_rate
 
 
 @pytest.fixture()
@@ -91,9 +91,9 @@ def test_sync_score_writeback_lands_scores_and_a_rerun_sends_nothing(
 
 
 def test_a_blocking_quality_error_stops_the_writeback_before_any_request(
-    instance, resources, emulator, monkeypatch
+    instance, resources, emulator
 ):
-    monkeypatch.setenv("GTM_QUALITY_ERROR_RATE", "0")
+    resources = with_error_rate(resources, 0)
     sync(instance, resources)  # the emulator's org carries dirty rows: any rejection is an ERROR
     before = composite_calls(emulator)
     run = run_writeback(TENANT, instance=instance, resources=resources)

@@ -31,7 +31,7 @@ from gtm_pipeline.sync.mapping import (
     source_fields,
     transform_names,
 )
-from gtm_pipeline.sync.prepare import prepare_page
+from gtm_pipeline.sync.prepare import gate_page
 from gtm_pipeline.sync.soql import modified_query, select_fields
 from gtm_pipeline_tests.fuzz.examples import ran
 from gtm_pipeline_tests.fuzz.settings import fuzz
@@ -181,10 +181,10 @@ def test_valid_mappings_never_crash_on_arbitrary_records(case):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
 @given(case=records_and_mappings())
 def test_a_whole_page_step_on_arbitrary_records_accounts_for_every_record(case):
-    ran("mapping: prepare_page on arbitrary records")
+    ran("mapping: gate_page on arbitrary records")
     entity, mappings, raw = case
     try:
-        page = prepare_page(entity, raw, mappings, tenant_id="t")
+        page = gate_page(entity, raw, mappings, tenant_id="t")
     except MappingError as exc:
         assert "required source field" in str(exc)
         return

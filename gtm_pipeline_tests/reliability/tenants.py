@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from gtm_pipeline.config import Settings
 from gtm_pipeline.connect.tokens import TenantClients
 from gtm_pipeline.connect.vault import TokenVault
 from gtm_pipeline.emulator.testing import EmulatorHandle
@@ -24,15 +25,15 @@ def refreshing_client(
 ) -> SalesforceClient:
     """The client a sync asset builds: tokens from the vault, refreshed through the store."""
     settings = settings_for(emulator)
-    return TenantClients.from_env(
+    return TenantClients.from_settings(
         engine,
-        settings=settings,
+        Settings({"CONNECTOR_ENCRYPTION_KEY": key, "SALESFORCE_SESSION_LIFETIME_SECONDS": "7200"}),
+        salesforce=settings,
         config=ClientConfig(
             api_version=settings.api_version,
             ca_bundle=settings.ca_bundle,
             **{**FAST_RETRIES, **config},  # type: ignore[arg-type]
         ),
-        environ={"CONNECTOR_ENCRYPTION_KEY": key, "SALESFORCE_SESSION_LIFETIME_SECONDS": "7200"},
     ).for_tenant(tenant_id)
 
 

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from gtm_pipeline.config import Settings
 from gtm_pipeline.salesforce.crypto import (
     IV_LENGTH,
     TAG_LENGTH,
@@ -232,12 +233,15 @@ def test_upper_case_hex_is_the_same_key() -> None:
 
 
 def test_from_env() -> None:
-    assert TokenCipher.from_env({"CONNECTOR_ENCRYPTION_KEY": KEY}).key_id == cipher.key_id
+    assert (
+        TokenCipher.from_settings(Settings({"CONNECTOR_ENCRYPTION_KEY": KEY})).key_id
+        == cipher.key_id
+    )
     with pytest.raises(InvalidKeyError, match="CONNECTOR_ENCRYPTION_KEY is not set"):
-        TokenCipher.from_env({})
+        TokenCipher.from_settings(Settings({}))
     with pytest.raises(InvalidKeyError, match="CONNECTOR_ENCRYPTION_KEY must be exactly"):
-        TokenCipher.from_env({"CONNECTOR_ENCRYPTION_KEY": "abc"})
-    other = TokenCipher.from_env({"K2": OTHER_KEY}, variable="K2")
+        TokenCipher.from_settings(Settings({"CONNECTOR_ENCRYPTION_KEY": "abc"}))
+    other = TokenCipher.from_settings(Settings({"K2": OTHER_KEY}), variable="K2")
     assert other.key_id != cipher.key_id
 
 

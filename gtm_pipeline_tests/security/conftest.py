@@ -36,7 +36,7 @@ def web(
     sf_settings: SalesforceSettings,
     connect_env: dict[str, str],
 ) -> Iterator[WebApp]:
-    """The app as `app_from_env` builds it (mapping page on the emulator), on a free port."""
+    """The app as `app_from_settings` builds it (mapping page on the emulator), on a free port."""
 
     app = app_on_emulator(store_engine, flow, session_secret, sf_settings, connect_env)
     with BackgroundServer(app) as server:

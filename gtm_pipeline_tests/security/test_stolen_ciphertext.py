@@ -14,6 +14,7 @@ import secrets
 import pytest
 import sqlalchemy as sa
 
+from gtm_pipeline.config import Settings
 from gtm_pipeline.connect.tokens import TenantClients
 from gtm_pipeline.salesforce.crypto import InvalidKeyError, TokenDecryptError
 from gtm_pipeline.store.tables import connector_tokens
@@ -61,8 +62,8 @@ def test_tenant_as_ciphertext_under_tenant_b_is_refused_before_any_call(
     calls = _api_calls(emulator)
     with attempt("crypto: stolen ciphertext"):
         with pytest.raises(TokenDecryptError) as raised:
-            TenantClients.from_env(
-                store_engine, settings=sf_settings, environ=connect_env
+            TenantClients.from_settings(
+                store_engine, Settings(connect_env), salesforce=sf_settings
             ).for_tenant("globex")
         message = str(raised.value)
         assert "globex" in message and "does not belong to this tenant" in message
@@ -70,8 +71,8 @@ def test_tenant_as_ciphertext_under_tenant_b_is_refused_before_any_call(
         assert connect_env["CONNECTOR_ENCRYPTION_KEY"] not in message
         assert _api_calls(emulator) == calls  # nothing was sent with acme's token
     # acme itself still works: the theft did not damage the source row.
-    client = TenantClients.from_env(
-        store_engine, settings=sf_settings, environ=connect_env
+    client = TenantClients.from_settings(
+        store_engine, Settings(connect_env), salesforce=sf_settings
     ).for_tenant("acme")
     assert client.describe("Contact")["name"] == "Contact"
 
@@ -114,9 +115,9 @@ def test_malformed_keys_are_a_clear_error_naming_the_variable_never_the_value(
         env = {**connect_env, "CONNECTOR_ENCRYPTION_KEY": bad}
         with attempt("crypto: malformed key"):
             with pytest.raises(InvalidKeyError) as raised:
-                TenantClients.from_env(store_engine, settings=sf_settings, environ=env).for_tenant(
-                    "acme"
-                )
+                TenantClients.from_settings(
+                    store_engine, Settings(env), salesforce=sf_settings
+                ).for_tenant("acme")
             message = str(raised.value)
             assert "CONNECTOR_ENCRYPTION_KEY" in message, name
             if bad.strip():
@@ -132,9 +133,9 @@ def test_a_wrong_but_well_formed_key_names_key_ids_never_keys(
     calls = _api_calls(emulator)
     with attempt("crypto: wrong key"):
         with pytest.raises(TokenDecryptError) as raised:
-            TenantClients.from_env(store_engine, settings=sf_settings, environ=env).for_tenant(
-                "acme"
-            )
+            TenantClients.from_settings(
+                store_engine, Settings(env), salesforce=sf_settings
+            ).for_tenant("acme")
         message = str(raised.value)
         assert "rotate-key" in message
         assert wrong not in message and connect_env["CONNECTOR_ENCRYPTION_KEY"] not in message

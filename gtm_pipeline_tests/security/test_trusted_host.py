@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from gtm_pipeline.web.app import app_from_env
+from gtm_pipeline.config import Settings
+from gtm_pipeline.web.app import app_from_settings
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline_tests.security.attacks import attempt
 from gtm_pipeline_tests.security.routes import all_routes, concrete
@@ -61,7 +62,7 @@ def test_a_trailing_slash_is_a_404_never_a_redirect(web):
 
 def test_the_callbacks_host_is_served_and_others_refused(connect_env, monkeypatch):
     monkeypatch.setenv("SALESFORCE_CALLBACK_URL", "https://connect.example.com/api/cb")
-    with BackgroundServer(app_from_env()) as server:
+    with BackgroundServer(app_from_settings(Settings.from_process())) as server:
         assert _get(server.base_url, "GET", "/login", "connect.example.com").status_code == 200
         with attempt("host header"):
             assert _get(server.base_url, "GET", "/login", "example.com").status_code == 400

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from gtm_pipeline.config import Settings
 from gtm_pipeline.store import (
     Cursor,
     StoreConfigError,
@@ -79,7 +80,7 @@ def test_sqlite_transactions_cover_reads_and_ddl(tmp_path) -> None:
 
 
 def test_default_url_is_the_sqlite_file_under_gtm_home(gtm_home) -> None:
-    engine = make_engine()
+    engine = make_engine(Settings.from_process().database_url)
     try:
         assert engine.url.get_backend_name() == "sqlite"
         assert engine.url.database.startswith(gtm_home)
@@ -124,7 +125,8 @@ def test_gtm_home_and_an_existing_store_are_tightened_at_start(gtm_home, usual_u
         home.chmod(0o755)
         for path in home.iterdir():
             path.chmod(0o644)
-        _write_a_row(make_engine())
+        settings = Settings.from_process()
+        _write_a_row(make_engine(settings.database_url, home=settings.gtm_home))
         assert {"warehouse.db-wal", "warehouse.db-shm"} <= {p.name for p in home.iterdir()}
         assert {p.name: _mode(p) for p in home.iterdir()} == {p.name: 0o600 for p in home.iterdir()}
     assert _mode(home) == 0o700

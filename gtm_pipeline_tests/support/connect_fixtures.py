@@ -8,8 +8,8 @@ reliability/, salesforce/, sync/) override `emulator` and friends in their conft
   the test's `clock` (a ManualClock starting now), so tests can age tokens and states.
 - `store_engine`: a migrated store, once on SQLite and once on PostgreSQL (`database_url`).
 - `cipher`, `signer`: a random encryption key and state secret per test.
-- `connect_env`: the environment `ConnectFlow.from_env` / `TenantClients.from_env` read, also set in
-  os.environ (and so inherited by spawned processes).
+- `connect_env`: the settings' variables (`Settings(connect_env)` for `ConnectFlow.from_settings`
+  and `TenantClients.from_settings`), also set in os.environ (so spawned processes inherit it).
 - `flow`: a ConnectFlow on all of the above; `connect_tenant(tenant_id)` runs the whole flow
   through the emulator and returns the callback's outcome.
 - `_system_ca_bundle_in_env`: not autouse here (it would reach every folder); the conftest.py of

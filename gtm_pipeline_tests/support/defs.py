@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from gtm_pipeline.connect.vault import StoredTokens, TokenVault
+from gtm_pipeline.defs.resources import WarehouseResource
 from gtm_pipeline.emulator.testing import EmulatorHandle, obtain_tokens, salesforce_environment
 from gtm_pipeline.salesforce.crypto import TokenCipher
 from gtm_pipeline.store.connections import upsert_connector
@@ -49,3 +50,11 @@ def program_environment(
         **salesforce_environment(emulator.info),
         "CONNECTOR_ENCRYPTION_KEY": encryption_key,
     }
+
+
+def with_error_rate(resources: dict, rate: float) -> dict:
+    """`resources` with the warehouse's quality error rate (GTM_QUALITY_ERROR_RATE) at `rate`."""
+    warehouse = WarehouseResource(
+        database_url=resources["warehouse"].database_url, quality_error_rate=rate
+    )
+    return {**resources, "warehouse": warehouse}

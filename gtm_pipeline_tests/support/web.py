@@ -12,6 +12,7 @@ import socket
 
 import requests
 
+from gtm_pipeline.config import Settings
 from gtm_pipeline.connect.tokens import TenantClients
 from gtm_pipeline.web.app import create_app
 
@@ -61,13 +62,18 @@ def login(base_url: str, token: str) -> AppClient:
     return browser
 
 
+def no_org(tenant_id: str):
+    """The tenant client of an app whose test never reaches Salesforce."""
+    raise AssertionError(f"this test's app reaches no Salesforce org (asked for {tenant_id})")
+
+
 def app_on_emulator(engine, connect_flow, session_secret: str, settings, environ):
     """The app as `app_from_env` builds it: tenant clients on the emulator, plain-HTTP cookies."""
 
     def tenant_client(tenant_id: str):
-        return TenantClients.from_env(engine, settings=settings, environ=environ).for_tenant(
-            tenant_id
-        )
+        return TenantClients.from_settings(
+            engine, Settings(environ), salesforce=settings
+        ).for_tenant(tenant_id)
 
     return create_app(
         engine,

@@ -1,5 +1,5 @@
 """Every kind of dirt the emulator plants is caught by the right gate with the right reason, and
-no clean record is rejected: the ground truth (`Org.truth`, `_dirty`) against `prepare_page`."""
+no clean record is rejected: the ground truth (`Org.truth`, `_dirty`) against `gate_page`."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from gtm_pipeline.store.tables import persons
 from gtm_pipeline.sync.coerce import to_number
 from gtm_pipeline.sync.entities import ACCOUNTS, OPPORTUNITIES, PERSONS, Entity
 from gtm_pipeline.sync.extract import flatten_records
-from gtm_pipeline.sync.load import load_page, ready_page
-from gtm_pipeline.sync.prepare import PreparedPage, prepare_page
+from gtm_pipeline.sync.load import convert_page, load_page
+from gtm_pipeline.sync.prepare import GatedPage, gate_page
 from gtm_pipeline.sync.quality import DEDUPLICATION, MAX_TEXT_LENGTH, REQUIRED, TYPE_COERCION
 from gtm_pipeline.sync.soql import modified_query
 
@@ -37,7 +37,7 @@ MISSING_FIELD = {"Account": "name", "Contact": "email", "Opportunity": "account_
 @dataclass(frozen=True)
 class Outcome:
     truth: dict[str, dict[str, Any]]
-    page: PreparedPage
+    page: GatedPage
     rejected: dict[str, dict[str, Any]]
     clean: pd.DataFrame
 
@@ -59,7 +59,7 @@ def _run(org: Org, sobject: str, entity: Entity) -> Outcome:
     fields = list(dict.fromkeys(["Id", *entity.source_fields(), "SystemModstamp"]))
     result = org.execute_query(modified_query(sobject, fields, None), include_deleted=False)
     frame = flatten_records(result.page(0, result.total_size))
-    page = prepare_page(entity, frame)
+    page = gate_page(entity, frame)
     truth = {r["Id"]: r for r in org.truth(sobject)}
     rejected = {r["external_id"]: r for r in page.rejected}
     assert len(rejected) == len(page.rejected), "a record was rejected twice"
@@ -255,7 +255,7 @@ def test_shared_emails_pass_the_gates_and_the_store_marks_all_but_the_smallest_i
                 assert record["Id"] in outcome.clean.index, record["Id"]
     now = datetime(2025, 1, 1, tzinfo=UTC)
     with engine.begin() as conn:
-        page = ready_page(engine.dialect, "t", PERSONS, outcome.page, now)
+        page = convert_page(engine.dialect, "t", PERSONS, outcome.page, now)
         load_page(conn, tenant_id="t", entity=PERSONS, page=page, mode="full", run_id="r",
                   now=now, stats={})  # fmt: skip
         rows = conn.execute(

@@ -16,13 +16,13 @@ from gtm_pipeline.store.quarantine import failures_for, live_row_count
 from gtm_pipeline.store.tables import is_live
 from gtm_pipeline.sync.entities import ACCOUNTS, PERSONS, Entity
 from gtm_pipeline.sync.load import (
+    convert_page,
     deleted_cursor_key,
     load_deletions,
     load_page,
     page_cursor,
-    ready_page,
 )
-from gtm_pipeline.sync.prepare import prepare_page
+from gtm_pipeline.sync.prepare import gate_page
 from gtm_pipeline.sync.quality import REQUIRED, TYPE_COERCION
 from gtm_pipeline.sync.transform import to_canonical
 
@@ -58,8 +58,8 @@ def load(
 ):
     """Transform, gate and load one page (of contacts by default) in one transaction; `fail`
     rolls it back."""
-    page = ready_page(
-        engine.dialect, TENANT, entity, prepare_page(entity, pd.DataFrame(records)), now
+    page = convert_page(
+        engine.dialect, TENANT, entity, gate_page(entity, pd.DataFrame(records)), now
     )
 
     class Boom(Exception):

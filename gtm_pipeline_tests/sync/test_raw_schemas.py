@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from gtm_pipeline.sync.entities import ACCOUNTS, OPPORTUNITIES, PERSONS
-from gtm_pipeline.sync.prepare import prepare_page
+from gtm_pipeline.sync.prepare import gate_page
 from gtm_pipeline.sync.raw_schemas import RAW_SCHEMA, validate_raw
 
 GOOD_ID = "003RO000003RzQiYAK"
@@ -52,7 +52,7 @@ def test_a_page_without_id_or_modstamp_columns_is_an_error(entity):
         validate_raw(entity, pd.DataFrame({"Id": [GOOD_ID]}))
 
 
-def test_prepare_page_quarantines_raw_breaches_and_still_sees_their_ids():
+def test_gate_page_quarantines_raw_breaches_and_still_sees_their_ids():
     raw = pd.DataFrame(
         {
             "Id": [GOOD_ID, "003RO000003RzQjYAK"],
@@ -60,7 +60,7 @@ def test_prepare_page_quarantines_raw_breaches_and_still_sees_their_ids():
             "Email": ["a@x.io", "b@x.io"],
         }
     )
-    page = prepare_page(PERSONS, raw)
+    page = gate_page(PERSONS, raw)
     assert page.raw_rejected == 1
     assert page.seen_ids == [GOOD_ID, "003RO000003RzQjYAK"]
     [rejected] = page.rejected

@@ -95,10 +95,10 @@ def test_rest_pages_are_joined_into_batches_that_commit_with_their_cursor(emulat
 def test_batched_pages_keeps_order_skips_empty_pages_and_flushes_the_rest():
     import pandas as pd
 
-    from gtm_pipeline.sync.extract import RawPage
+    from gtm_pipeline.sync.extract import FetchedPage
     from gtm_pipeline.sync.runner import batched_pages
 
-    pages = [RawPage(pd.DataFrame({"Id": list(range(n))}), i, 7) for i, n in
+    pages = [FetchedPage(pd.DataFrame({"Id": list(range(n))}), i, 7) for i, n in
              enumerate([3, 0, 4, 2, 5], start=1)]  # fmt: skip
     joined = [(page.page_number, len(page.frame), count) for page, count in
               batched_pages(iter(pages), rows=6)]  # fmt: skip

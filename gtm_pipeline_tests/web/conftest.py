@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from gtm_pipeline.connect.flow import ConnectFlow
 from gtm_pipeline.web.app import create_app
 from gtm_pipeline.web.serving import BackgroundServer
-from gtm_pipeline_tests.support.web import AppClient, login
+from gtm_pipeline_tests.support.web import AppClient, login, no_org
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,13 @@ def database_url(tmp_path) -> str:
 @pytest.fixture()
 def web_url(store_engine: sa.Engine, flow: ConnectFlow, session_secret: str) -> Iterator[str]:
     """The app served on a free loopback port; its base URL."""
-    app = create_app(store_engine, flow, secure_cookies=False, session_secret=session_secret)
+    app = create_app(
+        store_engine,
+        flow,
+        secure_cookies=False,
+        session_secret=session_secret,
+        tenant_client=no_org,
+    )
     with BackgroundServer(app) as server:
         yield server.base_url
 

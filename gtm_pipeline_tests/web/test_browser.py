@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from gtm_pipeline.config import Settings
 from gtm_pipeline.store.connections import get_connector, load_token_row
-from gtm_pipeline.web.app import app_from_env
+from gtm_pipeline.web.app import app_from_settings
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline_tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from gtm_pipeline_tests.support.web import free_loopback_port
@@ -37,7 +38,7 @@ def app_url(connect_env, monkeypatch) -> Iterator[str]:
     port = free_loopback_port()
     base = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("SALESFORCE_CALLBACK_URL", f"{base}/api/connectors/salesforce/callback")
-    with BackgroundServer(app_from_env(), port=port):
+    with BackgroundServer(app_from_settings(Settings.from_process()), port=port):
         yield base
 
 

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from gtm_pipeline.config import Settings
 from gtm_pipeline.emulator.tls import create_tls_files
 from gtm_pipeline.store.connections import get_connector, load_token_row
-from gtm_pipeline.web.app import app_from_env
+from gtm_pipeline.web.app import app_from_settings
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline_tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from gtm_pipeline_tests.support.web import free_loopback_port
@@ -55,7 +56,11 @@ def app_url(login_url, connect_env, monkeypatch, tmp_path) -> Iterator[str]:
     base = f"https://127.0.0.1:{port}"
     monkeypatch.setenv("SALESFORCE_CALLBACK_URL", f"{base}{CALLBACK_PATH}")
     tls = create_tls_files(tmp_path / "app-tls")
-    with BackgroundServer(app_from_env(), port=port, tls=(str(tls.certfile), str(tls.keyfile))):
+    with BackgroundServer(
+        app_from_settings(Settings.from_process()),
+        port=port,
+        tls=(str(tls.certfile), str(tls.keyfile)),
+    ):
         yield base
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from gtm_pipeline.config import Settings
 from gtm_pipeline.sync.mapping import load_mappings
-from gtm_pipeline.web.app import app_from_env
+from gtm_pipeline.web.app import app_from_settings
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline.writeback.mapping import load_writeback_map
 from gtm_pipeline_tests.browser import needs_chromium
@@ -28,7 +29,7 @@ pytestmark = needs_chromium
 
 @pytest.fixture()
 def app_url(connect_env) -> Iterator[str]:
-    with BackgroundServer(app_from_env()) as server:
+    with BackgroundServer(app_from_settings(Settings.from_process())) as server:
         yield server.base_url
 
 

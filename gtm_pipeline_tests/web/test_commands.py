@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from gtm_pipeline.cli.connect import connect
 from gtm_pipeline.cli.operator import operator
 from gtm_pipeline.cli.web import web
+from gtm_pipeline.config import Settings
 from gtm_pipeline.store.connections import (
     find_operator,
     get_connector,
@@ -20,7 +21,7 @@ from gtm_pipeline.store.connections import (
     load_token_row,
     operator_token_hash,
 )
-from gtm_pipeline.web.app import app_from_env
+from gtm_pipeline.web.app import app_from_settings
 from gtm_pipeline.web.listener import CallbackListener
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline.web.session import COOKIE_NAME
@@ -177,12 +178,12 @@ def test_operator_list_and_revoke(store_env):
 def test_app_from_env_serves_the_app_with_cookies_matching_the_callback_scheme(
     cli_env, monkeypatch
 ):
-    with BackgroundServer(app_from_env()) as server:
+    with BackgroundServer(app_from_settings(Settings.from_process())) as server:
         page = AppClient(server.base_url, html=True).get("/login")
     assert page.status_code == 200
     assert "; secure" not in page.headers["set-cookie"].lower()  # http loopback callback
     monkeypatch.setenv("SALESFORCE_CALLBACK_URL", "https://app.example.com/callback")
-    with BackgroundServer(app_from_env()) as server:
+    with BackgroundServer(app_from_settings(Settings.from_process())) as server:
         page = AppClient(server.base_url, html=True).get("/login")
     cookie = page.headers["set-cookie"].lower()
     assert cookie.startswith(f"__host-{COOKIE_NAME}=") and "; secure" in cookie

@@ -14,7 +14,7 @@ from gtm_pipeline.store.connections import get_connector, upsert_connector
 from gtm_pipeline.web.app import create_app
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline.web.session import CookiePolicy
-from gtm_pipeline_tests.support.web import AppClient, csrf_from
+from gtm_pipeline_tests.support.web import AppClient, csrf_from, no_org
 from gtm_pipeline_tests.web.connecting import start_connection
 
 # The flow's callback URL is plain http on loopback port 8765: the session cookie carries it.
@@ -53,7 +53,9 @@ def test_login_page_sets_a_lax_httponly_cookie_and_a_csrf_field(client):
 
 
 def test_cookies_are_secure_by_default(store_engine, flow):
-    app = create_app(store_engine, flow, session_secret=secrets.token_urlsafe(32))
+    app = create_app(
+        store_engine, flow, session_secret=secrets.token_urlsafe(32), tenant_client=no_org
+    )
     with BackgroundServer(app) as server:
         page = AppClient(server.base_url, html=True).get("/login")
     assert "; secure" in _set_cookie(page).lower()
@@ -65,7 +67,13 @@ def _https_app(store_engine, oauth_client, signer, vault, session_secret: str):
     flow = ConnectFlow(
         store_engine, oauth=oauth_client, signer=signer, vault=vault, callback_url=HTTPS_CALLBACK
     )
-    return create_app(store_engine, flow, secure_cookies=False, session_secret=session_secret)
+    return create_app(
+        store_engine,
+        flow,
+        secure_cookies=False,
+        session_secret=session_secret,
+        tenant_client=no_org,
+    )
 
 
 def _attributes(cookie: str) -> tuple[str, set[str]]:

@@ -16,7 +16,7 @@ from gtm_pipeline.web.headers import CONTENT_SECURITY_POLICY
 from gtm_pipeline.web.overview import list_overviews, tenant_overview
 from gtm_pipeline.web.serving import BackgroundServer
 from gtm_pipeline_tests.support.postgres import _reset_postgres
-from gtm_pipeline_tests.support.web import AppClient, csrf_from
+from gtm_pipeline_tests.support.web import AppClient, csrf_from, no_org
 
 EVIL_TENANT = '<script>alert("t")</script>'
 EVIL_DETAIL = "<img src=x onerror=alert(1)> & more"
@@ -103,7 +103,12 @@ class _BrokenFlow:
 
 
 def test_an_unexpected_error_is_a_plain_500_with_the_headers(store_engine, make_operator, caplog):
-    app = create_app(store_engine, _BrokenFlow(), session_secret="x" * 32)  # type: ignore[arg-type]
+    app = create_app(
+        store_engine,
+        _BrokenFlow(),  # type: ignore[arg-type]
+        session_secret="x" * 32,
+        tenant_client=no_org,
+    )
     with BackgroundServer(app) as server:
         api = AppClient(server.base_url, token=make_operator(), html=True)
         answer = api.post("/api/connectors/salesforce/authorize", data={"tenant": "acme"})

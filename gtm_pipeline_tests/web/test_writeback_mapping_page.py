@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from gtm_pipeline.config import SalesforceSettings
+from gtm_pipeline.config import SalesforceSettings, Settings
 from gtm_pipeline.connect.tokens import TenantClients
 from gtm_pipeline.salesforce.metadata import describe_object
 from gtm_pipeline.sync.mapping import load_mappings
@@ -301,8 +301,8 @@ def test_a_field_deleted_since_the_page_was_rendered_is_refused(
     admin, acme, store_engine, sf_settings: SalesforceSettings, connect_env
 ):
     """The page offered a field from its cached describe; the org no longer has it."""
-    org = TenantClients.from_env(
-        store_engine, settings=sf_settings, environ=connect_env
+    org = TenantClients.from_settings(
+        store_engine, Settings(connect_env), salesforce=sf_settings
     ).for_tenant("acme")
     document = org.describe("Contact")
     gone = {**document["fields"][0], "name": "Old_Score__c", "label": "Old Score"}

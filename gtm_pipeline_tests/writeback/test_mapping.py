@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from gtm_pipeline.cli import common as cli_common
-from gtm_pipeline.cli.writeback_mapping import entity_type_for, parse_pairs
+from gtm_pipeline.cli.writeback_mapping import parse_pairs
 from gtm_pipeline.emulator.testing import (
     EmulatorHandle,
     emulator_client,
@@ -158,19 +158,6 @@ def test_the_engine_writes_to_the_tenants_mapped_field(emulator, client, engine)
     truth = {r["Id"]: r for r in emulator.control.truth("Contact")}
     assert truth[contact_id]["Notes__c"] == "Tier Mapped"
     assert truth[contact_id]["Tier__c"] != "Tier Mapped"
-
-
-@pytest.mark.parametrize(
-    ("typed", "entity_type"),
-    [
-        ("person", "person"),
-        ("Contacts", "person"),
-        ("accounts", "account"),
-        ("opportunity", "opportunity"),
-    ],
-)
-def test_entity_names_a_user_may_type(typed, entity_type) -> None:
-    assert entity_type_for(typed) == entity_type
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gtm_pipeline.writeback.payloads import (
-    SF_OBJECT,
     batches,
     build_records,
     changed_only,
@@ -67,7 +66,6 @@ def test_only_mapped_fields_and_rows_of_the_entity_type() -> None:
     df = _scores([{"external_id": "001A", "entity_type": "account"}, {"external_id": "003A"}])
     records = build_records(df, "account", {"combined_score": "Combined_Score__c"})
     assert records == [{"attributes": {"type": "Account"}, "id": "001A", "Combined_Score__c": 3.0}]
-    assert SF_OBJECT["opportunity"] == "Opportunity"
 
 
 @pytest.mark.parametrize(
