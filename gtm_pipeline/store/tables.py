@@ -148,9 +148,10 @@ persons = _canonical_table(
     # rows with that email): the survivor's external id. Such rows are not in the live set.
     sa.Column("duplicate_of", RECORD_ID, nullable=True),
 )
-# Each load of persons finds the rows of the emails it touches (store/duplicates.py), by equality
-# only: a hash index on PostgreSQL, cheaper to fill than a B-tree (migration 0007).
-sa.Index("ix_persons_email", persons.c.email, postgresql_using="hash")
+# Each load of persons finds the rows of the tenant's emails it touches (store/duplicates.py). The
+# tenant leads so that the index answers the whole filter: on the email alone (migration 0007),
+# SQLite read every person of the tenant instead (migration 0008).
+sa.Index("ix_persons_tenant_id_email", persons.c.tenant_id, persons.c.email)
 
 opportunities = _canonical_table(
     "opportunities",

@@ -299,7 +299,9 @@ def test_0007_swaps_the_email_index_and_adds_the_pending_flag(engine: sa.Engine)
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO sync_state (tenant_id, entity) VALUES ('t1', 'persons')"))
 
-    upgrade(engine)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0007")
     names = _index_names(engine, "persons")
     assert "ix_persons_email" in names and "ix_persons_tenant_id_email" not in names
     with engine.connect() as conn:
@@ -321,4 +323,17 @@ def test_0007_swaps_the_email_index_and_adds_the_pending_flag(engine: sa.Engine)
     assert "ix_persons_tenant_id_email" in _index_names(engine, "persons")
     assert "twin_marks_pending" not in _columns(engine, "sync_state")
     upgrade(engine)
+    assert _schema_differences(engine, metadata) == []
+
+
+def test_0008_puts_the_tenant_back_in_front_of_the_email_index(engine: sa.Engine) -> None:
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0007")
+    names = _index_names(engine, "persons")
+    assert "ix_persons_email" in names and "ix_persons_tenant_id_email" not in names
+    upgrade(engine)
+    names = _index_names(engine, "persons")
+    assert "ix_persons_tenant_id_email" in names and "ix_persons_email" not in names
     assert _schema_differences(engine, metadata) == []

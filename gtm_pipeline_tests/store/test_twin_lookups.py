@@ -1,0 +1,68 @@
+"""Twin lookups find the rows of a tenant's emails through the (tenant, email) index, on both
+stores, whatever the planner knows of the table: with the email alone indexed, SQLite read every
+person of the tenant on every page (an incremental sync of a 1,000,000-Contact org 4x slower)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+from gtm_pipeline.store import upsert_records
+from gtm_pipeline.store.duplicates import refresh_duplicates, settle_all
+from gtm_pipeline.store.tables import persons
+from gtm_pipeline_tests.support.store import T0
+
+INDEX = "ix_persons_tenant_id_email"
+
+
+@contextmanager
+def person_selects(engine: sa.Engine) -> Iterator[list[tuple[str, object]]]:
+    """The SELECTs over persons run while open, as the driver received them."""
+    seen: list[tuple[str, object]] = []
+
+    def record(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM persons" in statement:
+            seen.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def plan(conn: sa.Connection, statement: str, parameters: object) -> str:
+    if conn.dialect.name == "postgresql":
+        # A handful of rows: without this PostgreSQL reads the table through, index or not.
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters)
+        return "\n".join(r[0] for r in rows)
+    rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+    return "\n".join(r[-1] for r in rows)
+
+
+def _person(external_id: str, email: str, tenant: str = "t1") -> dict:
+    return {
+        "tenant_id": tenant,
+        "external_id": external_id,
+        "email": email,
+        "system_modstamp": T0,
+        "synced_at": T0,
+    }
+
+
+def test_twin_lookups_read_the_tenant_email_index(engine) -> None:
+    rows = [_person("003A", "a@x.com"), _person("003B", "a@x.com"), _person("003C", "c@x.com")]
+    rows += [_person(f"003Z{i:04d}", f"z{i}@x.com", tenant="t2") for i in range(50)]
+    with engine.begin() as conn:
+        upsert_records(conn, persons, rows)
+    with person_selects(engine) as selects, engine.begin() as conn:
+        refresh_duplicates(conn, "t1", ["a@x.com", "c@x.com"])
+        settle_all(conn, "t1")
+    assert len(selects) >= 3  # the emails with twins, their rows, the tenant-wide pass
+    for statement, parameters in selects:
+        with engine.begin() as conn:
+            shown = plan(conn, statement, parameters)
+        assert INDEX in shown, f"{statement}\n{shown}"
