@@ -16,6 +16,7 @@ from gtm_pipeline.defs import (
     reconciliation,
     resources,
     scoring_assets,
+    table_checks,
     writeback_assets,
 )
 
@@ -23,6 +24,7 @@ settings = Settings.from_process()
 defs = dg.Definitions.merge(
     assets.definitions(),
     reconciliation.definitions(),
+    table_checks.definitions(settings),
     scoring_assets.definitions(),
     writeback_assets.definitions(),
     automation.definitions(settings),

@@ -53,7 +53,6 @@ def run_writeback(
     from gtm_pipeline.defs.writeback_assets import (
         PROGRESS_RESOURCE,
         WRITEBACK_KEY,
-        WRITEBACK_ORDER,
         no_progress,
         progress_resource,
         score_writeback_asset,
@@ -86,9 +85,28 @@ def run_writeback(
     for event in result.get_asset_materialization_events():
         if event.asset_key != WRITEBACK_KEY:
             continue
-        metadata = event.materialization.metadata
-        results = [metadata[e].value for e in WRITEBACK_ORDER if e in metadata]
+        results = reported_results(event.materialization.metadata)
     return WritebackRun(result.success, result.run_id, results, failure_message(result))
+
+
+def reported_results(metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    """The results a writeback run reported: its `results` table, each row with the refused
+    records of its entity type from the `failures` table."""
+    errors: dict[str, list[dict[str, Any]]] = {}
+    for record in metadata["failures"].value.records:
+        row = record.data
+        errors.setdefault(row["entity_type"], []).append(
+            {
+                "entity_id": row["record"],
+                "code": row["code"],
+                "error": row["error"],
+                "fields": row["fields"].split(", ") if row["fields"] else [],
+            }
+        )
+    return [
+        {**record.data, "errors": errors.get(record.data["entity_type"], [])}
+        for record in metadata["results"].value.records
+    ]
 
 
 def results_table(results: list[dict[str, Any]]) -> str:

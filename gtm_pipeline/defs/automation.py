@@ -6,6 +6,14 @@ run is still queued or running is skipped; dagster.yaml's tag limit is the secon
 
 Their timing comes from the code location's settings (`definitions(settings)`).
 
+What carries a sync on to Salesforce: a run-status sensor (`score_after_sync`, on by default)
+requests the `salesforce_scores_writeback` job (`scoring/scores`, then `salesforce/score_writeback`)
+for the tenant of every successful sync run, tagged like the sync, so it waits behind the
+tenant's other runs. A run-status sensor rather than Declarative Automation conditions: its run
+carries the tenant tag that holds the one-run-per-tenant limit, and the UI links each writeback
+run to the sync run that caused it (its run key). The writeback blocks itself, with the reason
+on the run, when a quality check of the tenant's latest sync failed with ERROR severity.
+
 What starts reconciliation runs (the `reconciliation` checks, in their own job): a daily schedule
 (`GTM_RECONCILE_CRON`) for every connected tenant, and a run-status sensor after each successful
 sync run that read an entity in full. Neither skips a busy tenant: the run waits in the queue
@@ -24,6 +32,9 @@ from gtm_pipeline.defs.assets import asset_key
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
 from gtm_pipeline.defs.reconciliation import reconciliation_check_keys
 from gtm_pipeline.defs.resources import WarehouseResource
+from gtm_pipeline.defs.scoring_assets import SCORES_KEY
+from gtm_pipeline.defs.table_checks import table_check_keys
+from gtm_pipeline.defs.writeback_assets import WRITEBACK_KEY
 from gtm_pipeline.store.connections import list_connectors
 from gtm_pipeline.sync.entities import SYNC_ORDER
 
@@ -42,10 +53,18 @@ IN_PROGRESS = [
 sync_job = dg.define_asset_job(
     "salesforce_sync",
     # An asset selection includes every check on the assets: the reconciliation checks are taken
-    # out, so an incremental sync never pays for a listing of every record.
+    # out, so an incremental sync never pays for a listing of every record, and the table checks
+    # (defs/table_checks.py), which run daily and on demand.
     selection=dg.AssetSelection.assets(*(asset_key(e) for e in SYNC_ORDER))
-    - dg.AssetSelection.checks(*reconciliation_check_keys()),
+    - dg.AssetSelection.checks(*reconciliation_check_keys(), *table_check_keys()),
     description="Accounts, then contacts, then opportunities, for one tenant.",
+)
+
+scores_writeback_job = dg.define_asset_job(
+    "salesforce_scores_writeback",
+    selection=dg.AssetSelection.assets(SCORES_KEY, WRITEBACK_KEY),
+    description="A tenant's scores computed from its synced tables, then written back to "
+    "Salesforce (blocked by a failed ERROR quality check of the tenant).",
 )
 
 reconciliation_job = dg.define_asset_job(
@@ -61,6 +80,17 @@ reconciliation_job = dg.define_asset_job(
     ),
     description="The reconciliation check of accounts, contacts and opportunities, for one "
     "tenant: Salesforce's Ids and stamps compared with the store, drift repaired.",
+)
+
+table_checks_job = dg.define_asset_job(
+    "salesforce_table_checks",
+    selection=dg.AssetSelection.checks(*table_check_keys()),
+    # Partitioned like the reconciliation job, for the same reason.
+    config=dg.PartitionedConfig(
+        partitions_def=salesforce_tenants, run_config_for_partition_key_fn=lambda _key: {}
+    ),
+    description="quarantine_share and freshness of accounts, contacts and opportunities, for "
+    "one tenant: reads of the store, no API call.",
 )
 
 
@@ -131,7 +161,7 @@ def sync_schedule_tick(context: dg.ScheduleEvaluationContext, warehouse: Warehou
 
 
 def reconciliation_tick(context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource):
-    """The reconciliation schedule's evaluation: one run request per connected tenant."""
+    """The daily schedules' evaluation: one run request per connected tenant."""
     tenants = connected_tenants(warehouse.engine())
     new = _new_partitions(context.instance, tenants)
     if new:
@@ -208,11 +238,44 @@ def reconcile_after_full_sync(context: dg.RunStatusSensorContext):
     return tenant_request(tenant, run_key=f"reconcile-after-{run.run_id}")
 
 
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[sync_job],
+    request_job=scores_writeback_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After each successful sync run of a tenant, requests that tenant's scores "
+    "and score writeback.",
+)
+def score_after_sync(context: dg.RunStatusSensorContext):
+    run = context.dagster_run
+    tenant = context.partition_key
+    if tenant is None:
+        return dg.SkipReason(f"run {run.run_id} has no tenant partition")
+    context.log.info(f"{tenant}: synced by run {run.run_id}; requesting scores and writeback")
+    return tenant_request(tenant, run_key=f"score-after-{run.run_id}")
+
+
+def table_checks_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    """The table checks of every connected tenant, on the reconciliation's cron."""
+    return dg.schedule(
+        name="tenant_table_checks_schedule",
+        job=table_checks_job,
+        cron_schedule=checked_cron(settings, RECONCILE_CRON_VARIABLE, DEFAULT_RECONCILE_CRON),
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="quarantine_share and freshness of every connected tenant (cron: "
+        "GTM_RECONCILE_CRON).",
+    )(reconciliation_tick)
+
+
 def definitions(settings: Settings) -> dg.Definitions:
     """The automation domain: the jobs, the sensors and the schedules that start them, timed by
     `settings`."""
     return dg.Definitions(
-        jobs=[sync_job, reconciliation_job],
-        sensors=[sync_sensor(settings), reconcile_after_full_sync],
-        schedules=[sync_schedule(settings), reconciliation_schedule(settings)],
+        jobs=[sync_job, scores_writeback_job, reconciliation_job, table_checks_job],
+        sensors=[sync_sensor(settings), score_after_sync, reconcile_after_full_sync],
+        schedules=[
+            sync_schedule(settings),
+            reconciliation_schedule(settings),
+            table_checks_schedule(settings),
+        ],
     )

@@ -22,6 +22,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from gtm_pipeline.config import DEFAULT_ERROR_RATE
+from gtm_pipeline.defs.partitions import partitioned_checks, salesforce_tenants
 from gtm_pipeline.store.quarantine import failures_for, standing_counts, twins_of
 from gtm_pipeline.sync.quality import (
     DEDUPLICATION,
@@ -52,9 +53,18 @@ DESCRIPTIONS = {
 
 
 def quality_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(stage, asset=key, description=DESCRIPTIONS[stage]) for stage in STAGES
-    ]
+    """The three gates of a sync asset, partitioned by tenant like the asset: each evaluation
+    belongs to the tenant the run synced, so the UI shows every tenant's own history."""
+    with partitioned_checks():
+        return [
+            dg.AssetCheckSpec(
+                stage,
+                asset=key,
+                description=DESCRIPTIONS[stage],
+                partitions_def=salesforce_tenants,
+            )
+            for stage in STAGES
+        ]
 
 
 def run_failures(

@@ -19,13 +19,12 @@ record. (Materializing the sync assets from the UI or `dagster asset materialize
 check of those assets, this one included: Dagster's default, deselectable in the UI.)
 """
 
-import warnings
 from collections.abc import Sequence
 
 import dagster as dg
 
 from gtm_pipeline.defs.assets import SYNC_RETRY_POLICY, asset_key
-from gtm_pipeline.defs.partitions import salesforce_tenants
+from gtm_pipeline.defs.partitions import partitioned_checks, salesforce_tenants
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.errors import GtmError
 from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
@@ -145,10 +144,7 @@ def build_reconciliation_check(entity: Entity) -> dg.AssetChecksDefinition:
         context.log.info(f"{entity.name}: {summary(result)}")
         return check_result(result)
 
-    with warnings.catch_warnings():
-        # A partitioned check is a preview feature in Dagster 1.13: said once, in the module
-        # docstring, rather than warned at every load of the code location.
-        warnings.simplefilter("ignore", dg.PreviewWarning)
+    with partitioned_checks():
         return dg.asset_check(
             asset=asset_key(entity),
             name=RECONCILIATION_CHECK,

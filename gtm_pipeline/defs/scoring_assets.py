@@ -57,7 +57,12 @@ def scoring_metadata(scores: pd.DataFrame, written: int) -> dict[str, object]:
         f"rows_scored_{entity_type}": int(per_type.get(entity_type, 0))
         for entity_type in SCORE_ENTITY_TYPES
     }
-    metadata["tier_counts"] = dg.MetadataValue.json({str(t): int(n) for t, n in tiers.items()})
+    metadata["tier_counts"] = dg.MetadataValue.table(
+        [dg.TableRecord({"tier": str(t), "rows": int(n)}) for t, n in tiers.items()],
+        schema=dg.TableSchema(
+            columns=[dg.TableColumn("tier", "string"), dg.TableColumn("rows", "int")]
+        ),
+    )
     metadata["dagster/row_count"] = dg.MetadataValue.int(written)
     return metadata
 

@@ -4,8 +4,9 @@
 function's signature at definition time.)
 
 Before anything is sent, the quality block reads the latest completed evaluation of every quality
-check of the three sync assets for this tenant partition; a failed check with ERROR severity stops
-the run without a single request, so data the gates found too dirty never reaches Salesforce.
+check of the three sync assets for this tenant partition (the checks are partitioned by tenant);
+a failed check with ERROR severity stops the run without a single request, so data the gates
+found too dirty never reaches Salesforce.
 Records in quarantine and records deleted in Salesforce are left out. The engine sends only what
 changed since the last confirmed write, so a rerun after a crash resends only unconfirmed records.
 """
@@ -15,23 +16,23 @@ from collections.abc import Callable, Sequence
 import dagster as dg
 import sqlalchemy as sa
 
-# The latest check evaluations of a tenant are read from the event log's check history, which the
-# public API exposes only through these record types (issue 21 moves this to partitioned checks).
+# A tenant's latest check evaluation is read from the event log's check history, by partition:
+# the public API has no reader for one partition's check history, only these storage types.
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
+from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import (
     COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
-    AssetCheckExecutionRecord,
 )
 
 from gtm_pipeline.config import DEFAULT_ERROR_RATE
 from gtm_pipeline.defs.assets import SYNC_RETRY_POLICY, asset_key
-from gtm_pipeline.defs.partitions import salesforce_tenants
+from gtm_pipeline.defs.partitions import partitioned_checks, salesforce_tenants
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.defs.scoring_assets import SCORES_KEY
 from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.sync.entities import SYNC_ORDER
-from gtm_pipeline.sync.quality import STAGES, markdown_cell
+from gtm_pipeline.sync.quality import STAGES
 from gtm_pipeline.writeback import WritebackResult, write_back
 from gtm_pipeline.writeback.mapping import block_unwritable_maps
 from gtm_pipeline.writeback.selection import scores_to_write
@@ -40,7 +41,7 @@ WRITEBACK_KEY = dg.AssetKey(["salesforce", "score_writeback"])
 FAILURE_RATE_CHECK = "failure_rate"
 WRITEBACK_ORDER = tuple(e.score_type for e in SYNC_ORDER)
 ERRORS_IN_METADATA = 200
-FAILURES_SHOWN = 50
+"""Refused records listed in a run's `failures` table; `failures_total` counts them all."""
 
 PROGRESS_RESOURCE = "writeback_progress"
 WritebackProgress = Callable[[str, int, int], None]
@@ -62,36 +63,22 @@ def quality_check_keys() -> list[dg.AssetCheckKey]:
     return [dg.AssetCheckKey(asset_key(entity), stage) for entity in SYNC_ORDER for stage in STAGES]
 
 
-HISTORY_SCANNED = 100
-
-
-def _tenant_of(instance: dg.DagsterInstance, record: AssetCheckExecutionRecord) -> str | None:
-    """The tenant partition an evaluation belongs to.
-
-    Dagster 1.13 stores no partition on the evaluations a partitioned asset yields with its
-    materialization, so the run's partition tag says which tenant it checked.
-    """
-    if record.partition is not None:
-        return record.partition
-    run = instance.get_run_by_id(record.run_id)
-    return run.tags.get("dagster/partition") if run else None
-
-
 def latest_evaluation(
     instance: dg.DagsterInstance, key: dg.AssetCheckKey, tenant_id: str
 ) -> AssetCheckEvaluation | None:
-    """The newest completed evaluation of `key` for `tenant_id` among the latest runs.
+    """The newest completed evaluation of `key` for the tenant partition `tenant_id`.
 
-    Only completed evaluations count: a check left PLANNED by a crashed sync says nothing
-    about the data, and the one before it still describes what was loaded.
+    Read exactly, by partition, however many other tenants' runs came after it. Only completed
+    evaluations count: a check left PLANNED by a crashed sync says nothing about the data, and
+    the one before it still describes what was loaded.
     """
     history = instance.event_log_storage.get_asset_check_execution_history(
-        key, limit=HISTORY_SCANNED, status=set(COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES)
+        key,
+        limit=1,
+        status=set(COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES),
+        partition_filter=PartitionKeyFilter(key=tenant_id),
     )
-    for record in history:
-        if _tenant_of(instance, record) == tenant_id:
-            return record.evaluation
-    return None
+    return history[0].evaluation if history else None
 
 
 def blocking_quality_checks(instance: dg.DagsterInstance, tenant_id: str) -> list[str]:
@@ -108,32 +95,46 @@ def blocking_quality_checks(instance: dg.DagsterInstance, tenant_id: str) -> lis
     return blocking
 
 
-def failures_markdown(results: Sequence[WritebackResult], limit: int = FAILURES_SHOWN) -> str:
-    """The first failed records as a table, with the fields Salesforce blamed; record ids,
-    field names and Salesforce messages are escaped."""
-    rows = [(r.entity_type, e) for r in results for e in r.errors][:limit]
-    if not rows:
-        return "No failures."
-    lines = [
-        "| entity type | record | code | fields | error |",
-        "| --- | --- | --- | --- | --- |",
+RESULT_COLUMNS = ("total", "success", "failed", "skipped_unchanged", "requests", "recovered")
+FAILURE_COLUMNS = ("entity_type", "record", "code", "fields", "error")
+
+
+def results_as_table(results: Sequence[WritebackResult]) -> dg.TableMetadataValue:
+    """One row per entity type: records selected, written, refused, unchanged, requests made and
+    records a crashed run had written, found by reading back."""
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("entity_type", "string"),
+            *(dg.TableColumn(c, "int") for c in RESULT_COLUMNS),
+        ]
+    )
+    rows = [
+        dg.TableRecord({"entity_type": r.entity_type, **{c: getattr(r, c) for c in RESULT_COLUMNS}})
+        for r in results
     ]
-    for entity_type, error in rows:
-        fields = ", ".join(error.get("fields") or ())
-        cells = (entity_type, error.get("entity_id"), error.get("code"), fields, error.get("error"))
-        lines.append("| " + " | ".join(markdown_cell(c, limit=200) for c in cells) + " |")
-    total = sum(r.failed for r in results)
-    if total > len(rows):
-        lines.append(f"\n{len(rows)} of {total} failures shown.")
-    return "\n".join(lines)
+    return dg.MetadataValue.table(rows, schema=schema)
 
 
-def result_metadata(result: WritebackResult) -> dg.MetadataValue:
-    """A result as JSON metadata; the error list is capped so a bad run cannot bloat the log."""
-    data = result.as_dict()
-    data["errors"] = data["errors"][:ERRORS_IN_METADATA]
-    data["errors_truncated"] = result.failed > ERRORS_IN_METADATA
-    return dg.MetadataValue.json(data)
+def failures_as_table(
+    results: Sequence[WritebackResult], limit: int = ERRORS_IN_METADATA
+) -> dg.TableMetadataValue:
+    """The first `limit` records Salesforce refused, with its error and the fields it blamed:
+    shown as plain text cells (nothing in them is rendered), so a record cannot restyle the UI."""
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in FAILURE_COLUMNS])
+    rows = [
+        dg.TableRecord(
+            {
+                "entity_type": result.entity_type,
+                "record": str(error.get("entity_id") or ""),
+                "code": str(error.get("code") or ""),
+                "fields": ", ".join(error.get("fields") or ()),
+                "error": str(error.get("error") or ""),
+            }
+        )
+        for result in results
+        for error in result.errors
+    ]
+    return dg.MetadataValue.table(rows[:limit], schema=schema)
 
 
 def failure_rate_check(
@@ -181,23 +182,26 @@ def _write_entity(
     )
 
 
+with partitioned_checks():
+    FAILURE_RATE_SPEC = dg.AssetCheckSpec(
+        FAILURE_RATE_CHECK,
+        asset=WRITEBACK_KEY,
+        description="Share of records Salesforce refused, against GTM_QUALITY_ERROR_RATE.",
+        partitions_def=salesforce_tenants,
+    )
+
+
 @dg.asset(
     key=WRITEBACK_KEY,
     partitions_def=salesforce_tenants,
     deps=[SCORES_KEY],
-    check_specs=[
-        dg.AssetCheckSpec(
-            FAILURE_RATE_CHECK,
-            asset=WRITEBACK_KEY,
-            description="Share of records Salesforce refused, against GTM_QUALITY_ERROR_RATE.",
-        )
-    ],
+    check_specs=[FAILURE_RATE_SPEC],
     retry_policy=SYNC_RETRY_POLICY,
     group_name="salesforce",
     kinds={"salesforce"},
     description="Scores written to the mapped custom fields of Accounts, Contacts and "
     "Opportunities (by default Fit_Score__c, Engagement_Score__c, Combined_Score__c, Tier__c, "
-    "Scored_At__c); only what changed.",
+    "Scored_At__c); only what changed since the last confirmed write (table `writeback_state`).",
 )
 def score_writeback_asset(
     context: dg.AssetExecutionContext,
@@ -211,7 +215,9 @@ def score_writeback_asset(
         raise dg.Failure(
             description="Writeback blocked: quality check(s) failed with ERROR severity for "
             f"tenant {tenant_id}: {', '.join(blocking)}. Nothing was written.",
-            metadata={"blocking_checks": dg.MetadataValue.json(blocking)},
+            metadata={
+                "blocking_checks": dg.MetadataValue.md("\n".join(f"- {b}" for b in blocking))
+            },
             allow_retries=False,
         )
     engine = warehouse.engine()
@@ -230,11 +236,12 @@ def score_writeback_asset(
             metadata={"reason": type(exc).__name__},
             allow_retries=False,
         ) from exc
-    metadata: dict[str, object] = {r.entity_type: result_metadata(r) for r in results}
+    metadata: dict[str, object] = {"results": results_as_table(results)}
     metadata["requests"] = sum(r.requests for r in results)
     metadata["records_written"] = sum(r.success for r in results)
     metadata["records_failed"] = sum(r.failed for r in results)
-    metadata["failures"] = dg.MetadataValue.md(failures_markdown(results))
+    metadata["failures"] = failures_as_table(results)
+    metadata["failures_total"] = sum(r.failed for r in results)
     metadata["salesforce_limit_info"] = dg.MetadataValue.json(client.limit_info.as_dict())
     return dg.MaterializeResult(
         metadata=metadata, check_results=[failure_rate_check(results, warehouse.quality_error_rate)]

@@ -71,6 +71,14 @@ def save_cursor(
     )
 
 
+def last_success(conn: sa.Connection, tenant_id: str, entity: str) -> datetime | None:
+    """When the entity's last successful run of the tenant ended; None if none did."""
+    query = sa.select(sync_state.c.last_succeeded_at).where(
+        sync_state.c.tenant_id == tenant_id, sync_state.c.entity == entity
+    )
+    return conn.execute(query).scalar_one_or_none()
+
+
 def mark_run_started(
     conn: sa.Connection, tenant_id: str, entity: str, mode: str, at: datetime | None = None
 ) -> None:

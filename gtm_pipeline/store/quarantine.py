@@ -168,6 +168,14 @@ def live_row_count(conn: sa.Connection, tenant_id: str, entity: str) -> int:
     return int(conn.execute(query).scalar_one())
 
 
+def quarantined_record_count(conn: sa.Connection, tenant_id: str, entity: str) -> int:
+    """Records of the entity in the tenant's quarantine, each once whatever the gates it failed."""
+    query = sa.select(sa.func.count(sa.distinct(quality_failures.c.external_id))).where(
+        quality_failures.c.tenant_id == tenant_id, quality_failures.c.entity == entity
+    )
+    return int(conn.execute(query).scalar_one())
+
+
 def entity_record_count(conn: sa.Connection, tenant_id: str, entity: str) -> int:
     """Rows not deleted (live ones and email twins) plus quarantined records: every record the
     tenant's org holds that the store knows of, the denominator of the tenant-wide rates."""

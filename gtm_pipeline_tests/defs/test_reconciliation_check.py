@@ -38,6 +38,7 @@ from gtm_pipeline.defs.reconciliation import (
     reconciliation_checks,
 )
 from gtm_pipeline.defs.resources import WarehouseResource
+from gtm_pipeline.defs.table_checks import table_checks
 from gtm_pipeline.store import CANONICAL_TABLES
 from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER
 from gtm_pipeline.sync.quality import STAGES
@@ -329,7 +330,7 @@ def run_sync_job(instance, resources, *, full: bool = False):
     with on_instance(instance):
         job = dg.Definitions(
             assets=sync_assets(),
-            asset_checks=reconciliation_checks(),
+            asset_checks=[*reconciliation_checks(), *table_checks(900)],
             jobs=[sync_job],
             resources=resources,
         ).resolve_job_def(sync_job.name)

@@ -14,7 +14,7 @@ from gtm_pipeline.defs.scoring_assets import SCORES_KEY, scores_asset
 from gtm_pipeline.defs.writeback_assets import (
     FAILURE_RATE_CHECK,
     WRITEBACK_KEY,
-    failures_markdown,
+    failures_as_table,
 )
 from gtm_pipeline.store.duplicates import emails_of, refresh_duplicates
 from gtm_pipeline.store.scoring import read_scores
@@ -175,18 +175,20 @@ def test_scores_asset_reports_rows_per_entity_type(instance, resources):
     totals = {r["entity_type"]: r["total"] for r in run.results}
     for entity_type in ("account", "person", "opportunity"):
         assert meta[f"rows_scored_{entity_type}"] == totals[entity_type] > 0
-    assert sum(meta["tier_counts"].values()) == meta["dagster/row_count"]
+    tiers = meta["tier_counts"].records
+    assert sum(t.data["rows"] for t in tiers) == meta["dagster/row_count"]
 
 
-def test_failure_table_escapes_salesforce_messages():
+def test_failure_table_keeps_salesforce_messages_as_plain_cells():
     result = WritebackResult(
         "person", total=1, failed=1,
         errors=[{"entity_id": "003|x", "code": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
                  "error": "FIELD_CUSTOM_VALIDATION_EXCEPTION: <script>|broken"}],
     )  # fmt: skip
-    table = failures_markdown([result])
-    assert "<script>" not in table
-    assert table.count("\n") == 2 and table.splitlines()[2].count(" | ") == 4
+    [record] = failures_as_table([result]).records
+    assert record.data["record"] == "003|x"
+    assert record.data["error"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION: <script>|broken"
+    assert record.data["fields"] == ""
 
 
 def test_progress_bars_draw_one_bar_per_entity_type_and_end_it(capsys):

@@ -7,9 +7,13 @@ import dagster as dg
 import pytest
 
 from gtm_pipeline.cli.instance import on_instance
-from gtm_pipeline.cli.writeback import results_table, run_writeback
+from gtm_pipeline.cli.writeback import reported_results, results_table, run_writeback
 from gtm_pipeline.defs.partitions import salesforce_tenants
-from gtm_pipeline.defs.writeback_assets import WRITEBACK_KEY, failures_markdown, result_metadata
+from gtm_pipeline.defs.writeback_assets import (
+    WRITEBACK_KEY,
+    failures_as_table,
+    results_as_table,
+)
 from gtm_pipeline.writeback import WritebackResult
 from gtm_pipeline_tests.defs.test_writeback_assets import sync
 from gtm_pipeline_tests.support.defs import TENANT
@@ -33,21 +37,30 @@ def _refused(fields: list[str]) -> WritebackResult:
 
 
 def test_the_failure_table_names_the_fields_salesforce_blamed() -> None:
-    table = failures_markdown([_refused(["Tier__c", "Fit|Score__c"])])
-    header, _, row = table.splitlines()
-    assert "| fields |" in header
-    assert "Tier\\_\\_c, Fit\\|Score\\_\\_c" in row  # escaped like every other cell
-    assert row.count(" | ") == 4
+    table = failures_as_table([_refused(["Tier__c", "Fit|Score__c"])])
+    assert [c.name for c in table.schema.columns] == [
+        "entity_type", "record", "code", "fields", "error",
+    ]  # fmt: skip
+    [row] = table.records
+    assert row.data == {
+        "entity_type": "person",
+        "record": "003000000000001AAA",
+        "code": "STRING_TOO_LONG",
+        "fields": "Tier__c, Fit|Score__c",
+        "error": "STRING_TOO_LONG: data value too large",
+    }
 
 
 def test_a_failure_without_fields_leaves_the_cell_empty() -> None:
-    row = failures_markdown([_refused([])]).splitlines()[2]
-    assert "| STRING\\_TOO\\_LONG |  | STRING\\_TOO\\_LONG: data value too large |" in row
+    [row] = failures_as_table([_refused([])]).records
+    assert row.data["fields"] == ""
 
 
-def test_the_result_metadata_keeps_the_fields() -> None:
-    data = result_metadata(_refused(["Tier__c"])).value
-    assert data["errors"][0]["fields"] == ["Tier__c"]
+def test_the_runs_tables_give_back_each_result_with_its_failures() -> None:
+    refused = _refused(["Tier__c"])
+    metadata = {"results": results_as_table([refused]), "failures": failures_as_table([refused])}
+    [result] = reported_results(metadata)
+    assert result == {**refused.as_dict(), "errors": [{**refused.errors[0]}]}
 
 
 def test_the_command_line_table_names_the_fields() -> None:

@@ -2,7 +2,7 @@
 
 Quick mode (CI): the demo runs from this checkout's environment on a small org and a free port;
 Chromium opens the Dagster UI it started and checks, with screenshots in
-test-artifacts/newcomer/, that the tenant partition, the three entity assets with their three
+test-artifacts/newcomer/, that the tenant partition, the three entity assets with their six
 checks each, and the writeback asset with its results are shown.
 
 Full mode (`--full`): the repository is cloned into a new folder and the two commands of the
@@ -34,7 +34,10 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "newcomer"
 UI_LINE = re.compile(r"Starting the Dagster UI on (http://127\.0\.0\.1:\d+)")
 ENTITY_ASSETS = ("accounts", "contacts", "opportunities")
-CHECKS = ("required_fields", "deduplication", "type_coercion", "reconciliation")
+CHECKS = (
+    "required_fields", "deduplication", "type_coercion", "reconciliation", "quarantine_share",
+    "freshness",
+)  # fmt: skip
 
 pytestmark = needs_chromium
 
@@ -155,7 +158,7 @@ def check_dagster_ui(base: str, prefix: str) -> None:
                 assert f"Checks ({len(CHECKS)})" in body
                 shot(f"02-{asset}-checks")
             body = _open(page, f"{base}/assets/salesforce/score_writeback", "score_writeback")
-            page.get_by_text('"entity_type": "person"').first.wait_for(state="visible")
+            page.get_by_text("skipped_unchanged").first.wait_for(state="visible")  # results table
             assert "demo" in body
             shot("03-score-writeback")
         finally:

@@ -123,18 +123,22 @@ def test_quality_failure_tables_stay_inert(external_id, field, reason, value):
 )
 @given(entity_id=VALUES, code=VALUES, field=VALUES, error=VALUES)
 def test_writeback_failure_tables_stay_inert(entity_id, code, field, error):
-    """Every cell, the fields Salesforce blamed included, stays text."""
-    from gtm_pipeline.defs.writeback_assets import failures_markdown as writeback_markdown
+    """A table of plain-text cells (no Markdown to render), each holding the value as given."""
+    from gtm_pipeline.defs.writeback_assets import failures_as_table
 
     result = WritebackResult(
         "person", total=1, failed=1,
         errors=[{"entity_id": entity_id, "code": code, "fields": [field], "error": error}],
     )  # fmt: skip
     with attempt("markdown injection: writeback table"):
-        assert_inert(
-            writeback_markdown([result]),
-            [[shown(v, 200) for v in ("person", entity_id, code, field, error)]],
-        )
+        table = failures_as_table([result])
+        assert isinstance(table, dg.TableMetadataValue)
+        assert {c.type for c in table.schema.columns} == {"string"}
+        [record] = table.records
+        assert record.data == {
+            "entity_type": "person", "record": entity_id, "code": code, "fields": field,
+            "error": error,
+        }  # fmt: skip
 
 
 def test_a_hostile_record_from_salesforce_reaches_the_check_table_inert(emulator, store_engine):
