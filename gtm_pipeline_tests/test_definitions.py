@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,6 +47,35 @@ def test_dagster_cli_loads_the_code_location(tmp_path):
         timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _dg(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """Dagster's project CLI, as a user runs it in the repository (the `[tool.dg]` project)."""
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "GTM_HOME": str(tmp_path / "gtm")}
+    env["VIRTUAL_ENV"] = str(Path(sys.executable).parents[1])
+    return subprocess.run(  # noqa: S603 - the dg beside this interpreter, fixed arguments
+        [str(Path(sys.executable).with_name("dg")), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_dg_checks_and_lists_the_project(tmp_path):
+    checked = _dg(tmp_path, "check", "defs")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    listed = _dg(tmp_path, "list", "defs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    found = json.loads(listed.stdout)
+    assets = {a["asset_key"] for a in found["assets"]}
+    assert {"salesforce/accounts", "salesforce/contacts", "salesforce/score_writeback"} <= assets
+    assert {j["name"] for j in found["jobs"]} >= {"salesforce_sync", "salesforce_scores_writeback"}
+    assert {s["name"] for s in found["sensors"]} == {
+        "tenant_sync_sensor", "score_after_sync", "reconcile_after_full_sync",
+    }  # fmt: skip
 
 
 def test_tenant_partitions_are_dynamic_and_named():

@@ -7,7 +7,7 @@
 5. Incremental sync, and what it picked up.
 6. Map the org's score fields for the tenant (checked against its describe), compute scores and
    write them back to Salesforce; print each entity type's WritebackResult.
-7. Unless `--no-ui`: `dagster dev` on the same instance, while the emulator keeps serving.
+7. Unless `--no-ui`: `dg dev` on the same instance, while the emulator keeps serving.
 
 The demo tenant's synced data is cleared at the start, so each run tells the same story.
 """
@@ -129,16 +129,19 @@ def _map_score_fields(engine: sa.Engine) -> list[str]:
 
 
 UI_STOP_SECONDS = 6.0
-"""How long `dagster dev` gets to shut down after Ctrl-C before its processes are terminated (it
+"""How long `dg dev` gets to shut down after Ctrl-C before its processes are terminated (it
 took about 1 s in the demo); with the escalation below, every process is gone within 10 s."""
 
 
 def _serve_ui(port: int) -> None:
-    command = [sys.executable, "-m", "dagster", "dev", "-m", "gtm_pipeline.definitions",
-               "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    # `dg dev` (Dagster's project CLI, installed beside this interpreter) with the code location
+    # named, so it serves the same definitions from any folder; `dagster dev -m` works as well.
+    dg = Path(sys.executable).with_name("dg")
+    command = [str(dg), "dev", "-m", "gtm_pipeline.definitions", "-h", "127.0.0.1",
+               "-p", str(port)]  # fmt: skip
     click.echo(f"Starting the Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it and the demo)")
     # In a session of its own, so a terminal's Ctrl-C reaches the demo alone, which then stops
-    # the whole group: dagster dev, its daemon, webserver and code server.
+    # the whole group: dg dev, its daemon, webserver and code server.
     process = subprocess.Popen(command, start_new_session=True)  # noqa: S603
 
     def stop(_signum: int, _frame: object) -> None:
@@ -192,7 +195,7 @@ def _group_gone(process: subprocess.Popen[bytes], timeout: float) -> bool:
 @click.option("--accounts", type=click.IntRange(1), default=800, show_default=True)
 @click.option("--opportunities", type=click.IntRange(1), default=1500, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--no-ui", is_flag=True, help="Stop after the syncs instead of starting dagster dev.")
+@click.option("--no-ui", is_flag=True, help="Stop after the syncs instead of starting dg dev.")
 @click.option("--ui-port", type=click.IntRange(1, 65535), default=3000, show_default=True)
 @click.pass_context
 def demo(

@@ -57,12 +57,16 @@ sync_job = dg.define_asset_job(
     # (defs/table_checks.py), which run daily and on demand.
     selection=dg.AssetSelection.assets(*(asset_key(e) for e in SYNC_ORDER))
     - dg.AssetSelection.checks(*reconciliation_check_keys(), *table_check_keys()),
+    # Its steps run one after another (each entity after the one it points to): in the run's
+    # own process, instead of one process per step that loads the code location again.
+    executor_def=dg.in_process_executor,
     description="Accounts, then contacts, then opportunities, for one tenant.",
 )
 
 scores_writeback_job = dg.define_asset_job(
     "salesforce_scores_writeback",
     selection=dg.AssetSelection.assets(SCORES_KEY, WRITEBACK_KEY),
+    executor_def=dg.in_process_executor,  # scores, then the writeback: one after the other
     description="A tenant's scores computed from its synced tables, then written back to "
     "Salesforce (blocked by a failed ERROR quality check of the tenant).",
 )

@@ -124,3 +124,10 @@ def test_the_code_location_runs_the_chain_and_the_table_checks_by_default():
     job = defs.resolve_job_def("salesforce_table_checks")
     names = {key.name for key in job.asset_layer.asset_graph.asset_check_keys}
     assert names == {"quarantine_share", "freshness"}
+
+
+def test_the_sync_and_writeback_jobs_run_their_steps_in_the_runs_process():
+    from gtm_pipeline.definitions import defs
+
+    for name in ("salesforce_sync", "salesforce_scores_writeback"):
+        assert defs.resolve_job_def(name).executor_def is dg.in_process_executor
