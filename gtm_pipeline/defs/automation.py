@@ -3,6 +3,10 @@
 Both list the connected tenants from the store, make sure each is a `salesforce_tenants` partition,
 and request one incremental sync run per tenant, tagged `gtm/tenant=<id>`. A tenant whose previous
 run is still queued or running is skipped; dagster.yaml's tag limit is the second line of defence.
+The sensor also leaves out a tenant with nothing to sync: its last runs finished and Salesforce
+has no record modified since its cursors (`sync.changes`: one `LIMIT 1` query per entity at
+most), so an idle tenant costs a few API calls per tick instead of a run. The schedule syncs every
+free tenant.
 
 Their timing comes from the code location's settings (`definitions(settings)`).
 
@@ -20,6 +24,8 @@ sync run that read an entity in full. Neither skips a busy tenant: the run waits
 behind the tenant's sync (one run per tenant), since a skipped day would be a day unreconciled.
 """
 
+from collections.abc import Callable
+
 import dagster as dg
 import sqlalchemy as sa
 
@@ -31,11 +37,13 @@ from gtm_pipeline.config import ConfigError, Settings
 from gtm_pipeline.defs.assets import asset_key
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
 from gtm_pipeline.defs.reconciliation import reconciliation_check_keys
-from gtm_pipeline.defs.resources import WarehouseResource
+from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.defs.scoring_assets import SCORES_KEY
 from gtm_pipeline.defs.table_checks import table_check_keys
 from gtm_pipeline.defs.writeback_assets import WRITEBACK_KEY
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.store.connections import list_connectors
+from gtm_pipeline.sync.changes import sync_reason
 from gtm_pipeline.sync.entities import SYNC_ORDER
 
 SYNC_CRON_VARIABLE = "GTM_SYNC_CRON"
@@ -131,34 +139,56 @@ def _busy(instance: dg.DagsterInstance, tenant_id: str) -> bool:
 
 
 def sync_requests(
-    instance: dg.DagsterInstance, engine: sa.Engine
-) -> tuple[list[str], list[dg.RunRequest], list[str]]:
-    """New partitions to add, run requests, and tenants skipped because a run is in progress."""
+    instance: dg.DagsterInstance,
+    engine: sa.Engine,
+    reason_for: Callable[[str], str | None] = lambda _tenant: "scheduled",
+) -> tuple[list[str], list[dg.RunRequest], dict[str, str]]:
+    """New partitions to add, run requests, and the tenants left out with why: a run in
+    progress, or no `reason_for` them to sync (which says why a tenant should sync, or None)."""
     tenants = connected_tenants(engine)
-    requests, skipped = [], []
+    requests, left_out = [], {}
     for tenant in tenants:
-        if _busy(instance, tenant):
-            skipped.append(tenant)
-            continue
-        requests.append(tenant_request(tenant))
-    return _new_partitions(instance, tenants), requests, skipped
+        reason = "a run in progress" if _busy(instance, tenant) else None
+        if reason is None and reason_for(tenant) is None:
+            reason = "nothing changed"
+        if reason is None:
+            requests.append(tenant_request(tenant))
+        else:
+            left_out[tenant] = reason
+    return _new_partitions(instance, tenants), requests, left_out
 
 
-def sync_tick(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
-    """The sync sensor's evaluation: new partitions and one run request per free tenant."""
-    new, requests, skipped = sync_requests(context.instance, warehouse.engine())
-    if skipped:
-        context.log.info(f"skipped tenants with a run in progress: {', '.join(skipped)}")
+def _checked_reason(engine: sa.Engine, salesforce: SalesforceResource, tenant: str) -> str | None:
+    """`sync_reason` of the tenant; a check that fails is a reason to run (the run reports it)."""
+    try:
+        return sync_reason(engine, tenant, lambda: salesforce.client(engine, tenant))
+    except GtmError as exc:
+        return f"the change check failed: {exc.user_message}"
+
+
+def sync_tick(
+    context: dg.SensorEvaluationContext,
+    warehouse: WarehouseResource,
+    salesforce: SalesforceResource,
+) -> dg.SensorResult:
+    """The sync sensor's evaluation: new partitions, and one run request per free tenant that
+    has something to sync (see `sync.changes`; at most one API call per entity)."""
+    engine = warehouse.engine()
+    new, requests, left_out = sync_requests(
+        context.instance, engine, lambda tenant: _checked_reason(engine, salesforce, tenant)
+    )
+    for tenant, reason in left_out.items():
+        context.log.info(f"{tenant}: not synced ({reason})")
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[salesforce_tenants.build_add_request(new)] if new else [],
-        skip_reason=None if requests else "no connected tenant is free to sync",
+        skip_reason=None if requests else "no connected tenant has anything to sync",
     )
 
 
 def sync_schedule_tick(context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource):
     """The sync schedule's evaluation: the sensor's work, on a cron."""
-    new, requests, _skipped = sync_requests(context.instance, warehouse.engine())
+    new, requests, _left_out = sync_requests(context.instance, warehouse.engine())
     if new:
         context.instance.add_dynamic_partitions(salesforce_tenants.name, new)
     return requests or dg.SkipReason("no connected tenant is free to sync")

@@ -79,6 +79,19 @@ def last_success(conn: sa.Connection, tenant_id: str, entity: str) -> datetime |
     return conn.execute(query).scalar_one_or_none()
 
 
+def last_run_succeeded(conn: sa.Connection, tenant_id: str, entity: str) -> bool:
+    """Whether the entity's last run of the tenant finished: it succeeded and no run started
+    after that success (False for an entity never run)."""
+    row = conn.execute(
+        sa.select(sync_state.c.last_started_at, sync_state.c.last_succeeded_at).where(
+            sync_state.c.tenant_id == tenant_id, sync_state.c.entity == entity
+        )
+    ).one_or_none()
+    if row is None or row.last_succeeded_at is None:
+        return False
+    return row.last_started_at is None or row.last_started_at <= row.last_succeeded_at
+
+
 def mark_run_started(
     conn: sa.Connection, tenant_id: str, entity: str, mode: str, at: datetime | None = None
 ) -> None:

@@ -74,6 +74,14 @@ def deleted_query(sf_object: str, since: datetime | None) -> str:
     )
 
 
+def changed_query(sf_object: str, since: datetime | None) -> str:
+    """One record of `sf_object` modified (or deleted, read with queryAll) after `since`, or any
+    record at all when `since` is None: whether there is anything to sync."""
+    check_identifier(sf_object)
+    where = f" WHERE SystemModstamp > {datetime_literal(since)}" if since else ""
+    return f"SELECT Id FROM {sf_object}{where} LIMIT 1"  # noqa: S608
+
+
 def listing_query(sf_object: str) -> str:
     """Every record's Id, stamp and deletion flag (run through queryAll): what reconciliation
     compares with the store."""

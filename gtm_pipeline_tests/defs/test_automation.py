@@ -20,11 +20,9 @@ tenant_sync_sensor = sync_sensor(Settings({}))
 tenant_sync_schedule = sync_schedule(Settings({}))
 
 
-def test_sensor_adds_partitions_and_requests_one_run_per_connected_tenant(tenants, database_url):
+def test_sensor_adds_partitions_and_requests_one_run_per_connected_tenant(tenants, resources):
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(
-            instance=instance, resources={"warehouse": WarehouseResource(database_url=database_url)}
-        )
+        context = dg.build_sensor_context(instance=instance, resources=resources)
         result = tenant_sync_sensor(context)
         [add] = result.dynamic_partitions_requests
         assert add.partitions_def_name == salesforce_tenants.name
@@ -34,13 +32,11 @@ def test_sensor_adds_partitions_and_requests_one_run_per_connected_tenant(tenant
         assert all(r.tags[TENANT_TAG] == key for key, r in requests.items())
 
 
-def test_sensor_skips_a_tenant_whose_run_is_in_progress(tenants, database_url):
+def test_sensor_skips_a_tenant_whose_run_is_in_progress(tenants, resources):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(salesforce_tenants.name, ["acme", "globex"])
         create_run_for_test(instance, status=dg.DagsterRunStatus.STARTED, tags={TENANT_TAG: "acme"})
-        context = dg.build_sensor_context(
-            instance=instance, resources={"warehouse": WarehouseResource(database_url=database_url)}
-        )
+        context = dg.build_sensor_context(instance=instance, resources=resources)
         result = tenant_sync_sensor(context)
         assert [r.partition_key for r in result.run_requests] == ["globex"]
         assert result.dynamic_partitions_requests == []
