@@ -4,8 +4,8 @@ By default it runs the sync comparison: the one-run table of the raw floor, the 
 Bulk, default path, SQLite and PostgreSQL), dlt, the incremental syncs, the quality gates over
 1,000,000 rows, the writeback of 100,000 scores and the memory rows. `--all` also runs the detail
 benchmarks (store upsert, emulator serving, quality gates against a per-record loop, writeback on
-both stores with its reruns, reconciliation of 1,000,000 Contacts clean and with 1% drift), which
-take about as long again; each also runs alone.
+both stores with its reruns, reconciliation of 1,000,000 Contacts clean and with 1% drift, the
+sync sensor over 50 idle tenants), which take about as long again; each also runs alone.
 `--quick` runs the chosen benchmarks on small sizes without touching the recorded results: it
 checks that they still work, not how fast anything is.
 """
@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from benchmarks import (
     emulator_serving,
+    idle_tenants,
     quality_gates,
     reconciliation,
     store_upsert,
@@ -31,6 +32,7 @@ QUICK_ARGS = {
     "quality_gates": ["--quick"],
     "writeback": ["--records", "1000", "--no-write"],
     "reconciliation": ["--quick"],
+    "idle_tenants": ["--quick"],
     "sync_comparison": ["--quick"],
 }
 DETAIL: dict[str, Callable[[list[str]], object]] = {
@@ -39,6 +41,7 @@ DETAIL: dict[str, Callable[[list[str]], object]] = {
     "quality_gates": quality_gates.main,
     "writeback": writeback.main,
     "reconciliation": reconciliation.main,
+    "idle_tenants": idle_tenants.main,
 }
 COMPARISON: dict[str, Callable[[list[str]], object]] = {"sync_comparison": sync_comparison.main}
 

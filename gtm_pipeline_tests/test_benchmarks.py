@@ -232,7 +232,10 @@ def test_rows_of_several_rounds_keep_their_fastest_run():
     assert sync_report.fastest_runs(rows[:3]) == rows[:3]  # one round: unchanged
 
 
-DETAIL = ["store_upsert", "emulator_serving", "quality_gates", "writeback", "reconciliation"]
+DETAIL = [
+    "store_upsert", "emulator_serving", "quality_gates", "writeback", "reconciliation",
+    "idle_tenants",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -254,3 +257,14 @@ def test_run_measures_the_comparison_by_default_and_the_detail_benchmarks_with_a
     run.main(argv)
     quick = "--quick" in argv
     assert calls == [(name, run.QUICK_ARGS[name] if quick else []) for name in expected]
+
+
+def test_idle_tenants_quick_mode_shows_the_sensor_leaving_idle_tenants_alone():
+    from benchmarks import idle_tenants
+
+    payload = idle_tenants.main(QUICK_ARGS["idle_tenants"])
+    assert payload["tenants"] == 3
+    assert payload["idle_tick"]["runs"] == 0
+    assert payload["idle_tick"]["api_calls"] == 3 * 3  # one check per entity per tenant
+    assert payload["changed_tick"]["runs"] == 3
+    assert payload["changed_tick"]["api_calls"] == 3 * 2  # accounts, then the changed contacts

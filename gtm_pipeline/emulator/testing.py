@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,8 @@ from gtm_pipeline.emulator.server import EmulatorServer
 from gtm_pipeline.emulator.state import EmulatorOptions
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from gtm_pipeline.salesforce.client import RefreshHook, SalesforceClient
 
 DEFAULT_REDIRECT_URI = "https://127.0.0.1:8443/oauth/callback"
@@ -355,3 +358,38 @@ def running_emulator(
     with server:
         info = server.info
         yield EmulatorHandle(info=info, org=org, control=EmulatorControl(info), server=server)
+
+
+def store_connected_tenant(
+    engine: sa.Engine, info: Mapping[str, Any], encryption_key: str, tenant_id: str
+) -> None:
+    """`tenant_id` connected to the emulator of `info` as the OAuth flow leaves a tenant: tokens
+    from the emulator's own flow, encrypted with `encryption_key` in the store, the connector
+    `connected` (connector id `sf-<tenant>`)."""
+    from gtm_pipeline.connect.vault import StoredTokens, TokenVault
+    from gtm_pipeline.salesforce.crypto import TokenCipher
+    from gtm_pipeline.store.connections import upsert_connector
+
+    tokens = obtain_tokens(info)
+    issued = datetime.fromtimestamp(int(tokens["issued_at"]) / 1000, tz=UTC)
+    connector_id = f"sf-{tenant_id}"
+    with engine.begin() as conn:
+        upsert_connector(
+            conn,
+            tenant_id=tenant_id,
+            connector_id=connector_id,
+            instance_url=tokens["instance_url"],
+            org_id=info.get("org_id"),
+            status="connected",
+        )
+        TokenVault(TokenCipher(encryption_key)).save(
+            conn,
+            StoredTokens(
+                tenant_id=tenant_id,
+                connector_id=connector_id,
+                instance_url=tokens["instance_url"],
+                access_token=tokens["access_token"],
+                refresh_token=tokens["refresh_token"],
+                issued_at=issued,
+            ),
+        )

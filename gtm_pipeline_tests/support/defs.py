@@ -3,40 +3,18 @@ encrypted in the store), and the environment a `gtm-pipeline` or `dagster` proce
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from gtm_pipeline.connect.vault import StoredTokens, TokenVault
 from gtm_pipeline.defs.resources import WarehouseResource
-from gtm_pipeline.emulator.testing import EmulatorHandle, obtain_tokens, salesforce_environment
-from gtm_pipeline.salesforce.crypto import TokenCipher
-from gtm_pipeline.store.connections import upsert_connector
+from gtm_pipeline.emulator.testing import (
+    EmulatorHandle,
+    salesforce_environment,
+    store_connected_tenant,
+)
 
 TENANT = "acme"
 
 
 def connect_tenant(engine, emulator, encryption_key: str, tenant_id: str = TENANT) -> None:
-    tokens = obtain_tokens(emulator.info)
-    issued = datetime.fromtimestamp(int(tokens["issued_at"]) / 1000, tz=UTC)
-    with engine.begin() as conn:
-        upsert_connector(
-            conn,
-            tenant_id=tenant_id,
-            connector_id=f"sf-{tenant_id}",
-            instance_url=tokens["instance_url"],
-            org_id=emulator.org.org_id,
-            status="connected",
-        )
-        TokenVault(TokenCipher(encryption_key)).save(
-            conn,
-            StoredTokens(
-                tenant_id=tenant_id,
-                connector_id=f"sf-{tenant_id}",
-                instance_url=tokens["instance_url"],
-                access_token=tokens["access_token"],
-                refresh_token=tokens["refresh_token"],
-                issued_at=issued,
-            ),
-        )
+    store_connected_tenant(engine, emulator.info, encryption_key, tenant_id)
 
 
 def program_environment(
