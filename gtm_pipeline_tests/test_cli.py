@@ -127,3 +127,23 @@ def test_bad_setting_is_one_line_and_non_zero(gtm_home, monkeypatch):
     assert result.output.strip().splitlines() == [
         "Error: DATABASE_URL must be a sqlite:/// or postgresql:// URL (got an unsupported scheme)"
     ]
+
+
+def test_a_command_reads_its_settings_once_and_embedding_code_the_process(monkeypatch):
+    import click
+
+    from gtm_pipeline.cli.common import program_settings
+
+    seen = []
+
+    @click.command()
+    def probe() -> None:
+        seen.append(program_settings())
+        monkeypatch.setenv("GTM_BULK_THRESHOLD", "7")  # changed mid-command: not read again
+        seen.append(program_settings())
+
+    result = CliRunner().invoke(probe, env={"GTM_BULK_THRESHOLD": "3"})
+    assert result.exit_code == 0, result.output
+    assert seen[0] is seen[1] and seen[1].bulk_threshold == 3
+    monkeypatch.setenv("GTM_BULK_THRESHOLD", "9")
+    assert program_settings().bulk_threshold == 9  # outside a command: the process's, now

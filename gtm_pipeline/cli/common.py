@@ -37,10 +37,14 @@ class GtmGroup(click.Group):
 
 def program_settings() -> Settings:
     """The settings of this run of `gtm-pipeline`: read from the environment the first time a
-    command asks, kept on the root click context, the same object for every later ask."""
+    command asks, kept on the root click context, the same object for every later ask. Called
+    outside a command (a program embedding the runners), the process environment's."""
     from gtm_pipeline.config import Settings
 
-    root = click.get_current_context().find_root()
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return Settings.from_process()
+    root = context.find_root()
     if not isinstance(root.obj, Settings):
         root.obj = Settings.from_process()
     return root.obj
