@@ -3,7 +3,7 @@
 Two syncs of one tenant are kept apart by the `gtm/tenant` tag limit in production; if they
 meet anyway (a manual run next to the sensor's), the modstamp-guarded upserts and the monotonic
 cursor make that harmless, which the first test checks under deletes and edits made mid-run.
-The second runs the product's `salesforce_sync` job, multiprocess executor, once per tenant, all
+The second runs the product's `salesforce_sync` job, in-process executor, once per tenant, all
 at once; each tenant has its own org (its own emulator, generated from its own seed, with the
 same record Ids as the others), so any row crossing tenants shows up as a wrong value.
 """
