@@ -3,7 +3,8 @@
 Quick mode (CI): the demo runs from this checkout's environment on a small org and a free port;
 Chromium opens the Dagster UI it started and checks, with screenshots in
 test-artifacts/newcomer/, that the tenant partition, the three entity assets with their six
-checks each, and the writeback asset with its results are shown.
+checks each, a check's execution history by tenant partition, and the writeback asset with its
+results table are shown.
 
 Full mode (`--full`): the repository is cloned into a new folder and the two commands of the
 README's quick start are run there exactly as written, in a new virtual environment (`make demo`
@@ -157,6 +158,13 @@ def check_dagster_ui(base: str, prefix: str) -> None:
                 body = _open(page, f"{base}/assets/salesforce/{asset}?view=checks", *CHECKS)
                 assert f"Checks ({len(CHECKS)})" in body
                 shot(f"02-{asset}-checks")
+            # A check's latest evaluation and its history belong to the tenant partition.
+            check = f"{base}/assets/salesforce/contacts?view=checks&checkDetail=required_fields"
+            body = _open(page, check, "required_fields", "Partition")
+            assert "Partition\ndemo" in body
+            page.get_by_text("Execution history", exact=True).first.click()
+            page.get_by_text("demo", exact=True).first.wait_for(state="visible")
+            shot("02-contacts-required-fields-history")
             body = _open(page, f"{base}/assets/salesforce/score_writeback", "score_writeback")
             page.get_by_text("skipped_unchanged").first.wait_for(state="visible")  # results table
             assert "demo" in body
