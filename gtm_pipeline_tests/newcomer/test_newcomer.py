@@ -3,8 +3,9 @@
 Quick mode (CI): the demo runs from this checkout's environment on a small org and a free port;
 Chromium opens the Dagster UI it started and checks, with screenshots in
 test-artifacts/newcomer/, that the tenant partition, the three entity assets with their six
-checks each, a check's execution history by tenant partition, and the writeback asset with its
-results table are shown.
+checks each, a check's execution history by tenant partition, the writeback asset with its
+results table, and the daemon chaining runs by itself (the sensor's sync of the tenant, then the
+scores-and-writeback run `score_after_sync` requests).
 
 Full mode (`--full`): the repository is cloned into a new folder and the two commands of the
 README's quick start are run there exactly as written, in a new virtual environment (`make demo`
@@ -169,6 +170,12 @@ def check_dagster_ui(base: str, prefix: str) -> None:
             page.get_by_text("skipped_unchanged").first.wait_for(state="visible")  # results table
             assert "demo" in body
             shot("03-score-writeback")
+            # The daemon carries on by itself: the demo's writeback changed records, so the
+            # sensor syncs the tenant, and score_after_sync then runs its scores and writeback.
+            _open(page, f"{base}/runs")
+            chained = page.get_by_text("salesforce_scores_writeback", exact=True).first
+            chained.wait_for(state="visible", timeout=240_000)
+            shot("04-runs-chained-by-the-daemon")
         finally:
             browser.close()
 
