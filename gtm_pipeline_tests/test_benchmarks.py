@@ -268,3 +268,11 @@ def test_idle_tenants_quick_mode_shows_the_sensor_leaving_idle_tenants_alone():
     assert payload["idle_tick"]["api_calls"] == 3 * 3  # one check per entity per tenant
     assert payload["changed_tick"]["runs"] == 3
     assert payload["changed_tick"]["api_calls"] == 3 * 2  # accounts, then the changed contacts
+
+
+def test_idle_sync_command_times_the_command_of_this_checkout():
+    from benchmarks import idle_sync_command
+
+    payload = idle_sync_command.main(["--runs", "1", "--no-write"])
+    [seconds] = payload["results"]["after"]["runs"]
+    assert seconds > 0 and "before" not in payload["results"]
