@@ -62,19 +62,18 @@ def database_url(environ: Mapping[str, str]) -> str:
     )
 
 
-def api_version(environ: Mapping[str, str]) -> str:
-    """`SALESFORCE_API_VERSION`, like 59.0."""
-    raw = (environ.get("SALESFORCE_API_VERSION") or DEFAULT_API_VERSION).strip()
-    raw = raw.removeprefix("v")
-    major, _, minor = raw.partition(".")
+def checked_api_version(raw: str) -> str:
+    """`raw` (`SALESFORCE_API_VERSION`) as Salesforce writes a version, like 59.0."""
+    major, _, minor = raw.strip().removeprefix("v").partition(".")
     if not (major.isdigit() and (minor == "" or minor.isdigit()) and int(major) >= 20):
         raise ConfigError("SALESFORCE_API_VERSION must look like 59.0")
     return f"{int(major)}.{int(minor or 0)}"
 
 
-def ca_bundle(environ: Mapping[str, str]) -> str | None:
-    """`SALESFORCE_CA_BUNDLE`: a CA file that must verify Salesforce's TLS certificate, if set."""
-    raw = (environ.get("SALESFORCE_CA_BUNDLE") or "").strip()
+def checked_ca_bundle(raw: str | None) -> str | None:
+    """`raw` (`SALESFORCE_CA_BUNDLE`): a CA file that must verify Salesforce's TLS certificate,
+    or None when empty."""
+    raw = (raw or "").strip()
     if not raw:
         return None
     if not Path(raw).is_file():
@@ -82,9 +81,9 @@ def ca_bundle(environ: Mapping[str, str]) -> str | None:
     return raw
 
 
-def login_url(environ: Mapping[str, str]) -> str:
-    """`SALESFORCE_LOGIN_URL`, default https://login.salesforce.com."""
-    raw = (environ.get("SALESFORCE_LOGIN_URL") or DEFAULT_LOGIN_URL).strip().rstrip("/")
+def checked_login_url(raw: str) -> str:
+    """`raw` (`SALESFORCE_LOGIN_URL`) as an https URL without a trailing slash."""
+    raw = raw.strip().rstrip("/")
     if not raw.startswith("https://"):
         raise ConfigError("SALESFORCE_LOGIN_URL must be an https:// URL")
     return raw
@@ -115,23 +114,20 @@ class SalesforceSettings:
     allow_any_instance: bool = False
 
     def __post_init__(self) -> None:
-        """Refuse values no parser of this module returns (set directly, as Dagster resource
-        fields are): an access token must only ever travel over TLS to a real API version."""
-        if not self.login_url.startswith("https://"):
-            raise ConfigError("the Salesforce login URL must be an https:// URL")
-        major, _, minor = self.api_version.partition(".")
-        if not (major.isdigit() and minor.isdigit() and int(major) >= 20):
-            raise ConfigError("the Salesforce API version must look like 59.0")
-        if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
-            raise ConfigError("the Salesforce CA bundle must name an existing certificate file")
+        """Each value checked (and written as the checks write it) however the settings were
+        made, from the environment or from Dagster resource fields: an access token must only
+        ever travel over TLS, to a real API version."""
+        object.__setattr__(self, "login_url", checked_login_url(self.login_url))
+        object.__setattr__(self, "api_version", checked_api_version(self.api_version))
+        object.__setattr__(self, "ca_bundle", checked_ca_bundle(self.ca_bundle))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SalesforceSettings:
         """The SALESFORCE_* variables of `environ`, each validated."""
         return cls(
-            login_url=login_url(environ),
-            api_version=api_version(environ),
-            ca_bundle=ca_bundle(environ),
+            login_url=environ.get("SALESFORCE_LOGIN_URL") or DEFAULT_LOGIN_URL,
+            api_version=environ.get("SALESFORCE_API_VERSION") or DEFAULT_API_VERSION,
+            ca_bundle=environ.get("SALESFORCE_CA_BUNDLE"),
             client_id=(environ.get("SALESFORCE_CLIENT_ID") or "").strip(),
             client_secret=(environ.get("SALESFORCE_CLIENT_SECRET") or "").strip(),
             allow_any_instance=allow_any_instance(environ),

@@ -27,28 +27,28 @@ def test_bad_database_url_names_the_variable_not_the_value():
 
 @pytest.mark.parametrize("raw, expected", [("59.0", "59.0"), ("v60.0", "60.0"), ("61", "61.0")])
 def test_api_version(raw, expected):
-    assert config.api_version({"SALESFORCE_API_VERSION": raw}) == expected
+    assert config.checked_api_version(raw) == expected
 
 
 @pytest.mark.parametrize("raw", ["latest", "5.0", "59.x", "-1"])
 def test_bad_api_version(raw):
     with pytest.raises(config.ConfigError, match="SALESFORCE_API_VERSION"):
-        config.api_version({"SALESFORCE_API_VERSION": raw})
+        config.checked_api_version(raw)
 
 
 def test_ca_bundle_must_exist(tmp_path):
-    assert config.ca_bundle({}) is None
+    assert config.SalesforceSettings.from_env({}).ca_bundle is None
     with pytest.raises(config.ConfigError, match="SALESFORCE_CA_BUNDLE"):
-        config.ca_bundle({"SALESFORCE_CA_BUNDLE": str(tmp_path / "missing.pem")})
+        config.SalesforceSettings.from_env({"SALESFORCE_CA_BUNDLE": str(tmp_path / "missing.pem")})
     ca = tmp_path / "ca.pem"
     ca.write_text("x")
-    assert config.ca_bundle({"SALESFORCE_CA_BUNDLE": str(ca)}) == str(ca)
+    assert config.checked_ca_bundle(str(ca)) == str(ca)
 
 
 def test_login_url_must_be_https():
-    assert config.login_url({}) == "https://login.salesforce.com"
+    assert config.SalesforceSettings.from_env({}).login_url == "https://login.salesforce.com"
     with pytest.raises(config.ConfigError, match="SALESFORCE_LOGIN_URL"):
-        config.login_url({"SALESFORCE_LOGIN_URL": "http://login.salesforce.com"})
+        config.SalesforceSettings.from_env({"SALESFORCE_LOGIN_URL": "http://login.salesforce.com"})
 
 
 def test_salesforce_settings_hide_the_secret():
