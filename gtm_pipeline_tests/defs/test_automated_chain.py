@@ -20,7 +20,7 @@ from gtm_pipeline.defs.writeback_assets import (
     score_writeback_asset,
 )
 from gtm_pipeline.store.scoring import read_scores
-from gtm_pipeline_tests.support.defs import TENANT, with_error_rate
+from gtm_pipeline_tests.support.defs import TENANT, after_success, with_error_rate
 
 ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -47,14 +47,7 @@ def run_job(instance, resources, job: dg.UnresolvedAssetJobDefinition, tags: dic
 
 
 def requested_after(instance, sync_run) -> dg.RunRequest | dg.SkipReason:
-    context = dg.build_run_status_sensor_context(
-        sensor_name=score_after_sync.name,
-        dagster_instance=instance,
-        dagster_run=sync_run.dagster_run,
-        dagster_event=sync_run.get_run_success_event(),
-        partition_key=sync_run.dagster_run.tags.get("dagster/partition"),
-    )
-    return score_after_sync(context)
+    return after_success(score_after_sync, instance, sync_run)
 
 
 def composite_calls(emulator) -> int:

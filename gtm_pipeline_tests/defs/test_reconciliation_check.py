@@ -42,7 +42,7 @@ from gtm_pipeline.defs.table_checks import table_checks
 from gtm_pipeline.store import CANONICAL_TABLES
 from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER
 from gtm_pipeline.sync.quality import STAGES
-from gtm_pipeline_tests.support.defs import TENANT
+from gtm_pipeline_tests.support.defs import TENANT, after_success
 
 REPO = Path(__file__).resolve().parents[2]
 CONTACTS_CHECK = reconciliation_check_key(PERSONS)
@@ -342,15 +342,7 @@ def run_sync_job(instance, resources, *, full: bool = False):
 
 
 def sensor_after(instance, result):
-    context = dg.build_run_status_sensor_context(
-        sensor_name=reconcile_after_full_sync.name,
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        dagster_event=result.get_run_success_event(),
-        # As the daemon builds it: the run's partition tag.
-        partition_key=result.dagster_run.tags.get("dagster/partition"),
-    )
-    return reconcile_after_full_sync(context)
+    return after_success(reconcile_after_full_sync, instance, result)
 
 
 def resolved_tags(instance, request: dg.RunRequest) -> dict[str, str]:

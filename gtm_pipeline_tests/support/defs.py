@@ -36,3 +36,18 @@ def with_error_rate(resources: dict, rate: float) -> dict:
         database_url=resources["warehouse"].database_url, quality_error_rate=rate
     )
     return {**resources, "warehouse": warehouse}
+
+
+def after_success(sensor, instance, result):
+    """What the run-status `sensor` returns for the successful run `result`, with the context
+    the daemon builds for it (the partition from the run's tag)."""
+    import dagster as dg
+
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_success_event(),
+        partition_key=result.dagster_run.tags.get("dagster/partition"),
+    )
+    return sensor(context)
