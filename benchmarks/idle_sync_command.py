@@ -47,6 +47,7 @@ class Checkout:
         self.label = label
         home = folder / label
         home.mkdir()
+        self.home = home  # the working directory too: `python -c` puts it first on sys.path
         key = secrets.token_hex(32)
         self.env = {
             **os.environ,
@@ -70,7 +71,12 @@ class Checkout:
     def run(self, *args: str) -> float:
         started = time.perf_counter()
         done = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
-            [sys.executable, *args], env=self.env, capture_output=True, text=True, timeout=600
+            [sys.executable, *args],
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         seconds = time.perf_counter() - started
         if done.returncode != 0:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import click
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import dagster as dg
 
     from gtm_pipeline.cli.reconcile import ReconcileRun
+    from gtm_pipeline.salesforce.client import SalesforceClient
 
 SUMMARY_COLUMNS = ("mode", "rows_read", "rows_loaded", "rows_rejected", "rows_deleted",
                    "pages", "api_calls")  # fmt: skip
@@ -108,13 +109,45 @@ def summary_table(summary: dict[str, dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def change_since_last_sync(tenant_id: str) -> str | None:
+    """Why the tenant needs a sync (`sync.changes.sync_reason`, at most one API call per entity),
+    or None when Salesforce shows nothing new since its last good run. No Dagster, no pandera."""
+    from gtm_pipeline.cli.common import open_store, org_client
+    from gtm_pipeline.sync.changes import sync_reason
+
+    engine = open_store()
+    try:
+        return sync_reason(
+            engine, tenant_id, lambda: cast("SalesforceClient", org_client(engine, tenant_id))
+        )
+    finally:
+        engine.dispose()
+
+
 @click.command("sync")
 @click.option("--tenant", required=True, help="Tenant id (a connected tenant).")
 @click.option(
     "--full", is_flag=True, help="Read everything, not only what changed; then reconcile."
 )
-def sync(tenant: str, full: bool) -> None:
-    """Sync a tenant's accounts, contacts and opportunities now (Dagster in-process)."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Run an incremental sync even when Salesforce shows no change since the last one.",
+)
+def sync(tenant: str, full: bool, force: bool) -> None:
+    """Sync a tenant's accounts, contacts and opportunities now (Dagster in-process).
+
+    Without --full or --force, Salesforce is asked first (one query per object) whether anything
+    changed since the tenant's last good sync; when nothing did, no run starts."""
+    if not (full or force):
+        reason = change_since_last_sync(tenant)
+        if reason is None:
+            click.echo(
+                f"Nothing changed in Salesforce for {tenant} since its last sync: "
+                "no run started (--force runs one anyway)."
+            )
+            return
+        click.echo(f"Syncing {tenant}: {reason}.")
     run = run_sync(tenant, full=full)
     click.echo(summary_table(run.summary))
     if not run.success:

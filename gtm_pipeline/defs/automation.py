@@ -41,7 +41,6 @@ from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.defs.scoring_assets import SCORES_KEY
 from gtm_pipeline.defs.table_checks import table_check_keys
 from gtm_pipeline.defs.writeback_assets import WRITEBACK_KEY
-from gtm_pipeline.errors import GtmError
 from gtm_pipeline.store.connections import list_connectors
 from gtm_pipeline.sync.changes import sync_reason
 from gtm_pipeline.sync.entities import SYNC_ORDER
@@ -158,14 +157,6 @@ def sync_requests(
     return _new_partitions(instance, tenants), requests, left_out
 
 
-def _checked_reason(engine: sa.Engine, salesforce: SalesforceResource, tenant: str) -> str | None:
-    """`sync_reason` of the tenant; a check that fails is a reason to run (the run reports it)."""
-    try:
-        return sync_reason(engine, tenant, lambda: salesforce.client(engine, tenant))
-    except GtmError as exc:
-        return f"the change check failed: {exc.user_message}"
-
-
 def sync_tick(
     context: dg.SensorEvaluationContext,
     warehouse: WarehouseResource,
@@ -174,9 +165,11 @@ def sync_tick(
     """The sync sensor's evaluation: new partitions, and one run request per free tenant that
     has something to sync (see `sync.changes`; at most one API call per entity)."""
     engine = warehouse.engine()
-    new, requests, left_out = sync_requests(
-        context.instance, engine, lambda tenant: _checked_reason(engine, salesforce, tenant)
-    )
+
+    def reason_for(tenant: str) -> str | None:
+        return sync_reason(engine, tenant, lambda: salesforce.client(engine, tenant))
+
+    new, requests, left_out = sync_requests(context.instance, engine, reason_for)
     for tenant, reason in left_out.items():
         context.log.info(f"{tenant}: not synced ({reason})")
     return dg.SensorResult(

@@ -6,6 +6,9 @@ insert, a deletion or an undeletion alike (each moves `SystemModstamp`, and quer
 deleted records too). One `SELECT Id ... WHERE SystemModstamp > cursor LIMIT 1` per entity at
 most, in sync order, stopping at the first that has changed; nothing when a run is due anyway.
 
+A check that fails (Salesforce unreachable, the tenant's tokens revoked) is a reason too: the
+run it starts reports the error where runs report them.
+
 What this cannot see: a commit that becomes visible later than its `SystemModstamp`, before the
 cursor. The sync's lookback window catches it in the next run the tenant gets for any other
 reason, and the daily reconciliation catches it otherwise.
@@ -17,8 +20,9 @@ from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.client import SalesforceClient
-from gtm_pipeline.store.cursors import get_cursor, last_run_succeeded
+from gtm_pipeline.store.cursors import Cursor, get_cursor, last_run_succeeded
 from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
 from gtm_pipeline.sync.soql import changed_query
 
@@ -43,8 +47,16 @@ def sync_reason(
     for entity, _cursor, succeeded in standing:
         if not succeeded:
             return f"{entity.asset_name}: the last run did not finish"
-    salesforce = client()
-    for entity, cursor, _succeeded in standing:
+    try:
+        return _first_change(client(), [(e, cursor) for e, cursor, _ in standing])
+    except GtmError as exc:
+        return f"the change check failed: {exc.user_message}"
+
+
+def _first_change(
+    salesforce: SalesforceClient, standing: Sequence[tuple[Entity, Cursor | None]]
+) -> str | None:
+    for entity, cursor in standing:
         since = cursor.system_modstamp if cursor is not None else None
         query = changed_query(entity.sf_object, since)
         pages = salesforce.query_pages(query, include_deleted=True, batch_size=CHECK_BATCH_SIZE)

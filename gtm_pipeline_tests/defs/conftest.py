@@ -13,7 +13,7 @@ import pytest
 from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.emulator.testing import EmulatorHandle, running_emulator
 from gtm_pipeline.store.connections import set_connector_status
-from gtm_pipeline_tests.support.defs import connect_tenant
+from gtm_pipeline_tests.support.defs import connect_tenant, program_environment
 
 COUNTS = {"Account": 80, "Contact": 600, "Opportunity": 150}
 
@@ -55,3 +55,13 @@ def tenants(engine, emulator, encryption_key):
     with engine.begin() as conn:
         set_connector_status(conn, "initech", "reconnect_needed", "refresh token revoked")
     return engine
+
+
+@pytest.fixture()
+def cli_env(gtm_home, monkeypatch, resources, emulator, encryption_key, database_url, tmp_path):
+    """The environment `gtm-pipeline` reads, pointed at the emulator, the store and a fresh
+    DAGSTER_HOME (the tenant connected); returns that home."""
+    home = tmp_path / "dagster_home"
+    for name, value in program_environment(emulator, encryption_key, database_url, home).items():
+        monkeypatch.setenv(name, value)
+    return home

@@ -16,7 +16,7 @@ from gtm_pipeline.cli.reconcile import ReconcileRun, echo_outcome
 from gtm_pipeline.defs.reconciliation import reconciliation_check_key
 from gtm_pipeline.sync.entities import PERSONS
 from gtm_pipeline_tests.defs.test_reconciliation_check import clean_live_contacts, persons
-from gtm_pipeline_tests.support.defs import TENANT, program_environment
+from gtm_pipeline_tests.support.defs import TENANT
 
 
 def test_top_level_help_lists_reconcile():
@@ -29,16 +29,6 @@ def test_reconcile_help_names_its_options():
     result = CliRunner().invoke(main, ["reconcile", "--help"])
     assert result.exit_code == 0
     assert "--tenant" in result.output and "--dry-run" in result.output
-
-
-@pytest.fixture()
-def cli_env(gtm_home, monkeypatch, resources, emulator, encryption_key, database_url, tmp_path):
-    """The environment `gtm-pipeline` reads, pointed at the emulator, the store and a fresh
-    DAGSTER_HOME; returns that home."""
-    home = tmp_path / "dagster_home"
-    for name, value in program_environment(emulator, encryption_key, database_url, home).items():
-        monkeypatch.setenv(name, value)
-    return home
 
 
 ENTITIES = ("accounts", "contacts", "opportunities")
