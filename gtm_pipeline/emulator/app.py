@@ -31,6 +31,7 @@ _DATA_KINDS = (
     (re.compile(r"^queryAll/?$"), "queryAll"),
     (re.compile(r"^(query|queryAll)/[^/]+$"), "query_more"),
     (re.compile(r"^sobjects/[^/]+/describe/?$"), "describe"),
+    (re.compile(r"^sobjects/[^/]+/[^/]+$"), "record"),
     (re.compile(r"^composite/sobjects/?$"), "composite"),
     (re.compile(r"^jobs/query/?$"), "bulk_create"),
     (re.compile(r"^jobs/query/[^/]+/results/?$"), "bulk_results"),

@@ -1,5 +1,5 @@
-"""The REST data API under /services/data/vXX.X/: query(All), query_more, describe, collections
-and (routes from `bulk`) Bulk API 2.0 query jobs.
+"""The REST data API under /services/data/vXX.X/: query(All), query_more, describe, collections,
+single-record updates and (routes from `bulk`) Bulk API 2.0 query jobs.
 
 Every call goes through `_data_call`: session check (401), budget (403), then the handler, then
 `Sforce-Limit-Info` on success. Work on the org runs in a worker thread so one large query does
@@ -22,7 +22,13 @@ from gtm_pipeline.emulator.errors import EmulatorError
 from gtm_pipeline.emulator.org import MAX_COLLECTION
 from gtm_pipeline.emulator.paging import Cursor, batch_size_from_header
 from gtm_pipeline.emulator.state import EmulatorState
-from gtm_pipeline.emulator.wire import dump_json, error_response, invalid_session, not_found
+from gtm_pipeline.emulator.wire import (
+    dump_json,
+    error_response,
+    invalid_session,
+    json_response,
+    not_found,
+)
 
 VERSION = re.compile(r"^v(\d{2,3}\.\d)$")
 
@@ -108,12 +114,16 @@ async def _describe(state: EmulatorState, request: Request, version: str) -> Res
     return Response(dump_json(described), media_type="application/json;charset=UTF-8")
 
 
-def _collection_request(raw: bytes) -> tuple[list[dict], bool]:
-    """Check the sObject Collections envelope; per-record checks belong to the org."""
+def _json_body(raw: bytes) -> object:
     try:
-        payload = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise EmulatorError(400, "JSON_PARSER_ERROR", "The request body is not valid JSON") from exc
+
+
+def _collection_request(raw: bytes) -> tuple[list[dict], bool]:
+    """Check the sObject Collections envelope; per-record checks belong to the org."""
+    payload = _json_body(raw)
     if not isinstance(payload, dict) or not isinstance(payload.get("records"), list):
         raise EmulatorError(400, "JSON_PARSER_ERROR", "The body needs a 'records' array")
     records = payload["records"]
@@ -140,6 +150,30 @@ async def _composite_update(state: EmulatorState, request: Request, version: str
     return Response(dump_json(results), media_type="application/json;charset=UTF-8")
 
 
+# A failed single-record PATCH answers with its error code and the record's fields. The
+# reference documents collections, not this call: which codes mean "no such record" (404) is
+# the emulator's reading of Salesforce's behaviour, every other failure is a 400.
+_RECORD_NOT_FOUND = frozenset({"INVALID_TYPE", "MALFORMED_ID", "INVALID_CROSS_REFERENCE_KEY"})
+
+
+async def _record_update(state: EmulatorState, request: Request, version: str) -> Response:
+    """PATCH sobjects/{sobject}/{id}: 204 when the record was updated, else a JSON-array error."""
+    fields = _json_body(await request.body())
+    if not isinstance(fields, dict):
+        raise EmulatorError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+    sobject, record_id = request.path_params["sobject"], request.path_params["record_id"]
+    result = await run_in_threadpool(state.org.update_record, sobject, record_id, fields)
+    if result["success"]:
+        return Response(status_code=204)
+    error = result["errors"][0]
+    if error["statusCode"] in _RECORD_NOT_FOUND:
+        raise not_found()
+    status = 404 if error["statusCode"] == "ENTITY_IS_DELETED" else 400
+    body = [{"message": error["message"], "errorCode": error["statusCode"],
+             "fields": error["fields"]}]  # fmt: skip
+    return json_response(body, status=status)
+
+
 def routes() -> list[Route]:
     """The data API routes; both slash forms are listed because clients use both.
 
@@ -148,7 +182,7 @@ def routes() -> list[Route]:
     base = "/services/data/{version}"
     query, query_all = _data_call(_query(False)), _data_call(_query(True))
     more, describe = _data_call(_query_more), _data_call(_describe)
-    composite = _data_call(_composite_update)
+    composite, record = _data_call(_composite_update), _data_call(_record_update)
     return [
         Route(f"{base}/query", query, methods=["GET"]),
         Route(f"{base}/query/", query, methods=["GET"]),
@@ -158,6 +192,7 @@ def routes() -> list[Route]:
         Route(f"{base}/queryAll/{{locator}}", more, methods=["GET"]),
         Route(f"{base}/sobjects/{{sobject}}/describe", describe, methods=["GET"]),
         Route(f"{base}/sobjects/{{sobject}}/describe/", describe, methods=["GET"]),
+        Route(f"{base}/sobjects/{{sobject}}/{{record_id}}", record, methods=["PATCH"]),
         Route(f"{base}/composite/sobjects", composite, methods=["PATCH"]),
         Route(f"{base}/composite/sobjects/", composite, methods=["PATCH"]),
         *bulk_api.routes(_data_call),

@@ -1,5 +1,8 @@
 """The deterministic generated org: realistic accounts, contacts and opportunities.
 
+(Leads, Tasks and Events are added afterwards by `generate_activities`, from their own random
+streams, so they never change what this module generates.)
+
 Same seed and counts give byte-identical records: all randomness comes from one seeded
 `random.Random`, and timestamps sit in a fixed window in the past (live mutations later are
 stamped with the wall clock, so they are always newer). Records are built straight into the
@@ -153,10 +156,14 @@ def sequence_base(seed: int) -> int:
 
 
 class _Builder:
-    """Shared machinery: the seeded RNG, timelines with clumps, interned stamps, dirt choice."""
+    """Shared machinery: the seeded RNG, timelines with clumps, interned stamps, dirt choice.
 
-    def __init__(self, seed: int, dirty_ratio: float) -> None:
-        self.rng = random.Random(seed)
+    The RNG is the seed's own stream unless another is given (other objects' generators bring
+    theirs, so they never consume this one's numbers).
+    """
+
+    def __init__(self, seed: int, dirty_ratio: float, rng: random.Random | None = None) -> None:
+        self.rng = random.Random(seed) if rng is None else rng
         self.seed = seed
         self.dirty_ratio = dirty_ratio
         self._stamps: dict[int, str] = {}

@@ -17,6 +17,7 @@ Additions beyond that contract (free to use):
     Org.record(sobject, id) -> the truth dict of one record or None (purged/unknown).
     Org.count(sobject, include_deleted=False) -> int.
     Org.plan_query(soql) -> CompiledQuery: parse and bind without running (Bulk job creation).
+    Org.update_record(sobject, id, fields) -> the collection result of one record (REST PATCH).
     Org.seed.
     truth() of an unknown object raises EmulatorError(404, NOT_FOUND) like describe().
 
@@ -26,7 +27,13 @@ Behaviour the HTTPS layer and connector tests should know about:
       ORDER BY ... Id has no ties. Without ORDER BY, rows come in storage (creation) order.
     - Records generated with `_dirty == "duplicate_id"` are served twice by every query that
       matches them: the repeat comes 200-2000 positions later (counted in total_size).
-    - Plain queries skip rows in the recycle bin; include_deleted=True (queryAll) shows them.
+    - Plain queries skip rows in the recycle bin and archived activities (IsArchived true);
+      include_deleted=True (queryAll) shows them. `count()` without include_deleted counts
+      what a plain query sees.
+    - Derived fields are kept as Salesforce keeps them (`record_rules`): an activity's
+      AccountId, a Task's IsClosed and CompletedDateTime. A converted Lead refuses API updates
+      (CANNOT_UPDATE_CONVERTED_LEAD). Mutation ops `convert` (a Lead) and `archive` (a Task or
+      Event; SystemModstamp unchanged) do what Salesforce's conversion and archiving do.
     - Live writes are stamped with the wall clock in whole seconds, like Salesforce, so several
       writes in one second share a SystemModstamp. Deleting an Account does not cascade.
     - Values are served as stored: dirty rows may hold strings in numeric fields and impossible
@@ -49,7 +56,12 @@ from datetime import UTC, datetime, timedelta
 from gtm_pipeline.config import DEFAULT_API_VERSION
 from gtm_pipeline.emulator import generate as gen
 from gtm_pipeline.emulator.errors import EmulatorError
+from gtm_pipeline.emulator.generate_activities import (
+    LEAD_ACTIVITY_COUNTS,
+    add_leads_and_activities,
+)
 from gtm_pipeline.emulator.ids import is_valid_id, make_id, to18
+from gtm_pipeline.emulator.record_rules import RecordRules
 from gtm_pipeline.emulator.schema import ObjectDef, build_objects, compound_reader, is_derived
 from gtm_pipeline.emulator.soql import (
     CompiledQuery,
@@ -123,6 +135,7 @@ class Org:
         self._query_serial = 0
         self._rng = random.Random(seed ^ 0x5EED)
         self._readers = {name: _truth_reader(obj) for name, obj in objects.items()}
+        self._rules = RecordRules(objects, self._tables)
         self.seed = seed
         self.org_id = generated.org_id
         self.user_id = generated.user_id
@@ -137,7 +150,7 @@ class Org:
         dirty_ratio: float = 0.05,
     ) -> Org:
         """A deterministic org: the same seed and counts always give the same records."""
-        merged = dict(gen.DEFAULT_COUNTS)
+        merged = {**gen.DEFAULT_COUNTS, **LEAD_ACTIVITY_COUNTS}
         for name, value in (counts or {}).items():
             if name not in merged:
                 raise ValueError(
@@ -150,6 +163,9 @@ class Org:
             raise ValueError("dirty_ratio must be between 0 and 1")
         objects = build_objects()
         generated = gen.generate(objects, seed=seed, counts=merged, dirty_ratio=dirty_ratio)
+        add_leads_and_activities(
+            objects, generated, seed=seed, counts=merged, dirty_ratio=dirty_ratio
+        )
         return cls(objects, generated, seed=seed)
 
     # --- reading ------------------------------------------------------------------------
@@ -183,7 +199,7 @@ class Org:
             serial = self._query_serial
         compiled = compile_query(query, Schema(self._objects, parents))
         if not include_deleted:
-            rows = [row for row in rows if not row[_IS_DELETED]]
+            rows = _queryable(obj, rows)
         tie_seed = zlib.crc32(soql.encode("utf-8", "surrogatepass")) ^ self.seed ^ serial << 32
         ordered = compiled.filter_sort(rows, tie_seed)
         ordered = _serve_duplicates(ordered, obj.dirty_slot)
@@ -222,7 +238,7 @@ class Org:
             raise EmulatorError(404, "NOT_FOUND", "The requested resource does not exist")
         with self._lock:
             rows = list(self._tables[obj.name].values())
-        return len(rows) if include_deleted else sum(1 for r in rows if not r[_IS_DELETED])
+        return len(rows) if include_deleted else len(_queryable(obj, rows))
 
     def api_update_counts(self, sobject: str) -> dict[str, int]:
         """How many API updates (sObject Collections) changed each record, by 18-char Id.
@@ -270,6 +286,11 @@ class Org:
                     counts[rid] = counts.get(rid, 0) + 1
         return [_result(o, rolled_back=all_or_none and failed) for o in outcomes]
 
+    def update_record(self, sobject: str, record_id: str, fields: Mapping[str, object]) -> dict:
+        """PATCH sobjects/{sobject}/{id}: one record's update, answered like a collection's."""
+        record = {**fields, "attributes": {"type": sobject}, "id": record_id}
+        return self.update_collection([record], all_or_none=False)[0]
+
     def _plan_update(
         self, record: dict, stamp: str, pending: Mapping[tuple[str, str], tuple]
     ) -> tuple[str, str, tuple] | dict:
@@ -293,6 +314,9 @@ class Org:
             return _error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
         if row[_IS_DELETED]:
             return _error("ENTITY_IS_DELETED", "entity is deleted")
+        refused = self._rules.refusal(obj, row)
+        if refused is not None:
+            return _error(*refused)
         changes: dict[int, object] = {}
         for key, value in record.items():
             if key in ("attributes", "id", "Id"):
@@ -324,7 +348,15 @@ class Org:
                 "UNABLE_TO_LOCK_ROW",
                 f"unable to obtain exclusive access to this record or 1 records: {rid}",
             )
-        return obj.name, rid, _touched(obj, row, changes, stamp)
+        return obj.name, rid, self._write(obj, row, changes, stamp)
+
+    def _write(
+        self, obj: ObjectDef, row: tuple, changes: Mapping[int, object], stamp: str
+    ) -> tuple:
+        """The row with changes applied, its stamps moved and its derived fields recomputed."""
+        values = list(_touched(obj, row, changes, stamp))
+        self._rules.derive(obj, row, values, stamp)
+        return tuple(values)
 
     # --- control-API mutations -----------------------------------------------------------------
 
@@ -355,6 +387,8 @@ class Org:
             "late_commit": self._op_late_commit,
             "touch_many": self._op_touch_many,
             "lock": self._op_lock,
+            "convert": self._op_convert,
+            "archive": self._op_archive,
         }
 
     def _existing(self, obj: ObjectDef, raw_id: object) -> tuple[str, tuple]:
@@ -392,10 +426,11 @@ class Org:
         rid, row = self._existing(obj, op.get("id"))
         stamp = _now_stamp()
         changes = self._control_changes(obj, op.get("fields"))
-        self._tables[obj.name][rid] = _touched(obj, row, changes, stamp)
+        self._tables[obj.name][rid] = self._write(obj, row, changes, stamp)
         return {"op": "update", "object": obj.name, "id": rid, "system_modstamp": stamp}
 
     def _new_row(self, obj: ObjectDef, changes: dict[int, object], stamp: str) -> tuple[str, tuple]:
+        """A new record: fields not given get their defaults, derived fields are computed."""
         sequence = self._next_sequence[obj.name]
         self._next_sequence[obj.name] = sequence + 1
         rid = make_id(obj.key_prefix, sequence)
@@ -404,16 +439,25 @@ class Org:
         row[_IS_DELETED] = False
         for name in ("CreatedDate", "LastModifiedDate", "SystemModstamp"):
             row[obj.slots[name]] = stamp
-        row[obj.slots["Days_Since_Activity__c"]] = 0.0
+        if "Days_Since_Activity__c" in obj.slots:
+            row[obj.slots["Days_Since_Activity__c"]] = 0.0
+        for f in obj.stored:
+            if f.default is not None:
+                row[obj.slots[f.name]] = f.default
         for slot, value in changes.items():
             row[slot] = value
+        self._rules.derive(obj, None, row, stamp)
         return rid, tuple(row)
+
+    def _insert(self, obj: ObjectDef, changes: dict[int, object], stamp: str) -> str:
+        rid, row = self._new_row(obj, changes, stamp)
+        self._tables[obj.name][rid] = row
+        return rid
 
     def _op_insert(self, obj: ObjectDef, op: dict) -> dict:
         changes = self._control_changes(obj, op.get("fields"))
         stamp = _now_stamp()
-        rid, row = self._new_row(obj, changes, stamp)
-        self._tables[obj.name][rid] = row
+        rid = self._insert(obj, changes, stamp)
         return {"op": "insert", "object": obj.name, "id": rid, "system_modstamp": stamp}
 
     def _op_delete(self, obj: ObjectDef, op: dict) -> dict:
@@ -450,7 +494,7 @@ class Org:
             created = True
         else:
             rid, old = self._existing(obj, op.get("id"))
-            row = _touched(obj, old, changes, stamp)
+            row = self._write(obj, old, changes, stamp)
             created = False
         self._tables[obj.name][rid] = row
         return {
@@ -478,7 +522,7 @@ class Org:
         changes = self._control_changes(obj, op.get("fields"))
         stamp = _now_stamp()
         for rid in ids:
-            table[rid] = _touched(obj, table[rid], changes, stamp)
+            table[rid] = self._write(obj, table[rid], changes, stamp)
         return {"op": "touch_many", "object": obj.name, "ids": ids, "system_modstamp": stamp}
 
     def _op_lock(self, obj: ObjectDef, op: dict) -> dict:
@@ -492,6 +536,70 @@ class Org:
             self._row_locks.pop(rid, None)
         return {"op": "lock", "object": obj.name, "id": rid, "attempts": attempts}
 
+    def _op_convert(self, obj: ObjectDef, op: dict) -> dict:
+        """Convert a Lead as a user would: a new Contact from its person fields, at the Account
+        `account_id` or at a new one made from its company fields, optionally naming an existing
+        Opportunity of that Account; the Lead's stamps move as on any update. Everything is
+        checked before anything is written."""
+        if obj.name != "Lead":
+            raise ValueError(f"only Leads are converted, not {obj.name}")
+        rid, lead = self._existing(obj, op.get("id"))
+        if lead[_IS_DELETED] or lead[obj.slots["IsConverted"]]:
+            raise ValueError(f"Lead {rid} is deleted or already converted")
+        account_id = self._live_id("Account", op.get("account_id"))
+        opportunity_id = self._live_id("Opportunity", op.get("opportunity_id"))
+        if account_id is None and not lead[obj.slots["Company"]]:
+            raise ValueError(f"Lead {rid} has no Company to make an Account of; give account_id")
+        if opportunity_id is not None and (
+            account_id is None
+            or self._rules.account_of("Opportunity", opportunity_id) != account_id
+        ):
+            raise ValueError("the converted Opportunity must belong to the converted Account")
+        stamp = _now_stamp()
+        if account_id is None:
+            account_id = self._insert(
+                self._objects["Account"], self._rules.account_from_lead(lead), stamp
+            )
+        contact_id = self._insert(
+            self._objects["Contact"], self._rules.contact_from_lead(lead, account_id), stamp
+        )
+        changes = self._rules.conversion(contact_id, account_id, opportunity_id, stamp[:10])
+        self._tables[obj.name][rid] = _touched(obj, lead, changes, stamp)
+        return {
+            "op": "convert",
+            "object": obj.name,
+            "id": rid,
+            "contact_id": contact_id,
+            "account_id": account_id,
+            "opportunity_id": opportunity_id,
+            "system_modstamp": stamp,
+        }
+
+    def _live_id(self, sobject: str, raw_id: object) -> str | None:
+        """The 18-character Id of an existing record not in the recycle bin; None for None."""
+        if raw_id is None:
+            return None
+        rid, row = self._existing(self._objects[sobject], raw_id)
+        if row[_IS_DELETED]:
+            raise ValueError(f"{sobject} {rid} is in the recycle bin")
+        return rid
+
+    def _op_archive(self, obj: ObjectDef, op: dict) -> dict:
+        """Archive an activity as Salesforce's archiving job does: IsArchived becomes true and
+        nothing else changes. The reference does not say whether archiving moves the stamps;
+        the emulator leaves SystemModstamp and LastModifiedDate as they were."""
+        slot = obj.slots.get("IsArchived")
+        if slot is None:
+            raise ValueError(f"only activities (Task, Event) are archived, not {obj.name}")
+        rid, row = self._existing(obj, op.get("id"))
+        if row[slot]:
+            raise ValueError(f"{obj.name} {rid} is already archived")
+        values = list(row)
+        values[slot] = True
+        self._tables[obj.name][rid] = tuple(values)
+        stamp = row[obj.slots["SystemModstamp"]]
+        return {"op": "archive", "object": obj.name, "id": rid, "system_modstamp": stamp}
+
 
 def _touched(obj: ObjectDef, row: tuple, changes: Mapping[int, object], stamp: str) -> tuple:
     """A new version of the row with the changes applied and its modification stamps moved."""
@@ -501,6 +609,14 @@ def _touched(obj: ObjectDef, row: tuple, changes: Mapping[int, object], stamp: s
     values[obj.slots["LastModifiedDate"]] = stamp
     values[obj.slots["SystemModstamp"]] = stamp
     return tuple(values)
+
+
+def _queryable(obj: ObjectDef, rows: list[tuple]) -> list[tuple]:
+    """The rows a plain query sees: none in the recycle bin and, for activities, none archived."""
+    archived = obj.slots.get("IsArchived")
+    if archived is None:
+        return [row for row in rows if not row[_IS_DELETED]]
+    return [row for row in rows if not row[_IS_DELETED] and not row[archived]]
 
 
 def _result(outcome: tuple[str, str] | dict, *, rolled_back: bool) -> dict:

@@ -1,4 +1,4 @@
-"""The emulated org's object model: Account, Contact, Opportunity and their fields.
+"""The emulated org's object model: Account, Contact, Opportunity, Lead, Task and Event.
 
 One definition serves describe, the SOQL compiler, the writer and the generator, so they can
 never disagree on a field's type or writability. Records are stored as tuples in the order of
@@ -54,6 +54,8 @@ GEOCODE_ACCURACIES = (
     "Address", "NearAddress", "Block", "Street", "ExtendedZip", "Zip", "Neighborhood", "City",
     "County", "State", "Unknown",
 )  # fmt: skip
+# Objects whose read-only `Name` is the compound of `FirstName` and `LastName`.
+PERSON_NAME_OBJECTS = frozenset({"Contact", "Lead"})
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,18 @@ class FieldDef:
     reference_to: tuple[str, ...] = ()
     relationship_name: str | None = None
     picklist_values: tuple[str, ...] = ()
+    # What a new record gets when the field is not sent (describe: defaultedOnCreate, and the
+    # picklist entry flagged defaultValue).
+    default: object = None
 
     @property
     def is_compound(self) -> bool:
         return self.type in COMPOUND_TYPES
+
+    @property
+    def polymorphic(self) -> bool:
+        """A reference that may point at records of several objects (WhoId, WhatId)."""
+        return len(self.reference_to) > 1
 
     @property
     def filterable(self) -> bool:
@@ -112,6 +122,7 @@ class FieldDef:
             "compoundFieldName": self.compound_field_name,
             "referenceTo": list(self.reference_to),
             "relationshipName": self.relationship_name,
+            "polymorphicForeignKey": self.polymorphic,
             "relationshipOrder": None,
             "filterable": self.filterable,
             "sortable": self.sortable,
@@ -121,7 +132,7 @@ class FieldDef:
             "unique": self.unique,
             "externalId": self.external_id,
             "caseSensitive": False,
-            "defaultedOnCreate": self.name in _SYSTEM_FIELDS,
+            "defaultedOnCreate": self.name in _SYSTEM_FIELDS or self.default is not None,
             "defaultValue": None,
             "htmlFormatted": False,
             "nameField": self.name == "Name",
@@ -141,7 +152,13 @@ class FieldDef:
             "controllerName": None,
             "extraTypeInfo": None,
             "picklistValues": [
-                {"active": True, "defaultValue": False, "label": v, "validFor": None, "value": v}
+                {
+                    "active": True,
+                    "defaultValue": v == self.default,
+                    "label": v,
+                    "validFor": None,
+                    "value": v,
+                }
                 for v in self.picklist_values
             ],
         }
@@ -158,6 +175,8 @@ class ObjectDef:
     label: str
     label_plural: str
     fields: tuple[FieldDef, ...]
+    # Object-level describe attributes where this object differs from the common defaults.
+    overrides: dict[str, object] = field(default_factory=dict)
     slots: dict[str, int] = field(init=False)
     dirty_slot: int = field(init=False)
     _by_lower: dict[str, FieldDef] = field(init=False, repr=False)
@@ -194,7 +213,7 @@ class ObjectDef:
         return tuple(prefix + suffix for suffix in _GEO_SUFFIXES)
 
     def describe(self) -> dict:
-        return {
+        described = {
             "name": self.name,
             "label": self.label,
             "labelPlural": self.label_plural,
@@ -210,7 +229,7 @@ class ObjectDef:
             "replicateable": True,
             "triggerable": True,
             "layoutable": True,
-            "mergeable": self.name != "Opportunity",
+            "mergeable": True,
             "urls": {
                 "sobject": f"/services/data/vXX.X/sobjects/{self.name}",
                 "describe": f"/services/data/vXX.X/sobjects/{self.name}/describe",
@@ -218,11 +237,13 @@ class ObjectDef:
             },
             "fields": [f.describe() for f in self.fields],
         }
+        described.update(self.overrides)
+        return described
 
 
 def is_derived(object_name: str, f: FieldDef) -> bool:
     """Compound fields are computed from their components when read, never stored."""
-    return f.is_compound or (object_name == "Contact" and f.name == "Name")
+    return f.is_compound or (object_name in PERSON_NAME_OBJECTS and f.name == "Name")
 
 
 def compound_reader(obj: ObjectDef, f: FieldDef) -> Callable[[tuple], object]:
@@ -239,7 +260,7 @@ def compound_reader(obj: ObjectDef, f: FieldDef) -> Callable[[tuple], object]:
             return dict(sorted(zip(keys, values, strict=True)))
 
         return read_address
-    if obj.name == "Contact" and f.name == "Name":
+    if obj.name in PERSON_NAME_OBJECTS and f.name == "Name":
         first, last = obj.slots["FirstName"], obj.slots["LastName"]
 
         def read_name(row: tuple) -> object:
@@ -288,27 +309,56 @@ def _number(name: str, label: str, type_: str, precision: int, scale: int, **kw)
 
 def _address(prefix: str, label: str) -> list[FieldDef]:
     """A standard address: text parts, geolocation parts and the read-only compound, with the
-    lengths, precision and scale of the Salesforce Field Reference (Account Billing*)."""
+    lengths, precision and scale of the Salesforce Field Reference (Account Billing*). Lead's
+    address has no prefix: Street, City, ... and the compound Address."""
     compound = f"{prefix}Address"
     part = {"compound_field_name": compound}
+
+    def labelled(text: str) -> str:
+        return f"{label} {text}".strip()
+
     return [
-        _text(f"{prefix}Street", f"{label} Street", 255, "textarea", **part),
-        _text(f"{prefix}City", f"{label} City", 40, **part),
-        _text(f"{prefix}State", f"{label} State/Province", 80, **part),
-        _text(f"{prefix}PostalCode", f"{label} Zip/Postal Code", 20, **part),
-        _text(f"{prefix}Country", f"{label} Country", 80, **part),
-        _number(f"{prefix}Latitude", f"{label} Latitude", "double", 18, 15, **part),
-        _number(f"{prefix}Longitude", f"{label} Longitude", "double", 18, 15, **part),
+        _text(f"{prefix}Street", labelled("Street"), 255, "textarea", **part),
+        _text(f"{prefix}City", labelled("City"), 40, **part),
+        _text(f"{prefix}State", labelled("State/Province"), 80, **part),
+        _text(f"{prefix}PostalCode", labelled("Zip/Postal Code"), 20, **part),
+        _text(f"{prefix}Country", labelled("Country"), 80, **part),
+        _number(f"{prefix}Latitude", labelled("Latitude"), "double", 18, 15, **part),
+        _number(f"{prefix}Longitude", labelled("Longitude"), "double", 18, 15, **part),
         _text(
             f"{prefix}GeocodeAccuracy",
-            f"{label} Geocode Accuracy",
+            labelled("Geocode Accuracy"),
             40,
             "picklist",
             picklist_values=GEOCODE_ACCURACIES,
             **part,
         ),
-        FieldDef(compound, f"{label} Address", "address", updateable=False, createable=False),
+        FieldDef(compound, labelled("Address"), "address", updateable=False, createable=False),
     ]
+
+
+def _reference(
+    name: str, label: str, targets: tuple[str, ...], relationship: str, *, writable: bool = True
+) -> FieldDef:
+    return FieldDef(
+        name,
+        label,
+        "reference",
+        length=18,
+        reference_to=targets,
+        relationship_name=relationship,
+        updateable=writable,
+        createable=writable,
+    )
+
+
+def _read_only(name: str, label: str, type_: str, **kw) -> FieldDef:
+    """A field Salesforce maintains itself: neither createable nor updateable."""
+    return FieldDef(name, label, type_, updateable=False, createable=False, **kw)
+
+
+def _picklist(name: str, label: str, values: tuple[str, ...], **kw) -> FieldDef:
+    return _text(name, label, 255, "picklist", picklist_values=values, **kw)
 
 
 REGIONS = ("AMER", "EMEA", "APAC", "LATAM")
@@ -470,12 +520,134 @@ def _opportunity() -> ObjectDef:
         *_audit(),
         *_custom(),
     ]
-    return ObjectDef("Opportunity", "Opportunity", "Opportunities", tuple(fields))
+    return ObjectDef(
+        "Opportunity", "Opportunity", "Opportunities", tuple(fields), {"mergeable": False}
+    )
+
+
+LEAD_STATUSES = (
+    "Open - Not Contacted",
+    "Working - Contacted",
+    "Closed - Converted",
+    "Closed - Not Converted",
+)
+CONVERTED_LEAD_STATUS = "Closed - Converted"
+TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")
+# The statuses whose TaskStatus record is flagged closed in a new org: IsClosed follows them.
+CLOSED_TASK_STATUSES = frozenset({"Completed"})
+PRIORITIES = ("High", "Normal", "Low")
+TASK_SUBTYPES = ("Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn")
+CALL_TYPES = ("Internal", "Inbound", "Outbound")
+EVENT_TYPES = ("Meeting", "Call", "Email", "Other")
+# The subject suggestions (a combobox) of a new org; any other text may be saved too.
+TASK_SUBJECTS = ("Call", "Send Letter", "Send Quote", "Other")
+EVENT_SUBJECTS = ("Call", "Email", "Meeting", "Send Letter/Quote", "Other")
+
+
+def _lead() -> ObjectDef:
+    """Lead per the Object Reference: Company and LastName are required, the conversion fields
+    are read-only (IsConverted may be set on create only), Name is the compound of the names."""
+    fields = [
+        *_system(),
+        _text("LastName", "Last Name", 80, compound_field_name="Name", nillable=False),
+        _text("FirstName", "First Name", 40, compound_field_name="Name"),
+        _text("Name", "Full Name", 121, updateable=False, createable=False, nillable=False),
+        _text("Title", "Title", 128),
+        _text("Company", "Company", 255, nillable=False),
+        *_address("", ""),
+        _text("Phone", "Phone", 40, "phone"),
+        _text("Email", "Email", 80, "email"),
+        _picklist("LeadSource", "Lead Source", LEAD_SOURCES),
+        _picklist("Status", "Status", LEAD_STATUSES, nillable=False, default=LEAD_STATUSES[0]),
+        _picklist("Industry", "Industry", INDUSTRIES),
+        FieldDef(
+            "IsConverted", "Converted", "boolean", updateable=False, nillable=False, default=False
+        ),
+        _read_only("ConvertedDate", "Converted Date", "date"),
+        _reference(
+            "ConvertedAccountId",
+            "Converted Account ID",
+            ("Account",),
+            "ConvertedAccount",
+            writable=False,
+        ),
+        _reference(
+            "ConvertedContactId",
+            "Converted Contact ID",
+            ("Contact",),
+            "ConvertedContact",
+            writable=False,
+        ),
+        _reference(
+            "ConvertedOpportunityId",
+            "Converted Opportunity ID",
+            ("Opportunity",),
+            "ConvertedOpportunity",
+            writable=False,
+        ),
+        *_audit(),
+        *_custom(),
+    ]
+    return ObjectDef("Lead", "Lead", "Leads", tuple(fields))
+
+
+def _activity_links() -> list[FieldDef]:
+    """WhoId and WhatId (polymorphic lookups) and the AccountId Salesforce derives from them."""
+    return [
+        _reference("WhoId", "Name ID", ("Contact", "Lead"), "Who"),
+        _reference("WhatId", "Related To ID", ("Account", "Opportunity"), "What"),
+        _reference("AccountId", "Account ID", ("Account",), "Account", writable=False),
+    ]
+
+
+def _archived() -> FieldDef:
+    return _read_only("IsArchived", "Archived", "boolean", nillable=False, default=False)
+
+
+def _task() -> ObjectDef:
+    """Task per the Object Reference: IsClosed follows Status, CompletedDateTime is stamped when
+    the task is saved closed, TaskSubtype may be set on create only."""
+    fields = [
+        *_system(),
+        *_activity_links(),
+        _text("Subject", "Subject", 255, "combobox", picklist_values=TASK_SUBJECTS),
+        FieldDef("ActivityDate", "Due Date Only", "date"),
+        _picklist("Status", "Status", TASK_STATUSES, nillable=False, default=TASK_STATUSES[0]),
+        _picklist("Priority", "Priority", PRIORITIES, nillable=False, default="Normal"),
+        _read_only("IsClosed", "Closed", "boolean", nillable=False, default=False),
+        _read_only("CompletedDateTime", "Completed Date/Time", "datetime"),
+        _picklist("TaskSubtype", "Task Subtype", TASK_SUBTYPES, updateable=False),
+        _number("CallDurationInSeconds", "Call Duration", "int", 9, 0),
+        _picklist("CallType", "Call Type", CALL_TYPES),
+        _archived(),
+        *_audit(),
+    ]
+    return ObjectDef("Task", "Task", "Tasks", tuple(fields), {"mergeable": False})
+
+
+def _event() -> ObjectDef:
+    """Event per the Object Reference: EventSubtype may be set on create only."""
+    fields = [
+        *_system(),
+        *_activity_links(),
+        _text("Subject", "Subject", 255, "combobox", picklist_values=EVENT_SUBJECTS),
+        FieldDef("StartDateTime", "Start Date Time", "datetime"),
+        FieldDef("EndDateTime", "End Date Time", "datetime"),
+        FieldDef("ActivityDateTime", "Due Date Time", "datetime"),
+        FieldDef("ActivityDate", "Due Date Only", "date"),
+        _number("DurationInMinutes", "Duration", "int", 8, 0),
+        _picklist("EventSubtype", "Event Subtype", ("Event",), updateable=False),
+        _picklist("Type", "Type", EVENT_TYPES),
+        _text("Location", "Location", 255),
+        _archived(),
+        *_audit(),
+    ]
+    return ObjectDef("Event", "Event", "Events", tuple(fields), {"mergeable": False})
 
 
 def build_objects() -> dict[str, ObjectDef]:
     """Fresh definitions of every emulated object, keyed by canonical name."""
-    return {o.name: o for o in (_account(), _contact(), _opportunity())}
+    return {o.name: o for o in (_account(), _contact(), _opportunity(), _lead(), _task(), _event())}
 
 
 OBJECTS = build_objects()

@@ -134,6 +134,13 @@ class Schema:
                     "the custom relationship name. Please reference your WSDL or the describe "
                     "call for the appropriate names."
                 )
+            if ref.polymorphic:
+                # Salesforce reads a polymorphic lookup (Who, What) through its `Name` object;
+                # the emulator does not model that object, so it refuses instead of guessing.
+                raise invalid_field(
+                    f"The emulator does not select fields through the polymorphic relationship "
+                    f"'{ref.relationship_name}'; select {ref.name} instead"
+                )
             chain.append((current.slots[ref.name], ref.reference_to[0]))
             canonical.append(str(ref.relationship_name))
             current = self.object(ref.reference_to[0])
@@ -157,7 +164,7 @@ def related_objects(query: Query, objects: Mapping[str, ObjectDef]) -> set[str]:
         current: ObjectDef | None = root
         for rel in path.parts[:-1]:
             ref = current.relationship(rel) if current else None
-            if ref is None:
+            if ref is None or ref.polymorphic:
                 break
             found.add(ref.reference_to[0])
             current = objects.get(ref.reference_to[0])
