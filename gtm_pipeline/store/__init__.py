@@ -47,6 +47,7 @@ from gtm_pipeline.store.migrate import current_revision, head_revision, open_sto
 from gtm_pipeline.store.tables import (
     CANONICAL_TABLES,
     accounts,
+    activities,
     connector_tokens,
     connectors,
     field_mappings,
@@ -79,6 +80,7 @@ __all__ = [
     "UnknownTenantError",
     "UpsertBatch",
     "accounts",
+    "activities",
     "connector_tokens",
     "connectors",
     "consume_oauth_state",

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gtm_pipeline.store.id_filters import among
-from gtm_pipeline.store.tables import CANONICAL_TABLES, is_live, quality_failures
+from gtm_pipeline.store.tables import entity_rows, is_live, quality_failures
 from gtm_pipeline.store.types import ensure_aware_utc
 from gtm_pipeline.store.upsert import upsert_records
 
@@ -163,8 +163,8 @@ def quarantine_counts(conn: sa.Connection, tenant_id: str, entity: str) -> dict[
 
 def live_row_count(conn: sa.Connection, tenant_id: str, entity: str) -> int:
     """Rows of the entity's canonical table in the live set (`tables.is_live`)."""
-    table = CANONICAL_TABLES[entity]
-    query = sa.select(sa.func.count()).where(table.c.tenant_id == tenant_id, is_live(table))
+    rows = entity_rows(entity)
+    query = sa.select(sa.func.count()).where(rows.of_tenant(tenant_id), is_live(rows.table))
     return int(conn.execute(query).scalar_one())
 
 
@@ -179,8 +179,9 @@ def quarantined_record_count(conn: sa.Connection, tenant_id: str, entity: str) -
 def entity_record_count(conn: sa.Connection, tenant_id: str, entity: str) -> int:
     """Rows not deleted (live ones and email twins) plus quarantined records: every record the
     tenant's org holds that the store knows of, the denominator of the tenant-wide rates."""
-    table = CANONICAL_TABLES[entity]
-    present = table.c.tenant_id == tenant_id, table.c.is_deleted.is_(False)
+    rows = entity_rows(entity)
+    table = rows.table
+    present = rows.of_tenant(tenant_id), table.c.is_deleted.is_(False)
     quarantined_only = sa.select(sa.func.count(sa.distinct(quality_failures.c.external_id))).where(
         quality_failures.c.tenant_id == tenant_id,
         quality_failures.c.entity == entity,
@@ -209,11 +210,12 @@ def twins_of(
 ) -> tuple[int, list[dict[str, Any]]]:
     """Email twins left out of the live set: how many, and the first `limit` of them (by id) as
     report rows (external_id, field, reason, raw). Entities without twins have none."""
-    table = CANONICAL_TABLES[entity]
+    rows = entity_rows(entity)
+    table = rows.table
     if "duplicate_of" not in table.c:
         return 0, []
     marked = (
-        table.c.tenant_id == tenant_id,
+        rows.of_tenant(tenant_id),
         table.c.is_deleted.is_(False),
         table.c.duplicate_of.is_not(None),
     )

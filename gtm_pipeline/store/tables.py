@@ -1,11 +1,15 @@
 """The store's schema as SQLAlchemy Core tables, the single source the migrations must match.
 
-Canonical entity tables (`accounts`, `persons`, `opportunities`) share one shape: keyed by
-`(tenant_id, external_id)`, carrying the Salesforce `system_modstamp` that orders versions of a
-record, soft-delete columns, mapped custom fields as JSON and when the store last wrote the row.
+Canonical entity tables (`accounts`, `persons`, `opportunities`, `activities`) share one shape:
+keyed by `(tenant_id, external_id)`, carrying the Salesforce `system_modstamp` that orders
+versions of a record, soft-delete columns, mapped custom fields as JSON and when the store last
+wrote the row. `activities` holds two entities (Tasks and Events); `EntityRows` says whose rows
+are whose.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
@@ -163,6 +167,30 @@ opportunities = _canonical_table(
 )
 
 
+ACTIVITY_KINDS = ("task", "event")
+
+activities = _canonical_table(
+    "activities",
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("subtype", sa.Text, nullable=True),
+    sa.Column("subject", sa.Text, nullable=True),
+    sa.Column("status", sa.Text, nullable=True),
+    # When it happened, as the sync derives it (sync/activities.py); the gates require it.
+    sa.Column("occurred_at", UTCDateTime, nullable=True),
+    sa.Column("duration_seconds", sa.Integer, nullable=True),
+    # WhoId and WhatId are polymorphic: the object each points at, from the Id's key prefix.
+    sa.Column("who_external_id", RECORD_ID, nullable=True),
+    sa.Column("who_object", sa.String(32), nullable=True),
+    sa.Column("what_external_id", RECORD_ID, nullable=True),
+    sa.Column("what_object", sa.String(32), nullable=True),
+    sa.Column("account_external_id", RECORD_ID, nullable=True),
+    sa.Column("is_closed", sa.Boolean, nullable=True),
+    # Salesforce archives activities after about a year; only queryAll returns them then.
+    sa.Column("is_archived", sa.Boolean, nullable=True),
+    _in_check("kind", ACTIVITY_KINDS, "kind"),
+)
+
+
 def is_live(table: sa.Table) -> sa.ColumnElement[bool]:
     """The live set of a canonical table: not deleted in Salesforce and, for persons, not an
     email twin of another row. Scoring, writeback and row counts read only these rows."""
@@ -176,7 +204,54 @@ CANONICAL_TABLES: dict[str, sa.Table] = {
     "accounts": accounts,
     "persons": persons,
     "opportunities": opportunities,
+    "activities": activities,
 }
+"""By table name."""
+
+
+@dataclass(frozen=True)
+class EntityRows:
+    """Where one synced entity's rows are: its canonical table and, when the table holds more
+    than one entity, the column whose value marks this entity's rows (`owner`).
+
+    Salesforce Ids are unique across an org's objects, so a statement about given external ids
+    needs no owner filter; one about all of an entity's rows (counts, listings, the live set)
+    does, through `of_tenant`. A row written for the entity carries `owner_values`."""
+
+    table: sa.Table
+    owner: tuple[str, str] | None = None
+
+    def of_tenant(self, tenant_id: str) -> sa.ColumnElement[bool]:
+        """The tenant's rows of this entity."""
+        clause = self.table.c.tenant_id == tenant_id
+        if self.owner is None:
+            return clause
+        column, value = self.owner
+        return sa.and_(clause, self.table.c[column] == value)
+
+    @property
+    def owner_values(self) -> dict[str, str]:
+        """The column values every row of this entity is written with."""
+        return {} if self.owner is None else {self.owner[0]: self.owner[1]}
+
+
+ENTITY_ROWS: dict[str, EntityRows] = {
+    "accounts": EntityRows(accounts),
+    "persons": EntityRows(persons),
+    "opportunities": EntityRows(opportunities),
+    "tasks": EntityRows(activities, ("kind", "task")),
+    "events": EntityRows(activities, ("kind", "event")),
+}
+"""By entity key (`sync.entities.Entity.name`)."""
+
+
+def entity_rows(entity: str) -> EntityRows:
+    """Where the rows of the entity keyed `entity` are."""
+    try:
+        return ENTITY_ROWS[entity]
+    except KeyError:
+        raise KeyError(f"no canonical rows for entity {entity!r}") from None
+
 
 quality_failures = sa.Table(
     "quality_failures",

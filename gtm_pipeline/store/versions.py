@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from gtm_pipeline.store.duplicates import twins_kept_marked
 from gtm_pipeline.store.id_filters import among
 from gtm_pipeline.store.quarantine import forget_failures
-from gtm_pipeline.store.tables import CANONICAL_TABLES, quality_failures
+from gtm_pipeline.store.tables import entity_rows, quality_failures
 from gtm_pipeline.store.types import ensure_aware_utc
 
 _PARTITION_ROWS = 20_000
@@ -64,19 +64,19 @@ def _frame(result: sa.CursorResult, names: Sequence[str]) -> pd.DataFrame:
 
 def stored_versions(conn: sa.Connection, tenant_id: str, entity: str) -> pd.DataFrame:
     """external_id, system_modstamp (UTC), is_deleted of every row of the entity's table."""
-    table = CANONICAL_TABLES[entity]
+    rows = entity_rows(entity)
+    table = rows.table
     query = sa.select(table.c.external_id, _raw(table.c.system_modstamp), table.c.is_deleted)
     # Ordered by the primary key: SQLite then reads it (tenant_id, external_id) instead of
     # looking every row up from the (tenant_id, email) index, five times slower.
-    result = conn.execute(query.where(table.c.tenant_id == tenant_id).order_by(table.c.external_id))
+    result = conn.execute(query.where(rows.of_tenant(tenant_id)).order_by(table.c.external_id))
     return _frame(result, ("external_id", "system_modstamp", "is_deleted"))
 
 
 def stored_count(conn: sa.Connection, tenant_id: str, entity: str) -> int:
     """How many records of the entity the store holds: rows plus quarantined records (a record
     with both counts twice; this sizes the work, it does not count records exactly)."""
-    table = CANONICAL_TABLES[entity]
-    rows = sa.select(sa.func.count()).where(table.c.tenant_id == tenant_id)
+    rows = sa.select(sa.func.count()).where(entity_rows(entity).of_tenant(tenant_id))
     failures = quality_failures
     quarantined = sa.select(sa.func.count(sa.distinct(failures.c.external_id))).where(
         failures.c.tenant_id == tenant_id, failures.c.entity == entity
@@ -105,7 +105,7 @@ def mark_purged(
     if not external_ids:
         return 0
     now = ensure_aware_utc(now, "now")
-    table = CANONICAL_TABLES[entity]
+    table = entity_rows(entity).table
     with twins_kept_marked(conn, table, tenant_id, external_ids):
         flagged = conn.execute(
             sa.update(table)

@@ -16,7 +16,6 @@ import pandas as pd
 import sqlalchemy as sa
 
 from gtm_pipeline.store import (
-    CANONICAL_TABLES,
     Cursor,
     UpsertBatch,
     get_cursor,
@@ -27,6 +26,7 @@ from gtm_pipeline.store import (
 )
 from gtm_pipeline.store.duplicates import twins_kept_marked
 from gtm_pipeline.store.quarantine import drop_quarantined_rows, forget_failures, replace_failures
+from gtm_pipeline.store.tables import entity_rows
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.sync.prepare import GatedPage
 
@@ -80,10 +80,15 @@ def convert_page(
     dialect: sa.Dialect, tenant_id: str, entity: Entity, page: GatedPage, now: datetime
 ) -> ConvertedPage:
     """`page`'s clean rows converted for `dialect`'s store; `now` is the rows' `synced_at`."""
+    rows = entity_rows(entity.name)
     clean = page.result.clean.assign(
-        tenant_id=tenant_id, deleted_at=None, deleted_reason=None, synced_at=now
+        tenant_id=tenant_id,
+        deleted_at=None,
+        deleted_reason=None,
+        synced_at=now,
+        **rows.owner_values,
     )
-    upsert = prepare_upsert(dialect, CANONICAL_TABLES[entity.name], clean)
+    upsert = prepare_upsert(dialect, rows.table, clean)
     return ConvertedPage(page, upsert, page_cursor(page.canonical))
 
 
@@ -134,7 +139,7 @@ def load_page(
     up to it is committed.
     """
     gated = page.gated
-    table = CANONICAL_TABLES[entity.name]
+    table = entity_rows(entity.name).table
     with _twins_kept(conn, table, tenant_id, gated.seen_ids, mark_twins) as emails:
         loaded = write_upsert(conn, page.clean)
         drop_quarantined_rows(conn, table, tenant_id, gated.rejected)
@@ -165,6 +170,7 @@ def load_deletions(
     if deleted.empty:
         return LoadedPage(0, None)
     stamps = pd.to_datetime(deleted["SystemModstamp"], utc=True, format="ISO8601")
+    owned = entity_rows(entity.name)
     rows = pd.DataFrame(
         {
             "tenant_id": tenant_id,
@@ -174,9 +180,10 @@ def load_deletions(
             "deleted_at": stamps,
             "deleted_reason": "deleted",
             "synced_at": now,
+            **owned.owner_values,  # a record deleted before it was ever stored
         }
     )
-    table = CANONICAL_TABLES[entity.name]
+    table = owned.table
     with _twins_kept(conn, table, tenant_id, rows["external_id"].tolist(), mark_twins):
         loaded = upsert_records(conn, table, rows)
     forget_failures(conn, tenant_id, entity.name, rows["external_id"].tolist())

@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.metadata import DescribeClient, FieldInfo, describe_object
 from gtm_pipeline.store.mappings import load_mapping_rows, replace_mapping_rows
-from gtm_pipeline.store.tables import CANONICAL_TABLES
+from gtm_pipeline.store.tables import entity_rows
 from gtm_pipeline.sync.entities import Entity, FieldMapping
 from gtm_pipeline.sync.entities import entity as entity_named
 from gtm_pipeline.sync.soql import SoqlBuildError, check_identifier, check_path
@@ -126,8 +126,9 @@ def _entity(entity: Entity | str) -> Entity:
 
 def canonical_targets(entity: Entity | str) -> list[str]:
     """The canonical columns a mapping may fill (besides `custom_fields.<key>`)."""
-    table = CANONICAL_TABLES[_entity(entity).name]
-    return [c.name for c in table.columns if c.name not in _NOT_CANONICAL]
+    rows = entity_rows(_entity(entity).name)
+    not_mapped = _NOT_CANONICAL | set(rows.owner_values)
+    return [c.name for c in rows.table.columns if c.name not in not_mapped]
 
 
 def _where(entity: Entity, tenant_id: str | None) -> str:

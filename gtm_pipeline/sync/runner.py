@@ -43,13 +43,13 @@ from gtm_pipeline.salesforce.bulk_jobs import (
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.errors import BulkJobFailed, BulkUnavailable
 from gtm_pipeline.store import (
-    CANONICAL_TABLES,
     Cursor,
     get_cursor,
     mark_run_started,
     mark_run_succeeded,
 )
 from gtm_pipeline.store.duplicates import defer_marks_if_first, settle_deferred_marks
+from gtm_pipeline.store.tables import entity_rows
 from gtm_pipeline.sync.bulk_csv import (
     BulkPlan,
     plan_bulk_query,
@@ -223,7 +223,7 @@ def _sync_entity(
         mode = "full" if options.full or cursor is None else "incremental"
         run_started_at = datetime.now(UTC)
         mark_run_started(conn, tenant_id, entity.name, mode, at=run_started_at)
-        table = CANONICAL_TABLES[entity.name]
+        table = entity_rows(entity.name).table
         deferred = defer_marks_if_first(conn, table, tenant_id, entity.name, mode == "full")
     stats = SyncStats(
         entity=entity.name,

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from gtm_pipeline.cli.instance import on_instance
 from gtm_pipeline.defs.partitions import salesforce_tenants
-from gtm_pipeline.store import CANONICAL_TABLES
+from gtm_pipeline.store.tables import entity_rows
+from gtm_pipeline.sync.entities import SYNC_ORDER
 from gtm_pipeline_tests.support.defs import TENANT, program_environment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,9 +38,10 @@ def test_dagster_cli_materializes_a_tenant_partition(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     engine = sa.create_engine(database_url)
     with engine.connect() as conn:
-        for table in CANONICAL_TABLES.values():
+        for entity in SYNC_ORDER:
+            rows = entity_rows(entity.name)
             count = conn.execute(
-                sa.select(sa.func.count()).where(table.c.tenant_id == TENANT)
+                sa.select(sa.func.count()).where(rows.of_tenant(TENANT))
             ).scalar_one()
-            assert count > 0, table.name
+            assert count > 0, entity.name
     engine.dispose()

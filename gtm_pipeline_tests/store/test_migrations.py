@@ -337,3 +337,15 @@ def test_0008_puts_the_tenant_back_in_front_of_the_email_index(engine: sa.Engine
     names = _index_names(engine, "persons")
     assert "ix_persons_tenant_id_email" in names and "ix_persons_email" not in names
     assert _schema_differences(engine, metadata) == []
+
+
+def test_0009_adds_the_activities_table_and_takes_it_away_again(engine: sa.Engine) -> None:
+    assert "activities" in sa.inspect(engine).get_table_names()
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0008")
+    assert "activities" not in sa.inspect(engine).get_table_names()
+    upgrade(engine)
+    assert "ix_activities_tenant_id_system_modstamp" in _index_names(engine, "activities")
+    assert _schema_differences(engine, metadata) == []

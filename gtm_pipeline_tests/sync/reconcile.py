@@ -35,8 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gtm_pipeline.emulator.testing import EmulatorHandle
-from gtm_pipeline.store import CANONICAL_TABLES
-from gtm_pipeline.store.tables import quality_failures
+from gtm_pipeline.store.tables import entity_rows, quality_failures
 from gtm_pipeline.sync.entities import Entity
 
 RAW_SCHEMA, REQUIRED, TYPES = "raw_schema", "required_fields", "type_coercion"
@@ -337,9 +336,9 @@ def expected_store(entity: str, truth: list[dict]) -> Expected:
 
 
 def stored_rows(conn: sa.Connection, tenant_id: str, entity: str) -> dict[str, dict]:
-    table = CANONICAL_TABLES[entity]
-    query = sa.select(table).where(table.c.tenant_id == tenant_id)
-    skip = {"tenant_id", "synced_at"}
+    rows = entity_rows(entity)
+    query = sa.select(rows.table).where(rows.of_tenant(tenant_id))
+    skip = {"tenant_id", "synced_at", *rows.owner_values}
     return {
         r["external_id"]: {k: v for k, v in r.items() if k not in skip}
         for r in conn.execute(query).mappings()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gtm_pipeline.store import CANONICAL_TABLES
 from gtm_pipeline.store.scoring import SCORE_ENTITY_TYPES
+from gtm_pipeline.store.tables import ENTITY_ROWS
 from gtm_pipeline.sync.entities import (
     ACCOUNTS,
     OPPORTUNITIES,
@@ -54,7 +54,7 @@ def test_the_names_the_store_dagster_and_scores_use() -> None:
     assert [e.name for e in SYNC_ORDER] == ["accounts", "persons", "opportunities"]
     assert [e.asset_name for e in SYNC_ORDER] == ["accounts", "contacts", "opportunities"]
     assert [e.sf_object for e in SYNC_ORDER] == ["Account", "Contact", "Opportunity"]
-    assert all(e.name in CANONICAL_TABLES for e in SYNC_ORDER)
+    assert all(e.name in ENTITY_ROWS for e in SYNC_ORDER)
     # The store keeps its own tuple (it may not import sync); the two must agree.
     assert tuple(e.score_type for e in SYNC_ORDER) == SCORE_ENTITY_TYPES
     assert PERSONS.display_name == "persons (Contact)"
