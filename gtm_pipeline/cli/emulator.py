@@ -15,8 +15,8 @@ import click
 from gtm_pipeline.cli.common import program_settings
 
 
-def _counts(accounts: int | None, contacts: int | None, opportunities: int | None) -> dict | None:
-    given = {"Account": accounts, "Contact": contacts, "Opportunity": opportunities}
+def _counts(given: dict[str, int | None]) -> dict | None:
+    """The counts given on the command line, by object; None when none was given."""
     counts = {name: n for name, n in given.items() if n is not None}
     return counts or None
 
@@ -51,6 +51,9 @@ def _announce(info: dict[str, Any], info_path: Path, generated_in: float) -> Non
 @click.option(
     "--opportunities", type=click.IntRange(0), default=None, help="Opportunities to generate."
 )
+@click.option("--leads", type=click.IntRange(0), default=None, help="Leads to generate [0].")
+@click.option("--tasks", type=click.IntRange(0), default=None, help="Tasks to generate [0].")
+@click.option("--events", type=click.IntRange(0), default=None, help="Events to generate [0].")
 @click.option(
     "--dirty-ratio",
     type=click.FloatRange(0.0, 1.0),
@@ -87,6 +90,9 @@ def emulator(
     accounts: int | None,
     contacts: int | None,
     opportunities: int | None,
+    leads: int | None,
+    tasks: int | None,
+    events: int | None,
     dirty_ratio: float,
     auto_approve: bool,
     session_lifetime: float,
@@ -105,9 +111,17 @@ def emulator(
             f"{host!r} is not a loopback address ({allowed})", param_hint="--host"
         )
     started = time.perf_counter()
-    org = Org.generate(
-        seed=seed, counts=_counts(accounts, contacts, opportunities), dirty_ratio=dirty_ratio
+    counts = _counts(
+        {
+            "Account": accounts,
+            "Contact": contacts,
+            "Opportunity": opportunities,
+            "Lead": leads,
+            "Task": tasks,
+            "Event": events,
+        }
     )
+    org = Org.generate(seed=seed, counts=counts, dirty_ratio=dirty_ratio)
     generated_in = time.perf_counter() - started
     options = EmulatorOptions(
         auto_approve=auto_approve,

@@ -13,6 +13,7 @@ Salesforce's limits, as the emulator enforces them (each module says more):
     - Bulk API 2.0 result sets: `maxRecords` rows each (default 50,000), by locator (`bulk`).
 
 Deleted rows are served by queryAll (REST or a Bulk `queryAll` job) with IsDeleted true, never
-by query; purged rows by nothing, not even the control API's truth endpoint, which lists every
-other record with all its fields and is the oracle tests compare with.
+by query, and so are archived activities (Task and Event with IsArchived true); purged rows by
+nothing, not even the control API's truth endpoint, which lists every other record with all its
+fields and is the oracle tests compare with.
 """

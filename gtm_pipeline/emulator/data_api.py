@@ -169,9 +169,12 @@ async def _record_update(state: EmulatorState, request: Request, version: str) -
     if error["statusCode"] in _RECORD_NOT_FOUND:
         raise not_found()
     status = 404 if error["statusCode"] == "ENTITY_IS_DELETED" else 400
-    body = [{"message": error["message"], "errorCode": error["statusCode"],
-             "fields": error["fields"]}]  # fmt: skip
-    return json_response(body, status=status)
+    body = {
+        "message": error["message"],
+        "errorCode": error["statusCode"],
+        "fields": error["fields"],
+    }
+    return json_response([body], status=status)
 
 
 def routes() -> list[Route]:

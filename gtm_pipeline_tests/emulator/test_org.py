@@ -87,7 +87,7 @@ def test_describe_shape(org: Org) -> None:
 
 
 def test_describe_every_object_and_unknown(org: Org) -> None:
-    assert org.object_names() == ["Account", "Contact", "Opportunity"]
+    assert org.object_names() == ["Account", "Contact", "Opportunity", "Lead", "Task", "Event"]
     account = {f["name"]: f for f in org.describe("Account")["fields"]}
     assert account["BillingAddress"]["type"] == "address"
     assert account["NumberOfEmployees"]["type"] == "int"
@@ -96,7 +96,7 @@ def test_describe_every_object_and_unknown(org: Org) -> None:
     assert opportunity["CloseDate"]["type"] == "date"
     assert opportunity["Probability"]["type"] == "percent"
     with pytest.raises(EmulatorError) as caught:
-        org.describe("Lead")
+        org.describe("Case")
     assert (caught.value.status, caught.value.error_code) == (404, "NOT_FOUND")
     assert caught.value.body() == [
         {"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}
@@ -337,7 +337,7 @@ def test_touch_many_shares_one_stamp(org: Org) -> None:
     ("op", "message"),
     [
         ({"op": "explode", "object": "Contact"}, "unknown mutation op 'explode'"),
-        ({"op": "update", "object": "Lead", "id": "x"}, "unknown object 'Lead'"),
+        ({"op": "update", "object": "Case", "id": "x"}, "unknown object 'Case'"),
         ({"op": "update", "object": "Contact", "id": "nope"}, "not a valid Contact Id"),
         ({"op": "insert", "object": "Contact", "fields": {"Bogus": 1}}, "unknown field 'Bogus'"),
         ({"op": "insert", "object": "Contact", "fields": {"Id": "x"}}, "maintained by the org"),

@@ -37,7 +37,8 @@ def test_command_serves_until_interrupted(tmp_path: Path) -> None:
         [sys.executable, "-c", LAUNCH]
         + ["--state-dir", str(state_dir), "--accounts", "5", "--contacts", "30"]
         + ["--opportunities", "3", "--auto-approve", "--daily-api-limit", "7"]
-        + ["--page-size", "4"],
+        + ["--page-size", "4", "--leads", "6", "--tasks", "9", "--events", "2"]
+        + ["--dirty-ratio", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -61,6 +62,14 @@ def test_command_serves_until_interrupted(tmp_path: Path) -> None:
         )
         assert len(response.json()["records"]) == 4
         assert response.headers["Sforce-Limit-Info"] == "api-usage=1/7"
+        for sobject, expected in (("Lead", 6), ("Task", 9), ("Event", 2)):
+            every = session.get(
+                info["instance_url"] + "/services/data/v59.0/queryAll",
+                params={"q": f"SELECT Id FROM {sobject}"},  # noqa: S608 - fixed object names
+                headers={"Authorization": f"Bearer {tokens['access_token']}"},
+                timeout=10,
+            )
+            assert every.json()["totalSize"] == expected, sobject
         session.close()
     finally:
         process.send_signal(signal.SIGINT)
