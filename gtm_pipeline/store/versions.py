@@ -63,14 +63,18 @@ def _frame(result: sa.CursorResult, names: Sequence[str]) -> pd.DataFrame:
 
 
 def stored_versions(conn: sa.Connection, tenant_id: str, entity: str) -> pd.DataFrame:
-    """external_id, system_modstamp (UTC), is_deleted of every row of the entity's table."""
+    """external_id, system_modstamp (UTC), is_deleted (and is_archived, where the table has it:
+    missing reads as False) of every row of the entity."""
     rows = entity_rows(entity)
     table = rows.table
-    query = sa.select(table.c.external_id, _raw(table.c.system_modstamp), table.c.is_deleted)
+    flags = [c for c in ("is_deleted", "is_archived") if c in table.c]
+    query = sa.select(
+        table.c.external_id, _raw(table.c.system_modstamp), *(table.c[c] for c in flags)
+    )
     # Ordered by the primary key: SQLite then reads it (tenant_id, external_id) instead of
     # looking every row up from the (tenant_id, email) index, five times slower.
     result = conn.execute(query.where(rows.of_tenant(tenant_id)).order_by(table.c.external_id))
-    return _frame(result, ("external_id", "system_modstamp", "is_deleted"))
+    return _frame(result, ("external_id", "system_modstamp", *flags))
 
 
 def stored_count(conn: sa.Connection, tenant_id: str, entity: str) -> int:

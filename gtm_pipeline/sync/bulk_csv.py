@@ -33,7 +33,7 @@ from gtm_pipeline.sync.mapping import (
     ADDRESS_PARTS,
     is_address_compound,
     related_describes,
-    source_fields,
+    selected_fields,
 )
 from gtm_pipeline.sync.soql import check_identifier, select_fields
 
@@ -104,7 +104,7 @@ def plan_bulk_query(
     """
     fields = describe_object(client, entity.sf_object)
     related = related_describes(client, fields, mappings)
-    wanted = source_fields(mappings)
+    wanted = selected_fields(entity, mappings)
     selected: list[str] = []
     compounds: dict[str, str] = {}
     for source in wanted:

@@ -45,3 +45,33 @@ def to_date(values: pd.Series) -> pd.Series:
     text = values.astype("str").where(values.notna()).str.strip()
     text = text.where(text.str.match(_ISO_DATE).fillna(False).astype(bool))
     return pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+
+
+def _iso_text(values: pd.Series) -> pd.Series:
+    """Values as ISO 8601 text: strings as they are, dates and datetimes written out."""
+    return values.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v, na_action="ignore")
+
+
+def to_datetime_utc(values: pd.Series) -> pd.Series:
+    """Salesforce dateTimes (`2024-01-01T10:00:00.000+0000`) and dates (`2024-01-01`, read as
+    midnight UTC) to UTC timestamps; anything else becomes missing."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    text = _iso_text(values).astype("string").str.strip()
+    return pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+
+
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0"})
+
+
+def to_boolean(values: pd.Series) -> pd.Series:
+    """JSON booleans and their CSV spellings (`true`/`false`, any case, or 1/0) as a nullable
+    boolean; anything else becomes missing."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.astype("boolean")
+    text = values.map(str, na_action="ignore").astype("string").str.strip().str.lower()
+    result = pd.Series(pd.NA, index=values.index, dtype="boolean")
+    result[text.isin(_TRUE).fillna(False).astype(bool)] = True
+    result[text.isin(_FALSE).fillna(False).astype(bool)] = False
+    return result

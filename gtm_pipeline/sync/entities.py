@@ -1,4 +1,4 @@
-"""The three synced entities: each one's names, and which Salesforce object feeds which table.
+"""The synced entities: each one's names, and which Salesforce object feeds which table.
 
 An entity owns every name it goes by, so no module translates one into another: its Salesforce
 object (`Contact`), its canonical table (`persons`, which also keys its mappings, cursors and
@@ -8,6 +8,12 @@ them, as a user may type it; `by_score_type` by the type a score row carries.
 
 Each entity carries its default field mapping (Salesforce field path → canonical column). A
 tenant's own mapping (issue: field mapping) replaces or extends it; without one, these apply.
+Columns no single field fills (when an activity happened, the object a polymorphic Id points at)
+are `Derived` by fixed rules (`sync/derive.py`) that tenants do not remap.
+
+Accounts, Contacts and Opportunities (`SYNC_ORDER`) are synced, scored and written back. Tasks
+and Events (`ACTIVITY_ENTITIES`, both in the `activities` table) are read for engagement only:
+they have no score type.
 """
 
 from __future__ import annotations
@@ -34,26 +40,46 @@ class FieldMapping:
 
 
 @dataclass(frozen=True)
+class Derived:
+    """A canonical column computed by a rule of `sync/derive.py`, not by a tenant's mapping."""
+
+    target: str
+    rule: str
+    fields: tuple[str, ...] = ()
+    """Salesforce fields the rule reads (selected along with the mapped ones)."""
+    columns: tuple[str, ...] = ()
+    """Canonical columns, already mapped, the rule reads."""
+
+
+@dataclass(frozen=True)
 class Entity:
     """A synced entity: its names, its default mapping and its column kinds."""
 
     name: str
-    """The canonical table; also the key of the entity's mappings, cursors and quarantine."""
+    """The entity's key: of its mappings, cursors and quarantine, and of its rows in the store
+    (`store.tables.entity_rows`); the table's name when the entity has a table of its own."""
     sf_object: str
     """The Salesforce object its records come from and its scores are written to."""
     asset_name: str
     """The last part of its Dagster asset key, `salesforce/<asset_name>`."""
-    score_type: str
-    """Its `entity_type` in the `scores` table and the writeback (as `store.scoring` lists)."""
+    score_type: str | None
+    """Its `entity_type` in the `scores` table and the writeback (as `store.scoring` lists);
+    None for an entity that is not scored."""
     mappings: tuple[FieldMapping, ...]
     required: tuple[tuple[str, ...], ...]
     """Alternatives of required columns: a row passes when every column of any one group is set."""
     integer_columns: tuple[str, ...] = ()
     number_columns: tuple[str, ...] = ()
     date_columns: tuple[str, ...] = ()
+    datetime_columns: tuple[str, ...] = ()
+    boolean_columns: tuple[str, ...] = ()
     email_columns: tuple[str, ...] = ()
     dedupe_on: tuple[str, ...] = ()
     """Normalised columns besides external_id on which records are deduplicated."""
+    derived: tuple[Derived, ...] = ()
+    archives: bool = False
+    """Salesforce archives the object's old records (activities, after about a year): only
+    queryAll returns them, so every read of the entity goes through queryAll."""
 
     @property
     def display_name(self) -> str:
@@ -63,11 +89,16 @@ class Entity:
     @property
     def names(self) -> tuple[str, ...]:
         """Every name it goes by, each once: table, asset, score type, Salesforce object."""
-        return tuple(dict.fromkeys((self.name, self.asset_name, self.score_type, self.sf_object)))
+        names = (self.name, self.asset_name, self.score_type, self.sf_object)
+        return tuple(dict.fromkeys(n for n in names if n is not None))
 
     def source_fields(self) -> list[str]:
         """The Salesforce fields to select, in mapping order, each once."""
         return list(dict.fromkeys(m.source for m in self.mappings))
+
+    def derived_fields(self) -> list[str]:
+        """The Salesforce fields its derived columns read, each once."""
+        return list(dict.fromkeys(f for d in self.derived for f in d.fields))
 
 
 ACCOUNTS = Entity(
@@ -125,11 +156,79 @@ OPPORTUNITIES = Entity(
     date_columns=("close_date",),
 )
 
+# Who and what an activity is about: required are its Id, when it happened, and at least one of
+# the person (WhoId), the record (WhatId) or the account it belongs to.
+_ACTIVITY_REQUIRED = tuple(
+    ("external_id", "occurred_at", about)
+    for about in ("who_external_id", "what_external_id", "account_external_id")
+)
+_ACTIVITY_MAPPINGS = (
+    FieldMapping("external_id", "Id", required=True),
+    FieldMapping("subject", "Subject"),
+    FieldMapping("who_external_id", "WhoId"),
+    FieldMapping("what_external_id", "WhatId"),
+    FieldMapping("account_external_id", "AccountId"),
+    FieldMapping("is_archived", "IsArchived"),
+)
+_ABOUT_OBJECTS = (
+    Derived("who_object", "object_of_id", columns=("who_external_id",)),
+    Derived("what_object", "object_of_id", columns=("what_external_id",)),
+)
+
+TASKS = Entity(
+    name="tasks",
+    sf_object="Task",
+    asset_name="tasks",
+    score_type=None,
+    mappings=(
+        *_ACTIVITY_MAPPINGS,
+        FieldMapping("subtype", "TaskSubtype", transform="lowercase"),
+        FieldMapping("status", "Status"),
+        FieldMapping("duration_seconds", "CallDurationInSeconds"),
+        FieldMapping("is_closed", "IsClosed"),
+    ),
+    required=_ACTIVITY_REQUIRED,
+    integer_columns=("duration_seconds",),
+    datetime_columns=("occurred_at",),
+    boolean_columns=("is_closed", "is_archived"),
+    derived=(
+        # Done when completed; else due; else when it was logged.
+        Derived(
+            "occurred_at",
+            "first_present",
+            fields=("CompletedDateTime", "ActivityDate", "CreatedDate"),
+        ),
+        *_ABOUT_OBJECTS,
+    ),
+    archives=True,
+)
+
+EVENTS = Entity(
+    name="events",
+    sf_object="Event",
+    asset_name="events",
+    score_type=None,
+    mappings=_ACTIVITY_MAPPINGS,
+    required=_ACTIVITY_REQUIRED,
+    integer_columns=("duration_seconds",),
+    datetime_columns=("occurred_at",),
+    boolean_columns=("is_archived",),
+    derived=(
+        Derived("occurred_at", "first_present", fields=("StartDateTime", "ActivityDateTime")),
+        Derived("duration_seconds", "minutes_as_seconds", fields=("DurationInMinutes",)),
+        Derived("subtype", "event_subtype", fields=("Type",)),
+        *_ABOUT_OBJECTS,
+    ),
+    archives=True,
+)
+
 SYNC_ORDER: tuple[Entity, ...] = (ACCOUNTS, PERSONS, OPPORTUNITIES)
-ENTITIES: dict[str, Entity] = {e.name: e for e in SYNC_ORDER}
-"""By table name."""
-_BY_ANY_NAME: dict[str, Entity] = {n.lower(): e for e in SYNC_ORDER for n in e.names}
-_BY_SCORE_TYPE: dict[str, Entity] = {e.score_type: e for e in SYNC_ORDER}
+ACTIVITY_ENTITIES: tuple[Entity, ...] = (TASKS, EVENTS)
+ALL_ENTITIES: tuple[Entity, ...] = (*SYNC_ORDER, *ACTIVITY_ENTITIES)
+ENTITIES: dict[str, Entity] = {e.name: e for e in ALL_ENTITIES}
+"""By key."""
+_BY_ANY_NAME: dict[str, Entity] = {n.lower(): e for e in ALL_ENTITIES for n in e.names}
+_BY_SCORE_TYPE: dict[str, Entity] = {e.score_type: e for e in SYNC_ORDER if e.score_type}
 
 
 def entity(name: str) -> Entity:
@@ -147,7 +246,7 @@ def entity_for(name: str) -> Entity:
     try:
         return _BY_ANY_NAME[name.strip().lower()]
     except KeyError:
-        accepted = ", ".join("/".join(e.names) for e in SYNC_ORDER)
+        accepted = ", ".join("/".join(e.names) for e in ALL_ENTITIES)
         raise UnknownEntity(f"unknown entity {name[:80]!r}; expected one of {accepted}") from None
 
 

@@ -126,8 +126,9 @@ def _entity(entity: Entity | str) -> Entity:
 
 def canonical_targets(entity: Entity | str) -> list[str]:
     """The canonical columns a mapping may fill (besides `custom_fields.<key>`)."""
-    rows = entity_rows(_entity(entity).name)
-    not_mapped = _NOT_CANONICAL | set(rows.owner_values)
+    ent = _entity(entity)
+    rows = entity_rows(ent.name)
+    not_mapped = _NOT_CANONICAL | set(rows.owner_values) | {d.target for d in ent.derived}
     return [c.name for c in rows.table.columns if c.name not in not_mapped]
 
 
@@ -451,6 +452,15 @@ def source_fields(mappings: Sequence[FieldMapping]) -> list[str]:
     seen: dict[str, str] = {}
     for mapping in mappings:
         seen.setdefault(mapping.source.lower(), mapping.source)
+    return list(seen.values())
+
+
+def selected_fields(entity: Entity, mappings: Sequence[FieldMapping]) -> list[str]:
+    """Every Salesforce field a read of `entity` selects: the mapped ones, then those its
+    derived columns read, each once."""
+    seen = {f.lower(): f for f in source_fields(mappings)}
+    for field in entity.derived_fields():
+        seen.setdefault(field.lower(), field)
     return list(seen.values())
 
 

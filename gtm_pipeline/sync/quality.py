@@ -32,7 +32,7 @@ import pyarrow
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
-from gtm_pipeline.sync.coerce import to_date, to_number
+from gtm_pipeline.sync.coerce import to_boolean, to_date, to_datetime_utc, to_number
 from gtm_pipeline.sync.entities import Entity
 
 REQUIRED = "required_fields"
@@ -134,8 +134,17 @@ def _failed_rows(errors: SchemaErrors, column: str | None = None) -> np.ndarray:
 
 
 def text_columns(entity: Entity, frame: pd.DataFrame) -> list[str]:
-    typed = set(entity.integer_columns + entity.number_columns + entity.date_columns)
-    return [c for c in frame.columns if c not in _BOOKKEEPING and c not in typed]
+    return [c for c in frame.columns if c not in _BOOKKEEPING and c not in _typed_columns(entity)]
+
+
+def _typed_columns(entity: Entity) -> set[str]:
+    return {
+        *entity.integer_columns,
+        *entity.number_columns,
+        *entity.date_columns,
+        *entity.datetime_columns,
+        *entity.boolean_columns,
+    }
 
 
 def _normalised_text(series: pd.Series, lowercase: bool) -> pd.Series:
@@ -293,6 +302,10 @@ def typed_schema(entity: Entity, text: list[str]) -> pa.DataFrameSchema:
         columns[column] = pa.Column("Float64", nullable=True)
     for column in entity.date_columns:
         columns[column] = pa.Column("datetime64[ns]", nullable=True)
+    for column in entity.datetime_columns:
+        columns[column] = pa.Column("datetime64[us, UTC]", nullable=True)
+    for column in entity.boolean_columns:
+        columns[column] = pa.Column("boolean", nullable=True)
     for column in text:
         columns[column] = pa.Column(
             checks=pa.Check.str_length(max_value=MAX_TEXT_LENGTH), nullable=True
@@ -309,6 +322,12 @@ def _coerce(entity: Entity, frame: pd.DataFrame) -> tuple[dict[str, pd.Series], 
     for column in entity.date_columns:
         if column in frame:
             typed[column] = to_date(frame[column]).astype("datetime64[ns]")
+    for column in entity.datetime_columns:
+        if column in frame:
+            typed[column] = to_datetime_utc(frame[column]).astype("datetime64[us, UTC]")
+    for column in entity.boolean_columns:
+        if column in frame:
+            typed[column] = to_boolean(frame[column])
     unreadable = pd.DataFrame(
         {c: frame[c].notna() & typed[c].isna() for c in typed}, index=frame.index
     )
@@ -322,11 +341,22 @@ def _unreadable_failures(
     for column in unreadable.columns:
         rows = np.flatnonzero(unreadable[column].to_numpy() & alive)
         if len(rows):
-            what = "a date (YYYY-MM-DD)" if column in entity.date_columns else "a number"
+            what = _expected(entity, column)
             values = frame[column].iloc[rows].astype("str").str.slice(0, 60)
             reason = f"{column}: cannot read " + values.map(repr) + f" as {what}"
             found.append(_failures(rows, frame, TYPE_COERCION, column, reason.to_numpy()))
     return found
+
+
+def _expected(entity: Entity, column: str) -> str:
+    """What a column's values must read as, in a quarantine reason."""
+    if column in entity.date_columns:
+        return "a date (YYYY-MM-DD)"
+    if column in entity.datetime_columns:
+        return "a date and time (ISO 8601)"
+    if column in entity.boolean_columns:
+        return "true or false"
+    return "a number"
 
 
 def _invalid_failures(

@@ -44,14 +44,25 @@ class SalesforceOpportunitySchema(SalesforceRecordSchema):
     AccountId: Series[str] | None = pa.Field(nullable=True, str_matches=SALESFORCE_ID)
 
 
+class SalesforceActivitySchema(SalesforceRecordSchema):
+    """Tasks and Events: the person (`WhoId`) and record (`WhatId`) they are about are Ids of
+    whichever object, the account derived by Salesforce."""
+
+    WhoId: Series[str] | None = pa.Field(nullable=True, str_matches=SALESFORCE_ID)
+    WhatId: Series[str] | None = pa.Field(nullable=True, str_matches=SALESFORCE_ID)
+    AccountId: Series[str] | None = pa.Field(nullable=True, str_matches=SALESFORCE_ID)
+
+
 RAW_SCHEMAS: dict[str, type[SalesforceRecordSchema]] = {
     "Account": SalesforceAccountSchema,
     "Contact": SalesforceContactSchema,
     "Opportunity": SalesforceOpportunitySchema,
+    "Task": SalesforceActivitySchema,
+    "Event": SalesforceActivitySchema,
 }
 
 
-CONTRACT_TEXT = ("Id", "SystemModstamp", "AccountId")
+CONTRACT_TEXT = ("Id", "SystemModstamp", "AccountId", "WhoId", "WhatId")
 NO_FAILURES = ("row", "external_id", "stage", "field", "reason")
 
 

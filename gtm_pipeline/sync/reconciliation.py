@@ -2,12 +2,15 @@
 
 Incremental syncs cannot see everything: a record deleted and purged between two syncs is never
 returned again, and a commit that becomes visible later than the lookback is behind the cursor.
-Reconciliation reads every record's `Id, SystemModstamp, IsDeleted` (queryAll: REST pages, or
-one Id-only Bulk API 2.0 job when the store holds more records than the Bulk threshold), compares
-them with the versions the store holds (rows and quarantine entries) and classifies the drift:
+Reconciliation reads every record's `Id, SystemModstamp, IsDeleted` (and `IsArchived` for the
+activities, whose archiving Salesforce does not document as a change of stamp) through queryAll
+(REST pages, or one Id-only Bulk API 2.0 job when the store holds more records than the Bulk
+threshold), compares them with the versions the store holds (rows and quarantine entries) and
+classifies the drift:
 
 - missing: in Salesforce (live, or in the recycle bin), nowhere in the store;
-- stale: the store holds an older version (a row, a quarantine entry, or both at once);
+- stale: the store holds an older version (a row, a quarantine entry, or both at once), or a row
+  whose archive flag Salesforce has since changed;
 - ghosts: live in the store (a row or a quarantine entry) but deleted in Salesforce, or absent
   even from queryAll (purged);
 - wrongly_deleted: flagged deleted in the store, live in Salesforce (undeleted).
@@ -49,7 +52,7 @@ from gtm_pipeline.sync.bulk_csv import read_csv_table
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.sync.extract import iter_raw_pages
 from gtm_pipeline.sync.load import convert_page, load_deletions, load_page
-from gtm_pipeline.sync.mapping import resolve_mappings, source_fields
+from gtm_pipeline.sync.mapping import resolve_mappings, selected_fields
 from gtm_pipeline.sync.prepare import gate_page
 from gtm_pipeline.sync.soql import by_id_queries, listing_query
 
@@ -58,6 +61,9 @@ LISTING_SCHEMA = pa.schema(
     [("Id", pa.string()), ("SystemModstamp", pa.string()), ("IsDeleted", pa.bool_())]
 )
 """The listing's fields, as each REST page or Bulk result set is kept until all have come."""
+ARCHIVED_LISTING_SCHEMA = LISTING_SCHEMA.append(pa.field("IsArchived", pa.bool_()))
+"""The listing of an object whose old records Salesforce archives."""
+FLAGS = ("IsDeleted", "IsArchived")
 NAT = np.datetime64("NaT", "ns")
 LISTING_MAX_RECORDS = 500_000
 """Records per result set of the Id-only Bulk job: three short columns, about 50 bytes a
@@ -207,46 +213,53 @@ def _listing(
 
     The path is chosen from the number of records the store holds (no API call): more than the
     Bulk threshold means a large object."""
-    soql = listing_query(entity.sf_object)
+    soql = listing_query(entity.sf_object, with_archived=entity.archives)
+    schema = ARCHIVED_LISTING_SCHEMA if entity.archives else LISTING_SCHEMA
     if stored > options.bulk_threshold:
         result.listing = "bulk"
-        tables = _bulk_listing(client, soql, options)
+        tables = _bulk_listing(client, soql, options, schema)
     else:
-        tables = _rest_listing(client, soql, options)
-    # Each page or result set is kept as three Arrow columns: no Python object per record.
-    return _as_listing(pa.concat_tables([LISTING_SCHEMA.empty_table(), *tables]))
+        tables = _rest_listing(client, soql, options, schema)
+    # Each page or result set is kept as Arrow columns: no Python object per record.
+    return _as_listing(pa.concat_tables([schema.empty_table(), *tables]))
 
 
 def _rest_listing(
-    client: SalesforceClient, soql: str, options: ReconcileOptions
+    client: SalesforceClient, soql: str, options: ReconcileOptions, schema: pa.Schema
 ) -> Iterator[pa.Table]:
     pages = client.query_pages(soql, include_deleted=True, batch_size=options.batch_size)
     for page in pages:
-        columns = {name: [record[name] for record in page.records] for name in LISTING_SCHEMA.names}
-        yield pa.table(columns, schema=LISTING_SCHEMA)
+        columns = {name: [record[name] for record in page.records] for name in schema.names}
+        yield pa.table(columns, schema=schema)
 
 
 def _bulk_listing(
-    client: SalesforceClient, soql: str, options: ReconcileOptions
+    client: SalesforceClient, soql: str, options: ReconcileOptions, schema: pa.Schema
 ) -> Iterator[pa.Table]:
     bulk = BulkQuery(client, options.bulk_poll)
     for result_set in bulk.run(soql, include_deleted=True, max_records=LISTING_MAX_RECORDS):
         text = read_csv_table(result_set.csv)  # every column as text
         if text.num_rows:
-            deleted = pc.equal(pc.utf8_lower(text["IsDeleted"]), "true")
             columns = {"Id": text["Id"], "SystemModstamp": text["SystemModstamp"]}
-            yield pa.table(columns | {"IsDeleted": deleted}, schema=LISTING_SCHEMA)
+            flags = {
+                f: pc.equal(pc.utf8_lower(text[f]), "true") for f in FLAGS if f in schema.names
+            }
+            yield pa.table(columns | flags, schema=schema)
 
 
 def _as_listing(table: pa.Table) -> pd.DataFrame:
-    """Id (Arrow text), SystemModstamp (UTC) and IsDeleted of every record listed."""
-    return pd.DataFrame(
+    """Id (Arrow text), SystemModstamp (UTC), IsDeleted (and IsArchived when listed) of every
+    record listed."""
+    listing = pd.DataFrame(
         {
             "external_id": pd.arrays.ArrowStringArray(table["Id"].combine_chunks()),
             "sf_stamp": pd.Series(_instants(table["SystemModstamp"])).dt.tz_localize("UTC"),
             "sf_deleted": table["IsDeleted"].fill_null(False).to_numpy(),
         }
     )
+    if "IsArchived" in table.column_names:
+        listing["sf_archived"] = table["IsArchived"].fill_null(False).to_numpy()
+    return listing
 
 
 def _instants(text: pa.ChunkedArray) -> np.ndarray:
@@ -283,9 +296,10 @@ def compare(listing: pd.DataFrame, rows: pd.DataFrame, quarantined: pd.DataFrame
     row_older = row_stamp < sf_stamp  # NaT on either side compares False
     q_differs = ~(q_stamp == sf_stamp)
     sf_live = in_sf & ~sf_deleted
+    row_outdated = row_older | _archive_flag_differs(n, listing, rows, at_sf, at_row, last)
 
     missing_live = sf_live & ~has_row & ~in_q
-    stale_live = sf_live & ((row_live & row_older) | (in_q & (q_differs | has_row)))
+    stale_live = sf_live & ((row_live & row_outdated) | (in_q & (q_differs | has_row)))
     wrongly_deleted = sf_live & row_deleted & ~in_q
     reread = missing_live | stale_live | wrongly_deleted
 
@@ -309,6 +323,23 @@ def compare(listing: pd.DataFrame, rows: pd.DataFrame, quarantined: pd.DataFrame
         wrongly_deleted=int(wrongly_deleted.sum()),
     )
     return Drift(ids[reread].tolist(), deleted, ids[purged].tolist(), counts, len(at_sf))
+
+
+def _archive_flag_differs(
+    n: int,
+    listing: pd.DataFrame,
+    rows: pd.DataFrame,
+    at_sf: np.ndarray,
+    at_row: np.ndarray,
+    last: np.ndarray,
+) -> np.ndarray:
+    """Rows whose archive flag is not Salesforce's (all False where none is listed): archiving
+    may leave the stamp as it was, so the stamps alone would call such a row current."""
+    if "sf_archived" not in listing or "is_archived" not in rows:
+        return np.zeros(n, dtype=bool)
+    sf_archived = _spread(n, at_sf, listing["sf_archived"].to_numpy(dtype=bool)[last], False)
+    row_archived = _spread(n, at_row, rows["is_archived"].to_numpy(dtype=bool), False)
+    return sf_archived != row_archived
 
 
 def _positions(*sides: pd.Series) -> tuple[pd.Index, list[np.ndarray]]:
@@ -376,9 +407,13 @@ def _reread(
     """Read `ids` again with the sync's field list and load them as a sync loads a page."""
     with engine.begin() as conn:
         resolved = resolve_mappings(client, conn, tenant_id, entity, None)
-    fields = source_fields(resolved.mappings)
+    fields = selected_fields(entity, resolved.mappings)
     for soql in by_id_queries(entity.sf_object, fields, ids):
-        for page in iter_raw_pages(client, soql, batch_size=options.batch_size):
+        # queryAll where Salesforce archives records: an archived one is live, only older.
+        pages = iter_raw_pages(
+            client, soql, batch_size=options.batch_size, include_deleted=entity.archives
+        )
+        for page in pages:
             if page.frame.empty:
                 continue
             gated = gate_page(entity, page.frame, resolved.mappings, tenant_id=tenant_id)

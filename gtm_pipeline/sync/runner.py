@@ -69,7 +69,7 @@ from gtm_pipeline.sync.load import (
     load_deletions,
     load_page,
 )
-from gtm_pipeline.sync.mapping import ResolvedMappings, resolve_mappings, source_fields
+from gtm_pipeline.sync.mapping import ResolvedMappings, resolve_mappings, selected_fields
 from gtm_pipeline.sync.prepare import gate_page
 from gtm_pipeline.sync.quality import QualityStats
 from gtm_pipeline.sync.read_ahead import reading_ahead
@@ -242,9 +242,14 @@ def _sync_entity(
         twin_marks_deferred=deferred,
     )  # fmt: skip
     since = None if mode == "full" else _since(cursor, options.lookback)
-    soql = modified_query(entity.sf_object, source_fields(resolved.mappings), since)
+    soql = modified_query(
+        entity.sf_object,
+        selected_fields(entity, resolved.mappings),
+        since,
+        with_archived=entity.archives,
+    )
     pages: Iterator[FetchedPage] | None = iter_raw_pages(
-        client, soql, batch_size=options.batch_size
+        client, soql, batch_size=options.batch_size, include_deleted=entity.archives
     )
     if mode == "full" and pages is not None:
         pages = _bulk_or_rest(run, soql, pages, threshold)

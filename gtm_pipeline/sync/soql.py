@@ -57,10 +57,19 @@ def select_fields(fields: Sequence[str], *extra: str) -> list[str]:
     return list(seen.values())
 
 
-def modified_query(sf_object: str, fields: Sequence[str], since: datetime | None) -> str:
-    """Live records modified at or after `since` (all of them when None), in cursor order."""
+def modified_query(
+    sf_object: str, fields: Sequence[str], since: datetime | None, *, with_archived: bool = False
+) -> str:
+    """Live records modified at or after `since` (all of them when None), in cursor order.
+
+    `with_archived`: for an object whose old records Salesforce archives, the query is meant for
+    queryAll, which returns archived and deleted records alike; `IsDeleted = false` keeps the
+    archived ones (live, only older) and leaves the deleted ones to `deleted_query`."""
     check_identifier(sf_object)
-    where = f" WHERE SystemModstamp >= {datetime_literal(since)}" if since else ""
+    conditions = ["IsDeleted = false"] if with_archived else []
+    if since:
+        conditions.append(f"SystemModstamp >= {datetime_literal(since)}")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     return f"SELECT {', '.join(select_fields(fields))} FROM {sf_object}{where} {ORDER}"  # noqa: S608
 
 
@@ -82,11 +91,13 @@ def changed_query(sf_object: str, since: datetime | None) -> str:
     return f"SELECT Id FROM {sf_object}{where} LIMIT 1"  # noqa: S608
 
 
-def listing_query(sf_object: str) -> str:
+def listing_query(sf_object: str, *, with_archived: bool = False) -> str:
     """Every record's Id, stamp and deletion flag (run through queryAll): what reconciliation
-    compares with the store."""
+    compares with the store; `with_archived` adds the archive flag, which Salesforce's archiving
+    sets without a documented change of stamp."""
     check_identifier(sf_object)
-    return f"SELECT Id, SystemModstamp, IsDeleted FROM {sf_object}"  # noqa: S608
+    archived = ", IsArchived" if with_archived else ""
+    return f"SELECT Id, SystemModstamp, IsDeleted{archived} FROM {sf_object}"  # noqa: S608
 
 
 # A record Id: 15 or 18 case-sensitive base-62 characters. Anything else never reaches SOQL.

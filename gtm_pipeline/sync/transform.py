@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from gtm_pipeline.sync.derive import add_derived
 from gtm_pipeline.sync.entities import Entity, FieldMapping
 from gtm_pipeline.sync.mapping import (
     MappingError,
@@ -58,7 +59,7 @@ def to_canonical(
     mapped, _warnings = apply_field_mappings(  # warnings are reported once per run, not per page
         entity, raw, tuple(entity.mappings if mappings is None else mappings), tenant_id=tenant_id
     )
-    out = mapped.drop(columns=["custom_fields"])
+    out = add_derived(entity, raw, mapped.drop(columns=["custom_fields"]))
     for column in entity.email_columns:
         if column in out:
             out[column] = out[column].str.lower()

@@ -37,7 +37,7 @@ from gtm_pipeline.salesforce.crypto import TokenDecryptError
 from gtm_pipeline.salesforce.errors import SalesforceClientError, SessionInvalid
 from gtm_pipeline.salesforce.metadata import FieldInfo, MetadataError, describe_object
 from gtm_pipeline.store.connections import get_connector
-from gtm_pipeline.sync.entities import ENTITIES, Entity, FieldMapping
+from gtm_pipeline.sync.entities import SYNC_ORDER, Entity, FieldMapping
 from gtm_pipeline.sync.mapping import (
     MappingError,
     effective_mappings,
@@ -86,6 +86,8 @@ TenantClientFactory = Callable[[str], SalesforceClient]
 MAPPING_PATH = "/connectors/{tenant}/mapping"
 WRITEBACK_PATH = MAPPING_PATH + "/writeback"
 DEFAULT_ENTITY = "persons"
+MAPPED_ENTITIES = {e.name: e for e in SYNC_ORDER}
+"""The entities the page maps both ways (sync and writeback): the scored ones."""
 CONNECTED = "connected"
 # Three inputs per row; generous for a few dozen custom fields, and bounds what a POST may make
 # the server parse.
@@ -130,7 +132,7 @@ def _tenant_in_scope(request: Request, operator: Operator) -> str | None:
 
 
 def _entity(request: Request) -> Entity | None:
-    return ENTITIES.get(request.query_params.get("entity") or DEFAULT_ENTITY)
+    return MAPPED_ENTITIES.get(request.query_params.get("entity") or DEFAULT_ENTITY)
 
 
 def _csrf_ok(operator: Operator, presented: object) -> bool:
@@ -300,7 +302,7 @@ def _page(
         operator=operator,
         page=page,
         writeback=writeback,
-        entities=list(ENTITIES),
+        entities=list(MAPPED_ENTITIES),
         csrf_token=operator.session.csrf if operator.session else "",
         error=error,
         warnings=list(warnings),
@@ -317,7 +319,9 @@ def _unavailable(request: Request, operator: Operator, exc: TenantUnavailable) -
 
 
 def _unknown_entity(operator: Operator) -> Response:
-    return message_page("Unknown entity", f"Choose one of: {', '.join(ENTITIES)}.", 400, operator)
+    return message_page(
+        "Unknown entity", f"Choose one of: {', '.join(MAPPED_ENTITIES)}.", 400, operator
+    )
 
 
 # -- routes ------------------------------------------------------------------------------------

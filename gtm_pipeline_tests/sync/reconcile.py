@@ -29,7 +29,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,10 +50,25 @@ SHOWN = 25
 
 @dataclass(frozen=True)
 class Source:
-    """One canonical column: the Salesforce field it is read from and what kind of value."""
+    """One canonical column: the Salesforce field it is read from (the first of several that
+    holds a value) and what kind of value."""
 
-    field: str
-    kind: str  # text, email, domain, integer, number, date
+    field: str | tuple[str, ...]
+    kind: str  # a key of READ
+
+
+def _activity(**columns: Source) -> dict[str, Source]:
+    """An activity's columns: what Tasks and Events share, then `columns`."""
+    return {
+        "subject": Source("Subject", "text"),
+        "who_external_id": Source("WhoId", "text"),
+        "who_object": Source("WhoId", "object"),
+        "what_external_id": Source("WhatId", "text"),
+        "what_object": Source("WhatId", "object"),
+        "account_external_id": Source("AccountId", "text"),
+        "is_archived": Source("IsArchived", "boolean"),
+        **columns,
+    }
 
 
 MAPPING: dict[str, dict[str, Source]] = {
@@ -80,15 +95,45 @@ MAPPING: dict[str, dict[str, Source]] = {
         "account_external_id": Source("AccountId", "text"),
         "amount": Source("Amount", "number"),
     },
+    "tasks": _activity(
+        subtype=Source("TaskSubtype", "lower"),
+        status=Source("Status", "text"),
+        occurred_at=Source(("CompletedDateTime", "ActivityDate", "CreatedDate"), "datetime"),
+        duration_seconds=Source("CallDurationInSeconds", "integer"),
+        is_closed=Source("IsClosed", "boolean"),
+    ),
+    "events": _activity(
+        subtype=Source("Type", "event_subtype"),
+        status=Source((), "none"),
+        occurred_at=Source(("StartDateTime", "ActivityDateTime"), "datetime"),
+        duration_seconds=Source("DurationInMinutes", "minutes"),
+        is_closed=Source((), "none"),
+    ),
 }
-OBJECT = {"accounts": "Account", "persons": "Contact", "opportunities": "Opportunity"}
+OBJECT = {
+    "accounts": "Account",
+    "persons": "Contact",
+    "opportunities": "Opportunity",
+    "tasks": "Task",
+    "events": "Event",
+}
+_ACTIVITY_GROUPS = tuple(
+    ("occurred_at", about)
+    for about in ("who_external_id", "what_external_id", "account_external_id")
+)
 REQUIRED_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
     "accounts": (("name",),),
     "persons": (("email",), ("first_name", "last_name")),
     "opportunities": (("name", "account_external_id"),),
+    "tasks": _ACTIVITY_GROUPS,
+    "events": _ACTIVITY_GROUPS,
 }
 """A record passes when every column of one group is set (external_id always is)."""
-TEXT_KINDS = ("text", "email", "domain")
+TEXT_KINDS = ("text", "email", "domain", "lower", "object", "event_subtype", "none")
+PRESENCE_KINDS = ("datetime",)
+"""Typed kinds a required group names: present when the field holds anything, read later."""
+KEY_PREFIXES = {"001": "Account", "003": "Contact", "006": "Opportunity", "00Q": "Lead"}
+"""Salesforce's documented key prefixes of the objects an activity points at in the emulator."""
 
 
 # -- one small function per rule ---------------------------------------------------------------
@@ -116,9 +161,10 @@ def breaks_raw_contract(record: Mapping[str, Any]) -> str | None:
     stamp = record.get("SystemModstamp")
     if not isinstance(stamp, str) or not SALESFORCE_STAMP.fullmatch(stamp):
         return "SystemModstamp"
-    account = record.get("AccountId")
-    if account is not None and not SALESFORCE_ID.fullmatch(str(account)):
-        return "AccountId"
+    for reference in ("AccountId", "WhoId", "WhatId"):
+        value = record.get(reference)
+        if value is not None and not SALESFORCE_ID.fullmatch(str(value)):
+            return reference
     return None
 
 
@@ -128,6 +174,62 @@ def text(value: Any) -> str | None:
         return None
     trimmed = str(value).strip()
     return trimmed or None
+
+
+def lower(value: Any) -> str | None:
+    """Trimmed and lowercased (a picklist value as a column's vocabulary)."""
+    trimmed = text(value)
+    return None if trimmed is None else trimmed.lower()
+
+
+def object_of(value: Any) -> str | None:
+    """The object a polymorphic Id points at, from its first three characters."""
+    trimmed = text(value)
+    return None if trimmed is None else KEY_PREFIXES.get(trimmed[:3])
+
+
+def event_subtype(value: Any) -> str:
+    """An Event's Type, lowercased; an Event without one is a meeting."""
+    return lower(value) or "meeting"
+
+
+def nothing(_value: Any) -> None:
+    return None
+
+
+_ISO_DATETIME = re.compile(
+    r"(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)(Z|[+-]\d{2}:?\d{2})", re.ASCII
+)
+
+
+def iso_datetime(value: Any) -> datetime | None:
+    """A Salesforce dateTime (`2024-01-01T10:00:00.000+0000`, any offset) or date (midnight UTC)
+    as an aware UTC datetime."""
+    if value is None:
+        return None
+    cleaned = str(value).strip()
+    if match := _ISO_DATETIME.fullmatch(cleaned):
+        day, clock, offset = match.groups()
+        offset = "+0000" if offset == "Z" else offset.replace(":", "")
+        if "." not in clock:
+            clock += ".0"
+        parsed = datetime.strptime(f"{day}T{clock}{offset}", "%Y-%m-%dT%H:%M:%S.%f%z")
+        return parsed.astimezone(UTC)
+    day = iso_date(value)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def boolean(value: Any) -> bool | None:
+    """A JSON boolean."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise Unreadable(value)
+
+
+def minutes(value: Any) -> int | None:
+    """A number of minutes as whole seconds."""
+    parsed = number(value)
+    return None if parsed is None else integer(parsed * 60)
 
 
 def email(value: Any) -> str | None:
@@ -212,10 +314,27 @@ READ: dict[str, Callable[[Any], Any]] = {
     "text": text,
     "email": email,
     "domain": domain,
+    "lower": lower,
+    "object": object_of,
+    "event_subtype": event_subtype,
+    "none": nothing,
     "integer": integer,
     "number": number,
     "date": iso_date,
+    "datetime": iso_datetime,
+    "boolean": boolean,
+    "minutes": minutes,
 }
+
+
+def value_of(record: Mapping[str, Any], source: Source) -> Any:
+    """The source field's value, or the first of its fields that is not blank."""
+    if isinstance(source.field, str):
+        return record.get(source.field)
+    for field in source.field:
+        if text(record.get(field)) is not None:
+            return record[field]
+    return None
 
 
 def too_long(value: Any) -> bool:
@@ -245,9 +364,18 @@ class Failure:
 def text_values(entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
     """The text columns as the gates see them (also what a quarantine entry holds)."""
     return {
-        column: READ[source.kind](record.get(source.field))
+        column: READ[source.kind](value_of(record, source))
         for column, source in MAPPING[entity].items()
         if source.kind in TEXT_KINDS
+    }
+
+
+def presence_values(entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The text columns, and the typed columns a required group names as they come (read later)."""
+    return text_values(entity, record) | {
+        column: text(value_of(record, source))
+        for column, source in MAPPING[entity].items()
+        if source.kind in PRESENCE_KINDS
     }
 
 
@@ -256,15 +384,15 @@ def judged(entity: str, record: Mapping[str, Any]) -> dict[str, Any] | Failure:
     broken = breaks_raw_contract(record)
     if broken is not None:
         return Failure(RAW_SCHEMA, frozenset({broken}))
-    values = text_values(entity, record)
-    missing = missing_required(entity, values)
+    missing = missing_required(entity, presence_values(entity, record))
     if missing is not None:
         return Failure(REQUIRED, frozenset({missing}))
+    values = text_values(entity, record)
     failing = {column for column, value in values.items() if too_long(value)}
     for column, source in MAPPING[entity].items():
         if source.kind not in TEXT_KINDS:
             try:
-                values[column] = READ[source.kind](record.get(source.field))
+                values[column] = READ[source.kind](value_of(record, source))
             except Unreadable:
                 failing.add(column)
     if failing:
