@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from gtm_pipeline.emulator.testing import CAPinnedSession
-from gtm_pipeline.sync.entities import SYNC_ORDER
+from gtm_pipeline.sync.entities import SCORED_ENTITIES
 from gtm_pipeline.sync.soql import select_fields
 
 PIPELINE_NAME = "salesforce_bench"
@@ -77,7 +77,9 @@ def salesforce_source(sf: Any) -> Any:
 
     @dlt.source(name="salesforce")
     def source() -> Any:
-        return [make_resource(e.sf_object, select_fields(e.source_fields())) for e in SYNC_ORDER]
+        return [
+            make_resource(e.sf_object, select_fields(e.source_fields())) for e in SCORED_ENTITIES
+        ]
 
     return source()
 
@@ -139,6 +141,6 @@ def run_pipeline(
     if normalized is None:
         raise RuntimeError("dlt ran without a normalize step: no row counts to report")
     counts = normalized.row_counts
-    per_object = {e.sf_object: int(counts.get(e.sf_object.lower(), 0)) for e in SYNC_ORDER}
+    per_object = {e.sf_object: int(counts.get(e.sf_object.lower(), 0)) for e in SCORED_ENTITIES}
     session.close()
     return {"records": sum(per_object.values()), "seconds": seconds, "per_object": per_object}

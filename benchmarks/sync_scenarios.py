@@ -14,7 +14,7 @@ from typing import Any
 
 from gtm_pipeline.emulator.testing import emulator_client
 from gtm_pipeline.store import make_engine
-from gtm_pipeline.sync.entities import ENTITIES, SYNC_ORDER
+from gtm_pipeline.sync.entities import ENTITIES, SCORED_ENTITIES
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
 from gtm_pipeline.sync.soql import modified_query
 
@@ -44,7 +44,7 @@ def raw_floor(info: Mapping[str, Any], access_token: str, batch_size: int) -> di
 
     per_object: dict[str, int] = {}
     started = time.perf_counter()
-    for entity in SYNC_ORDER:
+    for entity in SCORED_ENTITIES:
         read = read_all_pages(dict(info), access_token, batch_size, soql=sync_soql(entity.name))
         per_object[entity.sf_object] = read["records"]
     seconds = time.perf_counter() - started
@@ -70,7 +70,7 @@ def bulk_soqls(info: Mapping[str, Any], access_token: str) -> dict[str, str]:
     from gtm_pipeline.sync.bulk_csv import plan_bulk_query
 
     client = emulator_client(info, access_token)
-    return {e.sf_object: plan_bulk_query(client, e, e.mappings).soql for e in SYNC_ORDER}
+    return {e.sf_object: plan_bulk_query(client, e, e.mappings).soql for e in SCORED_ENTITIES}
 
 
 # --- the connector -----------------------------------------------------------------------------
@@ -83,7 +83,8 @@ def sync_options(*, full: bool, bulk: bool | None) -> SyncOptions:
     return SyncOptions(full=full, batch_size=BATCH_SIZE, bulk_threshold=0 if bulk else FORCE_REST)
 
 
-ALL_ENTITIES = tuple(e.name for e in SYNC_ORDER)
+ALL_ENTITIES = tuple(e.name for e in SCORED_ENTITIES)
+"""The objects the benchmark orgs hold (activities have benchmarks of their own to come)."""
 
 
 def connector_sync(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, cast
 
 import click
 
-from gtm_pipeline.sync.entities import SYNC_ORDER
+from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -47,8 +48,10 @@ def run_sync(
     instance: dg.DagsterInstance | None = None,
     resources: dict[str, object] | None = None,
     reconcile: bool = True,
+    entities: Sequence[Entity] = SYNC_ORDER,
 ) -> SyncRun:
-    """Materialize the three sync assets for one tenant partition; never raises on a failed run.
+    """Materialize the sync assets of `entities` for one tenant partition; never raises on a
+    failed run.
 
     Without an `instance`, the persistent local one is opened (and entered, so Dagster's
     process-wide state points at it) for the duration of the run. A successful `full` sync is
@@ -63,20 +66,27 @@ def run_sync(
         on_instance,
         program_resources,
     )
-    from gtm_pipeline.defs.assets import sync_assets
+    from gtm_pipeline.defs.assets import asset_key, sync_assets
     from gtm_pipeline.defs.partitions import TENANT_TAG
 
     if instance is None:
         with local_instance() as opened:
             return run_sync(
-                tenant_id, full=full, instance=opened, resources=resources, reconcile=reconcile
+                tenant_id,
+                full=full,
+                instance=opened,
+                resources=resources,
+                reconcile=reconcile,
+                entities=entities,
             )
     add_tenant_partition(instance, tenant_id)
     assets = sync_assets()
-    ops = {a.op.name: {"config": {"full": full}} for a in assets}
+    chosen = {asset_key(e) for e in entities}
+    ops = {a.op.name: {"config": {"full": full}} for a in assets if a.key in chosen}
     with on_instance(instance):
         result = dg.materialize(
             assets,
+            selection=list(chosen),
             instance=instance,
             partition_key=tenant_id,
             resources=resources or program_resources(),
@@ -94,8 +104,23 @@ def run_sync(
         return run
     from gtm_pipeline.cli.reconcile import run_reconciliation
 
-    reconciliation = run_reconciliation(tenant_id, instance=instance, resources=resources)
+    reconciliation = run_reconciliation(
+        tenant_id, instance=instance, resources=resources, entities=entities
+    )
     return replace(run, reconciliation=reconciliation)
+
+
+def chosen_entities(names: str) -> list[Entity]:
+    """The entities named (comma-separated, any name each goes by), in sync order."""
+    from gtm_pipeline.sync.entities import UnknownEntity, entity_for
+
+    try:
+        named = {entity_for(n) for n in names.split(",") if n.strip()}
+    except UnknownEntity as exc:
+        raise click.BadParameter(exc.user_message, param_hint="--entities") from None
+    if not named:
+        raise click.BadParameter("name at least one entity", param_hint="--entities")
+    return [e for e in SYNC_ORDER if e in named]
 
 
 def summary_table(summary: dict[str, dict[str, object]]) -> str:
@@ -109,16 +134,20 @@ def summary_table(summary: dict[str, dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def change_since_last_sync(tenant_id: str) -> str | None:
-    """Why the tenant needs a sync (`sync.changes.sync_reason`, at most one API call per entity),
-    or None when Salesforce shows nothing new since its last good run. No Dagster, no pandera."""
+def change_since_last_sync(tenant_id: str, entities: Sequence[Entity]) -> str | None:
+    """Why the tenant needs a sync of `entities` (`sync.changes.sync_reason`, at most one API call
+    per entity), or None when Salesforce shows nothing new since the last good run of each. No
+    Dagster, no pandera."""
     from gtm_pipeline.cli.common import open_store, org_client
     from gtm_pipeline.sync.changes import sync_reason
 
     engine = open_store()
     try:
         return sync_reason(
-            engine, tenant_id, lambda: cast("SalesforceClient", org_client(engine, tenant_id))
+            engine,
+            tenant_id,
+            lambda: cast("SalesforceClient", org_client(engine, tenant_id)),
+            entities,
         )
     finally:
         engine.dispose()
@@ -134,13 +163,22 @@ def change_since_last_sync(tenant_id: str) -> str | None:
     is_flag=True,
     help="Run an incremental sync even when Salesforce shows no change since the last one.",
 )
-def sync(tenant: str, full: bool, force: bool) -> None:
-    """Sync a tenant's accounts, contacts and opportunities now (Dagster in-process).
+@click.option(
+    "--entities",
+    "entity_names",
+    default=",".join(e.asset_name for e in SYNC_ORDER),
+    show_default=True,
+    help="Which entities to sync, comma-separated (any of their names).",
+)
+def sync(tenant: str, full: bool, force: bool, entity_names: str) -> None:
+    """Sync a tenant's accounts, contacts, opportunities, tasks and events now (Dagster
+    in-process).
 
     Without --full or --force, Salesforce is asked first (one query per object) whether anything
     changed since the tenant's last good sync; when nothing did, no run starts."""
+    entities = chosen_entities(entity_names)
     if not (full or force):
-        reason = change_since_last_sync(tenant)
+        reason = change_since_last_sync(tenant, entities)
         if reason is None:
             click.echo(
                 f"Nothing changed in Salesforce for {tenant} since its last sync: "
@@ -148,7 +186,7 @@ def sync(tenant: str, full: bool, force: bool) -> None:
             )
             return
         click.echo(f"Syncing {tenant}: {reason}.")
-    run = run_sync(tenant, full=full)
+    run = run_sync(tenant, full=full, entities=entities)
     click.echo(summary_table(run.summary))
     if not run.success:
         raise click.ClickException(run.failure or "the sync failed")

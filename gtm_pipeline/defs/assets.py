@@ -1,4 +1,4 @@
-"""The sync assets: salesforce/accounts → salesforce/contacts → salesforce/opportunities.
+"""The sync assets: salesforce/accounts → contacts → opportunities → tasks, events.
 
 (No `from __future__ import annotations` here: Dagster reads the run config's type from the
 asset function's signature at definition time.)
@@ -27,7 +27,8 @@ from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.errors import GtmError
 from gtm_pipeline.store import get_cursor
 from gtm_pipeline.store.quarantine import live_row_count
-from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
+from gtm_pipeline.store.tables import entity_rows
+from gtm_pipeline.sync.entities import ACTIVITY_ENTITIES, SCORED_ENTITIES, SYNC_ORDER, Entity
 from gtm_pipeline.sync.runner import PageProgress, SyncOptions, SyncStats, sync_entity
 
 # What a later attempt may fix is retried (an error's `retryable`, gtm_pipeline/errors.py); the
@@ -103,7 +104,8 @@ def build_sync_asset(entity: Entity, upstream: Entity | None) -> dg.AssetsDefini
         retry_policy=SYNC_RETRY_POLICY,
         group_name="salesforce",
         kinds={"salesforce"},
-        description=f"Salesforce {entity.sf_object} records of one tenant (table `{entity.name}`).",
+        description=f"Salesforce {entity.sf_object} records of one tenant (table "
+        f"`{entity_rows(entity.name).table.name}`).",
     )
     def _sync(
         context: dg.AssetExecutionContext,
@@ -150,9 +152,17 @@ def build_sync_asset(entity: Entity, upstream: Entity | None) -> dg.AssetsDefini
     return _sync
 
 
+def upstream_of(entity: Entity) -> Entity | None:
+    """The asset an entity's sync waits for: the scored entities one after another, the
+    activities after all of them (they point at accounts, persons and opportunities)."""
+    if entity in ACTIVITY_ENTITIES:
+        return SCORED_ENTITIES[-1]
+    position = SCORED_ENTITIES.index(entity)
+    return SCORED_ENTITIES[position - 1] if position else None
+
+
 def sync_assets() -> list[dg.AssetsDefinition]:
-    upstream: list[Entity | None] = [None, *SYNC_ORDER[:-1]]
-    return [build_sync_asset(e, u) for e, u in zip(SYNC_ORDER, upstream, strict=True)]
+    return [build_sync_asset(e, upstream_of(e)) for e in SYNC_ORDER]
 
 
 def definitions() -> dg.Definitions:

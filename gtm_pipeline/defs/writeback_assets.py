@@ -31,7 +31,7 @@ from gtm_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from gtm_pipeline.defs.scoring_assets import SCORES_KEY
 from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.client import SalesforceClient
-from gtm_pipeline.sync.entities import SYNC_ORDER
+from gtm_pipeline.sync.entities import SCORED_ENTITIES
 from gtm_pipeline.sync.quality import STAGES
 from gtm_pipeline.writeback import WritebackResult, write_back
 from gtm_pipeline.writeback.mapping import block_unwritable_maps
@@ -39,7 +39,7 @@ from gtm_pipeline.writeback.selection import scores_to_write
 
 WRITEBACK_KEY = dg.AssetKey(["salesforce", "score_writeback"])
 FAILURE_RATE_CHECK = "failure_rate"
-WRITEBACK_ORDER = tuple(e.score_type for e in SYNC_ORDER)
+WRITEBACK_ORDER = tuple(e.score_type for e in SCORED_ENTITIES)
 ERRORS_IN_METADATA = 200
 """Refused records listed in a run's `failures` table; `failures_total` counts them all."""
 
@@ -60,7 +60,9 @@ def progress_resource(listener: WritebackProgress = no_progress) -> dg.ResourceD
 
 
 def quality_check_keys() -> list[dg.AssetCheckKey]:
-    return [dg.AssetCheckKey(asset_key(entity), stage) for entity in SYNC_ORDER for stage in STAGES]
+    return [
+        dg.AssetCheckKey(asset_key(entity), stage) for entity in SCORED_ENTITIES for stage in STAGES
+    ]
 
 
 def latest_evaluation(

@@ -92,6 +92,16 @@ def last_run_succeeded(conn: sa.Connection, tenant_id: str, entity: str) -> bool
     return row.last_started_at is None or row.last_started_at <= row.last_succeeded_at
 
 
+def ever_succeeded(conn: sa.Connection, tenant_id: str, entity: str) -> bool:
+    """Whether any run of the entity for the tenant has finished."""
+    succeeded = conn.execute(
+        sa.select(sync_state.c.last_succeeded_at).where(
+            sync_state.c.tenant_id == tenant_id, sync_state.c.entity == entity
+        )
+    ).scalar_one_or_none()
+    return succeeded is not None
+
+
 def mark_run_started(
     conn: sa.Connection, tenant_id: str, entity: str, mode: str, at: datetime | None = None
 ) -> None:

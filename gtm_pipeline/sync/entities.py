@@ -11,9 +11,9 @@ tenant's own mapping (issue: field mapping) replaces or extends it; without one,
 Columns no single field fills (when an activity happened, the object a polymorphic Id points at)
 are `Derived` by fixed rules (`sync/derive.py`) that tenants do not remap.
 
-Accounts, Contacts and Opportunities (`SYNC_ORDER`) are synced, scored and written back. Tasks
-and Events (`ACTIVITY_ENTITIES`, both in the `activities` table) are read for engagement only:
-they have no score type.
+Accounts, Contacts and Opportunities (`SCORED_ENTITIES`) are synced, scored and written back.
+Tasks and Events (`ACTIVITY_ENTITIES`, both in the `activities` table) are synced after them, for
+engagement: they have no score type. `SYNC_ORDER` is all five, in the order they sync.
 """
 
 from __future__ import annotations
@@ -222,13 +222,14 @@ EVENTS = Entity(
     archives=True,
 )
 
-SYNC_ORDER: tuple[Entity, ...] = (ACCOUNTS, PERSONS, OPPORTUNITIES)
+SCORED_ENTITIES: tuple[Entity, ...] = (ACCOUNTS, PERSONS, OPPORTUNITIES)
 ACTIVITY_ENTITIES: tuple[Entity, ...] = (TASKS, EVENTS)
-ALL_ENTITIES: tuple[Entity, ...] = (*SYNC_ORDER, *ACTIVITY_ENTITIES)
-ENTITIES: dict[str, Entity] = {e.name: e for e in ALL_ENTITIES}
+SYNC_ORDER: tuple[Entity, ...] = (*SCORED_ENTITIES, *ACTIVITY_ENTITIES)
+"""Activities last: they point at every other entity."""
+ENTITIES: dict[str, Entity] = {e.name: e for e in SYNC_ORDER}
 """By key."""
-_BY_ANY_NAME: dict[str, Entity] = {n.lower(): e for e in ALL_ENTITIES for n in e.names}
-_BY_SCORE_TYPE: dict[str, Entity] = {e.score_type: e for e in SYNC_ORDER if e.score_type}
+_BY_ANY_NAME: dict[str, Entity] = {n.lower(): e for e in SYNC_ORDER for n in e.names}
+_BY_SCORE_TYPE: dict[str, Entity] = {e.score_type: e for e in SCORED_ENTITIES if e.score_type}
 
 
 def entity(name: str) -> Entity:
@@ -246,12 +247,13 @@ def entity_for(name: str) -> Entity:
     try:
         return _BY_ANY_NAME[name.strip().lower()]
     except KeyError:
-        accepted = ", ".join("/".join(e.names) for e in ALL_ENTITIES)
+        accepted = ", ".join("/".join(e.names) for e in SYNC_ORDER)
         raise UnknownEntity(f"unknown entity {name[:80]!r}; expected one of {accepted}") from None
 
 
 def by_score_type(score_type: str) -> Entity:
-    """The entity whose score rows carry `score_type` (`account`, `person`, `opportunity`)."""
+    """The scored entity whose score rows carry `score_type` (`account`, `person`,
+    `opportunity`)."""
     try:
         return _BY_SCORE_TYPE[score_type]
     except KeyError:

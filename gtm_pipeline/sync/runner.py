@@ -48,6 +48,7 @@ from gtm_pipeline.store import (
     mark_run_started,
     mark_run_succeeded,
 )
+from gtm_pipeline.store.cursors import ever_succeeded
 from gtm_pipeline.store.duplicates import defer_marks_if_first, settle_deferred_marks
 from gtm_pipeline.store.tables import entity_rows
 from gtm_pipeline.sync.bulk_csv import (
@@ -220,7 +221,10 @@ def _sync_entity(
     with engine.begin() as conn:
         cursor = get_cursor(conn, tenant_id, entity.name)
         deleted_cursor = get_cursor(conn, tenant_id, deleted_cursor_key(entity))
-        mode = "full" if options.full or cursor is None else "incremental"
+        # No cursor after a finished run: the object was empty. Reading it again is an
+        # incremental read from the start, not another first full sync.
+        first = cursor is None and not ever_succeeded(conn, tenant_id, entity.name)
+        mode = "full" if options.full or first else "incremental"
         run_started_at = datetime.now(UTC)
         mark_run_started(conn, tenant_id, entity.name, mode, at=run_started_at)
         table = entity_rows(entity.name).table

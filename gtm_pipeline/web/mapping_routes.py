@@ -37,7 +37,7 @@ from gtm_pipeline.salesforce.crypto import TokenDecryptError
 from gtm_pipeline.salesforce.errors import SalesforceClientError, SessionInvalid
 from gtm_pipeline.salesforce.metadata import FieldInfo, MetadataError, describe_object
 from gtm_pipeline.store.connections import get_connector
-from gtm_pipeline.sync.entities import SYNC_ORDER, Entity, FieldMapping
+from gtm_pipeline.sync.entities import SCORED_ENTITIES, Entity, FieldMapping
 from gtm_pipeline.sync.mapping import (
     MappingError,
     effective_mappings,
@@ -86,7 +86,7 @@ TenantClientFactory = Callable[[str], SalesforceClient]
 MAPPING_PATH = "/connectors/{tenant}/mapping"
 WRITEBACK_PATH = MAPPING_PATH + "/writeback"
 DEFAULT_ENTITY = "persons"
-MAPPED_ENTITIES = {e.name: e for e in SYNC_ORDER}
+MAPPED_ENTITIES = {e.name: e for e in SCORED_ENTITIES}
 """The entities the page maps both ways (sync and writeback): the scored ones."""
 CONNECTED = "connected"
 # Three inputs per row; generous for a few dozen custom fields, and bounds what a POST may make

@@ -14,6 +14,7 @@ from gtm_pipeline.config import Settings
 from gtm_pipeline.defs.automation import sync_schedule, sync_sensor
 from gtm_pipeline.defs.partitions import TENANT_TAG, salesforce_tenants
 from gtm_pipeline.defs.resources import WarehouseResource
+from gtm_pipeline.sync.entities import SYNC_ORDER
 from gtm_pipeline_tests.support.defs import TENANT
 
 tenant_sync_sensor = sync_sensor(Settings({}))
@@ -61,7 +62,7 @@ def test_dagster_instance_on_postgresql_storage(resources):
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             run = run_sync(TENANT, instance=instance, resources=resources)
             assert run.success, run.failure
-            assert set(run.summary) == {"accounts", "contacts", "opportunities"}
+            assert set(run.summary) == {e.asset_name for e in SYNC_ORDER}
             records = instance.get_run_records(dg.RunsFilter(tags={TENANT_TAG: TENANT}))
             assert [r.dagster_run.run_id for r in records] == [run.run_id]
 

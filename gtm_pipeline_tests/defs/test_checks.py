@@ -14,8 +14,8 @@ from gtm_pipeline.config import ConfigError, quality_error_rate
 from gtm_pipeline.defs.assets import asset_key, sync_assets
 from gtm_pipeline.defs.checks import quality_check_results
 from gtm_pipeline.defs.partitions import salesforce_tenants
-from gtm_pipeline.store import CANONICAL_TABLES
 from gtm_pipeline.store.quarantine import failures_for
+from gtm_pipeline.store.tables import entity_rows
 from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER
 from gtm_pipeline.sync.quality import (
     DEDUPLICATION,
@@ -150,7 +150,7 @@ def materialize(instance, resources) -> dg.ExecuteInProcessResult:
 
 def email_twins(engine, entity) -> set[str]:
     """Persons rows the store marked as another row's email twin (not deleted)."""
-    table = CANONICAL_TABLES[entity.name]
+    table = entity_rows(entity.name).table
     if "duplicate_of" not in table.c:
         return set()
     with engine.connect() as conn:

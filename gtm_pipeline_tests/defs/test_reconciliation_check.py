@@ -175,7 +175,7 @@ def test_clean_after_a_full_sync_passes(instance, resources):
     reconciliation = run.reconciliation
     assert reconciliation is not None and reconciliation.ok, reconciliation
     assert reconciliation.run_id != run.run_id
-    assert set(reconciliation.results) == {"accounts", "contacts", "opportunities"}
+    assert set(reconciliation.results) == {e.asset_name for e in SYNC_ORDER}
     for entity in SYNC_ORDER:
         record = latest(instance, reconciliation_check_key(entity))
         assert record.partition == TENANT

@@ -44,15 +44,18 @@ def metadata(result, key) -> dict:
 def test_asset_keys_partitions_and_dependencies():
     assets = {a.key: a for a in sync_assets()}
     assert list(assets) == [
-        dg.AssetKey(["salesforce", "accounts"]),
-        dg.AssetKey(["salesforce", "contacts"]),
-        dg.AssetKey(["salesforce", "opportunities"]),
+        dg.AssetKey(["salesforce", name])
+        for name in ("accounts", "contacts", "opportunities", "tasks", "events")
     ]
     for asset in assets.values():
         assert asset.partitions_def == salesforce_tenants
         assert {c.name for c in asset.check_specs} == set(STAGES)
-    assert assets[KEYS[1]].asset_deps[KEYS[1]] == {KEYS[0]}
-    assert assets[KEYS[2]].asset_deps[KEYS[2]] == {KEYS[1]}
+    accounts, contacts, opportunities, tasks, events = KEYS
+    assert assets[contacts].asset_deps[contacts] == {accounts}
+    assert assets[opportunities].asset_deps[opportunities] == {contacts}
+    # Activities point at accounts, persons and opportunities: they come after all three.
+    assert assets[tasks].asset_deps[tasks] == {opportunities}
+    assert assets[events].asset_deps[events] == {opportunities}
 
 
 def test_full_then_incremental_materialization(instance, resources, emulator, engine):

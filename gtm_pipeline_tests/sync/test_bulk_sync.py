@@ -10,8 +10,9 @@ import sqlalchemy as sa
 from gtm_pipeline.config import ConfigError, bulk_threshold
 from gtm_pipeline.salesforce.bulk_jobs import BulkPollPolicy, BulkQuery
 from gtm_pipeline.salesforce.errors import BulkJobFailed, BulkUnavailable
-from gtm_pipeline.store import CANONICAL_TABLES, get_cursor
+from gtm_pipeline.store import get_cursor
 from gtm_pipeline.store.quarantine import failures_for
+from gtm_pipeline.store.tables import entity_rows
 from gtm_pipeline.sync.bulk_csv import read_csv_text
 from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER, FieldMapping
 from gtm_pipeline.sync.load import deleted_cursor_key
@@ -47,10 +48,10 @@ def sync_all(client, engine, tenant, **options):
 
 
 def stored(engine, tenant, entity) -> dict[str, dict]:
-    table = CANONICAL_TABLES[entity.name]
+    owned = entity_rows(entity.name)
     skip = {"tenant_id", "synced_at"}
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(table).where(table.c.tenant_id == tenant)).mappings()
+        rows = conn.execute(sa.select(owned.table).where(owned.of_tenant(tenant))).mappings()
         return {r["external_id"]: {k: v for k, v in r.items() if k not in skip} for r in rows}
 
 

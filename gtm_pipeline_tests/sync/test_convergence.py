@@ -63,10 +63,10 @@ from gtm_pipeline_tests.sync.test_store_follows_salesforce import (
     sync_all,
 )
 
-COUNTS = {"Account": 15, "Contact": 40, "Opportunity": 12}
+COUNTS = {"Account": 15, "Contact": 40, "Opportunity": 12, "Task": 20, "Event": 8}
 DIRTY_RATIO = 0.1
 EXAMPLES = scaled(100, 1000)
-OBJECTS = ("Account", "Contact", "Opportunity")
+OBJECTS = ("Account", "Contact", "Opportunity", "Task", "Event")
 LOOKBACK_SECONDS = 600
 examples_run: dict[str, int] = {}
 
@@ -100,6 +100,8 @@ class Sync:
 KINDS = ("insert", "edit", "dirty", "clean", "delete", "undelete", "purge", "late", "late")
 """Late commits twice as often: half of them need reconciliation."""
 CONTACT_KINDS = ("twin", "untwin", "twin_insert")
+ACTIVITY_KINDS = ("archive",)
+"""Salesforce archives an old activity: only queryAll returns it, and its stamp may not move."""
 
 changes = st.one_of(
     st.builds(
@@ -115,6 +117,13 @@ changes = st.one_of(
         sobject=st.just("Contact"),
         pick=st.integers(0, 100),
         other=st.integers(0, 100),
+        variant=st.integers(0, 5),
+    ),
+    st.builds(
+        Change,
+        kind=st.sampled_from(ACTIVITY_KINDS),
+        sobject=st.sampled_from(("Task", "Event")),
+        pick=st.integers(0, 100),
         variant=st.integers(0, 5),
     ),
 )
@@ -174,6 +183,12 @@ def clean_fields(org: Org, sobject: str) -> dict:
                     "Title": "Fixed"},
         "Opportunity": {"Name": f"Clean deal {n}", "StageName": "Prospecting",
                         "CloseDate": "2025-01-31", "Amount": 10.5, "AccountId": org.account_id()},
+        "Task": {"Subject": f"Call {n}", "TaskSubtype": "Call", "Status": "Completed",
+                 "ActivityDate": "2024-03-01", "CallDurationInSeconds": 60,
+                 "WhatId": org.account_id()},
+        "Event": {"Subject": f"Meeting {n}", "Type": "Meeting", "DurationInMinutes": 30,
+                  "StartDateTime": "2024-03-01T10:00:00.000+0000",
+                  "EndDateTime": "2024-03-01T10:30:00.000+0000", "WhatId": org.account_id()},
     }[sobject]  # fmt: skip
 
 
@@ -184,6 +199,9 @@ DIRT = {
                 {"Email": None, "FirstName": None}),
     "Opportunity": ({"CloseDate": "2024-02-30"}, {"Amount": "approx. 500"},
                     {"AccountId": None}, {"Name": "   "}),
+    # About nobody (no Who, no What, hence no account); undated.
+    "Task": ({"WhoId": None, "WhatId": None}, {"Subject": "S" * 300}),
+    "Event": ({"WhoId": None, "WhatId": None}, {"StartDateTime": None, "ActivityDateTime": None}),
 }  # fmt: skip
 
 
@@ -193,11 +211,14 @@ def edit_fields(org: Org, sobject: str) -> dict:
         "Account": {"Industry": f"Industry {n}", "NumberOfEmployees": f"{n},000"},
         "Contact": {"Title": f"  Title {n} ", "Phone": f"555-{n:04d}"},
         "Opportunity": {"StageName": f"Stage {n}", "Amount": f"${n}k"},
+        "Task": {"Subject": f"  Follow-up {n} ", "Status": "In Progress"},
+        "Event": {"Subject": f"Demo {n}", "Type": ["Call", "Email", None][n % 3]},
     }[sobject]
 
 
 def is_valid(sobject: str, record: dict) -> bool:
-    entity = {"Account": "accounts", "Contact": "persons", "Opportunity": "opportunities"}
+    entity = {"Account": "accounts", "Contact": "persons", "Opportunity": "opportunities",
+              "Task": "tasks", "Event": "events"}  # fmt: skip
     return isinstance(judged(entity[sobject], record), dict)
 
 
@@ -297,6 +318,13 @@ def _late(org: Org, change: Change) -> None:
         org.mutate({**op, "id": record["Id"]})
 
 
+def _archive(org: Org, change: Change) -> None:
+    current = [r for r in org.live(change.sobject) if not r["IsArchived"]]
+    record = _chosen(current, change.pick)
+    if record:
+        org.mutate({"op": "archive", "object": change.sobject, "id": record["Id"]})
+
+
 def _twin(org: Org, change: Change) -> None:
     """`pick` takes the email of `other` (another live Contact with one), in another case."""
     live = org.live("Contact")
@@ -338,6 +366,7 @@ APPLY: dict[str, Callable[[Org, Change], None]] = {
     "twin": _twin,
     "untwin": _untwin,
     "twin_insert": _twin_insert,
+    "archive": _archive,
 }
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gtm_pipeline.store import CANONICAL_TABLES
 from gtm_pipeline.store.quarantine import failures_for
+from gtm_pipeline.store.tables import entity_rows
 from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
 from gtm_pipeline.sync.load import deleted_cursor_key
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
@@ -103,13 +103,13 @@ def assert_nothing_lost_before_the_cursor(engine: sa.Engine, emulator, entity: E
 def assert_counts_equal_the_truth(engine: sa.Engine, emulator, entity: Entity) -> None:
     """One row per record Salesforce has (live or in the recycle bin), except the quarantined."""
     truth_ids = {r["Id"] for r in emulator.control.truth(entity.sf_object)}
-    table = CANONICAL_TABLES[entity.name]
+    owned = entity_rows(entity.name)
     with engine.connect() as conn:
         count = conn.execute(
-            sa.select(sa.func.count()).select_from(table).where(table.c.tenant_id == TENANT)
+            sa.select(sa.func.count()).select_from(owned.table).where(owned.of_tenant(TENANT))
         ).scalar_one()
         ids = set(
-            conn.execute(sa.select(table.c.external_id).where(table.c.tenant_id == TENANT))
+            conn.execute(sa.select(owned.table.c.external_id).where(owned.of_tenant(TENANT)))
             .scalars()
             .all()
         )

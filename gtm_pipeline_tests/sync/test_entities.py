@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 
 from gtm_pipeline.store.scoring import SCORE_ENTITY_TYPES
-from gtm_pipeline.store.tables import ENTITY_ROWS
+from gtm_pipeline.store.tables import ENTITY_ROWS, entity_rows
 from gtm_pipeline.sync.entities import (
     ACCOUNTS,
+    ACTIVITY_ENTITIES,
     OPPORTUNITIES,
     PERSONS,
+    SCORED_ENTITIES,
     SYNC_ORDER,
     UnknownEntity,
     by_score_type,
@@ -51,12 +53,24 @@ def test_no_two_entities_share_a_name() -> None:
 
 
 def test_the_names_the_store_dagster_and_scores_use() -> None:
-    assert [e.name for e in SYNC_ORDER] == ["accounts", "persons", "opportunities"]
-    assert [e.asset_name for e in SYNC_ORDER] == ["accounts", "contacts", "opportunities"]
-    assert [e.sf_object for e in SYNC_ORDER] == ["Account", "Contact", "Opportunity"]
+    assert [e.name for e in SYNC_ORDER] == [
+        "accounts", "persons", "opportunities", "tasks", "events"
+    ]  # fmt: skip
+    assert [e.asset_name for e in SYNC_ORDER] == [
+        "accounts", "contacts", "opportunities", "tasks", "events"
+    ]  # fmt: skip
+    assert [e.sf_object for e in SYNC_ORDER] == [
+        "Account",
+        "Contact",
+        "Opportunity",
+        "Task",
+        "Event",
+    ]
     assert all(e.name in ENTITY_ROWS for e in SYNC_ORDER)
+    assert [entity_rows(e.name).table.name for e in ACTIVITY_ENTITIES] == ["activities"] * 2
     # The store keeps its own tuple (it may not import sync); the two must agree.
-    assert tuple(e.score_type for e in SYNC_ORDER) == SCORE_ENTITY_TYPES
+    assert tuple(e.score_type for e in SCORED_ENTITIES) == SCORE_ENTITY_TYPES
+    assert all(e.score_type is None for e in ACTIVITY_ENTITIES)
     assert PERSONS.display_name == "persons (Contact)"
 
 

@@ -24,8 +24,9 @@ from gtm_pipeline.salesforce.errors import (
     ApiUsageGuardTripped,
     SalesforceUnavailable,
 )
-from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor, save_cursor, sync_state
+from gtm_pipeline.store import Cursor, get_cursor, save_cursor, sync_state
 from gtm_pipeline.store.quarantine import failures_for
+from gtm_pipeline.store.tables import entity_rows
 from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER, Entity
 from gtm_pipeline.sync.load import deleted_cursor_key
 from gtm_pipeline.sync.reconciliation import reconcile_entity
@@ -62,9 +63,9 @@ def stamp(record: dict) -> datetime:
 
 
 def stored_rows(engine: sa.Engine, entity: Entity) -> dict[str, sa.Row]:
-    table = CANONICAL_TABLES[entity.name]
+    owned = entity_rows(entity.name)
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(table).where(table.c.tenant_id == TENANT))
+        rows = conn.execute(sa.select(owned.table).where(owned.of_tenant(TENANT)))
         return {r.external_id: r for r in rows}
 
 

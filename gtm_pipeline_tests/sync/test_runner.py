@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from gtm_pipeline.emulator.testing import running_emulator
 from gtm_pipeline.store import get_cursor
-from gtm_pipeline.sync.entities import SYNC_ORDER
+from gtm_pipeline.sync.entities import EVENTS, SYNC_ORDER
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
+from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.sync.reconcile import reconcile
 
 TENANT = "acme"
@@ -104,3 +106,21 @@ def test_batched_pages_keeps_order_skips_empty_pages_and_flushes_the_rest():
               batched_pages(iter(pages), rows=6)]  # fmt: skip
     assert joined == [(3, 7, 2), (5, 7, 2)]
     assert [len(p.frame) for p, _ in batched_pages(iter(pages), rows=1)] == [3, 4, 2, 5]
+
+
+def test_an_object_empty_at_its_first_sync_is_read_incrementally_afterwards(tmp_path, engine):
+    counts = {"Account": 5, "Contact": 10, "Opportunity": 3}  # no Events at all
+    with running_emulator(tmp_path / "empty", counts=counts, seed=3) as emulator:
+        client = client_for(emulator)
+        first = sync_entity(client, engine, TENANT, EVENTS)
+        again = sync_entity(client, engine, TENANT, EVENTS)
+        assert (first.mode, first.rows_read, again.mode) == ("full", 0, "incremental")
+        account = next(iter(emulator.control.truth("Account")))["Id"]
+        emulator.control.mutate([{"op": "insert", "object": "Event", "fields": {
+            "Subject": "Kick-off", "WhatId": account, "DurationInMinutes": 30,
+            "StartDateTime": "2024-05-01T09:00:00.000+0000",
+            "EndDateTime": "2024-05-01T09:30:00.000+0000",
+        }}])  # fmt: skip
+        found = sync_entity(client, engine, TENANT, EVENTS)
+        assert (found.mode, found.rows_read) == ("incremental", 1)
+        reconcile(engine, TENANT, emulator, EVENTS)

@@ -17,7 +17,7 @@ from gtm_pipeline.emulator.testing import EmulatorHandle, running_emulator
 from gtm_pipeline.salesforce.bulk_jobs import BulkPollPolicy
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.store import CANONICAL_TABLES, Cursor, get_cursor, save_cursor
-from gtm_pipeline.store.tables import is_live, quality_failures, sync_state
+from gtm_pipeline.store.tables import entity_rows, is_live, quality_failures, sync_state
 from gtm_pipeline.sync import runner
 from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER, Entity
 from gtm_pipeline.sync.load import deleted_cursor_key
@@ -27,7 +27,7 @@ from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.sync.reconcile import judged, reconcile, stamp_of
 
 TENANT = "acme"
-COUNTS = {"Account": 30, "Contact": 120, "Opportunity": 30}
+COUNTS = {"Account": 30, "Contact": 120, "Opportunity": 30, "Task": 90, "Event": 30}
 FAST_POLL = BulkPollPolicy(initial_seconds=0.0, max_interval_seconds=0.01, timeout_seconds=30)
 DELETED_COLUMNS = ("external_id", "is_deleted", "deleted_at", "system_modstamp")
 FAILURE_COLUMNS = ("entity", "external_id", "stage", "field", "reason", "raw", "system_modstamp")
@@ -62,9 +62,9 @@ def assert_oracle(engine: sa.Engine, emulator: EmulatorHandle, tenant: str = TEN
 
 def rows_of(engine: sa.Engine, entity: Entity, tenant: str = TENANT) -> dict[str, dict]:
     """Every row of the tenant's table, every column but tenant_id and synced_at."""
-    table = CANONICAL_TABLES[entity.name]
+    owned = entity_rows(entity.name)
     with engine.connect() as conn:
-        found = conn.execute(sa.select(table).where(table.c.tenant_id == tenant)).mappings()
+        found = conn.execute(sa.select(owned.table).where(owned.of_tenant(tenant))).mappings()
         return {
             r["external_id"]: {k: v for k, v in r.items() if k not in ("tenant_id", "synced_at")}
             for r in found
