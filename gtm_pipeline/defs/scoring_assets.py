@@ -18,6 +18,7 @@ from gtm_pipeline.defs.resources import WarehouseResource
 from gtm_pipeline.scoring import ScoringConfig, score_all
 from gtm_pipeline.store.scoring import (
     SCORE_ENTITY_TYPES,
+    load_activities,
     load_scoring_inputs,
     read_scores,
     write_scores,
@@ -84,7 +85,10 @@ def scores_asset(
     # One transaction: the scores written are those of the rows read, never half a run.
     with engine.begin() as conn:
         accounts, persons, opportunities = load_scoring_inputs(conn, tenant_id)
-        fresh = score_all(accounts, persons, opportunities, ScoringConfig(), datetime.now(UTC))
+        activities = load_activities(conn, tenant_id)
+        fresh = score_all(
+            accounts, persons, opportunities, ScoringConfig(), datetime.now(UTC), activities
+        )
         scores = keep_unchanged_stamps(fresh, read_scores(conn, tenant_id))
         written = write_scores(conn, tenant_id, scores)
     context.log.info(f"scored {len(scores)} records of tenant {tenant_id}")

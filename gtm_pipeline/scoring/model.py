@@ -1,4 +1,4 @@
-"""The reference scoring model: fit from firmographics, engagement from opportunities.
+"""The reference scoring model: fit from firmographics, engagement from deals and activities.
 
 A small, transparent model so every score can be explained from the row it came from. Pure and
 vectorised: DataFrames in, one DataFrame of scores out, no I/O and no clock (`now` is passed in),
@@ -14,17 +14,24 @@ Fit (accounts; persons and opportunities inherit their account's fit):
     - bands: the share of the band edges a value reaches (`searchsorted(edges, v, 'right') /
       len(edges)`), so a bigger company never scores lower; a missing value scores 0.
 
-Engagement:
-    engagement = 100 * (w_stage * stage + w_amount * amount_band + w_recency * recency)
+Engagement (accounts):
+    engagement = (1 - activity_weight) * deal + activity_weight * 100 * activity
+    deal = 100 * (w_stage * stage + w_amount * amount_band + w_recency * recency)
     - stage: the stage's progress in `STAGE_PROGRESS` (Salesforce's default probabilities;
       Closed Lost is 0); an unknown stage is 0.
     - amount: the band share of the amount (for an account: the sum over its open and won
       opportunities, since lost money says nothing about intent).
     - recency: exp(-ln2 * days_since_close / half_life); a close date today or in the future
       is 1, a missing one 0. For an account, stage and recency are the best over its
-      opportunities. An account with no live opportunity has engagement 0.
-    Persons: (1 - seniority_weight) * account engagement + seniority_weight * 100 * seniority,
-    where seniority comes from the title by `SENIORITY_RULES` (first matching rule wins).
+      opportunities. An account with no live opportunity has a deal part of 0.
+    - activity: `scoring/activities.py` over the account's activities (their AccountId) of the
+      last `activity_window_days`: frequency weighted by subtype (meeting > call > email >
+      other) and recency of the latest; 0 without one.
+    Persons: (1 - seniority_weight - activity_weight) * account engagement + seniority_weight *
+    100 * seniority + activity_weight * 100 * activity, where seniority comes from the title by
+    `SENIORITY_RULES` (first matching rule wins) and activity is over the person's own
+    activities (their WhoId).
+    Opportunities: the deal part of the opportunity alone.
 
 combined = fit_weight * fit + engagement_weight * engagement; all three are rounded to 2
 decimals and the tier is read from the rounded combined score, so a stored row's tier always
@@ -45,6 +52,12 @@ import numpy as np
 import pandas as pd
 
 from gtm_pipeline.errors import GtmError
+from gtm_pipeline.scoring.activities import (
+    ACTIVITY_COLUMNS,
+    ACTIVITY_WEIGHTS,
+    activity_levels,
+    engagement_of,
+)
 from gtm_pipeline.store.scoring import SCORE_COLUMNS, SCORE_ENTITY_TYPES
 from gtm_pipeline.sync.entities import ACCOUNTS, OPPORTUNITIES, PERSONS
 
@@ -141,6 +154,11 @@ def _sums_to_one(names: str, values: tuple[float, ...]) -> None:
         raise ScoringConfigError(f"{names} must sum to 1, got {sum(values):g}")
 
 
+def _positive(name: str, value: float) -> None:
+    if not isinstance(value, int | float) or not (0 < value < math.inf):
+        raise ScoringConfigError(f"{name} must be a positive number, got {value!r}")
+
+
 def _ascending_edges(name: str, edges: tuple[float, ...]) -> None:
     if not edges or any(not math.isfinite(e) for e in edges):
         raise ScoringConfigError(f"{name} must be a non-empty tuple of finite numbers")
@@ -169,7 +187,13 @@ class ScoringConfig:
     revenue_bands: tuple[float, ...] = (1e6, 1e7, 5e7, 2.5e8, 1e9, 5e9)
     amount_bands: tuple[float, ...] = (5e3, 25e3, 1e5, 5e5, 1e6)
     recency_half_life_days: float = 180.0
+    activity_weight: float = 0.3
+    activity_window_days: float = 90.0
+    activity_half_life_days: float = 14.0
+    activity_saturation: float = 5.0
+    """The weighted activity count at which frequency reaches 1 - 1/e (63%)."""
     industry_weights: Mapping[str, float] = field(default_factory=lambda: INDUSTRY_WEIGHTS)
+    activity_weights: Mapping[str, float] = field(default_factory=lambda: ACTIVITY_WEIGHTS)
 
     def __post_init__(self) -> None:
         for name in (
@@ -183,8 +207,11 @@ class ScoringConfig:
             "recency_weight",
             "seniority_weight",
             "unknown_industry_weight",
+            "activity_weight",
         ):
             _unit(name, getattr(self, name))
+        if self.seniority_weight + self.activity_weight > 1.0 + 1e-9:
+            raise ScoringConfigError("seniority_weight + activity_weight must not exceed 1")
         _sums_to_one("fit_weight + engagement_weight", (self.fit_weight, self.engagement_weight))
         _sums_to_one(
             "industry_weight + employee_weight + revenue_weight",
@@ -197,14 +224,23 @@ class ScoringConfig:
         self._check_tiers()
         for name in ("employee_bands", "revenue_bands", "amount_bands"):
             _ascending_edges(name, tuple(getattr(self, name)))
-        half_life = self.recency_half_life_days
-        if not isinstance(half_life, int | float) or not (0 < half_life < math.inf):
-            raise ScoringConfigError(
-                f"recency_half_life_days must be a positive number, got {half_life!r}"
-            )
+        for name in (
+            "recency_half_life_days",
+            "activity_window_days",
+            "activity_half_life_days",
+            "activity_saturation",
+        ):
+            _positive(name, getattr(self, name))
         for industry, weight in self.industry_weights.items():
             _unit(f"industry_weights[{industry!r}]", weight)
         object.__setattr__(self, "industry_weights", MappingProxyType(dict(self.industry_weights)))
+        if set(self.activity_weights) != set(ACTIVITY_WEIGHTS):
+            raise ScoringConfigError(
+                f"activity_weights must weigh exactly {', '.join(ACTIVITY_WEIGHTS)}"
+            )
+        for group, weight in self.activity_weights.items():
+            _unit(f"activity_weights[{group!r}]", weight)
+        object.__setattr__(self, "activity_weights", MappingProxyType(dict(self.activity_weights)))
 
     def _check_tiers(self) -> None:
         tiers = (self.tier_a, self.tier_b, self.tier_c)
@@ -237,15 +273,20 @@ def score_accounts(
     opportunities: pd.DataFrame,
     config: ScoringConfig,
     now: datetime,
+    activities: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Score live accounts: fit from firmographics, engagement from their live opportunities."""
+    """Score live accounts: fit from firmographics, engagement from their live opportunities
+    and their activities (none when `activities` is None)."""
     stamp = _utc(now)
     live = _live(accounts, ACCOUNT_COLUMNS, "accounts")
     fit = _fit(live, config)
     opps = _opportunity_components(
         _live(opportunities, OPPORTUNITY_COLUMNS, "opportunities"), config, stamp
     )
-    engagement = _account_engagement(live["external_id"], opps, config)
+    deal = _account_engagement(live["external_id"], opps, config)
+    activity = _activity(live["external_id"], activities, "account_external_id", config, stamp)
+    weight = config.activity_weight
+    engagement = (1.0 - weight) * deal + weight * 100.0 * activity
     return _result(ACCOUNTS.score_type, live["external_id"], fit, engagement, config, stamp)
 
 
@@ -273,19 +314,26 @@ def score_persons(
     account_scores: pd.DataFrame,
     config: ScoringConfig,
     now: datetime,
+    activities: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Score live persons: their account's fit; its engagement blended with title seniority.
+    """Score live persons: their account's fit; its engagement blended with title seniority and
+    the person's own activities (none when `activities` is None).
 
     A person with no scored account (none, deleted or unknown) has fit 0 and account
-    engagement 0, so only their seniority counts.
+    engagement 0, so only their seniority and activities count.
     """
     stamp = _utc(now)
     live = _live(persons, PERSON_COLUMNS, "persons")
     fit = _inherited(live["account_external_id"], account_scores, "fit_score")
     account_engagement = _inherited(live["account_external_id"], account_scores, "engagement_score")
     seniority = title_seniority(live["title"])
-    weight = config.seniority_weight
-    engagement = (1.0 - weight) * account_engagement + weight * 100.0 * seniority
+    activity = _activity(live["external_id"], activities, "who_external_id", config, stamp)
+    senior, active = config.seniority_weight, config.activity_weight
+    engagement = (
+        (1.0 - senior - active) * account_engagement
+        + senior * 100.0 * seniority
+        + active * 100.0 * activity
+    )
     return _result(PERSONS.score_type, live["external_id"], fit, engagement, config, stamp)
 
 
@@ -295,12 +343,13 @@ def score_all(
     opportunities: pd.DataFrame,
     config: ScoringConfig,
     now: datetime,
+    activities: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every entity's scores in one frame (accounts, then persons, then opportunities)."""
-    account_scores = score_accounts(accounts, opportunities, config, now)
+    account_scores = score_accounts(accounts, opportunities, config, now, activities)
     frames = [
         account_scores,
-        score_persons(persons, account_scores, config, now),
+        score_persons(persons, account_scores, config, now, activities),
         score_opportunities(opportunities, account_scores, config, now),
     ]
     return pd.concat(frames, ignore_index=True)
@@ -413,6 +462,28 @@ def _account_engagement(
         + config.amount_weight * _band_share(amount, config.amount_bands)
         + config.recency_weight * recency
     )
+
+
+def _activity(
+    keys: pd.Series,
+    activities: pd.DataFrame | None,
+    by: str,
+    config: ScoringConfig,
+    now: pd.Timestamp,
+) -> pd.Series:
+    """Each key's activity 0-1 (`scoring/activities.py`) over the live activities."""
+    if activities is None:
+        return pd.Series(0.0, index=keys.index)
+    levels = activity_levels(
+        _live(activities, ACTIVITY_COLUMNS, "activities"),
+        by,
+        now=now,
+        window_days=config.activity_window_days,
+        half_life_days=config.activity_half_life_days,
+        saturation=config.activity_saturation,
+        weights=config.activity_weights,
+    )
+    return engagement_of(keys, levels)
 
 
 def _inherited(account_ids: pd.Series, account_scores: pd.DataFrame, column: str) -> pd.Series:

@@ -11,7 +11,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from gtm_pipeline.store.errors import InvalidRowsError
-from gtm_pipeline.store.tables import accounts, is_live, opportunities, persons, scores
+from gtm_pipeline.store.tables import accounts, activities, is_live, opportunities, persons, scores
 from gtm_pipeline.store.upsert import upsert_records
 
 SCORE_ENTITY_TYPES = ("account", "person", "opportunity")
@@ -28,6 +28,13 @@ _INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     "accounts": ("external_id", "name", "industry", "employee_count", "annual_revenue"),
     "persons": ("external_id", "account_external_id", "title", "email"),
     "opportunities": ("external_id", "account_external_id", "stage", "amount", "close_date"),
+    "activities": (
+        "external_id",
+        "who_external_id",
+        "account_external_id",
+        "subtype",
+        "occurred_at",
+    ),
 }
 
 
@@ -50,6 +57,11 @@ def load_scoring_inputs(
         _live_rows(conn, persons, tenant_id),
         _live_rows(conn, opportunities, tenant_id),
     )
+
+
+def load_activities(conn: sa.Connection, tenant_id: str) -> pd.DataFrame:
+    """The tenant's live activities (Tasks and Events), the engagement model's input."""
+    return _live_rows(conn, activities, tenant_id)
 
 
 def _check_scores_frame(tenant_id: str, frame: pd.DataFrame) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pandas as pd
@@ -191,7 +192,8 @@ def test_engagement_follows_stage_amount_and_recency() -> None:
              "amount": 2e6, "close_date": date(2023, 12, 4)},
         ]
     )  # fmt: skip
-    scored = score_accounts(accounts, opportunities, CONFIG, NOW).set_index("external_id")
+    deals_only = replace(CONFIG, activity_weight=0.0)
+    scored = score_accounts(accounts, opportunities, deals_only, NOW).set_index("external_id")
     engagement = scored["engagement_score"]
     assert engagement["won"] == 100.0
     # Lost: no stage progress and its amount is not counted; only recency remains.
@@ -200,6 +202,10 @@ def test_engagement_follows_stage_amount_and_recency() -> None:
     assert engagement["stale"] == 87.5
     assert engagement["none"] == 0.0
     assert scored.loc["won", "combined_score"] == round(0.6 * 8.0 + 0.4 * 100.0, 2)
+    # With the default weights and no activity, the deals make up the rest of engagement.
+    blended = score_accounts(accounts, opportunities, CONFIG, NOW).set_index("external_id")
+    expected = ((1 - CONFIG.activity_weight) * engagement).round(2)
+    assert blended["engagement_score"].tolist() == expected.tolist()
 
 
 def test_deleted_opportunities_do_not_count_for_their_account() -> None:
