@@ -53,6 +53,7 @@ from gtm_pipeline.emulator.generate import (
     sequence_base,
 )
 from gtm_pipeline.emulator.ids import KEY_PREFIXES, make_id, make_ids
+from gtm_pipeline.emulator.record_rules import CONTACT_FROM_LEAD
 from gtm_pipeline.emulator.schema import (
     CALL_TYPES,
     CONVERTED_LEAD_STATUS,
@@ -369,7 +370,7 @@ def _converted_lead(
     contact_id = refs.contact_ids[donor]
     contact = refs.tables["Contact"][contact_id]
     cs = refs.objects["Contact"].slots
-    for lead_field, contact_field in _CONVERSION_COPIES:
+    for contact_field, lead_field in CONTACT_FROM_LEAD:  # conversion in reverse
         row[s[lead_field]] = contact[cs[contact_field]]
     account_id = refs.contact_accounts[donor]
     if account_id is not None:
@@ -387,22 +388,6 @@ def _converted_lead(
     if opportunities and rng.random() < 0.4:
         row[s["ConvertedOpportunityId"]] = _choose(rng.random, opportunities)
     return (created_at, moment, moment), contact[cs["Region__c"]]
-
-
-# Lead field <- Contact field, as lead conversion maps them (in reverse).
-_CONVERSION_COPIES = (
-    ("FirstName", "FirstName"),
-    ("LastName", "LastName"),
-    ("Email", "Email"),
-    ("Title", "Title"),
-    ("Phone", "Phone"),
-    ("LeadSource", "LeadSource"),
-    ("Street", "MailingStreet"),
-    ("City", "MailingCity"),
-    ("State", "MailingState"),
-    ("PostalCode", "MailingPostalCode"),
-    ("Country", "MailingCountry"),
-)
 
 
 def _dirty_lead(rng: random.Random, row: list, s: Mapping[str, int], kind: str) -> None:

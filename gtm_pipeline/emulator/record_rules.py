@@ -25,7 +25,7 @@ CONVERTED_LEAD_ERROR = ("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference conver
 
 # Contact and Account fields filled from a converting Lead's fields (the standard lead field
 # mapping, for the fields the emulated objects have).
-_CONTACT_FROM_LEAD = (
+CONTACT_FROM_LEAD = (
     ("FirstName", "FirstName"),
     ("LastName", "LastName"),
     ("Email", "Email"),
@@ -95,7 +95,7 @@ class RecordRules:
 
     def contact_from_lead(self, lead: tuple, account_id: str) -> dict[int, object]:
         """The field values (by slot) of the Contact a Lead's conversion creates."""
-        return self._copied(lead, "Contact", _CONTACT_FROM_LEAD) | {
+        return self._copied(lead, "Contact", CONTACT_FROM_LEAD) | {
             self._objects["Contact"].slots["AccountId"]: account_id
         }
 
