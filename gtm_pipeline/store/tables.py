@@ -175,7 +175,7 @@ activities = _canonical_table(
     sa.Column("subtype", sa.Text, nullable=True),
     sa.Column("subject", sa.Text, nullable=True),
     sa.Column("status", sa.Text, nullable=True),
-    # When it happened, as the sync derives it (sync/activities.py); the gates require it.
+    # When it happened, as the sync derives it (sync/derive.py); the gates require it.
     sa.Column("occurred_at", UTCDateTime, nullable=True),
     sa.Column("duration_seconds", sa.Integer, nullable=True),
     # WhoId and WhatId are polymorphic: the object each points at, from the Id's key prefix.
