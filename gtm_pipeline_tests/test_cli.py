@@ -12,7 +12,11 @@ from click.testing import CliRunner
 from gtm_pipeline.cli import main
 from gtm_pipeline.config import Settings
 from gtm_pipeline.store import make_engine
-from gtm_pipeline.store.tables import persons
+from gtm_pipeline.store.tables import activities, persons
+from gtm_pipeline.sync.entities import SYNC_ORDER
+
+ENTITY_ROWS = tuple(e.asset_name for e in SYNC_ORDER)
+"""The rows of the sync summary tables."""
 
 COMMANDS = [
     "demo",
@@ -48,7 +52,7 @@ def _table(output: str, title: str) -> dict[str, list[str]]:
     rows = {}
     for line in section.splitlines():
         cells = line.split()
-        if cells and cells[0] in ("accounts", "contacts", "opportunities") and cells[0] not in rows:
+        if cells and cells[0] in ENTITY_ROWS and cells[0] not in rows:
             rows[cells[0]] = cells[1:]
     return rows
 
@@ -64,19 +68,22 @@ def restored_environ():
 
 def test_demo_connects_syncs_changes_and_syncs_again(gtm_home, monkeypatch, restored_environ):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    args = ["demo", "--no-ui", "--accounts", "50", "--contacts", "700", "--opportunities", "120"]
+    args = ["demo", "--no-ui", "--accounts", "50", "--contacts", "700", "--opportunities", "120",
+            "--tasks", "300", "--events", "90"]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "Connected: tenant demo" in result.output
     full = _table(result.output, "Full sync:")
     incremental = _table(result.output, "Incremental sync:")
-    assert set(full) == {"accounts", "contacts", "opportunities"}
+    assert set(full) == set(ENTITY_ROWS)
     assert all(row[0] == "full" for row in full.values())
     assert all(row[0] == "incremental" for row in incremental.values())
     # mode, rows_read, rows_loaded, rows_rejected, rows_deleted, pages, api_calls
     assert int(full["contacts"][1]) >= 700
     assert int(incremental["contacts"][4]) == 3  # the three deletions
     assert int(incremental["contacts"][1]) >= 7  # 5 updates, 1 insert, 1 late commit
+    assert int(full["tasks"][2]) > 0 and int(full["events"][2]) > 0
+    assert _demo_meetings("Demo: discovery meeting") == 1  # logged between the syncs
     assert all(int(row[6]) == 2 for row in incremental.values())
     assert "person: fit_score → Fit_Score__c" in result.output
     written = _writeback_rows(result.output)
@@ -107,6 +114,23 @@ def _demo_persons() -> tuple[int, int]:
         engine.dispose()
     present = [e for e in emails if e is not None]
     return len(emails), len(emails) - len(present) + len(set(present))
+
+
+def _demo_meetings(subject: str) -> int:
+    """The demo tenant's live Events with this subject, with the person they were with."""
+    query = sa.select(sa.func.count()).where(
+        activities.c.tenant_id == "demo",
+        activities.c.kind == "event",
+        activities.c.subject == subject,
+        activities.c.who_object == "Contact",
+        activities.c.is_deleted.is_(False),
+    )
+    engine = make_engine(Settings.from_process().database_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def _writeback_rows(output: str) -> dict[str, list[str]]:

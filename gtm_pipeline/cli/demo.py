@@ -2,8 +2,10 @@
 
 1. Start the emulator with a generated org (consent auto-approved) and point the settings at it.
 2. Connect the `demo` tenant through the real OAuth web server flow (`gtm-pipeline connect`).
-3. Full sync of accounts → contacts → opportunities (Dagster, in-process, persistent instance).
-4. Change records in the emulator (updates, deletes, a new contact, a late-visible commit).
+3. Full sync of accounts → contacts → opportunities → tasks, events (Dagster, in-process,
+   persistent instance).
+4. Change records in the emulator (updates, deletes, a new contact, a late-visible commit, a
+   meeting logged with a contact).
 5. Incremental sync, and what it picked up.
 6. Map the org's score fields for the tenant (checked against its describe), compute scores and
    write them back to Salesforce; print each entity type's WritebackResult.
@@ -23,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,13 +102,33 @@ def _change_records(emulator: EmulatorHandle) -> list[str]:
             "age_seconds": 120,
         }
     )
+    ops.append(_meeting_with(updated[0]["Id"]))
     emulator.control.mutate(ops)
     return [
         f"updated the title of {len(updated)} contacts",
         f"deleted {len(deleted)} contacts",
         "inserted 1 contact",
         "committed 1 phone change that became visible 2 minutes late",
+        "logged a meeting with one of those contacts an hour ago (it raises their engagement)",
     ]
+
+
+def _meeting_with(contact_id: str) -> dict:
+    """An Event insert: a 30-minute meeting with the contact that started an hour ago."""
+    start = datetime.now(UTC) - timedelta(hours=1)
+    stamp = "%Y-%m-%dT%H:%M:%S.000+0000"
+    return {
+        "op": "insert",
+        "object": "Event",
+        "fields": {
+            "Subject": "Demo: discovery meeting",
+            "Type": "Meeting",
+            "WhoId": contact_id,
+            "DurationInMinutes": 30,
+            "StartDateTime": start.strftime(stamp),
+            "EndDateTime": (start + timedelta(minutes=30)).strftime(stamp),
+        },
+    }
 
 
 def _map_score_fields(engine: sa.Engine) -> list[str]:
@@ -194,6 +217,8 @@ def _group_gone(process: subprocess.Popen[bytes], timeout: float) -> bool:
 @click.option("--contacts", type=click.IntRange(1), default=5000, show_default=True)
 @click.option("--accounts", type=click.IntRange(1), default=800, show_default=True)
 @click.option("--opportunities", type=click.IntRange(1), default=1500, show_default=True)
+@click.option("--tasks", type=click.IntRange(0), default=4000, show_default=True)
+@click.option("--events", type=click.IntRange(0), default=1200, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--no-ui", is_flag=True, help="Stop after the syncs instead of starting dg dev.")
 @click.option("--ui-port", type=click.IntRange(1, 65535), default=3000, show_default=True)
@@ -203,6 +228,8 @@ def demo(
     contacts: int,
     accounts: int,
     opportunities: int,
+    tasks: int,
+    events: int,
     seed: int,
     no_ui: bool,
     ui_port: int,
@@ -221,7 +248,13 @@ def demo(
     with engine.begin() as conn:
         delete_synced_data(conn, DEMO_TENANT)
     click.echo(f"Store: {safe_url(program_settings().database_url)}")
-    counts = {"Account": accounts, "Contact": contacts, "Opportunity": opportunities}
+    counts = {
+        "Account": accounts,
+        "Contact": contacts,
+        "Opportunity": opportunities,
+        "Task": tasks,
+        "Event": events,
+    }
     started = time.perf_counter()
     org = Org.generate(seed=seed, counts=counts)
     click.echo(f"Generated a Salesforce org with {counts} in {time.perf_counter() - started:.1f} s")
