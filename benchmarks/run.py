@@ -5,7 +5,8 @@ Bulk, default path, SQLite and PostgreSQL), dlt, the incremental syncs, the qual
 1,000,000 rows, the writeback of 100,000 scores and the memory rows. `--all` also runs the detail
 benchmarks (store upsert, emulator serving, quality gates against a per-record loop, writeback on
 both stores with its reruns, reconciliation of 1,000,000 Contacts clean and with 1% drift, the
-sync sensor over 50 idle tenants), which take about as long again; each also runs alone.
+sync sensor over 50 idle tenants, 1,000,000 Tasks and 100,000 Events synced and scored), which take
+about as long again; each also runs alone.
 `--quick` runs the chosen benchmarks on small sizes without touching the recorded results: it
 checks that they still work, not how fast anything is.
 """
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from benchmarks import (
+    activities,
     emulator_serving,
     idle_tenants,
     quality_gates,
@@ -33,6 +35,7 @@ QUICK_ARGS = {
     "writeback": ["--records", "1000", "--no-write"],
     "reconciliation": ["--quick"],
     "idle_tenants": ["--quick"],
+    "activities": ["--quick"],
     "sync_comparison": ["--quick"],
 }
 DETAIL: dict[str, Callable[[list[str]], object]] = {
@@ -42,6 +45,7 @@ DETAIL: dict[str, Callable[[list[str]], object]] = {
     "writeback": writeback.main,
     "reconciliation": reconciliation.main,
     "idle_tenants": idle_tenants.main,
+    "activities": activities.main,
 }
 COMPARISON: dict[str, Callable[[list[str]], object]] = {"sync_comparison": sync_comparison.main}
 

@@ -235,7 +235,7 @@ def test_rows_of_several_rounds_keep_their_fastest_run():
 
 DETAIL = [
     "store_upsert", "emulator_serving", "quality_gates", "writeback", "reconciliation",
-    "idle_tenants",
+    "idle_tenants", "activities",
 ]  # fmt: skip
 
 
@@ -269,6 +269,21 @@ def test_idle_tenants_quick_mode_shows_the_sensor_leaving_idle_tenants_alone():
     assert payload["idle_tick"]["api_calls"] == len(SYNC_ORDER) * 3  # one check per entity each
     assert payload["changed_tick"]["runs"] == 3
     assert payload["changed_tick"]["api_calls"] == 3 * 2  # accounts, then the changed contacts
+
+
+def test_activities_quick_mode_syncs_scores_and_records_nothing():
+    from benchmarks import activities
+
+    results = RESULTS_DIR / "activities.json"
+    before = results.read_text() if results.exists() else None
+    payload = activities.main(QUICK_ARGS["activities"])
+    full, incremental, scoring = payload["rows"]
+    read = {n: full["detail"]["per_entity"][n]["rows_read"] for n in ("tasks", "events")}
+    assert read["tasks"] >= payload["org"]["Task"] and read["events"] >= payload["org"]["Event"]
+    assert incremental["detail"]["per_entity"]["tasks"]["rows_loaded"] >= 100
+    assert 0 < scoring["records"] <= sum(read.values()) + 100
+    assert scoring["detail"]["scores_written"] > 0
+    assert (results.read_text() if results.exists() else None) == before
 
 
 def test_idle_sync_command_times_the_command_of_this_checkout():
