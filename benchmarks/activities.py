@@ -13,8 +13,9 @@ peak RSS is the step's), into one fresh SQLite store:
    read through one Bulk API 2.0 queryAll job each);
 2. `--new` Tasks logged in Salesforce (calls about the org's accounts, through the control API),
    then the incremental sync of the five entities;
-3. the scores asset's work: the tenant's live rows and activities read from the store, scored by
-   the reference model (`score_all` with activities) and written to `scores`.
+3. the scores asset's work: the tenant's live rows and its activities of the model's 90-day
+   window (ending where the generated history ends) read from the store, scored by the reference
+   model (`score_all` with activities) and written to `scores`.
 
 API calls are the emulator's own count (OAuth excluded). Writes
 benchmarks/results/activities.{json,md}; `--quick` runs 3,000 Tasks and 1,000 Events and writes
@@ -41,22 +42,25 @@ MUTATIONS_PER_CALL = 2_000
 
 
 def score_tenant(_info: dict, _token: str, database_url: str) -> dict[str, Any]:
-    """What the scores asset does for one tenant, timed: read, score, write."""
-    from datetime import UTC, datetime
+    """What the scores asset does for one tenant, timed: read (the window's activities), score,
+    write. `now` is the end of the generated org's history, so the window holds its last 90 days
+    of activities rather than only those logged during the run."""
+    from datetime import UTC, datetime, timedelta
 
+    from gtm_pipeline.emulator.generate import HISTORY_END
     from gtm_pipeline.scoring.model import ScoringConfig, score_all
     from gtm_pipeline.store import make_engine
     from gtm_pipeline.store.scoring import load_activities, load_scoring_inputs, write_scores
 
+    config, now = ScoringConfig(), datetime.fromtimestamp(HISTORY_END, UTC)
+    since = now - timedelta(days=config.activity_window_days)
     engine = make_engine(database_url)
     try:
         started = time.perf_counter()
         with engine.begin() as conn:
             accounts, persons, opportunities = load_scoring_inputs(conn, scenarios.TENANT)
-            activities = load_activities(conn, scenarios.TENANT)
-            scores = score_all(
-                accounts, persons, opportunities, ScoringConfig(), datetime.now(UTC), activities
-            )
+            activities = load_activities(conn, scenarios.TENANT, since)
+            scores = score_all(accounts, persons, opportunities, config, now, activities)
             written = write_scores(conn, scenarios.TENANT, scores)
         seconds = time.perf_counter() - started
     finally:
@@ -152,7 +156,8 @@ def render(payload: dict[str, Any]) -> str:
             "",
             table,
             "",
-            "`records` of the scoring row: the live activities the model read.",
+            "`records` of the scoring row: the live activities of the model's 90-day window "
+            "(before the end of the generated history) that the scores asset read from the store.",
         ]
     )
 

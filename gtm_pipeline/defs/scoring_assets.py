@@ -7,7 +7,7 @@ The writeback reads only the `scores` table, so a tenant can replace this asset 
 writes the same table through `write_scores`.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -85,10 +85,11 @@ def scores_asset(
     # One transaction: the scores written are those of the rows read, never half a run.
     with engine.begin() as conn:
         accounts, persons, opportunities = load_scoring_inputs(conn, tenant_id)
-        activities = load_activities(conn, tenant_id)
-        fresh = score_all(
-            accounts, persons, opportunities, ScoringConfig(), datetime.now(UTC), activities
-        )
+        config, now = ScoringConfig(), datetime.now(UTC)
+        # Only the model's window of activities: a tenant's history may hold millions.
+        since = now - timedelta(days=config.activity_window_days)
+        activities = load_activities(conn, tenant_id, since)
+        fresh = score_all(accounts, persons, opportunities, config, now, activities)
         scores = keep_unchanged_stamps(fresh, read_scores(conn, tenant_id))
         written = write_scores(conn, tenant_id, scores)
     context.log.info(f"scored {len(scores)} records of tenant {tenant_id}")

@@ -7,6 +7,8 @@ the reference model. Runs in the caller's transaction; nothing here commits.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 import sqlalchemy as sa
 
@@ -38,13 +40,20 @@ _INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _live_rows(conn: sa.Connection, table: sa.Table, tenant_id: str) -> pd.DataFrame:
+def _live_rows(
+    conn: sa.Connection,
+    table: sa.Table,
+    tenant_id: str,
+    condition: sa.ColumnElement[bool] | None = None,
+) -> pd.DataFrame:
     names = _INPUT_COLUMNS[table.name]
     query = (
         sa.select(*(table.c[name] for name in names))
         .where(table.c.tenant_id == tenant_id, is_live(table))
         .order_by(table.c.external_id)
     )
+    if condition is not None:
+        query = query.where(condition)
     return pd.DataFrame(conn.execute(query).all(), columns=list(names))
 
 
@@ -59,9 +68,13 @@ def load_scoring_inputs(
     )
 
 
-def load_activities(conn: sa.Connection, tenant_id: str) -> pd.DataFrame:
-    """The tenant's live activities (Tasks and Events), the engagement model's input."""
-    return _live_rows(conn, activities, tenant_id)
+def load_activities(
+    conn: sa.Connection, tenant_id: str, since: datetime | None = None
+) -> pd.DataFrame:
+    """The tenant's live activities (Tasks and Events) that occurred after `since` (all when
+    None): the engagement model's input, which counts only a recent window of them."""
+    recent = None if since is None else activities.c.occurred_at > since
+    return _live_rows(conn, activities, tenant_id, recent)
 
 
 def _check_scores_frame(tenant_id: str, frame: pd.DataFrame) -> pd.DataFrame:

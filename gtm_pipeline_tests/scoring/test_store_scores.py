@@ -9,8 +9,20 @@ import pytest
 import sqlalchemy as sa
 
 from gtm_pipeline.scoring import ScoringConfig, score_all
-from gtm_pipeline.store import InvalidRowsError, accounts, opportunities, persons, upsert_records
-from gtm_pipeline.store.scoring import load_scoring_inputs, read_scores, write_scores
+from gtm_pipeline.store import (
+    InvalidRowsError,
+    accounts,
+    activities,
+    opportunities,
+    persons,
+    upsert_records,
+)
+from gtm_pipeline.store.scoring import (
+    load_activities,
+    load_scoring_inputs,
+    read_scores,
+    write_scores,
+)
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -161,3 +173,19 @@ def test_write_scores_rejects_bad_frames(
 def test_read_scores_rejects_an_unknown_entity_type(engine: sa.Engine) -> None:
     with engine.connect() as conn, pytest.raises(ValueError, match="entity_type must be one of"):
         read_scores(conn, "t1", "lead")
+
+
+def test_load_activities_reads_only_those_after_since(engine):
+    now = datetime(2024, 6, 1, tzinfo=UTC)
+    rows = [
+        {"tenant_id": "t1", "external_id": f"00T{n}", "kind": "task", "subtype": "call",
+         "occurred_at": now - timedelta(days=days), "who_external_id": "003A",
+         "system_modstamp": now, "is_deleted": deleted, "synced_at": now}
+        for n, (days, deleted) in enumerate([(1, False), (30, False), (200, False), (2, True)])
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(sa.insert(activities), rows)
+        recent = load_activities(conn, "t1", now - timedelta(days=90))
+        everything = load_activities(conn, "t1")
+    assert sorted(recent.external_id) == ["00T0", "00T1"]  # the old one and the deleted one out
+    assert sorted(everything.external_id) == ["00T0", "00T1", "00T2"]
