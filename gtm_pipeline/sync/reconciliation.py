@@ -408,7 +408,8 @@ def _reread(
     with engine.begin() as conn:
         resolved = resolve_mappings(client, conn, tenant_id, entity, None)
     fields = selected_fields(entity, resolved.mappings)
-    for soql in by_id_queries(entity.sf_object, fields, ids):
+    queries = by_id_queries(entity.sf_object, fields, ids, with_archived=entity.archives)
+    for soql in queries:
         # queryAll where Salesforce archives records: an archived one is live, only older.
         pages = iter_raw_pages(
             client, soql, batch_size=options.batch_size, include_deleted=entity.archives

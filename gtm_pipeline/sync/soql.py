@@ -109,14 +109,18 @@ ENCODED_BYTES_PER_ID = 27
 BY_ID_QUERY_BYTES = 12_000
 
 
-def by_id_queries(sf_object: str, fields: Sequence[str], ids: Sequence[str]) -> list[str]:
+def by_id_queries(
+    sf_object: str, fields: Sequence[str], ids: Sequence[str], *, with_archived: bool = False
+) -> list[str]:
     """Queries reading the records `ids` (with the sync's field list), chunked so that each
-    one's URL-encoded text stays under `BY_ID_QUERY_BYTES`."""
+    one's URL-encoded text stays under `BY_ID_QUERY_BYTES`. `with_archived` as for
+    `modified_query`: meant for queryAll, the live records only."""
     check_identifier(sf_object)
     for record_id in ids:
         if not isinstance(record_id, str) or not _RECORD_ID.fullmatch(record_id):
             raise SoqlBuildError(f"not a Salesforce record id: {str(record_id)[:40]!r}")
-    head = f"SELECT {', '.join(select_fields(fields))} FROM {sf_object} WHERE Id IN ("  # noqa: S608
+    live = "IsDeleted = false AND " if with_archived else ""
+    head = f"SELECT {', '.join(select_fields(fields))} FROM {sf_object} WHERE {live}Id IN ("  # noqa: S608
     room = BY_ID_QUERY_BYTES - 3 * len(head)  # the worst case: every character encoded
     per_query = max(1, room // ENCODED_BYTES_PER_ID)
     return [

@@ -16,6 +16,7 @@ from gtm_pipeline.store.tables import activities, entity_rows
 from gtm_pipeline.sync.entities import ACTIVITY_ENTITIES, EVENTS, TASKS
 from gtm_pipeline.sync.reconciliation import reconcile_entity
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
+from gtm_pipeline.sync.soql import by_id_queries
 from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.sync.reconcile import reconcile
 
@@ -161,3 +162,15 @@ def test_an_event_without_a_type_is_a_meeting_and_its_minutes_are_seconds(emulat
     reconciled(emulator, engine)
     (met,) = stored(engine, activities.c.external_id == event.external_id)
     assert (met.subtype, met.duration_seconds) == ("meeting", 45 * 60)
+
+
+def test_a_reread_by_id_returns_archived_activities_but_not_deleted_ones(emulator, engine):
+    sync_both(emulator, engine)
+    truth = [r for r in emulator.control.truth("Task") if not r["IsDeleted"]]
+    archived = next(r["Id"] for r in truth if r["IsArchived"])
+    gone = next(r["Id"] for r in truth if not r["IsArchived"])
+    emulator.control.mutate([{"op": "delete", "object": "Task", "id": gone}])
+    client = client_for(emulator)
+    (soql,) = by_id_queries("Task", ["Subject"], [archived, gone], with_archived=True)
+    read = [r["Id"] for p in client.query_pages(soql, include_deleted=True) for r in p.records]
+    assert read == [archived]
