@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
+from gtm_pipeline.sync.entities import SYNC_ORDER, Entity, UnknownEntity, entity_for
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -112,8 +112,6 @@ def run_sync(
 
 def chosen_entities(names: str) -> list[Entity]:
     """The entities named (comma-separated, any name each goes by), in sync order."""
-    from gtm_pipeline.sync.entities import UnknownEntity, entity_for
-
     try:
         named = {entity_for(n) for n in names.split(",") if n.strip()}
     except UnknownEntity as exc:

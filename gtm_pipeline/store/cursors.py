@@ -79,14 +79,19 @@ def last_success(conn: sa.Connection, tenant_id: str, entity: str) -> datetime |
     return conn.execute(query).scalar_one_or_none()
 
 
-def last_run_succeeded(conn: sa.Connection, tenant_id: str, entity: str) -> bool:
-    """Whether the entity's last run of the tenant finished: it succeeded and no run started
-    after that success (False for an entity never run)."""
-    row = conn.execute(
+def _run_marks(conn: sa.Connection, tenant_id: str, entity: str) -> sa.Row | None:
+    """When the entity's last run of the tenant started and its last success ended."""
+    return conn.execute(
         sa.select(sync_state.c.last_started_at, sync_state.c.last_succeeded_at).where(
             sync_state.c.tenant_id == tenant_id, sync_state.c.entity == entity
         )
     ).one_or_none()
+
+
+def last_run_succeeded(conn: sa.Connection, tenant_id: str, entity: str) -> bool:
+    """Whether the entity's last run of the tenant finished: it succeeded and no run started
+    after that success (False for an entity never run)."""
+    row = _run_marks(conn, tenant_id, entity)
     if row is None or row.last_succeeded_at is None:
         return False
     return row.last_started_at is None or row.last_started_at <= row.last_succeeded_at
@@ -94,12 +99,8 @@ def last_run_succeeded(conn: sa.Connection, tenant_id: str, entity: str) -> bool
 
 def ever_succeeded(conn: sa.Connection, tenant_id: str, entity: str) -> bool:
     """Whether any run of the entity for the tenant has finished."""
-    succeeded = conn.execute(
-        sa.select(sync_state.c.last_succeeded_at).where(
-            sync_state.c.tenant_id == tenant_id, sync_state.c.entity == entity
-        )
-    ).scalar_one_or_none()
-    return succeeded is not None
+    row = _run_marks(conn, tenant_id, entity)
+    return row is not None and row.last_succeeded_at is not None
 
 
 def mark_run_started(
