@@ -1,25 +1,26 @@
-"""Activities at scale: a full sync of a large org's Tasks and Events, an incremental sync after
-new activities are logged, and the scoring run over all of them.
+"""Leads and activities at scale: a full sync of a large org's Leads, Tasks and Events, an
+incremental sync after new activities are logged, and the scoring run over all of them.
 
-    .venv/bin/python -m benchmarks.activities [--tasks 1000000] [--events 100000] [--new 1000]
-        [--quick] [--no-write]
+    .venv/bin/python -m benchmarks.activities [--leads 100000] [--tasks 1000000]
+        [--events 100000] [--new 1000] [--quick] [--no-write]
 
 An emulator (its own child process) serves an org of 2,000 Accounts, 20,000 Contacts, 4,000
-Opportunities and `--tasks` Tasks and `--events` Events (a share archived, visible only through
-queryAll). Each measured step runs in a child process of its own (`benchmarks.isolation`: its
-peak RSS is the step's), into one fresh SQLite store:
+Opportunities, `--leads` Leads (a share converted into Contacts, some email twins of Contacts)
+and `--tasks` Tasks and `--events` Events (a share archived, visible only through queryAll).
+Each measured step runs in a child process of its own (`benchmarks.isolation`: its peak RSS is
+the step's), into one fresh SQLite store:
 
-1. the full sync of the five entities in sync order (Tasks and Events above the Bulk threshold
-   read through one Bulk API 2.0 queryAll job each);
+1. the full sync of the six entities in sync order (Leads, Tasks and Events above the Bulk
+   threshold read through one Bulk API 2.0 job each);
 2. `--new` Tasks logged in Salesforce (calls about the org's accounts, through the control API),
-   then the incremental sync of the five entities;
+   then the incremental sync of the six entities;
 3. the scores asset's work: the tenant's live rows and its activities of the model's 90-day
    window (ending where the generated history ends) read from the store, scored by the reference
    model (`score_all` with activities) and written to `scores`.
 
 API calls are the emulator's own count (OAuth excluded). Writes
-benchmarks/results/activities.{json,md}; `--quick` runs 3,000 Tasks and 1,000 Events and writes
-nothing.
+benchmarks/results/activities.{json,md}; `--quick` runs 2,000 Leads, 3,000 Tasks and 1,000 Events
+and writes nothing.
 """
 
 from __future__ import annotations
@@ -94,17 +95,17 @@ def log_new_tasks(bench: Bench, count: int) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    counts = {**ORG, "Task": args.tasks, "Event": args.events}
+    counts = {**ORG, "Lead": args.leads, "Task": args.tasks, "Event": args.events}
     with (
         emulator_process({"org": counts}, **EMULATOR_OPTIONS) as (infos, generated),
         fresh_store("sqlite", "") as url,
     ):
         bench = Bench(infos["org"])
         full = bench.measure(
-            "full", {"scenario": "full sync, five entities"},
+            "full", {"scenario": "full sync, six entities"},
             scenarios.connector_sync, url, True, None, ENTITIES,
         )  # fmt: skip
-        for name in ("tasks", "events"):
+        for name in ("leads", "tasks", "events"):
             if full["detail"]["per_entity"][name]["extraction"] != "bulk" and not args.quick:
                 raise BenchmarkError(f"the full sync of {name} did not read through Bulk")
         logging_seconds = log_new_tasks(bench, args.new)
@@ -132,22 +133,26 @@ def render(payload: dict[str, Any]) -> str:
     for row in payload["rows"]:
         per_entity = row["detail"].get("per_entity", {})
         activity_rows = sum(per_entity.get(n, {}).get("rows_read", 0) for n in ("tasks", "events"))
+        lead_rows = per_entity.get("leads", {}).get("rows_read", 0)
         paths = ", ".join(
-            f"{n} {per_entity[n]['extraction']}" for n in ("tasks", "events") if n in per_entity
+            f"{n} {per_entity[n]['extraction']}"
+            for n in ("leads", "tasks", "events")
+            if n in per_entity
         )
         rows.append(
-            [row["scenario"], f"{row['records']:,}", f"{activity_rows:,}" if per_entity
-             else "-", f"{row['seconds']:.2f}", row["api_calls"], f"{row['peak_rss_mb']:.0f}",
-             paths or "-"]
+            [row["scenario"], f"{row['records']:,}", f"{lead_rows:,}" if per_entity else "-",
+             f"{activity_rows:,}" if per_entity else "-", f"{row['seconds']:.2f}",
+             row["api_calls"], f"{row['peak_rss_mb']:.0f}", paths or "-"]
         )  # fmt: skip
     table = markdown_table(
-        ["step", "records", "of them activities", "seconds", "API calls", "peak RSS MB", "path"],
+        ["step", "records", "of them Leads", "of them activities", "seconds", "API calls",
+         "peak RSS MB", "path"],
         rows,
-    )
+    )  # fmt: skip
     org = ", ".join(f"{n:,} {o}" for o, n in payload["org"].items())
     return "\n".join(
         [
-            "# Activities at scale",
+            "# Leads and activities at scale",
             "",
             f"`python -m benchmarks.activities`: an org of {org}, one run into SQLite, each step "
             "in its own process (peak RSS is the step's); the org generated in "
@@ -157,13 +162,16 @@ def render(payload: dict[str, Any]) -> str:
             table,
             "",
             "`records` of the scoring row: the live activities of the model's 90-day window "
-            "(before the end of the generated history) that the scores asset read from the store.",
+            "(before the end of the generated history) that the scores asset read from the store; "
+            f"it scored {payload['rows'][-1]['detail'].get('scores_written', 0):,} records "
+            "(accounts, Contacts, Leads, opportunities).",
         ]
     )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=100_000)
     parser.add_argument("--tasks", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--new", type=int, default=1_000)
@@ -171,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
-        args.tasks, args.events, args.new = 3_000, 1_000, 100
+        args.leads, args.tasks, args.events, args.new = 2_000, 3_000, 1_000, 100
     payload = run(args)
     publish(NAME, payload, render(payload), write=not (args.quick or args.no_write))
     return payload

@@ -20,8 +20,8 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from benchmarks.sync_scenarios import COMPARED_ENTITIES
 from gtm_pipeline.emulator.testing import CAPinnedSession
-from gtm_pipeline.sync.entities import SCORED_ENTITIES
 from gtm_pipeline.sync.soql import select_fields
 
 PIPELINE_NAME = "salesforce_bench"
@@ -78,7 +78,7 @@ def salesforce_source(sf: Any) -> Any:
     @dlt.source(name="salesforce")
     def source() -> Any:
         return [
-            make_resource(e.sf_object, select_fields(e.source_fields())) for e in SCORED_ENTITIES
+            make_resource(e.sf_object, select_fields(e.source_fields())) for e in COMPARED_ENTITIES
         ]
 
     return source()
@@ -141,6 +141,6 @@ def run_pipeline(
     if normalized is None:
         raise RuntimeError("dlt ran without a normalize step: no row counts to report")
     counts = normalized.row_counts
-    per_object = {e.sf_object: int(counts.get(e.sf_object.lower(), 0)) for e in SCORED_ENTITIES}
+    per_object = {e.sf_object: int(counts.get(e.sf_object.lower(), 0)) for e in COMPARED_ENTITIES}
     session.close()
     return {"records": sum(per_object.values()), "seconds": seconds, "per_object": per_object}

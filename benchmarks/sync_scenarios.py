@@ -14,9 +14,13 @@ from typing import Any
 
 from gtm_pipeline.emulator.testing import emulator_client
 from gtm_pipeline.store import make_engine
-from gtm_pipeline.sync.entities import ENTITIES, SCORED_ENTITIES
+from gtm_pipeline.sync.entities import ACCOUNTS, ENTITIES, OPPORTUNITIES, PERSONS
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
 from gtm_pipeline.sync.soql import modified_query
+
+COMPARED_ENTITIES = (ACCOUNTS, PERSONS, OPPORTUNITIES)
+"""The objects the comparison orgs hold, as dlt and the floors read them (Leads and activities
+have a benchmark of their own: `benchmarks/activities.py`)."""
 
 TENANT = "bench"
 BATCH_SIZE = 2000
@@ -44,7 +48,7 @@ def raw_floor(info: Mapping[str, Any], access_token: str, batch_size: int) -> di
 
     per_object: dict[str, int] = {}
     started = time.perf_counter()
-    for entity in SCORED_ENTITIES:
+    for entity in COMPARED_ENTITIES:
         read = read_all_pages(dict(info), access_token, batch_size, soql=sync_soql(entity.name))
         per_object[entity.sf_object] = read["records"]
     seconds = time.perf_counter() - started
@@ -70,7 +74,7 @@ def bulk_soqls(info: Mapping[str, Any], access_token: str) -> dict[str, str]:
     from gtm_pipeline.sync.bulk_csv import plan_bulk_query
 
     client = emulator_client(info, access_token)
-    return {e.sf_object: plan_bulk_query(client, e, e.mappings).soql for e in SCORED_ENTITIES}
+    return {e.sf_object: plan_bulk_query(client, e, e.mappings).soql for e in COMPARED_ENTITIES}
 
 
 # --- the connector -----------------------------------------------------------------------------
@@ -83,8 +87,7 @@ def sync_options(*, full: bool, bulk: bool | None) -> SyncOptions:
     return SyncOptions(full=full, batch_size=BATCH_SIZE, bulk_threshold=0 if bulk else FORCE_REST)
 
 
-ALL_ENTITIES = tuple(e.name for e in SCORED_ENTITIES)
-"""The objects the benchmark orgs hold (activities have benchmarks of their own to come)."""
+ALL_ENTITIES = tuple(e.name for e in COMPARED_ENTITIES)
 
 
 def connector_sync(

@@ -280,6 +280,7 @@ def test_activities_quick_mode_syncs_scores_and_records_nothing():
     full, incremental, scoring = payload["rows"]
     read = {n: full["detail"]["per_entity"][n]["rows_read"] for n in ("tasks", "events")}
     assert read["tasks"] >= payload["org"]["Task"] and read["events"] >= payload["org"]["Event"]
+    assert full["detail"]["per_entity"]["leads"]["rows_read"] >= payload["org"]["Lead"]
     assert incremental["detail"]["per_entity"]["tasks"]["rows_loaded"] >= 100
     assert 0 < scoring["records"] <= sum(read.values()) + 100
     assert scoring["detail"]["scores_written"] > 0

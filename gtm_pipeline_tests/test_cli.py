@@ -69,7 +69,7 @@ def restored_environ():
 def test_demo_connects_syncs_changes_and_syncs_again(gtm_home, monkeypatch, restored_environ):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     args = ["demo", "--no-ui", "--accounts", "50", "--contacts", "700", "--opportunities", "120",
-            "--tasks", "300", "--events", "90"]  # fmt: skip
+            "--leads", "300", "--tasks", "300", "--events", "90"]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "Connected: tenant demo" in result.output
@@ -81,39 +81,51 @@ def test_demo_connects_syncs_changes_and_syncs_again(gtm_home, monkeypatch, rest
     # mode, rows_read, rows_loaded, rows_rejected, rows_deleted, pages, api_calls
     assert int(full["contacts"][1]) >= 700
     assert int(incremental["contacts"][4]) == 3  # the three deletions
-    assert int(incremental["contacts"][1]) >= 7  # 5 updates, 1 insert, 1 late commit
+    # 5 updates, 1 insert, 1 late commit, the Contact a converted Lead became
+    assert int(incremental["contacts"][1]) >= 8
+    assert int(incremental["leads"][1]) >= 1  # the converted Lead
     assert int(full["tasks"][2]) > 0 and int(full["events"][2]) > 0
     assert _demo_meetings("Demo: discovery meeting") == 1  # logged between the syncs
     assert all(int(row[6]) == 2 for row in incremental.values())
     assert "person: fit_score → Fit_Score__c" in result.output
     written = _writeback_rows(result.output)
-    assert list(written) == ["account", "person", "opportunity"]
+    assert list(written) == ["account", "person", "lead", "opportunity"]
     # total, success, failed, skipped_unchanged, requests: every live, clean record written
     for entity_type, row in written.items():
         total, success, failed, skipped, requests = map(int, row)
         assert success == total > 0 and failed == skipped == 0, entity_type
         assert requests == -(-total // 200)
-    # Stored, not deleted: the full sync's rows, +insert -deletes (email twins included).
-    kept, live = _demo_persons()
-    assert kept == int(full["contacts"][2]) + 1 - 3
-    # Written: the live set, one person per email (the twins of each left out) and those with none.
-    assert int(written["person"][0]) == live < kept
+    # Stored Contacts, not deleted: the full sync's rows, +insert +conversion -deletes (email
+    # twins included).
+    contacts, leads = _demo_people("Contact"), _demo_people("Lead")
+    assert len(contacts) == int(full["contacts"][2]) + 2 - 3
+    # Written: the live set, one person per email (the twins of each left out) and those with
+    # none; a Lead sharing a Contact's email, or converted, is left out too.
+    contact_emails = {e for e, _ in contacts if e is not None}
+    assert int(written["person"][0]) == distinct_people(contacts) < len(contacts)
+    open_leads = [(e, c) for e, c in leads if not c and e not in contact_emails]
+    assert int(written["lead"][0]) == distinct_people(open_leads) < len(leads)
 
 
-def _demo_persons() -> tuple[int, int]:
-    """The demo tenant's persons rows not deleted, and how many of them are distinct people:
-    rows without an email, plus one per distinct email."""
-    query = sa.select(persons.c.email).where(
-        persons.c.tenant_id == "demo", persons.c.is_deleted.is_(False)
+def distinct_people(rows: list[tuple[str | None, bool]]) -> int:
+    """Rows without an email, plus one per distinct email."""
+    present = [e for e, _ in rows if e is not None]
+    return len(rows) - len(present) + len(set(present))
+
+
+def _demo_people(source_object: str) -> list[tuple[str | None, bool]]:
+    """The demo tenant's persons rows of one object not deleted: (email, converted)."""
+    query = sa.select(persons.c.email, persons.c.is_converted).where(
+        persons.c.tenant_id == "demo",
+        persons.c.source_object == source_object,
+        persons.c.is_deleted.is_(False),
     )
     engine = make_engine(Settings.from_process().database_url)
     try:
         with engine.connect() as conn:
-            emails = conn.execute(query).scalars().all()
+            return [(r.email, bool(r.is_converted)) for r in conn.execute(query)]
     finally:
         engine.dispose()
-    present = [e for e in emails if e is not None]
-    return len(emails), len(emails) - len(present) + len(set(present))
 
 
 def _demo_meetings(subject: str) -> int:
@@ -138,7 +150,7 @@ def _writeback_rows(output: str) -> dict[str, list[str]]:
     rows = {}
     for line in section.splitlines()[1:]:
         cells = line.split()
-        if not cells or cells[0] not in ("account", "person", "opportunity"):
+        if not cells or cells[0] not in ("account", "person", "lead", "opportunity"):
             break
         rows[cells[0]] = cells[1:]
     return rows

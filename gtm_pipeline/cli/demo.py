@@ -2,10 +2,10 @@
 
 1. Start the emulator with a generated org (consent auto-approved) and point the settings at it.
 2. Connect the `demo` tenant through the real OAuth web server flow (`gtm-pipeline connect`).
-3. Full sync of accounts → contacts → opportunities → tasks, events (Dagster, in-process,
-   persistent instance).
+3. Full sync of accounts → contacts → leads → opportunities → tasks, events (Dagster,
+   in-process, persistent instance).
 4. Change records in the emulator (updates, deletes, a new contact, a late-visible commit, a
-   meeting logged with a contact).
+   meeting logged with a contact, a lead converted into a contact).
 5. Incremental sync, and what it picked up.
 6. Map the org's score fields for the tenant (checked against its describe), compute scores and
    write them back to Salesforce; print each entity type's WritebackResult.
@@ -103,14 +103,32 @@ def _change_records(emulator: EmulatorHandle) -> list[str]:
         }
     )
     ops.append(_meeting_with(updated[0]["Id"]))
+    lead = _open_lead(emulator)
+    if lead is not None:
+        ops.append({"op": "convert", "object": "Lead", "id": lead})
     emulator.control.mutate(ops)
+    converted = ["converted 1 lead into a contact (it leaves the live leads)"] if lead else []
     return [
         f"updated the title of {len(updated)} contacts",
         f"deleted {len(deleted)} contacts",
         "inserted 1 contact",
         "committed 1 phone change that became visible 2 minutes late",
         "logged a meeting with one of those contacts an hour ago (it raises their engagement)",
+        *converted,
     ]
+
+
+def _open_lead(emulator: EmulatorHandle) -> str | None:
+    """A clean Lead not converted yet, with a company to make an account of; None if none."""
+    leads = emulator.control.truth("Lead")
+    return next(
+        (
+            r["Id"]
+            for r in leads
+            if not (r["IsDeleted"] or r["IsConverted"] or r.get("_dirty")) and r.get("Company")
+        ),
+        None,
+    )
 
 
 def _meeting_with(contact_id: str) -> dict:
@@ -217,6 +235,7 @@ def _group_gone(process: subprocess.Popen[bytes], timeout: float) -> bool:
 @click.option("--contacts", type=click.IntRange(1), default=5000, show_default=True)
 @click.option("--accounts", type=click.IntRange(1), default=800, show_default=True)
 @click.option("--opportunities", type=click.IntRange(1), default=1500, show_default=True)
+@click.option("--leads", type=click.IntRange(0), default=2000, show_default=True)
 @click.option("--tasks", type=click.IntRange(0), default=4000, show_default=True)
 @click.option("--events", type=click.IntRange(0), default=1200, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
@@ -228,6 +247,7 @@ def demo(
     contacts: int,
     accounts: int,
     opportunities: int,
+    leads: int,
     tasks: int,
     events: int,
     seed: int,
@@ -252,6 +272,7 @@ def demo(
         "Account": accounts,
         "Contact": contacts,
         "Opportunity": opportunities,
+        "Lead": leads,
         "Task": tasks,
         "Event": events,
     }

@@ -46,8 +46,8 @@ __all__ = [
 FAILURES_SHOWN = 20
 DESCRIPTIONS = {
     REQUIRED: "Every record has the entity's required fields.",
-    DEDUPLICATION: "One row per external id; for persons, email twins left out of the live set "
-    "(the smallest id of each normalised email survives).",
+    DEDUPLICATION: "One row per external id; for Contacts and Leads, email twins left out of the "
+    "live set (of each normalised email a Contact survives before a Lead, then the smallest id).",
     TYPE_COERCION: "Numbers and dates parse; text fits the canonical columns.",
 }
 

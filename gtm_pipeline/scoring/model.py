@@ -30,7 +30,8 @@ Engagement (accounts):
     Persons: (1 - seniority_weight - activity_weight) * account engagement + seniority_weight *
     100 * seniority + activity_weight * 100 * activity, where seniority comes from the title by
     `SENIORITY_RULES` (first matching rule wins) and activity is over the person's own
-    activities (their WhoId).
+    activities (their WhoId). Leads are scored as persons (entity type `lead`); an unconverted
+    Lead has no account, so its fit is 0 and only seniority and activities count.
     Opportunities: the deal part of the opportunity alone.
 
 combined = fit_weight * fit + engagement_weight * engagement; all three are rounded to 2
@@ -59,7 +60,7 @@ from gtm_pipeline.scoring.activities import (
     engagement_of,
 )
 from gtm_pipeline.store.scoring import SCORE_COLUMNS, SCORE_ENTITY_TYPES
-from gtm_pipeline.sync.entities import ACCOUNTS, OPPORTUNITIES, PERSONS
+from gtm_pipeline.sync.entities import ACCOUNTS, LEADS, OPPORTUNITIES, PERSONS
 
 # The `scores` table is the contract (a tenant's own model writes the same table), so its
 # columns and entity types are defined once, by the store.
@@ -320,7 +321,9 @@ def score_persons(
     the person's own activities (none when `activities` is None).
 
     A person with no scored account (none, deleted or unknown) has fit 0 and account
-    engagement 0, so only their seniority and activities count.
+    engagement 0, so only their seniority and activities count: so it is for a Lead, which has
+    no account until it converts. Rows whose `source_object` is `Lead` are scored as leads, the
+    others (and every row of a frame without that column) as Contacts.
     """
     stamp = _utc(now)
     live = _live(persons, PERSON_COLUMNS, "persons")
@@ -334,7 +337,16 @@ def score_persons(
         + senior * 100.0 * seniority
         + active * 100.0 * activity
     )
-    return _result(PERSONS.score_type, live["external_id"], fit, engagement, config, stamp)
+    return _result(_person_types(live), live["external_id"], fit, engagement, config, stamp)
+
+
+def _person_types(persons: pd.DataFrame) -> pd.Series:
+    """Each person's score entity type: a lead's for Leads, a person's for Contacts."""
+    if "source_object" not in persons.columns:
+        return pd.Series(PERSONS.score_type, index=persons.index, dtype=object)
+    is_lead = persons["source_object"].astype("string").eq(LEADS.sf_object).fillna(False)
+    types = np.where(is_lead.astype(bool), LEADS.score_type, PERSONS.score_type)
+    return pd.Series(types, index=persons.index, dtype=object)
 
 
 def score_all(
@@ -345,7 +357,8 @@ def score_all(
     now: datetime,
     activities: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Every entity's scores in one frame (accounts, then persons, then opportunities)."""
+    """Every entity's scores in one frame (accounts, then persons and leads, then
+    opportunities)."""
     account_scores = score_accounts(accounts, opportunities, config, now, activities)
     frames = [
         account_scores,
@@ -499,7 +512,7 @@ def _inherited(account_ids: pd.Series, account_scores: pd.DataFrame, column: str
 
 
 def _result(
-    entity_type: str,
+    entity_type: str | pd.Series,
     external_ids: pd.Series,
     fit: pd.Series,
     engagement: pd.Series,

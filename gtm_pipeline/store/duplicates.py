@@ -1,24 +1,28 @@
 """Email twins among a tenant's persons: one survivor per normalised email, the others marked.
 
-The survivor of a group (the tenant's rows that are not deleted and share an email) is the row
-with the smallest external id in byte order: a function of Salesforce's current state alone, so
-it does not depend on batch sizes, page boundaries, the extraction path or the order of syncs,
-and it does not flip when a record is edited without changing its email. Every other row of the
-group has `duplicate_of` = the survivor's external id; survivors, rows without an email and
-deleted rows have none. Rows with `duplicate_of` set are kept with their newest values but are
-not in the live set (scoring, writeback and row counts leave them out).
+Persons are Contacts and Leads (`source_object`), and twins span both. The candidates of a
+group are the tenant's rows that share an email and are neither deleted nor converted Leads (a
+converted Lead already points at its Contact). The survivor is a Contact when the group has one,
+else a Lead; among those, the smallest external id in byte order. That is a function of
+Salesforce's current state alone, so it does not depend on batch sizes, page boundaries, the
+extraction path or the order of syncs, and it does not flip when a record is edited without
+changing its email. Every other candidate has `duplicate_of` = the survivor's external id;
+survivors, rows without an email, deleted rows and converted Leads have none. Rows with
+`duplicate_of` set are kept with their newest values but are not in the live set (scoring,
+writeback and row counts leave them out). Python's `min()` over the ids is byte order for UTF-8
+text (code point order).
 
-Each load of persons calls `refresh_duplicates` in its own transaction with the emails it
-touched, the old ones (read with `emails_of` before the change) and the new ones, so a survivor
-that is deleted, quarantined or changes its email hands over to the next twin in the same
-transaction. Python's `min()` over the ids is byte order for UTF-8 text (code point order).
+Each load of Contacts or Leads calls `refresh_duplicates` in its own transaction with the emails
+it touched, the old ones (read with `emails_of` before the change) and the new ones, so a
+survivor that is deleted, quarantined, converted or changes its email hands over to the next
+twin in the same transaction.
 
-A tenant's first full sync is the exception: it starts with no persons, so it loads every page
-without that per-page work and marks the whole tenant once at its end (`settle_all`). The
-tenant's `sync_state` row says so (`twin_marks_pending`, committed with the run's start), so a
-first sync that is interrupted leaves the flag set and the next run of persons, whatever its
-kind, marks the tenant when it ends. Until then the tenant's persons are a partial first load,
-read by nothing downstream (scoring and writeback run after a successful sync). On a 1,000,000
+A first full sync of an object is the exception: the tenant has none of its rows yet, so it loads
+every page without that per-page work and marks the whole tenant once at its end (`settle_all`).
+The object's `sync_state` row says so (`twin_marks_pending`, committed with the run's start), so a
+first sync that is interrupted leaves the flag set and the next run of that object, whatever its
+kind, marks the tenant when it ends. Until then the object's rows are a partial first load, read
+by nothing downstream (scoring and writeback run after a successful sync). On a 1,000,000
 Contact org the per-page upkeep cost 5-6 s of a 57 s sync; the single pass takes under a second.
 """
 
@@ -31,7 +35,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from gtm_pipeline.store.id_filters import among
-from gtm_pipeline.store.tables import persons, sync_state
+from gtm_pipeline.store.tables import entity_rows, persons, sync_state
 
 EMAIL = "email"
 
@@ -74,13 +78,13 @@ def _mark(conn: sa.Connection, tenant_id: str, wanted: list[str]) -> int:
         return 0
     rows = conn.execute(
         sa.select(persons.c.external_id, persons.c.email, persons.c.is_deleted,
-                  persons.c.duplicate_of)
+                  persons.c.is_converted, persons.c.source_object, persons.c.duplicate_of)
         .where(persons.c.tenant_id == tenant_id, among(conn, persons.c.email, wanted))
     ).all()  # fmt: skip
     survivors = _survivors(rows)
     changes = []
     for row in rows:
-        survivor = None if row.is_deleted else survivors.get(row.email)
+        survivor = survivors.get(row.email) if _is_candidate(row) else None
         mark = None if survivor == row.external_id else survivor
         if mark != row.duplicate_of:
             changes.append({"tenant": tenant_id, "id": row.external_id, "mark": mark})
@@ -118,15 +122,22 @@ def _emails_with_twins_or_marks(
     return sorted(conn.execute(query).scalars())
 
 
+def _is_candidate(row: sa.Row) -> bool:
+    """Whether the row takes part in its email's group: neither deleted nor a converted Lead."""
+    return not row.is_deleted and not row.is_converted
+
+
 def _survivors(rows: Sequence[sa.Row]) -> dict[str, str]:
-    survivors: dict[str, str] = {}
+    """The surviving external id of each email: a Contact before a Lead, then the smallest id."""
+    best: dict[str, tuple[bool, str]] = {}
     for row in rows:
-        if row.is_deleted:
+        if not _is_candidate(row):
             continue
-        current = survivors.get(row.email)
-        if current is None or row.external_id < current:
-            survivors[row.email] = row.external_id
-    return survivors
+        rank = (row.source_object != "Contact", row.external_id)
+        current = best.get(row.email)
+        if current is None or rank < current:
+            best[row.email] = rank
+    return {email: rank[1] for email, rank in best.items()}
 
 
 @contextmanager
@@ -149,8 +160,8 @@ def defer_marks_if_first(
     conn: sa.Connection, table: sa.Table, tenant_id: str, entity: str, full: bool
 ) -> bool:
     """Whether this run loads `table` without marking twins page by page: the tenant's first
-    full sync (no rows yet), which sets the flag, or any run after one that left it set.
-    Needs the run's `sync_state` row (`cursors.mark_run_started`) in `conn`."""
+    full sync of the entity (none of its rows yet), which sets the flag, or any run after one
+    that left it set. Needs the run's `sync_state` row (`cursors.mark_run_started`) in `conn`."""
     if "duplicate_of" not in table.c:
         return False
     if _marks_pending(conn, tenant_id, entity):
@@ -158,7 +169,7 @@ def defer_marks_if_first(
     if (
         not full
         or conn.execute(
-            sa.select(sa.literal(1)).where(table.c.tenant_id == tenant_id).limit(1)
+            sa.select(sa.literal(1)).where(entity_rows(entity).of_tenant(tenant_id)).limit(1)
         ).first()
     ):
         return False

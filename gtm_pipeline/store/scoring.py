@@ -16,7 +16,7 @@ from gtm_pipeline.store.errors import InvalidRowsError
 from gtm_pipeline.store.tables import accounts, activities, is_live, opportunities, persons, scores
 from gtm_pipeline.store.upsert import upsert_records
 
-SCORE_ENTITY_TYPES = ("account", "person", "opportunity")
+SCORE_ENTITY_TYPES = ("account", "person", "lead", "opportunity")
 SCORE_COLUMNS = (
     "entity_type",
     "external_id",
@@ -28,7 +28,7 @@ SCORE_COLUMNS = (
 )
 _INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     "accounts": ("external_id", "name", "industry", "employee_count", "annual_revenue"),
-    "persons": ("external_id", "account_external_id", "title", "email"),
+    "persons": ("external_id", "source_object", "account_external_id", "title", "email"),
     "opportunities": ("external_id", "account_external_id", "stage", "amount", "close_date"),
     "activities": (
         "external_id",
@@ -60,7 +60,8 @@ def _live_rows(
 def load_scoring_inputs(
     conn: sa.Connection, tenant_id: str
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The tenant's live accounts, persons and opportunities (`tables.is_live`), ordered by id."""
+    """The tenant's live accounts, persons (Contacts and Leads, told apart by `source_object`)
+    and opportunities (`tables.is_live`), ordered by id."""
     return (
         _live_rows(conn, accounts, tenant_id),
         _live_rows(conn, persons, tenant_id),

@@ -3,8 +3,8 @@
 Canonical entity tables (`accounts`, `persons`, `opportunities`, `activities`) share one shape:
 keyed by `(tenant_id, external_id)`, carrying the Salesforce `system_modstamp` that orders
 versions of a record, soft-delete columns, mapped custom fields as JSON and when the store last
-wrote the row. `activities` holds two entities (Tasks and Events); `EntityRows` says whose rows
-are whose.
+wrote the row. `persons` holds two entities (Contacts and Leads) and `activities` two more (Tasks
+and Events); `EntityRows` says whose rows are whose.
 """
 
 from __future__ import annotations
@@ -100,9 +100,13 @@ sync_state = sa.Table(
     sa.Column("last_started_at", UTCDateTime, nullable=True),
     sa.Column("last_succeeded_at", UTCDateTime, nullable=True),
     sa.Column("last_stats", json_type(), nullable=True),
-    # Persons only: a first full sync is loading without marking email twins (store/duplicates.py).
+    # Contacts and Leads: a first full sync is loading without marking email twins
+    # (store/duplicates.py).
     sa.Column("twin_marks_pending", sa.Boolean, nullable=False, server_default=sa.false()),
 )
+
+
+PERSON_SOURCE_OBJECTS = ("Contact", "Lead")
 
 
 def _canonical_table(name: str, *columns: sa.Column) -> sa.Table:
@@ -148,9 +152,20 @@ persons = _canonical_table(
     sa.Column("title", sa.Text, nullable=True),
     sa.Column("phone", sa.Text, nullable=True),
     sa.Column("account_external_id", RECORD_ID, nullable=True),
-    # Set on every email twin but the survivor (the smallest external id among the tenant's live
-    # rows with that email): the survivor's external id. Such rows are not in the live set.
+    # Set on every email twin but the survivor (store/duplicates.py says which row survives):
+    # the survivor's external id. Such rows are not in the live set.
     sa.Column("duplicate_of", RECORD_ID, nullable=True),
+    # The Salesforce object of the row: a Contact or a Lead (`EntityRows` owner).
+    sa.Column("source_object", sa.String(16), nullable=False, server_default="Contact"),
+    # Lead fields; empty on Contacts. A converted Lead names the Contact and Account it became
+    # and is not in the live set: its Contact is the live person.
+    sa.Column("company", sa.Text, nullable=True),
+    sa.Column("lead_status", sa.Text, nullable=True),
+    sa.Column("lead_source", sa.Text, nullable=True),
+    sa.Column("is_converted", sa.Boolean, nullable=True),
+    sa.Column("converted_contact_external_id", RECORD_ID, nullable=True),
+    sa.Column("converted_account_external_id", RECORD_ID, nullable=True),
+    _in_check("source_object", PERSON_SOURCE_OBJECTS, "source_object"),
 )
 # Each load of persons finds the rows of the tenant's emails it touches (store/duplicates.py). The
 # tenant leads so that the index answers the whole filter: on the email alone (migration 0007),
@@ -192,11 +207,14 @@ activities = _canonical_table(
 
 
 def is_live(table: sa.Table) -> sa.ColumnElement[bool]:
-    """The live set of a canonical table: not deleted in Salesforce and, for persons, not an
-    email twin of another row. Scoring, writeback and row counts read only these rows."""
+    """The live set of a canonical table: not deleted in Salesforce and, for persons, neither an
+    email twin of another row nor a converted Lead. Scoring, writeback and row counts read only
+    these rows."""
     live = table.c.is_deleted.is_(sa.false())
     if "duplicate_of" in table.c:
         live = sa.and_(live, table.c.duplicate_of.is_(None))
+    if "is_converted" in table.c:
+        live = sa.and_(live, table.c.is_converted.is_not(sa.true()))
     return live
 
 
@@ -237,7 +255,8 @@ class EntityRows:
 
 ENTITY_ROWS: dict[str, EntityRows] = {
     "accounts": EntityRows(accounts),
-    "persons": EntityRows(persons),
+    "persons": EntityRows(persons, ("source_object", "Contact")),
+    "leads": EntityRows(persons, ("source_object", "Lead")),
     "opportunities": EntityRows(opportunities),
     "tasks": EntityRows(activities, ("kind", "task")),
     "events": EntityRows(activities, ("kind", "event")),

@@ -88,16 +88,37 @@ def stored_count(conn: sa.Connection, tenant_id: str, entity: str) -> int:
     return conn.execute(rows).scalar_one() + conn.execute(quarantined).scalar_one()
 
 
-def quarantined_versions(conn: sa.Connection, tenant_id: str, entity: str) -> pd.DataFrame:
+def quarantined_versions(
+    conn: sa.Connection, tenant_id: str, entity: str, raw_fields: Sequence[str] = ()
+) -> pd.DataFrame:
     """external_id and the quarantined version's system_modstamp (NaT when unreadable), once
-    per record whatever the number of gates it failed."""
+    per record whatever the number of gates it failed; with each of `raw_fields` as the
+    quarantined raw values hold it (None where no entry has it)."""
     table = quality_failures
+    mine = (table.c.tenant_id == tenant_id, table.c.entity == entity)
     result = conn.execute(
         sa.select(table.c.external_id, sa.func.max(_raw(table.c.system_modstamp)))
-        .where(table.c.tenant_id == tenant_id, table.c.entity == entity)
+        .where(*mine)
         .group_by(table.c.external_id)
     )
-    return _frame(result, ("external_id", "system_modstamp"))
+    frame = _frame(result, ("external_id", "system_modstamp"))
+    if raw_fields:
+        held = _raw_values(conn, sa.select(table.c.external_id, table.c.raw).where(*mine))
+        ids = frame["external_id"].tolist()
+        for name in raw_fields:
+            frame[name] = pd.Series([held.get(i, {}).get(name) for i in ids], dtype=object)
+    return frame
+
+
+def _raw_values(conn: sa.Connection, query: sa.Select) -> dict[str, dict]:
+    """Per record, the raw values its quarantine entries hold (the first entry's, per field)."""
+    held: dict[str, dict] = {}
+    for external_id, raw in conn.execute(query):
+        values = held.setdefault(external_id, {})
+        for name, value in (raw or {}).items():
+            if value is not None:
+                values.setdefault(name, value)
+    return held
 
 
 def mark_purged(

@@ -11,7 +11,8 @@ tenant's own mapping (issue: field mapping) replaces or extends it; without one,
 Columns no single field fills (when an activity happened, the object a polymorphic Id points at)
 are `Derived` by fixed rules (`sync/derive.py`) that tenants do not remap.
 
-Accounts, Contacts and Opportunities (`SCORED_ENTITIES`) are synced, scored and written back.
+Accounts, Contacts, Leads and Opportunities (`SCORED_ENTITIES`) are synced, scored and written
+back; Contacts and Leads share the `persons` table.
 Tasks and Events (`ACTIVITY_ENTITIES`, both in the `activities` table) are synced after them, for
 engagement: they have no score type. `SYNC_ORDER` is all five, in the order they sync.
 """
@@ -119,23 +120,52 @@ ACCOUNTS = Entity(
     number_columns=("annual_revenue",),
 )
 
+# A person is known by an email, or by a first and a last name.
+_PERSON_REQUIRED = (("external_id", "email"), ("external_id", "first_name", "last_name"))
+_PERSON_MAPPINGS = (
+    FieldMapping("external_id", "Id", required=True),
+    FieldMapping("email", "Email", transform="lowercase"),
+    FieldMapping("first_name", "FirstName"),
+    FieldMapping("last_name", "LastName"),
+    FieldMapping("title", "Title"),
+    FieldMapping("phone", "Phone"),
+)
+
 PERSONS = Entity(
     name="persons",
     sf_object="Contact",
     asset_name="contacts",
     score_type="person",
-    mappings=(
-        FieldMapping("external_id", "Id", required=True),
-        FieldMapping("email", "Email", transform="lowercase"),
-        FieldMapping("first_name", "FirstName"),
-        FieldMapping("last_name", "LastName"),
-        FieldMapping("title", "Title"),
-        FieldMapping("phone", "Phone"),
-        FieldMapping("account_external_id", "AccountId"),
-    ),
-    required=(("external_id", "email"), ("external_id", "first_name", "last_name")),
+    mappings=(*_PERSON_MAPPINGS, FieldMapping("account_external_id", "AccountId")),
+    required=_PERSON_REQUIRED,
     email_columns=("email",),
     dedupe_on=("email",),
+)
+
+# Leads share the `persons` table with Contacts (`store.tables.ENTITY_ROWS`): email twins span
+# both objects, and a converted Lead leaves the live set for the Contact it became. What decides
+# the live set (the conversion and what it made) is read by fixed rules, not by a mapping a
+# tenant could change.
+LEADS = Entity(
+    name="leads",
+    sf_object="Lead",
+    asset_name="leads",
+    score_type="lead",
+    mappings=(
+        *_PERSON_MAPPINGS,
+        FieldMapping("company", "Company"),
+        FieldMapping("lead_status", "Status"),
+        FieldMapping("lead_source", "LeadSource"),
+    ),
+    required=_PERSON_REQUIRED,
+    boolean_columns=("is_converted",),
+    email_columns=("email",),
+    dedupe_on=("email",),
+    derived=(
+        Derived("is_converted", "first_present", fields=("IsConverted",)),
+        Derived("converted_contact_external_id", "first_present", fields=("ConvertedContactId",)),
+        Derived("converted_account_external_id", "first_present", fields=("ConvertedAccountId",)),
+    ),
 )
 
 OPPORTUNITIES = Entity(
@@ -222,7 +252,7 @@ EVENTS = Entity(
     archives=True,
 )
 
-SCORED_ENTITIES: tuple[Entity, ...] = (ACCOUNTS, PERSONS, OPPORTUNITIES)
+SCORED_ENTITIES: tuple[Entity, ...] = (ACCOUNTS, PERSONS, LEADS, OPPORTUNITIES)
 ACTIVITY_ENTITIES: tuple[Entity, ...] = (TASKS, EVENTS)
 SYNC_ORDER: tuple[Entity, ...] = (*SCORED_ENTITIES, *ACTIVITY_ENTITIES)
 """Activities last: they point at every other entity."""
@@ -252,7 +282,7 @@ def entity_for(name: str) -> Entity:
 
 
 def by_score_type(score_type: str) -> Entity:
-    """The scored entity whose score rows carry `score_type` (`account`, `person`,
+    """The scored entity whose score rows carry `score_type` (`account`, `person`, `lead`,
     `opportunity`)."""
     try:
         return _BY_SCORE_TYPE[score_type]

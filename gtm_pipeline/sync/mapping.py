@@ -42,7 +42,7 @@ from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.metadata import DescribeClient, FieldInfo, describe_object
 from gtm_pipeline.store.mappings import load_mapping_rows, replace_mapping_rows
 from gtm_pipeline.store.tables import entity_rows
-from gtm_pipeline.sync.entities import Entity, FieldMapping
+from gtm_pipeline.sync.entities import SYNC_ORDER, Entity, FieldMapping
 from gtm_pipeline.sync.entities import entity as entity_named
 from gtm_pipeline.sync.soql import SoqlBuildError, check_identifier, check_path
 
@@ -125,11 +125,20 @@ def _entity(entity: Entity | str) -> Entity:
 
 
 def canonical_targets(entity: Entity | str) -> list[str]:
-    """The canonical columns a mapping may fill (besides `custom_fields.<key>`)."""
+    """The canonical columns a mapping may fill (besides `custom_fields.<key>`): not those fixed
+    rules fill, the entity's own or, in a shared table, another entity's that this one's default
+    mapping leaves alone (a Contact may not fill a Lead's `is_converted`)."""
     ent = _entity(entity)
     rows = entity_rows(ent.name)
-    not_mapped = _NOT_CANONICAL | set(rows.owner_values) | {d.target for d in ent.derived}
+    not_mapped = _NOT_CANONICAL | set(rows.owner_values) | _fixed_columns(ent, rows.table)
     return [c.name for c in rows.table.columns if c.name not in not_mapped]
+
+
+def _fixed_columns(ent: Entity, table: sa.Table) -> set[str]:
+    defaults = {m.target for m in ent.mappings}
+    sharing = [e for e in SYNC_ORDER if entity_rows(e.name).table is table]
+    others = {d.target for e in sharing if e is not ent for d in e.derived} - defaults
+    return {d.target for d in ent.derived} | others
 
 
 def _where(entity: Entity, tenant_id: str | None) -> str:

@@ -40,6 +40,13 @@ class SalesforceContactSchema(SalesforceRecordSchema):
     AccountId: Series[str] | None = pa.Field(nullable=True, str_matches=SALESFORCE_ID)
 
 
+class SalesforceLeadSchema(SalesforceRecordSchema):
+    """A converted Lead names the Contact and Account it became."""
+
+    ConvertedContactId: Series[str] | None = pa.Field(nullable=True, str_matches=SALESFORCE_ID)
+    ConvertedAccountId: Series[str] | None = pa.Field(nullable=True, str_matches=SALESFORCE_ID)
+
+
 class SalesforceOpportunitySchema(SalesforceRecordSchema):
     AccountId: Series[str] | None = pa.Field(nullable=True, str_matches=SALESFORCE_ID)
 
@@ -56,13 +63,22 @@ class SalesforceActivitySchema(SalesforceRecordSchema):
 RAW_SCHEMAS: dict[str, type[SalesforceRecordSchema]] = {
     "Account": SalesforceAccountSchema,
     "Contact": SalesforceContactSchema,
+    "Lead": SalesforceLeadSchema,
     "Opportunity": SalesforceOpportunitySchema,
     "Task": SalesforceActivitySchema,
     "Event": SalesforceActivitySchema,
 }
 
 
-CONTRACT_TEXT = ("Id", "SystemModstamp", "AccountId", "WhoId", "WhatId")
+CONTRACT_TEXT = (
+    "Id",
+    "SystemModstamp",
+    "AccountId",
+    "WhoId",
+    "WhatId",
+    "ConvertedContactId",
+    "ConvertedAccountId",
+)
 NO_FAILURES = ("row", "external_id", "stage", "field", "reason")
 
 

@@ -10,7 +10,7 @@ classifies the drift:
 
 - missing: in Salesforce (live, or in the recycle bin), nowhere in the store;
 - stale: the store holds an older version (a row, a quarantine entry, or both at once), or a row
-  whose archive flag Salesforce has since changed;
+  or quarantine entry whose archive flag Salesforce has since changed;
 - ghosts: live in the store (a row or a quarantine entry) but deleted in Salesforce, or absent
   even from queryAll (purged);
 - wrongly_deleted: flagged deleted in the store, live in Salesforce (undeleted).
@@ -49,6 +49,7 @@ from gtm_pipeline.store.versions import (
     stored_versions,
 )
 from gtm_pipeline.sync.bulk_csv import read_csv_table
+from gtm_pipeline.sync.coerce import to_boolean
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.sync.extract import iter_raw_pages
 from gtm_pipeline.sync.load import convert_page, load_deletions, load_page
@@ -194,11 +195,13 @@ def _both_sides(
 
 
 def _stored(engine: sa.Engine, tenant_id: str, entity: Entity) -> tuple[pd.DataFrame, pd.DataFrame]:
+    archive_flag = ("is_archived",) if entity.archives else ()
     with engine.connect() as conn:
-        return (
-            stored_versions(conn, tenant_id, entity.name),
-            quarantined_versions(conn, tenant_id, entity.name),
-        )
+        rows = stored_versions(conn, tenant_id, entity.name)
+        quarantined = quarantined_versions(conn, tenant_id, entity.name, archive_flag)
+    for name in archive_flag:  # as the gates read it; missing reads as False, as for rows
+        quarantined[name] = to_boolean(quarantined[name]).fillna(False).astype(bool)
+    return rows, quarantined
 
 
 def _listing(
@@ -297,6 +300,7 @@ def compare(listing: pd.DataFrame, rows: pd.DataFrame, quarantined: pd.DataFrame
     q_differs = ~(q_stamp == sf_stamp)
     sf_live = in_sf & ~sf_deleted
     row_outdated = row_older | _archive_flag_differs(n, listing, rows, at_sf, at_row, last)
+    q_differs |= _archive_flag_differs(n, listing, quarantined, at_sf, at_q, last)
 
     missing_live = sf_live & ~has_row & ~in_q
     stale_live = sf_live & ((row_live & row_outdated) | (in_q & (q_differs | has_row)))
@@ -328,18 +332,19 @@ def compare(listing: pd.DataFrame, rows: pd.DataFrame, quarantined: pd.DataFrame
 def _archive_flag_differs(
     n: int,
     listing: pd.DataFrame,
-    rows: pd.DataFrame,
+    held: pd.DataFrame,
     at_sf: np.ndarray,
-    at_row: np.ndarray,
+    at_held: np.ndarray,
     last: np.ndarray,
 ) -> np.ndarray:
-    """Rows whose archive flag is not Salesforce's (all False where none is listed): archiving
-    may leave the stamp as it was, so the stamps alone would call such a row current."""
-    if "sf_archived" not in listing or "is_archived" not in rows:
+    """Records whose archive flag in the store (`held`: its rows, or its quarantine entries) is
+    not Salesforce's (all False where none is listed): archiving may leave the stamp as it was,
+    so the stamps alone would call such a version current."""
+    if "sf_archived" not in listing or "is_archived" not in held:
         return np.zeros(n, dtype=bool)
     sf_archived = _spread(n, at_sf, listing["sf_archived"].to_numpy(dtype=bool)[last], False)
-    row_archived = _spread(n, at_row, rows["is_archived"].to_numpy(dtype=bool), False)
-    return sf_archived != row_archived
+    held_archived = _spread(n, at_held, held["is_archived"].to_numpy(dtype=bool), False)
+    return sf_archived != held_archived
 
 
 def _positions(*sides: pd.Series) -> tuple[pd.Index, list[np.ndarray]]:

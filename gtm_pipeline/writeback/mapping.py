@@ -1,10 +1,11 @@
 """A tenant's writeback mapping: which Salesforce field each score is written to, per entity type.
 
-Stored in `field_mappings` with direction `writeback`, under the entity type (`person`,
+Stored in `field_mappings` with direction `writeback`, under the entity type (`person`, `lead`,
 `account`, `opportunity`): `source_path` holds the canonical score field the value is read from
 and `target_field` the Salesforce field it is written to, so the table's primary key keeps two
 scores off one field. A tenant with no stored rows for an entity type writes to the defaults,
-the fields the emulator and the reference org setup define on Contact, Account and Opportunity.
+the fields the emulator and the reference org setup define on Contact, Lead, Account and
+Opportunity.
 
 **The rule** (`refusal`, the one place it lives): a writeback overwrites the field on every
 scored record, so a score may go only to a field that holds nothing else of the customer's.
@@ -51,6 +52,7 @@ from gtm_pipeline.salesforce.metadata import (
 from gtm_pipeline.store.mappings import load_mapping_rows, replace_mapping_rows
 from gtm_pipeline.sync.entities import (
     ACCOUNTS,
+    LEADS,
     OPPORTUNITIES,
     PERSONS,
     Entity,
@@ -69,7 +71,7 @@ from gtm_pipeline.writeback.payloads import (
 )
 
 DIRECTION = "writeback"
-ENTITY_TYPES = tuple(e.score_type for e in (PERSONS, ACCOUNTS, OPPORTUNITIES))
+ENTITY_TYPES = tuple(e.score_type for e in (PERSONS, LEADS, ACCOUNTS, OPPORTUNITIES))
 """The entity types scores are written for, in the order `mapping writeback` lists them."""
 DEFAULT_FIELD_MAP: dict[str, str] = {
     "fit_score": "Fit_Score__c",

@@ -15,7 +15,7 @@ from gtm_pipeline.emulator.testing import EmulatorHandle, running_emulator
 from gtm_pipeline.store.connections import set_connector_status
 from gtm_pipeline_tests.support.defs import connect_tenant, program_environment
 
-COUNTS = {"Account": 80, "Contact": 600, "Opportunity": 150, "Lead": 60, "Task": 240, "Event": 80}
+COUNTS = {"Account": 80, "Contact": 600, "Opportunity": 150, "Lead": 200, "Task": 240, "Event": 80}
 
 
 @pytest.fixture()

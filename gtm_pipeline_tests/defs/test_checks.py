@@ -16,7 +16,7 @@ from gtm_pipeline.defs.checks import quality_check_results
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.store.quarantine import failures_for
 from gtm_pipeline.store.tables import entity_rows
-from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER
+from gtm_pipeline.sync.entities import LEADS, PERSONS, SYNC_ORDER
 from gtm_pipeline.sync.quality import (
     DEDUPLICATION,
     REQUIRED,
@@ -149,13 +149,14 @@ def materialize(instance, resources) -> dg.ExecuteInProcessResult:
 
 
 def email_twins(engine, entity) -> set[str]:
-    """Persons rows the store marked as another row's email twin (not deleted)."""
-    table = entity_rows(entity.name).table
+    """The entity's rows the store marked as another row's email twin (not deleted)."""
+    rows = entity_rows(entity.name)
+    table = rows.table
     if "duplicate_of" not in table.c:
         return set()
     with engine.connect() as conn:
         query = sa.select(table.c.external_id).where(
-            table.c.tenant_id == TENANT,
+            rows.of_tenant(TENANT),
             table.c.is_deleted.is_(False),
             table.c.duplicate_of.is_not(None),
         )
@@ -175,7 +176,7 @@ def test_checks_report_the_runs_quarantined_records(instance, resources, engine)
         assert quarantined and all(f["run_id"] == result.run_id for f in quarantined)
         assert not [f for f in quarantined if f["stage"] == DEDUPLICATION]
         twins = email_twins(engine, entity)
-        assert bool(twins) == (entity is PERSONS), "the org's shared emails made no twins"
+        assert bool(twins) == (entity in (PERSONS, LEADS)), "the org's shared emails made no twins"
         checks = {e.check_name: e for e in evaluations if e.asset_key == key}
         assert set(checks) == set(STAGES)
         for stage, evaluation in checks.items():

@@ -45,14 +45,15 @@ def test_asset_keys_partitions_and_dependencies():
     assets = {a.key: a for a in sync_assets()}
     assert list(assets) == [
         dg.AssetKey(["salesforce", name])
-        for name in ("accounts", "contacts", "opportunities", "tasks", "events")
+        for name in ("accounts", "contacts", "leads", "opportunities", "tasks", "events")
     ]
     for asset in assets.values():
         assert asset.partitions_def == salesforce_tenants
         assert {c.name for c in asset.check_specs} == set(STAGES)
-    accounts, contacts, opportunities, tasks, events = KEYS
+    accounts, contacts, leads, opportunities, tasks, events = KEYS
     assert assets[contacts].asset_deps[contacts] == {accounts}
-    assert assets[opportunities].asset_deps[opportunities] == {contacts}
+    assert assets[leads].asset_deps[leads] == {contacts}
+    assert assets[opportunities].asset_deps[opportunities] == {leads}
     # Activities point at accounts, persons and opportunities: they come after all three.
     assert assets[tasks].asset_deps[tasks] == {opportunities}
     assert assets[events].asset_deps[events] == {opportunities}

@@ -56,24 +56,25 @@ def test_sync_score_writeback_lands_scores_and_a_rerun_sends_nothing(
         TENANT, instance=instance, resources=resources, progress=lambda *p: progress.append(p)
     )
     assert run.success, run.failure
-    assert [r["entity_type"] for r in run.results] == ["account", "person", "opportunity"]
+    assert [r["entity_type"] for r in run.results] == ["account", "person", "lead", "opportunity"]
     for result in run.results:
         reports = [p[1:] for p in progress if p[0] == result["entity_type"]]
         sent = result["success"] + result["failed"]
         assert reports[0] == (0, sent) and reports[-1] == (sent, sent)
         assert len(reports) == 1 + result["requests"]  # no locks or splits in a clean run
-    with engine.connect() as conn:
-        contact_scores = read_scores(conn, TENANT, "person")
     written = {r["entity_type"]: r for r in run.results}
-    assert written["person"]["success"] == written["person"]["total"] > 0
-    assert written["person"]["failed"] == 0
-    truth = fit_scores(emulator)
-    landed = 0
-    for external_id, fit in zip(contact_scores.external_id, contact_scores.fit_score, strict=True):
-        if external_id in truth and written["person"]["total"]:
-            assert truth[external_id] == pytest.approx(fit)
-            landed += 1
-    assert landed == written["person"]["success"]
+    for entity_type, sobject in (("person", "Contact"), ("lead", "Lead")):
+        with engine.connect() as conn:
+            scores = read_scores(conn, TENANT, entity_type)
+        assert written[entity_type]["success"] == written[entity_type]["total"] > 0
+        assert written[entity_type]["failed"] == 0
+        truth = fit_scores(emulator, sobject)
+        landed = 0
+        for external_id, fit in zip(scores.external_id, scores.fit_score, strict=True):
+            if external_id in truth:
+                assert truth[external_id] == pytest.approx(fit)
+                landed += 1
+        assert landed == written[entity_type]["success"], entity_type
     requests = sum(r["requests"] for r in run.results)
     assert composite_calls(emulator) - before == requests > 0
 
@@ -173,7 +174,7 @@ def test_scores_asset_reports_rows_per_entity_type(instance, resources):
     [scored] = [e for e in instance.get_latest_materialization_events([SCORES_KEY]).values() if e]
     meta = {k: v.value for k, v in scored.asset_materialization.metadata.items()}
     totals = {r["entity_type"]: r["total"] for r in run.results}
-    for entity_type in ("account", "person", "opportunity"):
+    for entity_type in ("account", "person", "lead", "opportunity"):
         assert meta[f"rows_scored_{entity_type}"] == totals[entity_type] > 0
     tiers = meta["tier_counts"].records
     assert sum(t.data["rows"] for t in tiers) == meta["dagster/row_count"]
@@ -202,3 +203,32 @@ def test_progress_bars_draw_one_bar_per_entity_type_and_end_it(capsys):
     err = capsys.readouterr().err
     assert err.count("person") == 1 and "450 changed" in err
     assert "account" in err and "300 changed" in err
+
+
+def test_converted_leads_and_leads_twinned_with_a_contact_are_not_written(
+    instance, resources, emulator, engine
+):
+    sync(instance, resources)
+    leads = {r["Id"]: r for r in emulator.control.truth("Lead")}
+    converted = [i for i, r in leads.items() if r["IsConverted"] and not r["IsDeleted"]]
+    with engine.connect() as conn:
+        twins = dict(
+            conn.execute(
+                sa.select(persons.c.external_id, persons.c.duplicate_of).where(
+                    persons.c.tenant_id == TENANT,
+                    persons.c.source_object == "Lead",
+                    persons.c.duplicate_of.is_not(None),
+                )
+            ).all()
+        )
+    assert converted and twins
+    assert any(survivor.startswith("003") for survivor in twins.values())  # a Contact survives
+    before = fit_scores(emulator, "Lead")
+    run = run_writeback(TENANT, instance=instance, resources=resources)
+    assert run.success, run.failure
+    after = fit_scores(emulator, "Lead")
+    with engine.connect() as conn:
+        scored = set(read_scores(conn, TENANT, "lead").external_id)
+    assert scored and not scored & (set(converted) | set(twins))
+    assert all(after[i] == before[i] for i in (*converted, *twins))
+    assert any(after[i] is not None for i in scored)

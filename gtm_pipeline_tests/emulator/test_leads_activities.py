@@ -245,7 +245,7 @@ def test_some_leads_share_an_email_with_a_contact_or_another_lead(org: Org) -> N
     open_leads = [r for r in org.truth("Lead") if "_dirty" not in r and not r["IsConverted"]]
     assert all(PLAIN_EMAIL.fullmatch(r["Email"]) for r in open_leads)
     contact_twins = [r for r in open_leads if r["Email"].casefold() in folded]
-    assert len(contact_twins) >= 5
+    assert len(contact_twins) >= 2
     assert any(r["Email"] not in contact_emails for r in contact_twins)  # another case
     assert any(r["Email"] in contact_emails for r in contact_twins)
     lead_emails = Counter(r["Email"].casefold() for r in open_leads)

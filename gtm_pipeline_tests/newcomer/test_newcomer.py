@@ -118,8 +118,8 @@ def check_demo_output(output: str) -> None:
     ):
         assert expected in output, f"{expected!r} missing from the demo's output:\n{output}"
     section = output.split("Scores computed and written back to Salesforce:", 1)[1]
-    written = [line.split() for line in section.splitlines()[2:5]]
-    assert [row[0] for row in written] == ["account", "person", "opportunity"], section
+    written = [line.split() for line in section.splitlines()[2:6]]
+    assert [row[0] for row in written] == ["account", "person", "lead", "opportunity"], section
     assert all(int(row[2]) > 0 and int(row[3]) == 0 for row in written), section
 
 

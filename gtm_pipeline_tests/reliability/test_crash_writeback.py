@@ -29,7 +29,7 @@ from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.sync.test_crash import BATCH_SIZE
 from gtm_pipeline_tests.sync.test_faults import TENANT, sync_all
 
-SOBJECTS = {"account": "Account", "person": "Contact", "opportunity": "Opportunity"}
+SOBJECTS = {"account": "Account", "person": "Contact", "lead": "Lead", "opportunity": "Opportunity"}
 
 
 def score(engine: sa.Engine, now: datetime) -> None:

@@ -244,6 +244,19 @@ def test_persons_inherit_fit_and_add_seniority() -> None:
     assert set(scored["entity_type"]) == {"person"}
 
 
+def test_leads_are_scored_as_persons_under_their_own_entity_type() -> None:
+    account_scores = score_accounts(_accounts([{"external_id": "a"}]), NO_OPPS, CONFIG, NOW)
+    rows = [
+        {"external_id": "003c", "title": "CEO", "source_object": "Contact"},
+        {"external_id": "00Ql", "title": "CEO", "source_object": "Lead"},
+    ]
+    persons = pd.DataFrame(rows).assign(account_external_id=None, is_deleted=False)
+    scored = score_persons(persons, account_scores, CONFIG, NOW).set_index("external_id")
+    assert scored["entity_type"].to_dict() == {"003c": "person", "00Ql": "lead"}
+    same = ["fit_score", "engagement_score", "combined_score", "tier"]
+    assert scored.loc["003c", same].tolist() == scored.loc["00Ql", same].tolist()
+
+
 def test_title_seniority_rules() -> None:
     titles = pd.Series(["Chief Revenue Officer", "svp, sales", "IT Director", "RevOps Lead",
                         "Engineer", "", None, "Headhunter"])  # fmt: skip

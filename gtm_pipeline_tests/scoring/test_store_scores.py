@@ -151,7 +151,7 @@ def test_empty_reads_and_writes(engine: sa.Engine) -> None:
 @pytest.mark.parametrize(
     ("frame", "message"),
     [
-        (pd.DataFrame([{**_score("lead", "x", 1.0, T0)}]), "unknown entity_type"),
+        (pd.DataFrame([{**_score("campaign", "x", 1.0, T0)}]), "unknown entity_type"),
         (pd.DataFrame([{**_score("account", "x", 1.0, T0), "colour": 1}]), "unknown column"),
         (pd.DataFrame([{**_score("account", "x", 1.0, T0), "tenant_id": "t2"}]), "tenant_id"),
         (pd.DataFrame([{"entity_type": "account", "external_id": "x"}]), "scored_at"),
@@ -172,7 +172,7 @@ def test_write_scores_rejects_bad_frames(
 
 def test_read_scores_rejects_an_unknown_entity_type(engine: sa.Engine) -> None:
     with engine.connect() as conn, pytest.raises(ValueError, match="entity_type must be one of"):
-        read_scores(conn, "t1", "lead")
+        read_scores(conn, "t1", "campaign")
 
 
 def test_load_activities_reads_only_those_after_since(engine):

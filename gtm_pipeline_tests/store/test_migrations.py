@@ -349,3 +349,44 @@ def test_0009_adds_the_activities_table_and_takes_it_away_again(engine: sa.Engin
     upgrade(engine)
     assert "ix_activities_tenant_id_system_modstamp" in _index_names(engine, "activities")
     assert _schema_differences(engine, metadata) == []
+
+
+def test_0010_adds_the_lead_columns_and_its_downgrade_drops_them_with_the_leads(
+    engine: sa.Engine,
+) -> None:
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0009")
+    assert "source_object" not in _columns(engine, "persons")
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO persons (tenant_id, external_id, email, system_modstamp, synced_at) "
+            "VALUES ('t1', '003A', 'a@x.io', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ))  # fmt: skip
+    upgrade(engine)
+    assert _schema_differences(engine, metadata) == []
+    with engine.begin() as conn:
+        existing = conn.execute(sa.text(
+            "SELECT source_object, is_converted FROM persons WHERE external_id = '003A'"
+        )).one()  # fmt: skip
+        conn.execute(sa.text(
+            "INSERT INTO persons (tenant_id, external_id, source_object, is_converted, "
+            "system_modstamp, synced_at) "
+            "VALUES ('t1', '00QA', 'Lead', false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ))  # fmt: skip
+    assert tuple(existing) == ("Contact", None)
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO persons (tenant_id, external_id, source_object, system_modstamp, "
+            "synced_at) VALUES ('t1', '001A', 'Account', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ))  # fmt: skip
+
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0009")
+    with engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT external_id FROM persons")).scalars().all()
+    assert left == ["003A"]
+    upgrade(engine)
+    assert _schema_differences(engine, metadata) == []

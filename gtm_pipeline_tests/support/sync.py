@@ -5,7 +5,14 @@ from __future__ import annotations
 from gtm_pipeline.emulator.testing import EmulatorHandle, emulator_client
 from gtm_pipeline.salesforce.client import SalesforceClient
 
-COUNTS = {"Account": 120, "Contact": 900, "Opportunity": 250, "Task": 500, "Event": 150}
+COUNTS = {
+    "Account": 120,
+    "Contact": 900,
+    "Lead": 300,
+    "Opportunity": 250,
+    "Task": 500,
+    "Event": 150,
+}
 
 
 def client_for(emulator: EmulatorHandle, **config) -> SalesforceClient:

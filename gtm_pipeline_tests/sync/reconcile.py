@@ -11,8 +11,10 @@ From `emulator.control.truth(object)` (every record not purged, with `IsDeleted`
   value of every canonical column, not deleted, no quarantine entry;
 - a live record that fails -> no row, exactly one quarantine entry (the expected stage, a failing
   field, the version's stamp and its newest values);
-- persons: among the expected live rows sharing an email, the smallest Id (Python `min()`)
-  survives and every other row has `duplicate_of` = that Id; every other row has none;
+- persons (Contacts) and leads share email twins: among the expected live rows of both objects
+  that share an email, converted Leads left out, a Contact survives before a Lead and then the
+  smallest Id (Python `min()`); every other row of the group has `duplicate_of` = that Id, every
+  other row has none. So the truth of both objects is read for either;
 - a record in the recycle bin -> a row flagged deleted (`deleted_reason` "deleted") with
   `deleted_at` == `system_modstamp` == the record's stamp (other values not compared) and no
   quarantine entry;
@@ -57,6 +59,24 @@ class Source:
     kind: str  # a key of READ
 
 
+_PERSON = {
+    "email": Source("Email", "email"),
+    "first_name": Source("FirstName", "text"),
+    "last_name": Source("LastName", "text"),
+    "title": Source("Title", "text"),
+    "phone": Source("Phone", "text"),
+}
+LEAD_ONLY = (
+    "company",
+    "lead_status",
+    "lead_source",
+    "is_converted",
+    "converted_contact_external_id",
+    "converted_account_external_id",
+)
+"""The persons columns a Contact's row leaves empty."""
+
+
 def _activity(**columns: Source) -> dict[str, Source]:
     """An activity's columns: what Tasks and Events share, then `columns`."""
     return {
@@ -80,13 +100,15 @@ MAPPING: dict[str, dict[str, Source]] = {
         "employee_count": Source("NumberOfEmployees", "integer"),
         "annual_revenue": Source("AnnualRevenue", "number"),
     },
-    "persons": {
-        "email": Source("Email", "email"),
-        "first_name": Source("FirstName", "text"),
-        "last_name": Source("LastName", "text"),
-        "title": Source("Title", "text"),
-        "phone": Source("Phone", "text"),
-        "account_external_id": Source("AccountId", "text"),
+    "persons": {**_PERSON, "account_external_id": Source("AccountId", "text")},
+    "leads": {
+        **_PERSON,
+        "company": Source("Company", "text"),
+        "lead_status": Source("Status", "text"),
+        "lead_source": Source("LeadSource", "text"),
+        "is_converted": Source("IsConverted", "boolean"),
+        "converted_contact_external_id": Source("ConvertedContactId", "text"),
+        "converted_account_external_id": Source("ConvertedAccountId", "text"),
     },
     "opportunities": {
         "name": Source("Name", "text"),
@@ -113,6 +135,7 @@ MAPPING: dict[str, dict[str, Source]] = {
 OBJECT = {
     "accounts": "Account",
     "persons": "Contact",
+    "leads": "Lead",
     "opportunities": "Opportunity",
     "tasks": "Task",
     "events": "Event",
@@ -126,6 +149,7 @@ ACTIVITY_KIND = {"tasks": "task", "events": "event"}
 REQUIRED_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
     "accounts": (("name",),),
     "persons": (("email",), ("first_name", "last_name")),
+    "leads": (("email",), ("first_name", "last_name")),
     "opportunities": (("name", "account_external_id"),),
     "tasks": _ACTIVITY_GROUPS,
     "events": _ACTIVITY_GROUPS,
@@ -163,7 +187,7 @@ def breaks_raw_contract(record: Mapping[str, Any]) -> str | None:
     stamp = record.get("SystemModstamp")
     if not isinstance(stamp, str) or not SALESFORCE_STAMP.fullmatch(stamp):
         return "SystemModstamp"
-    for reference in ("AccountId", "WhoId", "WhatId"):
+    for reference in ("AccountId", "WhoId", "WhatId", "ConvertedContactId", "ConvertedAccountId"):
         value = record.get(reference)
         if value is not None and not SALESFORCE_ID.fullmatch(str(value)):
             return reference
@@ -414,20 +438,28 @@ def live_row(entity: str, record: Mapping[str, Any], values: Mapping[str, Any]) 
         "custom_fields": None,
     }
     if entity == "persons":
-        row["duplicate_of"] = None
+        row |= dict.fromkeys(LEAD_ONLY) | {"source_object": "Contact", "duplicate_of": None}
+    if entity == "leads":
+        row |= {"account_external_id": None, "source_object": "Lead", "duplicate_of": None}
     if entity in ACTIVITY_KIND:
         row["kind"] = ACTIVITY_KIND[entity]
     return row
 
 
+PERSON_ENTITIES = ("persons", "leads")
+"""The entities whose rows are email twins of each other."""
+
+
 def mark_twins(rows: dict[str, dict]) -> None:
-    """duplicate_of: the smallest Id among the live rows sharing the email, on all but it."""
+    """duplicate_of on the live rows of Contacts and Leads together, converted Leads left out:
+    a Contact survives before a Lead, then the smallest Id; all but the survivor point at it."""
     by_email: dict[str, list[str]] = {}
     for external_id, row in rows.items():
-        if row["email"] is not None:
+        if row["email"] is not None and not row.get("is_converted"):
             by_email.setdefault(row["email"], []).append(external_id)
     for ids in by_email.values():
-        survivor = min(ids)
+        contacts = [i for i in ids if rows[i]["source_object"] == "Contact"]
+        survivor = min(contacts or ids)
         for external_id in ids:
             rows[external_id]["duplicate_of"] = None if external_id == survivor else survivor
 
@@ -448,7 +480,11 @@ class Expected:
         return set(self.live) | set(self.quarantined) | set(self.deleted)
 
 
-def expected_store(entity: str, truth: list[dict]) -> Expected:
+def expected_store(
+    entity: str, truth: list[dict], twin_truths: Mapping[str, list[dict]] | None = None
+) -> Expected:
+    """What the store holds of `entity` given its truth; for persons and leads, `twin_truths`
+    (entity -> truth) holds both objects' truths, whose live rows are marked together."""
     expected = Expected({}, {}, {})
     for record in truth:
         if record["IsDeleted"]:
@@ -459,8 +495,12 @@ def expected_store(entity: str, truth: list[dict]) -> Expected:
             expected.quarantined[record["Id"]] = (outcome, record)
         else:
             expected.live[record["Id"]] = live_row(entity, record, outcome)
-    if entity == "persons":
-        mark_twins(expected.live)
+    if entity in PERSON_ENTITIES:
+        together = dict(expected.live)
+        for other, other_truth in (twin_truths or {}).items():
+            if other != entity:
+                together |= expected_store(other, other_truth).live
+        mark_twins(together)
     return expected
 
 
@@ -583,7 +623,21 @@ def entry_differences(
                 out.append(
                     f"{external_id}: quarantined raw {column} {raw.get(column)!r}, newest {value!r}"
                 )
+        for column, value in flag_values(entity, record).items():
+            held = raw.get(column)
+            if (None if held is None else str(held).strip().lower()) != value:
+                out.append(f"{external_id}: quarantined raw {column} {held!r}, newest {value!r}")
     return out
+
+
+def flag_values(entity: str, record: Mapping[str, Any]) -> dict[str, str | None]:
+    """The boolean columns as a quarantine entry holds them before they are read: `true` or
+    `false` in any case (JSON booleans as Python writes them, CSV as Salesforce does)."""
+    return {
+        column: None if (v := value_of(record, source)) is None else str(v).strip().lower()
+        for column, source in MAPPING[entity].items()
+        if source.kind == "boolean"
+    }
 
 
 def _short(row: Mapping[str, Any]) -> str:
@@ -596,8 +650,9 @@ def differences(
     rows: dict[str, dict],
     failures: dict[str, list[dict]],
     skip: frozenset[str] = frozenset(),
+    twin_truths: Mapping[str, list[dict]] | None = None,
 ) -> tuple[Expected, list[str]]:
-    expected = expected_store(entity, truth)
+    expected = expected_store(entity, truth, twin_truths)
     found = live_differences(expected.live, rows, skip)
     found += unexpected_rows(entity, expected, rows)
     found += deleted_differences(expected.deleted, rows)
@@ -621,26 +676,33 @@ def reconcile(
     still compared (a mapping that moves a canonical column is not the default either).
 
     Counts: `live` records in Salesforce, `stored` rows in the live set (not deleted, not an
-    email twin), `twins` rows marked duplicate_of, `quarantined` records, `deleted` records in
-    the recycle bin.
+    email twin, not a converted Lead), `twins` rows marked duplicate_of, `converted` Leads,
+    `quarantined` records, `deleted` records in the recycle bin.
     """
     name = entity.name
     truth = list(emulator.control.truth(OBJECT[name]))
+    twin_truths = (
+        {e: list(emulator.control.truth(OBJECT[e])) for e in PERSON_ENTITIES}
+        if name in PERSON_ENTITIES
+        else None
+    )
     with engine.connect() as conn:
         rows = stored_rows(conn, tenant_id, name)
         failures = stored_failures(conn, tenant_id, name)
     skip = frozenset() if custom_fields else frozenset({"custom_fields"})
-    expected, found = differences(name, truth, rows, failures, skip)
+    expected, found = differences(name, truth, rows, failures, skip, twin_truths)
     assert not found, (
         f"{tenant_id}/{name}: {len(found)} difference(s) from Salesforce's truth:\n  "
         + "\n  ".join(found[:SHOWN])
         + (f"\n  ... and {len(found) - SHOWN} more" if len(found) > SHOWN else "")
     )
     twins = sum(1 for r in expected.live.values() if r.get("duplicate_of"))
+    converted = sum(1 for r in expected.live.values() if r.get("is_converted"))
     return {
         "live": len(expected.live) + len(expected.quarantined),
-        "stored": len(expected.live) - twins,
+        "stored": len(expected.live) - twins - converted,
         "twins": twins,
+        "converted": converted,
         "quarantined": len(expected.quarantined),
         "deleted": len(expected.deleted),
     }

@@ -128,6 +128,19 @@ def test_an_activity_that_loses_its_person_and_record_leaves_the_live_set(emulat
     assert stored(engine, activities.c.external_id == task["Id"]) == []
 
 
+def test_reconciliation_sees_a_quarantined_activity_archived_since(emulator, engine):
+    sync_both(emulator, engine)
+    about_nobody = next(
+        r for r in emulator.control.truth("Task")
+        if not (r["WhoId"] or r["WhatId"] or r["IsDeleted"] or r["IsArchived"])
+    )  # fmt: skip
+    emulator.control.mutate([{"op": "archive", "object": "Task", "id": about_nobody["Id"]}])
+    sync_both(emulator, engine)  # the stamp did not move: the incremental sync does not see it
+    repaired = reconcile_entity(client_for(emulator), engine, TENANT, TASKS)
+    assert (repaired.before.stale, repaired.after.stale) == (1, 0)
+    reconciled(emulator, engine)  # its quarantine entry holds the archived version
+
+
 def test_tasks_and_events_keep_to_their_own_rows(emulator, engine):
     sync_entity(client_for(emulator), engine, TENANT, TASKS, SMALL_PAGES)
     with engine.connect() as conn:

@@ -55,7 +55,7 @@ from gtm_pipeline.sync.runner import PageProgress
 from gtm_pipeline_tests.modes import scaled
 from gtm_pipeline_tests.run_summary import figure
 from gtm_pipeline_tests.support.sync import client_for
-from gtm_pipeline_tests.sync.reconcile import email, judged, reconcile
+from gtm_pipeline_tests.sync.reconcile import email, judged, reconcile, text
 from gtm_pipeline_tests.sync.test_store_follows_salesforce import (
     FAST_POLL,
     store_differences,
@@ -63,10 +63,14 @@ from gtm_pipeline_tests.sync.test_store_follows_salesforce import (
     sync_all,
 )
 
-COUNTS = {"Account": 15, "Contact": 40, "Opportunity": 12, "Task": 20, "Event": 8}
+COUNTS = {"Account": 15, "Contact": 40, "Lead": 20, "Opportunity": 12, "Task": 20, "Event": 8}
 DIRTY_RATIO = 0.1
-EXAMPLES = scaled(100, 1000)
-OBJECTS = ("Account", "Contact", "Opportunity", "Task", "Event")
+# 75 examples a store in CI (about 3 minutes each with six objects; 100 took 4), 1,000 in the
+# full mode (`pytest --full`).
+EXAMPLES = scaled(75, 1000)
+OBJECTS = ("Account", "Contact", "Lead", "Opportunity", "Task", "Event")
+PERSON_OBJECTS = ("Contact", "Lead")
+"""Email twins span both."""
 LOOKBACK_SECONDS = 600
 examples_run: dict[str, int] = {}
 
@@ -99,7 +103,9 @@ class Sync:
 
 KINDS = ("insert", "edit", "dirty", "clean", "delete", "undelete", "purge", "late", "late")
 """Late commits twice as often: half of them need reconciliation."""
-CONTACT_KINDS = ("twin", "untwin", "twin_insert")
+PERSON_KINDS = ("twin", "untwin", "twin_insert")
+LEAD_KINDS = ("convert",)
+"""A Lead converted: a new Contact (its email) and the Lead out of the live set."""
 ACTIVITY_KINDS = ("archive",)
 """Salesforce archives an old activity: only queryAll returns it, and its stamp may not move."""
 
@@ -113,10 +119,17 @@ changes = st.one_of(
     ),
     st.builds(
         Change,
-        kind=st.sampled_from(CONTACT_KINDS),
-        sobject=st.just("Contact"),
+        kind=st.sampled_from(PERSON_KINDS),
+        sobject=st.sampled_from(PERSON_OBJECTS),
         pick=st.integers(0, 100),
         other=st.integers(0, 100),
+        variant=st.integers(0, 5),
+    ),
+    st.builds(
+        Change,
+        kind=st.sampled_from(LEAD_KINDS),
+        sobject=st.just("Lead"),
+        pick=st.integers(0, 100),
         variant=st.integers(0, 5),
     ),
     st.builds(
@@ -154,7 +167,12 @@ class Org:
         return sorted(self.emulator.control.truth(sobject), key=lambda r: r["Id"])
 
     def live(self, sobject: str) -> list[dict]:
-        return [r for r in self.truth(sobject) if not r["IsDeleted"]]
+        """Records not in the recycle bin; not converted Leads, which refuse every change."""
+        return [r for r in self.truth(sobject) if not (r["IsDeleted"] or r.get("IsConverted"))]
+
+    def persons(self) -> list[dict]:
+        """Live Contacts and live, unconverted Leads."""
+        return [r for sobject in PERSON_OBJECTS for r in self.live(sobject)]
 
     def mutate(self, *ops: dict) -> list[dict]:
         results = self.emulator.control.mutate(list(ops))
@@ -181,6 +199,8 @@ def clean_fields(org: Org, sobject: str) -> dict:
         "Account": {"Name": f"Clean Co {n}", "NumberOfEmployees": 12, "AnnualRevenue": 1000.0},
         "Contact": {"FirstName": "Clean", "LastName": f"Person{n}", "Email": org.unique_email(),
                     "Title": "Fixed"},
+        "Lead": {"FirstName": "Clean", "LastName": f"Lead{n}", "Email": org.unique_email(),
+                 "Company": f"Prospect {n}", "Status": "Open - Not Contacted"},
         "Opportunity": {"Name": f"Clean deal {n}", "StageName": "Prospecting",
                         "CloseDate": "2025-01-31", "Amount": 10.5, "AccountId": org.account_id()},
         "Task": {"Subject": f"Call {n}", "TaskSubtype": "Call", "Status": "Completed",
@@ -197,6 +217,7 @@ DIRT = {
                 {"AnnualRevenue": "1.200,50"}),
     "Contact": ({"LastName": None, "Email": None}, {"Title": "T" * 300},
                 {"Email": None, "FirstName": None}),
+    "Lead": ({"Email": None, "FirstName": None}, {"Company": "C" * 300}),
     "Opportunity": ({"CloseDate": "2024-02-30"}, {"Amount": "approx. 500"},
                     {"AccountId": None}, {"Name": "   "}),
     # About nobody (no Who, no What, hence no account); undated.
@@ -210,6 +231,7 @@ def edit_fields(org: Org, sobject: str) -> dict:
     return {
         "Account": {"Industry": f"Industry {n}", "NumberOfEmployees": f"{n},000"},
         "Contact": {"Title": f"  Title {n} ", "Phone": f"555-{n:04d}"},
+        "Lead": {"Title": f"Head of {n}", "Status": "Working - Contacted"},
         "Opportunity": {"StageName": f"Stage {n}", "Amount": f"${n}k"},
         "Task": {"Subject": f"  Follow-up {n} ", "Status": "In Progress"},
         "Event": {"Subject": f"Demo {n}", "Type": ["Call", "Email", None][n % 3]},
@@ -217,14 +239,14 @@ def edit_fields(org: Org, sobject: str) -> dict:
 
 
 def is_valid(sobject: str, record: dict) -> bool:
-    entity = {"Account": "accounts", "Contact": "persons", "Opportunity": "opportunities",
-              "Task": "tasks", "Event": "events"}  # fmt: skip
+    entity = {"Account": "accounts", "Contact": "persons", "Lead": "leads",
+              "Opportunity": "opportunities", "Task": "tasks", "Event": "events"}  # fmt: skip
     return isinstance(judged(entity[sobject], record), dict)
 
 
 def twin_groups(org: Org) -> list[dict]:
-    """Live Contacts sharing their normalised email with another live Contact."""
-    live = org.live("Contact")
+    """Live persons (Contacts, Leads) sharing their normalised email with another one."""
+    live = org.persons()
     counts: dict[str, int] = {}
     for r in live:
         if email(r["Email"]):
@@ -326,32 +348,46 @@ def _archive(org: Org, change: Change) -> None:
 
 
 def _twin(org: Org, change: Change) -> None:
-    """`pick` takes the email of `other` (another live Contact with one), in another case."""
-    live = org.live("Contact")
-    record = _chosen(live, change.pick)
-    others = [r for r in live if record and r["Id"] != record["Id"] and email(r["Email"])]
+    """`pick` (of `sobject`) takes the email of `other` (another live person with one, Contact
+    or Lead), in another case."""
+    record = _chosen(org.live(change.sobject), change.pick)
+    others = [r for r in org.persons() if record and r["Id"] != record["Id"] and email(r["Email"])]
     other = _chosen(others, change.other)
     if record and other:
         shared = respelled(other["Email"].strip(), change.variant)
-        org.mutate({"op": "update", "object": "Contact", "id": record["Id"],
+        org.mutate({"op": "update", "object": change.sobject, "id": record["Id"],
                     "fields": {"Email": shared}})  # fmt: skip
 
 
 def _untwin(org: Org, change: Change) -> None:
     record = _chosen(twin_groups(org), change.pick)
     if record:
-        org.mutate({"op": "update", "object": "Contact", "id": record["Id"],
+        sobject = "Lead" if record["Id"].startswith("00Q") else "Contact"
+        org.mutate({"op": "update", "object": sobject, "id": record["Id"],
                     "fields": {"Email": org.unique_email()}})  # fmt: skip
 
 
 def _twin_insert(org: Org, change: Change) -> None:
-    """A new Contact with a live Contact's email: smaller or larger id than the original is
-    whatever the Id sequence gives (always larger here), so twins come from updates too."""
-    other = _chosen([r for r in org.live("Contact") if email(r["Email"])], change.other)
+    """A new Contact or Lead with a live person's email: smaller or larger id than the original
+    is whatever the Id sequence gives (always larger here), so twins come from updates too."""
+    other = _chosen([r for r in org.persons() if email(r["Email"])], change.other)
     if other:
         shared = respelled(other["Email"].strip(), change.variant)
-        fields = clean_fields(org, "Contact") | {"Email": shared}
-        org.mutate({"op": "insert", "object": "Contact", "fields": fields})
+        fields = clean_fields(org, change.sobject) | {"Email": shared}
+        org.mutate({"op": "insert", "object": change.sobject, "fields": fields})
+
+
+def _convert(org: Org, change: Change) -> None:
+    """Convert a live Lead: at an existing Account (odd variants) or at one made from its
+    Company (even variants, when it has one)."""
+    lead = _chosen(org.live("Lead"), change.pick)
+    accounts = org.live("Account")
+    if not lead or not (accounts or text(lead.get("Company"))):
+        return
+    op = {"op": "convert", "object": "Lead", "id": lead["Id"]}
+    if accounts and (change.variant % 2 or not text(lead.get("Company"))):
+        op["account_id"] = accounts[0]["Id"]
+    org.mutate(op)
 
 
 APPLY: dict[str, Callable[[Org, Change], None]] = {
@@ -367,6 +403,7 @@ APPLY: dict[str, Callable[[Org, Change], None]] = {
     "untwin": _untwin,
     "twin_insert": _twin_insert,
     "archive": _archive,
+    "convert": _convert,
 }
 
 
@@ -460,7 +497,7 @@ def assert_converged(engine: sa.Engine, emulator: EmulatorHandle, client, tenant
     truth = {r["Id"] for o in OBJECTS for r in emulator.control.truth(o)}
     ours, theirs = store_of(engine, tenant), store_of(engine, fresh)
     purged = {i for e in SYNC_ORDER for i in ours[e.name] if i not in truth}
-    twins = [r for r in ours["persons"].values() if r["duplicate_of"]]
+    twins = [r for e in ("persons", "leads") for r in ours[e].values() if r["duplicate_of"]]
     event(f"email twins marked: {min(len(twins), 3)}{'+' if len(twins) >= 3 else ''}")
     assert store_differences(ours, theirs, purged_allowed=purged) == []
 

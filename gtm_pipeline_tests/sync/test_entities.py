@@ -10,6 +10,7 @@ from gtm_pipeline.store.tables import ENTITY_ROWS, entity_rows
 from gtm_pipeline.sync.entities import (
     ACCOUNTS,
     ACTIVITY_ENTITIES,
+    LEADS,
     OPPORTUNITIES,
     PERSONS,
     SCORED_ENTITIES,
@@ -41,8 +42,8 @@ def test_a_user_may_name_an_entity_by_any_of_its_names(typed, expected) -> None:
 
 
 def test_an_unknown_name_lists_the_names_accepted() -> None:
-    with pytest.raises(UnknownEntity, match="unknown entity 'leads'; expected one of") as caught:
-        entity_for("leads")
+    with pytest.raises(UnknownEntity, match="unknown entity 'cases'; expected one of") as caught:
+        entity_for("cases")
     assert "persons/contacts/person/Contact" in str(caught.value)
     assert not caught.value.retryable
 
@@ -54,20 +55,22 @@ def test_no_two_entities_share_a_name() -> None:
 
 def test_the_names_the_store_dagster_and_scores_use() -> None:
     assert [e.name for e in SYNC_ORDER] == [
-        "accounts", "persons", "opportunities", "tasks", "events"
+        "accounts", "persons", "leads", "opportunities", "tasks", "events"
     ]  # fmt: skip
     assert [e.asset_name for e in SYNC_ORDER] == [
-        "accounts", "contacts", "opportunities", "tasks", "events"
+        "accounts", "contacts", "leads", "opportunities", "tasks", "events"
     ]  # fmt: skip
     assert [e.sf_object for e in SYNC_ORDER] == [
         "Account",
         "Contact",
+        "Lead",
         "Opportunity",
         "Task",
         "Event",
     ]
     assert all(e.name in ENTITY_ROWS for e in SYNC_ORDER)
     assert [entity_rows(e.name).table.name for e in ACTIVITY_ENTITIES] == ["activities"] * 2
+    assert entity_rows(LEADS.name).table is entity_rows(PERSONS.name).table
     # The store keeps its own tuple (it may not import sync); the two must agree.
     assert tuple(e.score_type for e in SCORED_ENTITIES) == SCORE_ENTITY_TYPES
     assert all(e.score_type is None for e in ACTIVITY_ENTITIES)

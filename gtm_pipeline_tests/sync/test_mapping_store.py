@@ -70,6 +70,6 @@ def test_a_refused_mapping_saves_nothing(engine, bad):
 
 def test_an_unknown_entity_or_direction_is_a_mapping_error(engine):
     with engine.connect() as conn, pytest.raises(MappingError, match="unknown entity"):
-        load_mappings(conn, "acme", "leads")
+        load_mappings(conn, "acme", "campaigns")
     with engine.connect() as conn, pytest.raises(MappingError, match="direction"):
         load_mappings(conn, "acme", "persons", direction="both")

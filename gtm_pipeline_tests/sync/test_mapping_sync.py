@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from gtm_pipeline.cli import common as cli_common
 from gtm_pipeline.cli.mapping import mapping
 from gtm_pipeline.store import persons
-from gtm_pipeline.sync.entities import PERSONS, FieldMapping
+from gtm_pipeline.sync.entities import LEADS, PERSONS, FieldMapping
 from gtm_pipeline.sync.mapping import MappingError, load_mappings, save_mappings
 from gtm_pipeline.sync.mapping_file import suggest_mappings
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
@@ -136,7 +136,7 @@ def test_set_refuses_injection_or_unknown_fields_and_saves_nothing(cli, engine, 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("leads: []", "unknown entity"),
+        ("campaigns: []", "unknown entity"),
         ("persons: {target: title}", "expected a list"),
         ("persons:\n  - {target: title}", "target and source are required"),
         ("persons:\n  - {target: title, source: Title, colour: red}", "unknown keys colour"),
@@ -192,3 +192,50 @@ def test_suggest_leaves_out_a_custom_geolocation_compound_and_offers_its_parts()
     ]})  # fmt: skip
     suggested = {m.source for m in suggest_mappings(PERSONS, fields)}
     assert suggested == {"Office__Latitude__s", "Office__Longitude__s"}
+
+
+LEAD_FILE = """\
+leads:
+  - {target: first_name, source: Name}
+  - {target: last_name, source: Name}
+  - {target: custom_fields.address, source: Address}
+  - {target: custom_fields.region, source: Region__c}
+"""
+
+
+def test_a_lead_mapping_splits_the_name_and_flattens_the_address(
+    cli, engine, client, emulator, tmp_path
+):
+    path = tmp_path / "leads.yaml"
+    path.write_text(LEAD_FILE)
+    result = invoke(cli, "set", "--tenant", TENANT, "--file", str(path))
+    assert result.exit_code == 0, result.output
+    shown = invoke(cli, "show", "--tenant", TENANT, "--entity", "leads")
+    assert "Company" in shown.output and "Address" in shown.output
+    # The compound's last word is the last name: a two-word last name shows the split was used.
+    lead = next(r for r in leads_of(emulator) if not r["IsConverted"])
+    update = {"op": "update", "object": "Lead", "id": lead["Id"]}
+    emulator.control.mutate([{**update, "fields": {"FirstName": "Ada", "LastName": "Van Dyke"}}])
+    stats = sync_entity(client, engine, TENANT, LEADS, SyncOptions(full=True))
+    assert stats.rows_loaded > 0 and stats.mapping_warnings == []
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(persons).where(
+                persons.c.source_object == "Lead", persons.c.is_deleted.is_(False)
+            )
+        ).all()
+    leads = truth_by_id(emulator, "Lead")
+    assert len(rows) == stats.rows_loaded
+    for row in rows:
+        record = leads[row.external_id]
+        first, _, last = (record.get("Name") or "").strip().rpartition(" ")
+        assert (row.first_name, row.last_name) == (first.strip() or None, last or None)
+        assert row.company == (record.get("Company") or "").strip() or None
+        assert row.custom_fields["address_city"] == (record.get("City") or "").strip() or None
+        assert row.custom_fields["region"] == record.get("Region__c")
+    split = next(r for r in rows if r.external_id == lead["Id"])
+    assert (split.first_name, split.last_name) == ("Ada Van", "Dyke")
+
+
+def leads_of(emulator) -> list[dict]:
+    return [r for r in emulator.control.truth("Lead") if not r["IsDeleted"] and not r.get("_dirty")]

@@ -27,7 +27,7 @@ from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.sync.reconcile import judged, reconcile, stamp_of
 
 TENANT = "acme"
-COUNTS = {"Account": 30, "Contact": 120, "Opportunity": 30, "Task": 90, "Event": 30}
+COUNTS = {"Account": 30, "Contact": 120, "Lead": 60, "Opportunity": 30, "Task": 90, "Event": 30}
 FAST_POLL = BulkPollPolicy(initial_seconds=0.0, max_interval_seconds=0.01, timeout_seconds=30)
 DELETED_COLUMNS = ("external_id", "is_deleted", "deleted_at", "system_modstamp")
 FAILURE_COLUMNS = ("entity", "external_id", "stage", "field", "reason", "raw", "system_modstamp")

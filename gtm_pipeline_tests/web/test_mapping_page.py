@@ -298,7 +298,14 @@ def test_each_entity_has_its_page(admin, acme):
     assert "Industry" in accounts.options["source.industry"]
     opportunities = form_state(admin.get("/connectors/acme/mapping?entity=opportunities").text)
     assert opportunities.values["source.stage"] == "StageName"
-    unknown = admin.get("/connectors/acme/mapping?entity=leads")
+    leads = form_state(admin.get("/connectors/acme/mapping?entity=leads").text)
+    assert (leads.values["source.company"], leads.values["source.lead_status"]) == (
+        "Company",
+        "Status",
+    )
+    assert "Name" in leads.options["source.first_name"]  # the compound, split on save
+    assert "is_converted" not in str(leads.values)  # a fixed rule fills it, not a mapping
+    unknown = admin.get("/connectors/acme/mapping?entity=campaigns")
     assert unknown.status_code == 400
     assert "persons" in unknown.text
 

@@ -387,7 +387,7 @@ def test_no_credential_no_save(app_url, acme, store_engine):
 
 def test_an_unknown_entity_is_refused(admin, acme, store_engine):
     form = _submission(_csrf(admin), CUSTOM_MAP)
-    answer = admin.post("/connectors/acme/mapping/writeback?entity=leads", data=form)
+    answer = admin.post("/connectors/acme/mapping/writeback?entity=campaigns", data=form)
     assert answer.status_code == 400
     assert _nothing_saved(store_engine)
 

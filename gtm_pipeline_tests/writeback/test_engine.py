@@ -424,7 +424,7 @@ def test_bad_arguments_are_refused_before_any_call(client, engine) -> None:
     with pytest.raises(ValueError, match="max_attempts"):
         write_back(client, engine, TENANT, "person", df, FIELD_MAP, max_attempts=0)
     with pytest.raises(ValueError, match="unknown entity type"):
-        write_back(client, engine, TENANT, "lead", df, FIELD_MAP)
+        write_back(client, engine, TENANT, "campaign", df, FIELD_MAP)
     assert client.calls_made == 0
 
 

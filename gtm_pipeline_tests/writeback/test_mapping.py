@@ -92,8 +92,8 @@ def test_a_field_that_does_not_fit_is_refused_with_its_reason(client, field_map,
 
 
 def test_an_unknown_entity_type_is_refused(client) -> None:
-    with pytest.raises(WritebackMappingError, match="unknown entity type 'lead'"):
-        validate_writeback_map(client, "lead", DEFAULT_FIELD_MAP)
+    with pytest.raises(WritebackMappingError, match="unknown entity type 'campaign'"):
+        validate_writeback_map(client, "campaign", DEFAULT_FIELD_MAP)
 
 
 def test_candidates_are_the_updateable_fields_of_a_fitting_type(client) -> None:
@@ -195,10 +195,12 @@ def test_the_command_sets_shows_validates_and_resets_a_map(cli, engine) -> None:
     rows = [line.split() for line in shown.output.splitlines()]
     assert ["person", "tier", "Contact.Notes__c", "tenant"] in rows
     assert ["account", "fit_score", "Account.Fit_Score__c", "default"] in rows
-    assert len(rows) == 1 + 1 + 5 + 5  # header, the person map, the two default maps
+    assert ["lead", "tier", "Lead.Tier__c", "default"] in rows
+    assert len(rows) == 1 + 1 + 5 + 5 + 5  # header, the person map, the three default maps
     validated = invoke(cli, "validate", "--tenant", TENANT)
     assert validated.output.splitlines() == [
         "person: valid",
+        "lead: valid",
         "account: valid",
         "opportunity: valid",
     ]
@@ -487,5 +489,5 @@ def test_validate_reports_every_stored_field_that_breaks_the_rule(cli, engine) -
     assert lines[0] == "person: invalid"
     assert lines[1].startswith("  Contact.Legacy_Score__c keeps 0 decimal place(s)")
     assert lines[2].startswith("  Contact.Title is a standard Salesforce field")
-    assert lines[3:5] == ["account: valid", "opportunity: valid"]
+    assert lines[3:6] == ["lead: valid", "account: valid", "opportunity: valid"]
     assert "2 writeback field(s) break the writeback rule" in result.output

@@ -124,8 +124,8 @@ def test_bad_field_maps_are_refused(field_map, message) -> None:
 
 
 def test_unknown_entity_type_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown entity type 'lead'"):
-        build_records(_scores([{"external_id": "003A"}]), "lead", FIELD_MAP)
+    with pytest.raises(ValueError, match="unknown entity type 'campaign'"):
+        build_records(_scores([{"external_id": "003A"}]), "campaign", FIELD_MAP)
 
 
 def test_changed_only_compares_with_last_written_values_after_a_json_round_trip() -> None:
