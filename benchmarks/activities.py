@@ -149,6 +149,12 @@ def render(payload: dict[str, Any]) -> str:
          "peak RSS MB", "path"],
         rows,
     )  # fmt: skip
+    full = payload["rows"][0]["detail"]["per_entity"]
+    per_entity = markdown_table(
+        ["entity", "records read", "loaded", "seconds", "API calls", "path"],
+        [[name, f"{e['rows_read']:,}", f"{e['rows_loaded']:,}", f"{e['seconds']:.2f}",
+          e["api_calls"], e["extraction"]] for name, e in full.items()],
+    )  # fmt: skip
     org = ", ".join(f"{n:,} {o}" for o, n in payload["org"].items())
     return "\n".join(
         [
@@ -165,6 +171,10 @@ def render(payload: dict[str, Any]) -> str:
             "(before the end of the generated history) that the scores asset read from the store; "
             f"it scored {payload['rows'][-1]['detail'].get('scores_written', 0):,} records "
             "(accounts, Contacts, Leads, opportunities).",
+            "",
+            "The full sync, entity by entity:",
+            "",
+            per_entity,
         ]
     )
 
