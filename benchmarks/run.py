@@ -5,8 +5,8 @@ Bulk, default path, SQLite and PostgreSQL), dlt, the incremental syncs, the qual
 1,000,000 rows, the writeback of 100,000 scores and the memory rows. `--all` also runs the detail
 benchmarks (store upsert, emulator serving, quality gates against a per-record loop, writeback on
 both stores with its reruns, reconciliation of 1,000,000 Contacts clean and with 1% drift, the
-sync sensor over 50 idle tenants, 1,000,000 Tasks and 100,000 Events synced and scored), which take
-about as long again; each also runs alone.
+sync sensor over 50 idle tenants, 1,000,000 Tasks and 100,000 Events synced and scored, full syncs
+under the realistic latency profile), which take about as long again; each also runs alone.
 `--quick` runs the chosen benchmarks on small sizes without touching the recorded results: it
 checks that they still work, not how fast anything is.
 """
@@ -21,6 +21,7 @@ from benchmarks import (
     activities,
     emulator_serving,
     idle_tenants,
+    latency,
     quality_gates,
     reconciliation,
     store_upsert,
@@ -36,6 +37,7 @@ QUICK_ARGS = {
     "reconciliation": ["--quick"],
     "idle_tenants": ["--quick"],
     "activities": ["--quick"],
+    "latency": ["--quick"],
     "sync_comparison": ["--quick"],
 }
 DETAIL: dict[str, Callable[[list[str]], object]] = {
@@ -46,6 +48,7 @@ DETAIL: dict[str, Callable[[list[str]], object]] = {
     "reconciliation": reconciliation.main,
     "idle_tenants": idle_tenants.main,
     "activities": activities.main,
+    "latency": latency.main,
 }
 COMPARISON: dict[str, Callable[[list[str]], object]] = {"sync_comparison": sync_comparison.main}
 

@@ -235,7 +235,7 @@ def test_rows_of_several_rounds_keep_their_fastest_run():
 
 DETAIL = [
     "store_upsert", "emulator_serving", "quality_gates", "writeback", "reconciliation",
-    "idle_tenants", "activities",
+    "idle_tenants", "activities", "latency",
 ]  # fmt: skip
 
 
@@ -284,6 +284,25 @@ def test_activities_quick_mode_syncs_scores_and_records_nothing():
     assert incremental["detail"]["per_entity"]["tasks"]["rows_loaded"] >= 100
     assert 0 < scoring["records"] <= sum(read.values()) + 100
     assert scoring["detail"]["scores_written"] > 0
+    assert (results.read_text() if results.exists() else None) == before
+
+
+def test_latency_quick_mode_measures_every_row_under_the_profile_and_records_nothing():
+    from benchmarks import latency
+
+    results = RESULTS_DIR / "latency.json"
+    before = results.read_text() if results.exists() else None
+    payload = latency.main(QUICK_ARGS["latency"])
+    assert payload["profile"] == latency.QUICK_PROFILE.to_json()
+    rows = {r["key"]: r for r in payload["rows"]}
+    connector = {f"{p}_{s}" for p in ("default", "rest") for s in ("sqlite", "postgresql")}
+    assert set(rows) == {"floor", "dlt_sqlite", *connector}
+    measured = [r for r in rows.values() if r["available"]]
+    assert all(r["vs_floor"] > 0 and r["api_calls"] > 0 and r["peak_rss_mb"] > 0 for r in measured)
+    assert rows["floor"]["vs_floor"] == 1.0
+    org_size = sum(payload["org"].values())
+    assert all(rows[key]["records"] >= org_size for key in connector)
+    assert rows["dlt_sqlite"]["available"] or "not installed" in rows["dlt_sqlite"]["note"]
     assert (results.read_text() if results.exists() else None) == before
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from gtm_pipeline.cli.common import program_settings
+from gtm_pipeline.emulator.latency import PROFILE_NAMES, profile_named
 
 
 def _counts(given: dict[str, int | None]) -> dict | None:
@@ -21,12 +22,14 @@ def _counts(given: dict[str, int | None]) -> dict | None:
     return counts or None
 
 
-def _announce(info: dict[str, Any], info_path: Path, generated_in: float) -> None:
+def _announce(info: dict[str, Any], info_path: Path, generated_in: float, latency: str) -> None:
     click.echo(f"Salesforce emulator ready (org generated in {generated_in:.1f} s)")
     click.echo(f"  login_url     {info['login_url']}")
     click.echo(f"  instance_url  {info['instance_url']}")
     click.echo(f"  ca_bundle     {info['ca_bundle']}")
     click.echo(f"  api_version   {info['api_version']}")
+    if latency != "none":
+        click.echo(f"  latency       {latency} profile")
     click.echo(f"  credentials   client id/secret and control token in {info_path}")
     click.echo("Press Ctrl-C to stop.")
 
@@ -82,6 +85,14 @@ def _announce(info: dict[str, Any], info_path: Path, generated_in: float) -> Non
     default=None,
     help="Serve query pages of this size whatever batchSize the client asks.",
 )
+@click.option(
+    "--latency-profile",
+    type=click.Choice(PROFILE_NAMES),
+    default="none",
+    show_default=True,
+    help="Answer like a remote Salesforce: realistic waits 100 ms a data call + 0.6 ms per KB "
+    "of JSON, and Bulk jobs run 10 s + 2 s per 100,000 rows (see emulator/latency.py).",
+)
 def emulator(
     host: str,
     port: int,
@@ -98,6 +109,7 @@ def emulator(
     session_lifetime: float,
     daily_api_limit: int,
     page_size: int | None,
+    latency_profile: str,
 ) -> None:
     """Run a local Salesforce API (OAuth, REST query/describe/collections) over HTTPS."""
     from gtm_pipeline.emulator.org import Org
@@ -128,6 +140,7 @@ def emulator(
         session_lifetime=session_lifetime,
         daily_api_limit=daily_api_limit,
         page_size=PageSizePolicy.from_json(page_size),
+        latency_profile=profile_named(latency_profile),
     )
     try:
         serve(
@@ -136,7 +149,7 @@ def emulator(
             host=host,
             port=port,
             options=options,
-            on_ready=lambda info, path: _announce(info, path, generated_in),
+            on_ready=lambda info, path: _announce(info, path, generated_in, latency_profile),
         )
     except EmulatorStartError as exc:
         raise click.ClickException(str(exc)) from exc

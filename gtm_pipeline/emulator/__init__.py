@@ -12,6 +12,14 @@ Salesforce's limits, as the emulator enforces them (each module says more):
       each living 2 days (`paging`). sObject Collections: 200 records a request (`org`).
     - Bulk API 2.0 result sets: `maxRecords` rows each (default 50,000), by locator (`bulk`).
 
+Latency (`latency`): by default the emulator answers as fast as loopback allows. The
+`realistic` profile (`gtm-pipeline emulator --latency-profile realistic`, or the control API's
+/__emulator/latency with chosen numbers) holds each data API response back 100 ms plus 0.6 ms per
+KB of JSON or 0.05 ms per KB of CSV, and runs a Bulk job for 10 s + 2 s per 100,000 rows: a
+2,000-record page then takes 0.6-1.3 s and a 100,000-row job 12 s, as on real orgs, so benchmarks
+measure waiting, not just CPU. Requests are served concurrently: each waits its own delay with
+`asyncio.sleep`, holding no lock. OAuth and control calls are never delayed.
+
 Deleted rows are served by queryAll (REST or a Bulk `queryAll` job) with IsDeleted true, never
 by query, and so are archived activities (Task and Event with IsArchived true); purged rows by
 nothing, not even the control API's truth endpoint, which lists every other record with all its

@@ -6,6 +6,11 @@ It also counts every request by endpoint kind, faulted ones included, because a 
 "how many calls did the connector make" means calls sent, not calls that succeeded. Requests over
 Salesforce's size limits (`head_limits`: 414, 431) are counted, then refused before any fault
 rule or route sees them.
+
+It also applies the latency profile (`latency`) to every data API call: the response is held
+back once the app has produced it, for the profile's time per call plus its time per KB of the
+body, with `asyncio.sleep` and no lock held, so concurrent requests wait side by side. OAuth and
+control calls are never held. Under the `none` profile nothing is wrapped.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gtm_pipeline.emulator import control, data_api, head_limits, oauth_routes
 from gtm_pipeline.emulator.errors import EmulatorError
+from gtm_pipeline.emulator.latency import LatencyProfile
 from gtm_pipeline.emulator.state import EmulatorState
 from gtm_pipeline.emulator.wire import dump_json, error_response, method_not_allowed, not_found
 
@@ -81,7 +87,8 @@ def call_kind(method: str, path: str) -> str | None:
 
 
 class WireFaults:
-    """ASGI middleware: counts calls and applies the fault plan before and after the app."""
+    """ASGI middleware: counts calls, applies the fault plan before and after the app, and holds
+    data API responses back by the latency profile."""
 
     def __init__(self, app: ASGIApp, state: EmulatorState) -> None:
         self.app = app
@@ -109,12 +116,49 @@ class WireFaults:
         if decision.status is not None:
             rule = decision.status
             error = EmulatorError(rule.status, rule.error_code, rule.message)
-            await error_response(error)(scope, receive, send)
+            await error_response(error)(scope, receive, self._delayed(path, send))
             return
-        if decision.drop:
-            await self.app(scope, receive, _truncating(send))
+        if decision.drop:  # delayed inside the cut: the client waits, then sees it cut short
+            await self.app(scope, receive, self._delayed(path, _truncating(send)))
             return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, self._delayed(path, send))
+
+    def _delayed(self, path: str, send: Send) -> Send:
+        """`send` held back by the latency profile for a data API call, else `send` itself."""
+        profile = self.state.latency
+        if profile.delays_responses and _DATA_PREFIX.match(path):
+            return _delaying(send, profile)
+        return send
+
+
+def _delaying(send: Send, profile: LatencyProfile) -> Send:
+    """A `send` that holds the response until its body is complete, then waits the profile's
+    time for a body of that size before passing it all on. Only the waiting request waits."""
+    held: list[Message] = []
+    size, tail = 0, b""
+
+    async def hold(message: Message) -> None:
+        nonlocal size, tail
+        if message["type"] not in ("http.response.start", "http.response.body"):
+            await send(message)
+            return
+        held.append(message)
+        if message["type"] == "http.response.start":
+            return
+        body: bytes = message.get("body", b"")
+        size, tail = size + len(body), (tail + body[-4:])[-4:]
+        if message.get("more_body", False):
+            return
+        headers = {
+            key.decode("latin-1").lower(): value.decode("latin-1")
+            for key, value in held[0].get("headers", [])
+        }
+        await asyncio.sleep(profile.body_delay(tail, size, headers))
+        for queued in held:
+            await send(queued)
+        held.clear()
+
+    return hold
 
 
 def _truncating(send: Send) -> Send:

@@ -7,6 +7,10 @@ tests see `InProgress` and the 412 before completion without waiting). The query
 job completes: the results are a snapshot of that moment, served in result sets of at most
 `maxRecords` rows with an opaque `Sforce-Locator` (the literal `null` on the last set).
 
+Under a latency profile that times Bulk jobs (`latency`), polls do not hurry a job: its query
+runs once the profile's minimum duration has passed, and it completes when the duration for
+the rows that query found has passed too (`realistic`: 10 s + 2 s per 100,000 rows).
+
 The SOQL is checked when the job is created (the same 400s as a REST query) and a selected
 compound field is refused with 400 `API_ERROR`, as Bulk queries do. The control API can make
 the next jobs fail (state `Failed` with an `errorMessage`) or turn Bulk API off for the org.
@@ -39,6 +43,7 @@ from starlette.routing import Route
 
 from gtm_pipeline.emulator.errors import EmulatorError
 from gtm_pipeline.emulator.ids import KEY_PREFIXES, make_id
+from gtm_pipeline.emulator.latency import NO_LATENCY, LatencyProfile
 from gtm_pipeline.emulator.org import Org, QueryResult
 from gtm_pipeline.emulator.soql import format_datetime
 from gtm_pipeline.emulator.wire import json_response, not_found
@@ -95,6 +100,7 @@ class BulkJob:
     polls: int = 0
     error_message: str | None = None
     result: QueryResult | None = None
+    snapshot: QueryResult | None = None  # a timed job's query, run before the job completes
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -149,8 +155,15 @@ def _job_request(raw: bytes) -> tuple[str, str, str]:
 class BulkJobs:
     """Every job of one emulator, with the settings and the failure switch tests change."""
 
-    def __init__(self, clock: Callable[[], float], settings: BulkSettings | None = None) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        settings: BulkSettings | None = None,
+        *,
+        latency: Callable[[], LatencyProfile] = lambda: NO_LATENCY,
+    ) -> None:
         self._clock = clock
+        self._latency = latency
         self._lock = threading.Lock()
         self._jobs: dict[str, BulkJob] = {}
         self._counter = 0
@@ -250,6 +263,10 @@ class BulkJobs:
 
     def _maybe_complete(self, org: Org, job: BulkJob) -> None:
         """Finish the job once it was polled enough or its time has come (job.lock held)."""
+        profile = self._latency()
+        if profile.times_bulk_jobs:
+            self._complete_when_due(org, job, profile)
+            return
         settings = self.settings
         due = job.polls >= settings.polls_to_complete or (
             self._clock() - job.created_at >= settings.seconds_to_complete
@@ -259,11 +276,27 @@ class BulkJobs:
         if job.will_fail:
             job.state, job.error_message = FAILED, INJECTED_FAILURE
             return
-        include_deleted = job.operation == "queryAll"
-        job.result = org.execute_query(
-            job.soql, include_deleted=include_deleted, api_version=job.api_version
-        )
+        job.result = _run_query(org, job)
         job.state = JOB_COMPLETE
+
+    def _complete_when_due(self, org: Org, job: BulkJob, profile: LatencyProfile) -> None:
+        """A timed job: its query runs after the minimum duration, and it completes once the
+        duration for the rows found has passed, however often it was polled (job.lock held)."""
+        elapsed = self._clock() - job.created_at
+        if elapsed < profile.bulk_job_duration(0):
+            return
+        if job.will_fail:
+            job.state, job.error_message = FAILED, INJECTED_FAILURE
+            return
+        if job.snapshot is None:
+            job.snapshot = _run_query(org, job)
+        if elapsed >= profile.bulk_job_duration(job.snapshot.total_size):
+            job.result, job.state = job.snapshot, JOB_COMPLETE
+
+
+def _run_query(org: Org, job: BulkJob) -> QueryResult:
+    include_deleted = job.operation == "queryAll"
+    return org.execute_query(job.soql, include_deleted=include_deleted, api_version=job.api_version)
 
 
 # --- CSV ------------------------------------------------------------------------------------

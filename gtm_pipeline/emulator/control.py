@@ -1,4 +1,5 @@
-"""The control API under /__emulator/: mutate the org, inject faults, tune settings, read counts.
+"""The control API under /__emulator/: mutate the org, inject faults, set the latency profile,
+tune settings, read counts.
 
 Tests and the demo drive the emulator through this, over the same HTTPS as the connector. Every
 call needs `X-Emulator-Token` (compared in constant time) and none of them counts against the
@@ -20,6 +21,7 @@ from starlette.routing import Route
 
 from gtm_pipeline.emulator.errors import EmulatorError
 from gtm_pipeline.emulator.faults import FaultRuleError
+from gtm_pipeline.emulator.latency import NO_LATENCY, LatencyProfileError, parse_profile
 from gtm_pipeline.emulator.paging import PageSizePolicy
 from gtm_pipeline.emulator.state import EmulatorState
 from gtm_pipeline.emulator.wire import json_response
@@ -44,7 +46,7 @@ def _guarded(handler: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             return _error("missing or wrong X-Emulator-Token", status=401)
         try:
             return await handler(state, request)
-        except (ControlError, FaultRuleError) as exc:
+        except (ControlError, FaultRuleError, LatencyProfileError) as exc:
             return _error(str(exc))
 
     return endpoint
@@ -93,6 +95,21 @@ async def list_faults(state: EmulatorState, request: Request) -> Response:
 
 async def clear_faults(state: EmulatorState, request: Request) -> Response:
     return json_response({"cleared": state.faults.clear()})
+
+
+async def set_latency(state: EmulatorState, request: Request) -> Response:
+    """Replace the profile: a preset (`{"profile": "realistic"}`) or chosen numbers."""
+    state.latency = parse_profile(await _json_body(request))
+    return json_response({"latency": state.latency.to_json()})
+
+
+async def read_latency(state: EmulatorState, request: Request) -> Response:
+    return json_response({"latency": state.latency.to_json()})
+
+
+async def clear_latency(state: EmulatorState, request: Request) -> Response:
+    state.latency = NO_LATENCY
+    return json_response({"latency": state.latency.to_json()})
 
 
 def _positive(settings: dict[str, Any], key: str, kind: type = float) -> Any:
@@ -253,6 +270,9 @@ def routes() -> list[Route]:
         Route(f"{PREFIX}/faults", _guarded(add_faults), methods=["POST"]),
         Route(f"{PREFIX}/faults", _guarded(list_faults), methods=["GET"]),
         Route(f"{PREFIX}/faults", _guarded(clear_faults), methods=["DELETE"]),
+        Route(f"{PREFIX}/latency", _guarded(set_latency), methods=["POST"]),
+        Route(f"{PREFIX}/latency", _guarded(read_latency), methods=["GET"]),
+        Route(f"{PREFIX}/latency", _guarded(clear_latency), methods=["DELETE"]),
         Route(f"{PREFIX}/config", _guarded(config), methods=["POST"]),
         Route(f"{PREFIX}/config", _guarded(read_config), methods=["GET"]),
         Route(f"{PREFIX}/stats", _guarded(stats), methods=["GET"]),

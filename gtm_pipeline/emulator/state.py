@@ -1,4 +1,5 @@
-"""Everything one running emulator holds: the org, OAuth, budget, counters, faults, cursors.
+"""Everything one running emulator holds: the org, OAuth, budget, counters, faults, cursors,
+the latency profile.
 
 The HTTP layers (`data_api`, `oauth_routes`, `control`) are thin functions over this object, so
 settings changed through the control API take effect on the next request without a restart.
@@ -16,6 +17,7 @@ from typing import Any
 from gtm_pipeline.config import DEFAULT_API_VERSION
 from gtm_pipeline.emulator.bulk_api import BulkJobs, BulkSettings
 from gtm_pipeline.emulator.faults import FaultPlan
+from gtm_pipeline.emulator.latency import NO_LATENCY, LatencyProfile
 from gtm_pipeline.emulator.limits import ApiBudget, CallStats
 from gtm_pipeline.emulator.oauth_server import OAuthAuthority, OAuthClient
 from gtm_pipeline.emulator.org import Org
@@ -38,6 +40,7 @@ class EmulatorOptions:
     redirect_uris: tuple[str, ...] | None = None
     fault_seed: int = 0
     bulk: BulkSettings = field(default_factory=BulkSettings)
+    latency_profile: LatencyProfile = NO_LATENCY
     client_id: str = ""
     client_secret: str = field(default="", repr=False)
     control_token: str = field(default="", repr=False)
@@ -107,7 +110,8 @@ class EmulatorState:
         self.faults = FaultPlan(options.fault_seed)
         self.cursors = CursorStore(clock, options.locator_lifetime, options.max_open_cursors)
         self.page_policy = options.page_size
-        self.bulk = BulkJobs(clock, options.bulk)
+        self.latency = options.latency_profile  # replaced whole by the control API
+        self.bulk = BulkJobs(clock, options.bulk, latency=lambda: self.latency)
 
     def __repr__(self) -> str:
         return f"EmulatorState(base_url={self.base_url!r}, org_id={self.org.org_id!r})"

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
 
+from gtm_pipeline.emulator.latency import profile_named
 from gtm_pipeline.emulator.oauth_server import pkce_challenge
 from gtm_pipeline.emulator.org import Org
 from gtm_pipeline.emulator.paging import PageSizePolicy
@@ -121,6 +122,19 @@ class EmulatorControl:
 
     def clear_faults(self) -> int:
         return self._call("DELETE", "/faults").json()["cleared"]
+
+    def set_latency(self, profile: str | None = None, **numbers: float) -> dict:
+        """Set the latency profile: a preset by name, chosen numbers (`call_ms=20`, ...) or both
+        (the preset with those numbers changed); returns the profile now in force."""
+        body = {**({"profile": profile} if profile is not None else {}), **numbers}
+        return self._call("POST", "/latency", body).json()["latency"]
+
+    def latency(self) -> dict:
+        return self._call("GET", "/latency").json()["latency"]
+
+    def clear_latency(self) -> dict:
+        """Back to the `none` profile: no delay."""
+        return self._call("DELETE", "/latency").json()["latency"]
 
     def configure(self, **settings: Any) -> dict:
         """Change settings (page_size, daily_api_limit, session_lifetime, reset_usage, ...)."""
@@ -332,6 +346,8 @@ def _options(overrides: dict[str, Any]) -> EmulatorOptions:
     if not isinstance(page_size, PageSizePolicy):
         page_size = PageSizePolicy.from_json(page_size)
     overrides.setdefault("auto_approve", True)
+    if isinstance(overrides.get("latency_profile"), str):
+        overrides["latency_profile"] = profile_named(overrides["latency_profile"])
     return EmulatorOptions(page_size=page_size, **overrides)
 
 
@@ -349,8 +365,8 @@ def running_emulator(
 ) -> Iterator[EmulatorHandle]:
     """Serve `org` (or a freshly generated one) over HTTPS until the block ends.
 
-    `options` are EmulatorOptions fields; `auto_approve` defaults to True here and `page_size`
-    may be given as an int or the control API's JSON form.
+    `options` are EmulatorOptions fields; `auto_approve` defaults to True here, `page_size`
+    may be given as an int or the control API's JSON form and `latency_profile` by name.
     """
     if org is None:
         org = Org.generate(seed=seed, counts=counts, dirty_ratio=dirty_ratio)
