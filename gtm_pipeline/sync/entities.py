@@ -14,7 +14,7 @@ are `Derived` by fixed rules (`sync/derive.py`) that tenants do not remap.
 Accounts, Contacts, Leads and Opportunities (`SCORED_ENTITIES`) are synced, scored and written
 back; Contacts and Leads share the `persons` table.
 Tasks and Events (`ACTIVITY_ENTITIES`, both in the `activities` table) are synced after them, for
-engagement: they have no score type. `SYNC_ORDER` is all five, in the order they sync.
+engagement: they have no score type. `SYNC_ORDER` is all six, in the order they sync.
 """
 
 from __future__ import annotations
