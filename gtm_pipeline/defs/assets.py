@@ -61,6 +61,7 @@ def _metadata(stats: SyncStats, row_count: int) -> dict[str, object]:
         "mode": stats.mode,
         "extraction": stats.extraction,
         "bulk_fallback": stats.bulk_fallback or "none",
+        "not_readable": stats.not_readable or "no",
         "rows_read": stats.rows_read,
         "rows_loaded": stats.rows_loaded,
         "rows_rejected": stats.rows_rejected,
@@ -138,6 +139,8 @@ def build_sync_asset(entity: Entity, upstream: Entity | None) -> dg.AssetsDefini
             raise _stopped(engine, tenant_id, entity, exc) from exc
         for warning in stats.mapping_warnings:
             context.log.warning(f"field mapping: {warning}")
+        if stats.not_readable:
+            context.log.warning(f"{entity.sf_object}: nothing read: {stats.not_readable}")
         return dg.MaterializeResult(
             metadata=_metadata(stats, _live_rows(engine, tenant_id, entity.name)),
             check_results=quality_check_results(

@@ -144,6 +144,7 @@ CONFIG_KEYS = frozenset(
         "bulk_job_polls",
         "bulk_job_seconds",
         "bulk_fail_next",
+        "unreadable_objects",
     }
 )
 
@@ -198,6 +199,15 @@ def apply_config(state: EmulatorState, settings: Any) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ControlError("fault_seed must be an integer")
         changes.append(lambda: state.faults.reseed(seed))
+    if "unreadable_objects" in settings:
+        names = settings["unreadable_objects"]
+        known = state.org.object_names()
+        lowered = {n.lower() for n in known}
+        if not isinstance(names, list) or not all(
+            isinstance(n, str) and n.lower() in lowered for n in names
+        ):
+            raise ControlError(f"unreadable_objects must list object names of {', '.join(known)}")
+        changes.append(lambda: state.org.set_unreadable(names))
     changes.extend(_bulk_changes(state, settings))
     for change in changes:
         change()

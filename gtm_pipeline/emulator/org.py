@@ -50,7 +50,7 @@ import operator
 import random
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 from gtm_pipeline.config import DEFAULT_API_VERSION
@@ -136,6 +136,7 @@ class Org:
         self._rng = random.Random(seed ^ 0x5EED)
         self._readers = {name: _truth_reader(obj) for name, obj in objects.items()}
         self._rules = RecordRules(objects, self._tables)
+        self._unreadable: frozenset[str] = frozenset()
         self.seed = seed
         self.org_id = generated.org_id
         self.user_id = generated.user_id
@@ -173,6 +174,26 @@ class Org:
     def object_names(self) -> list[str]:
         return list(self._objects)
 
+    def set_unreadable(self, names: Iterable[str]) -> list[str]:
+        """Objects the integration user may not read, as when its profile lacks access: the API
+        answers their queries and updates with INVALID_TYPE and their describe with 404, as
+        Salesforce does; the control API still sees them. Returns the names set."""
+        found = [self._object(name) for name in names]
+        if any(obj is None for obj in found):
+            raise ValueError(f"unreadable_objects must name objects of {self.object_names()}")
+        self._unreadable = frozenset(obj.name for obj in found if obj is not None)
+        return sorted(self._unreadable)
+
+    def unreadable(self) -> list[str]:
+        return sorted(self._unreadable)
+
+    def _readable_objects(self) -> dict[str, ObjectDef]:
+        return {n: o for n, o in self._objects.items() if n not in self._unreadable}
+
+    def _readable_object(self, name: object) -> ObjectDef | None:
+        obj = self._object(name)
+        return None if obj is None or obj.name in self._unreadable else obj
+
     def _object(self, name: object) -> ObjectDef | None:
         if not isinstance(name, str):
             return None
@@ -180,7 +201,7 @@ class Org:
         return next((o for n, o in self._objects.items() if n.lower() == lowered), None)
 
     def describe(self, sobject: str) -> dict:
-        obj = self._object(sobject)
+        obj = self._readable_object(sobject)
         if obj is None:
             raise EmulatorError(404, "NOT_FOUND", "The requested resource does not exist")
         return obj.describe()
@@ -190,14 +211,15 @@ class Org:
     ) -> QueryResult:
         """Run SOQL against a snapshot taken now; later mutations never show in its pages."""
         query = parse(soql)
-        related = related_objects(query, self._objects)
-        obj = Schema(self._objects, {}).object(query.sobject)
+        readable = self._readable_objects()
+        related = related_objects(query, readable)
+        obj = Schema(readable, {}).object(query.sobject)
         with self._lock:
             rows = list(self._tables[obj.name].values())
             parents = {name: dict(self._tables[name]) for name in related}
             self._query_serial += 1
             serial = self._query_serial
-        compiled = compile_query(query, Schema(self._objects, parents))
+        compiled = compile_query(query, Schema(readable, parents))
         if not include_deleted:
             rows = _queryable(obj, rows)
         tie_seed = zlib.crc32(soql.encode("utf-8", "surrogatepass")) ^ self.seed ^ serial << 32
@@ -210,7 +232,7 @@ class Org:
 
         Bulk jobs check their SOQL when created but read the org only when they complete.
         """
-        return compile_query(parse(soql), Schema(self._objects, {}))
+        return compile_query(parse(soql), Schema(self._readable_objects(), {}))
 
     def truth(self, sobject: str) -> Iterator[dict]:
         """Every record not purged, all fields, plus `_dirty` naming its dirt when it has any."""
@@ -298,7 +320,7 @@ class Org:
         type_name = attributes.get("type") if isinstance(attributes, dict) else None
         if not type_name:
             return _error("INVALID_TYPE", "Must send a concrete entity type.")
-        obj = self._object(type_name)
+        obj = self._readable_object(type_name)
         if obj is None:
             return _error("INVALID_TYPE", f"sObject type '{type_name}' is not supported.")
         raw_id = record.get("id", record.get("Id"))

@@ -153,4 +153,5 @@ class EmulatorState:
             "bulk_job_polls": self.bulk.settings.polls_to_complete,
             "bulk_job_seconds": self.bulk.settings.seconds_to_complete,
             "bulk_fail_next": self.bulk.pending_failures(),
+            "unreadable_objects": self.org.unreadable(),
         }

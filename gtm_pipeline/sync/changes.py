@@ -7,7 +7,8 @@ deleted records too). One `SELECT Id ... WHERE SystemModstamp > cursor LIMIT 1` 
 most, in sync order, stopping at the first that has changed; nothing when a run is due anyway.
 
 A check that fails (Salesforce unreachable, the tenant's tokens revoked) is a reason too: the
-run it starts reports the error where runs report them.
+run it starts reports the error where runs report them. An object the integration user may not
+read is not (`sync/access.py`): it would start a run on every tick that reads nothing.
 
 What this cannot see: a commit that becomes visible later than its `SystemModstamp`, before the
 cursor. The sync's lookback window catches it in the next run the tenant gets for any other
@@ -17,12 +18,15 @@ reason, and the daily reconciliation catches it otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import sqlalchemy as sa
 
 from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.client import SalesforceClient
+from gtm_pipeline.salesforce.errors import SalesforceApiError
 from gtm_pipeline.store.cursors import Cursor, get_cursor, last_run_succeeded
+from gtm_pipeline.sync.access import unreadable_reason
 from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
 from gtm_pipeline.sync.soql import changed_query
 
@@ -58,8 +62,19 @@ def _first_change(
 ) -> str | None:
     for entity, cursor in standing:
         since = cursor.system_modstamp if cursor is not None else None
-        query = changed_query(entity.sf_object, since)
-        pages = salesforce.query_pages(query, include_deleted=True, batch_size=CHECK_BATCH_SIZE)
-        if next(pages).records:
+        if _has_change(salesforce, entity, since):
             return f"{entity.asset_name}: changed in Salesforce since {since or 'the last run'}"
     return None
+
+
+def _has_change(salesforce: SalesforceClient, entity: Entity, since: datetime | None) -> bool:
+    """Whether a record of the entity was modified after `since`; an object the integration
+    user may not read has none to sync (`sync/access.py`)."""
+    query = changed_query(entity.sf_object, since)
+    try:
+        pages = salesforce.query_pages(query, include_deleted=True, batch_size=CHECK_BATCH_SIZE)
+        return bool(next(pages).records)
+    except SalesforceApiError as exc:
+        if unreadable_reason(salesforce, entity.sf_object, exc) is None:
+            raise
+        return False

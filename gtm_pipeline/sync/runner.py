@@ -41,7 +41,7 @@ from gtm_pipeline.salesforce.bulk_jobs import (
     ResultSet,
 )
 from gtm_pipeline.salesforce.client import SalesforceClient
-from gtm_pipeline.salesforce.errors import BulkJobFailed, BulkUnavailable
+from gtm_pipeline.salesforce.errors import BulkJobFailed, BulkUnavailable, SalesforceApiError
 from gtm_pipeline.store import (
     Cursor,
     get_cursor,
@@ -51,6 +51,7 @@ from gtm_pipeline.store import (
 from gtm_pipeline.store.cursors import ever_succeeded
 from gtm_pipeline.store.duplicates import defer_marks_if_first, settle_deferred_marks
 from gtm_pipeline.store.tables import entity_rows
+from gtm_pipeline.sync.access import unreadable_reason
 from gtm_pipeline.sync.bulk_csv import (
     BulkPlan,
     plan_bulk_query,
@@ -142,6 +143,8 @@ class SyncStats:
     """How the modified records were read: "rest" pages or one "bulk" job."""
     bulk_fallback: str | None = None
     """Why a Bulk read was abandoned for REST (a failed job, no Bulk access), if it was."""
+    not_readable: str | None = None
+    """Why nothing was read: the integration user may not read the object (`sync/access.py`)."""
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -245,23 +248,14 @@ def _sync_entity(
         client, engine, tenant_id, entity, resolved, options, mode, stats, progress, on_page,
         twin_marks_deferred=deferred,
     )  # fmt: skip
-    since = None if mode == "full" else _since(cursor, options.lookback)
-    soql = modified_query(
-        entity.sf_object,
-        selected_fields(entity, resolved.mappings),
-        since,
-        with_archived=entity.archives,
-    )
-    pages: Iterator[FetchedPage] | None = iter_raw_pages(
-        client, soql, batch_size=options.batch_size, include_deleted=entity.archives
-    )
-    if mode == "full" and pages is not None:
-        pages = _bulk_or_rest(run, soql, pages, threshold)
-    if pages is not None:
-        _load_rest_pages(run, pages)
-        # A full sync re-reads the whole recycle bin too, so it also repairs deletions that
-        # became visible later than the lookback, exactly as it does for modifications.
-        _load_rest_deletions(run, None if mode == "full" else deleted_cursor)
+    try:
+        _read(run, cursor, deleted_cursor, threshold)
+    except SalesforceApiError as exc:
+        reason = None if stats.pages else unreadable_reason(client, entity.sf_object, exc)
+        if reason is None:
+            raise
+        stats.not_readable = reason
+        log.warning("%s: nothing read: %s", entity.name, reason)
 
     if stats.cursor_after is None:
         stats.cursor_after = stats.cursor_before
@@ -271,6 +265,28 @@ def _sync_entity(
             settle_deferred_marks(conn, tenant_id, entity.name, run_started_at)
         mark_run_succeeded(conn, tenant_id, entity.name, final)
     return stats
+
+
+def _read(run: _Run, cursor: Cursor | None, deleted_cursor: Cursor | None, threshold: int) -> None:
+    """Read and load the modified records (Bulk or REST), then the deleted ones."""
+    entity, options = run.entity, run.options
+    since = None if run.mode == "full" else _since(cursor, options.lookback)
+    soql = modified_query(
+        entity.sf_object,
+        selected_fields(entity, run.resolved.mappings),
+        since,
+        with_archived=entity.archives,
+    )
+    pages: Iterator[FetchedPage] | None = iter_raw_pages(
+        run.client, soql, batch_size=options.batch_size, include_deleted=entity.archives
+    )
+    if run.mode == "full" and pages is not None:
+        pages = _bulk_or_rest(run, soql, pages, threshold)
+    if pages is not None:
+        _load_rest_pages(run, pages)
+        # A full sync re-reads the whole recycle bin too, so it also repairs deletions that
+        # became visible later than the lookback, exactly as it does for modifications.
+        _load_rest_deletions(run, None if run.mode == "full" else deleted_cursor)
 
 
 def _bulk_or_rest(

@@ -8,7 +8,7 @@ import pytest
 from gtm_pipeline.cli.instance import on_instance
 from gtm_pipeline.defs.assets import asset_key, sync_assets
 from gtm_pipeline.defs.partitions import salesforce_tenants
-from gtm_pipeline.sync.entities import SYNC_ORDER
+from gtm_pipeline.sync.entities import LEADS, OPPORTUNITIES, SYNC_ORDER
 from gtm_pipeline.sync.quality import STAGES
 from gtm_pipeline_tests.support.defs import TENANT
 from gtm_pipeline_tests.sync.reconcile import reconcile
@@ -99,3 +99,13 @@ def test_exhausted_budget_stops_cleanly_without_retry(instance, resources, emula
     message = failures[0].step_failure_data.error.message
     assert "REQUEST_LIMIT_EXCEEDED" in message or "daily API" in message
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+
+
+def test_an_object_the_user_cannot_read_does_not_stop_the_chain(instance, resources, emulator):
+    emulator.control.configure(unreadable_objects=["Lead"])
+    result = run(instance, resources)
+    assert result.success
+    leads = metadata(result, asset_key(LEADS))
+    assert "cannot read Lead" in leads["not_readable"] and leads["rows_read"] == 0
+    after = metadata(result, asset_key(OPPORTUNITIES))  # downstream of leads, still synced
+    assert after["not_readable"] == "no" and after["rows_loaded"] > 0
