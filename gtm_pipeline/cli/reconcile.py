@@ -17,7 +17,7 @@ from gtm_pipeline.sync.entities import SYNC_ORDER, Entity
 if TYPE_CHECKING:
     import dagster as dg
 
-ACCEPTED = ("clean", "repaired", "found")
+ACCEPTED = ("clean", "repaired", "found", "not_readable")
 """Outcomes a command exits 0 on (a dry run's drift is "found": reported, not a failure)."""
 
 

@@ -71,6 +71,8 @@ def reconcile_run_config(
 def summary(result: Reconciliation) -> str:
     """One line: what the reconciliation found and left."""
     found, left = result.before.total, result.after.total
+    if result.not_readable:
+        return f"Nothing compared: {result.not_readable}."
     if result.outcome == "clean":
         return f"Store matches Salesforce ({result.salesforce_records} records listed)."
     if result.outcome == "found":
@@ -104,6 +106,7 @@ def check_result(result: Reconciliation) -> dg.AssetCheckResult:
             "api_calls": result.api_calls,
             "duration_seconds": dg.MetadataValue.float(result.seconds),
             "stopped": result.stopped or "none",
+            "not_readable": result.not_readable or "no",
         },
     )
 

@@ -20,7 +20,8 @@ read again by Id (chunked `WHERE Id IN (...)` queries) and go through the same g
 a sync; records deleted in Salesforce are flagged with their deletion stamp; purged ones are
 flagged `purged`. Each page commits on its own; the sync cursor never moves. The store is then
 compared again with the same listing: what is left is drift that the repair could not fix (a
-record changed or deleted while it ran, or the API budget stopped it).
+record changed or deleted while it ran, or the API budget stopped it). An object the integration
+user may not read (`sync/access.py`) is not compared: the result says why (`not_readable`).
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ import sqlalchemy as sa
 from gtm_pipeline.config import DEFAULT_BULK_THRESHOLD
 from gtm_pipeline.salesforce.bulk_jobs import BulkPollPolicy, BulkQuery
 from gtm_pipeline.salesforce.client import SalesforceClient
-from gtm_pipeline.salesforce.errors import ApiLimitExceeded
+from gtm_pipeline.salesforce.errors import ApiLimitExceeded, SalesforceApiError
 from gtm_pipeline.store.versions import (
     mark_purged,
     quarantined_versions,
     stored_count,
     stored_versions,
 )
+from gtm_pipeline.sync.access import unreadable_reason
 from gtm_pipeline.sync.bulk_csv import read_csv_table
 from gtm_pipeline.sync.coerce import to_boolean
 from gtm_pipeline.sync.entities import Entity
@@ -111,11 +113,16 @@ class Reconciliation:
     seconds: float = 0.0
     stopped: str | None = None
     """Why the repair stopped early (the API budget), if it did."""
+    not_readable: str | None = None
+    """Why nothing was compared: the integration user may not read the object
+    (`sync/access.py`)."""
 
     @property
     def outcome(self) -> str:
         """ "clean" (nothing drifted), "found" (a dry run's drift), "repaired" (drift found, none
-        left) or "drift_remains"."""
+        left), "drift_remains", or "not_readable" (nothing could be listed)."""
+        if self.not_readable:
+            return "not_readable"
         if not self.before.total:
             return "clean"
         if self.dry_run:
@@ -152,7 +159,14 @@ def reconcile_entity(
     """Compare one entity of one tenant with Salesforce and, unless `dry_run`, repair it."""
     started, calls_before = time.perf_counter(), client.calls_made
     result = Reconciliation(entity=entity.name, dry_run=dry_run)
-    listing, rows, quarantined = _both_sides(client, engine, tenant_id, entity, options, result)
+    try:
+        listing, rows, quarantined = _both_sides(client, engine, tenant_id, entity, options, result)
+    except SalesforceApiError as exc:
+        result.not_readable = unreadable_reason(client, entity.sf_object, exc)
+        if result.not_readable is None:
+            raise
+        result.api_calls = client.calls_made - calls_before
+        return result
     drift = compare(listing, rows, quarantined)
     result.salesforce_records = drift.listed
     del rows, quarantined
@@ -435,8 +449,9 @@ def _reread(
 
 def severity(result: Reconciliation) -> str:
     """PASS when nothing drifted, WARN when drift was found and repaired (or only reported, in a
-    dry run), ERROR when drift remains after a repair."""
-    return {"clean": "PASS", "found": "WARN", "repaired": "WARN"}.get(result.outcome, "ERROR")
+    dry run) or the object could not be read, ERROR when drift remains after a repair."""
+    warned = {"clean": "PASS", "found": "WARN", "repaired": "WARN", "not_readable": "WARN"}
+    return warned.get(result.outcome, "ERROR")
 
 
 __all__ = [

@@ -1,6 +1,7 @@
 """An object the integration user may not read (a profile without Lead access): its entity reads
-nothing and says why, the other entities sync as ever, the change check does not count it as a
-change, and once the object becomes readable its records arrive with the next sync. On both
+nothing and says why, the other entities sync as ever, reconciliation warns instead of failing,
+the change check does not count it as a change, and once the object becomes readable its records
+arrive with the next sync. On both
 stores, against the emulator's `unreadable_objects` (INVALID_TYPE on queries, 404 on describe).
 """
 
@@ -13,6 +14,7 @@ from gtm_pipeline.store.quarantine import live_row_count
 from gtm_pipeline.sync.access import unreadable_reason
 from gtm_pipeline.sync.changes import sync_reason
 from gtm_pipeline.sync.entities import LEADS, SYNC_ORDER
+from gtm_pipeline.sync.reconciliation import reconcile_entity, severity
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
 from gtm_pipeline_tests.support.sync import client_for
 from gtm_pipeline_tests.sync.reconcile import reconcile
@@ -51,6 +53,11 @@ def test_an_unreadable_object_reads_nothing_and_the_rest_syncs(emulator, engine)
             reconcile(engine, TENANT, emulator, entity)
     with engine.connect() as conn:
         assert live_row_count(conn, TENANT, LEADS.name) == 0
+
+    # Reconciliation has nothing to list: it says why and warns, it does not fail.
+    checked = reconcile_entity(client_for(emulator), engine, TENANT, LEADS)
+    assert (checked.outcome, severity(checked)) == ("not_readable", "WARN")
+    assert "cannot read Lead" in checked.not_readable
 
     # Idle: the unreadable object is no change, so no run is asked for on every tick.
     assert sync_reason(engine, TENANT, lambda: client_for(emulator)) is None
