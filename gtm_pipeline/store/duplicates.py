@@ -156,21 +156,18 @@ def twins_kept_marked(
     refresh_duplicates(conn, tenant_id, touched)
 
 
-def defer_marks_if_first(
-    conn: sa.Connection, table: sa.Table, tenant_id: str, entity: str, full: bool
-) -> bool:
-    """Whether this run loads `table` without marking twins page by page: the tenant's first
+def defer_marks_if_first(conn: sa.Connection, tenant_id: str, entity: str, full: bool) -> bool:
+    """Whether this run loads the entity without marking twins page by page: the tenant's first
     full sync of the entity (none of its rows yet), which sets the flag, or any run after one
     that left it set. Needs the run's `sync_state` row (`cursors.mark_run_started`) in `conn`."""
-    if "duplicate_of" not in table.c:
+    rows = entity_rows(entity)
+    if "duplicate_of" not in rows.table.c:
         return False
     if _marks_pending(conn, tenant_id, entity):
         return True
     if (
         not full
-        or conn.execute(
-            sa.select(sa.literal(1)).where(entity_rows(entity).of_tenant(tenant_id)).limit(1)
-        ).first()
+        or conn.execute(sa.select(sa.literal(1)).where(rows.of_tenant(tenant_id)).limit(1)).first()
     ):
         return False
     _set_pending(conn, tenant_id, entity, True)

@@ -50,7 +50,6 @@ from gtm_pipeline.store import (
 )
 from gtm_pipeline.store.cursors import ever_succeeded
 from gtm_pipeline.store.duplicates import defer_marks_if_first, settle_deferred_marks
-from gtm_pipeline.store.tables import entity_rows
 from gtm_pipeline.sync.access import unreadable_reason
 from gtm_pipeline.sync.bulk_csv import (
     BulkPlan,
@@ -230,8 +229,7 @@ def _sync_entity(
         mode = "full" if options.full or first else "incremental"
         run_started_at = datetime.now(UTC)
         mark_run_started(conn, tenant_id, entity.name, mode, at=run_started_at)
-        table = entity_rows(entity.name).table
-        deferred = defer_marks_if_first(conn, table, tenant_id, entity.name, mode == "full")
+        deferred = defer_marks_if_first(conn, tenant_id, entity.name, mode == "full")
     stats = SyncStats(
         entity=entity.name,
         mode=mode,
