@@ -11,9 +11,10 @@ Under a latency profile that times Bulk jobs (`latency`), polls do not hurry a j
 runs once the profile's minimum duration has passed, and it completes when the duration for
 the rows that query found has passed too (`realistic`: 10 s + 2 s per 100,000 rows).
 
-The SOQL is checked when the job is created (the same 400s as a REST query) and a selected
-compound field is refused with 400 `API_ERROR`, as Bulk queries do. The control API can make
-the next jobs fail (state `Failed` with an `errorMessage`) or turn Bulk API off for the org.
+The SOQL is checked when the job is created (the same 400s as a REST query); a selected
+compound field and `SELECT COUNT()` (Bulk API 2.0 supports no aggregate function) are refused
+with 400 `API_ERROR`, as Bulk queries do. The control API can make the next jobs fail (state
+`Failed` with an `errorMessage`) or turn Bulk API off for the org.
 
 Bulk API off: the create call answers 403 `FEATURENOTENABLED` ("... requires the org
 permission BulkApiQuery"). The Bulk API 1.0 exception of an org without the permission is
@@ -59,6 +60,7 @@ LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 DEFAULT_MAX_RECORDS = 50_000
 INJECTED_FAILURE = "InternalServerError: the query job failed (failure injected by the emulator)"
 COMPOUND_REFUSED = "Selecting compound data not supported in Bulk Query"
+COUNT_REFUSED = "Aggregate functions such as COUNT() are not supported in Bulk API 2.0 queries"
 BULK_DISABLED = (
     "Bulk API is not enabled for this organization: the query operation requires the org "
     "permission BulkApiQuery"
@@ -192,6 +194,8 @@ class BulkJobs:
         compiled = org.plan_query(soql)
         if compiled.compound_columns:
             raise api_error(COMPOUND_REFUSED)
+        if compiled.is_count:
+            raise api_error(COUNT_REFUSED)
         with self._lock:
             self._counter += 1
             will_fail = self._fail_next > 0

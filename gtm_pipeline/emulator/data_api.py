@@ -67,12 +67,16 @@ def _data_call(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 def _page_response(
     state: EmulatorState, cursor: Cursor, start: int, version: str, *, first: bool
 ) -> Response:
-    """Slice one page and serialize it; a first page that leaves more keeps its cursor open."""
+    """Slice one page and serialize it; a first page that leaves more keeps its cursor open.
+
+    A COUNT() result has no records, so its one page is `{"totalSize": count, "done": true,
+    "records": []}`.
+    """
     result = cursor.result
     size = state.page_policy.page_size(cursor.batch_size, cursor.number, start)
-    stop = min(start + size, result.total_size)
+    stop = min(start + size, result.served_size)
     records = result.page(start, stop)
-    done = stop >= result.total_size
+    done = stop >= result.served_size
     body: dict[str, object] = {"totalSize": result.total_size, "done": done}
     if first and not done:
         state.cursors.keep(cursor)

@@ -10,6 +10,7 @@ Contract used by the HTTPS layer (app/server/control modules) — names and shap
 Additions beyond that contract (free to use):
     Org.api_version (default "59.0") builds `attributes.url`; execute_query(...,
         api_version="60.0") overrides it per query.
+    QueryResult.served_size: how many records its pages hold (total_size, or 0 for COUNT()).
     QueryResult.sobject, .columns (canonical dotted paths in select order, e.g. "Account.Name"),
         .compound_columns (selected address fields: Bulk API 2.0 must refuse those),
         .column_types (each column's describe type, for Bulk CSV formatting),
@@ -27,6 +28,9 @@ Behaviour the HTTPS layer and connector tests should know about:
       ORDER BY ... Id has no ties. Without ORDER BY, rows come in storage (creation) order.
     - Records generated with `_dirty == "duplicate_id"` are served twice by every query that
       matches them: the repeat comes 200-2000 positions later (counted in total_size).
+    - `SELECT COUNT()` answers with total_size the number of matching rows (capped by LIMIT) and
+      no records; it neither sorts nor serializes, and counts each record once (a count is of
+      rows, not of what a cursor serves, so the repeats above are not in it).
     - Plain queries skip rows in the recycle bin and archived activities (IsArchived true);
       include_deleted=True (queryAll) shows them. `count()` without include_deleted counts
       what a plain query sees.
@@ -81,13 +85,24 @@ _SYSTEM_FIELDS = frozenset({"Id", "IsDeleted", "CreatedDate", "LastModifiedDate"
 
 
 class QueryResult:
-    """The frozen result of one query: row references taken at query start, served by page."""
+    """The frozen result of one query: row references taken at query start, served by page.
 
-    def __init__(self, compiled: CompiledQuery, rows: list[tuple], api_version: str) -> None:
+    A COUNT() result holds no rows: its `total_size` is the count and its pages are empty.
+    """
+
+    def __init__(
+        self,
+        compiled: CompiledQuery,
+        rows: list[tuple],
+        api_version: str,
+        *,
+        count: int | None = None,
+    ) -> None:
         self._compiled = compiled
         self._rows = rows
         self._serialize = compiled.serializer(api_version)
-        self.total_size = len(rows)
+        self.served_size = len(rows)
+        self.total_size = len(rows) if count is None else count
         self.sobject = compiled.sobject.name
         self.columns = list(compiled.columns)
         self.column_types = list(compiled.column_types)
@@ -222,10 +237,13 @@ class Org:
         compiled = compile_query(query, Schema(readable, parents))
         if not include_deleted:
             rows = _queryable(obj, rows)
+        version = api_version or self.api_version
+        if compiled.is_count:
+            return QueryResult(compiled, [], version, count=compiled.count(rows))
         tie_seed = zlib.crc32(soql.encode("utf-8", "surrogatepass")) ^ self.seed ^ serial << 32
         ordered = compiled.filter_sort(rows, tie_seed)
         ordered = _serve_duplicates(ordered, obj.dirty_slot)
-        return QueryResult(compiled, compiled.window(ordered), api_version or self.api_version)
+        return QueryResult(compiled, compiled.window(ordered), version)
 
     def plan_query(self, soql: str) -> CompiledQuery:
         """Parse and bind a query without running it, raising the errors a query would raise.

@@ -27,9 +27,14 @@ PAGE_MODES = ("asked", "fixed", "random")
 
 
 class PagedResult(Protocol):
-    """What the core's QueryResult offers: a snapshot to slice into pages."""
+    """What the core's QueryResult offers: a snapshot to slice into pages.
+
+    `total_size` is the query's totalSize; `served_size` how many records the pages hold
+    together (the same, except for COUNT(): its totalSize is the count and it has no records).
+    """
 
     total_size: int
+    served_size: int
 
     def page(self, start: int, stop: int) -> list[dict]: ...
 
@@ -158,7 +163,7 @@ class CursorStore:
                 del self._cursors[locator]
                 cursor = None
         start = int(offset)
-        if cursor is None or not 0 < start < cursor.result.total_size:
+        if cursor is None or not 0 < start < cursor.result.served_size:
             raise invalid_locator()
         return cursor, start
 

@@ -1,8 +1,9 @@
 """SOQL semantics: binding a parsed query to the schema and compiling it to Python closures.
 
-The subset is what a connector legitimately sends: a field list with relationship paths, one
-FROM object, WHERE with AND/OR/NOT and parentheses, comparison/IN/LIKE operators, ORDER BY with
-NULLS FIRST/LAST, LIMIT and OFFSET. Everything else is rejected with the error code Salesforce
+The subset is what a connector legitimately sends: a field list with relationship paths, or
+COUNT() alone (the number of matching rows, within LIMIT and OFFSET), one FROM object, WHERE
+with AND/OR/NOT and parentheses, comparison/IN/LIKE operators, ORDER BY with NULLS FIRST/LAST
+(not with COUNT()), LIMIT and OFFSET. Everything else is rejected with the error code Salesforce
 would use, so a connector that only passes against a lenient parser is caught here.
 
 WHERE and ORDER BY are compiled once per query into closures and key functions over the stored
@@ -395,13 +396,18 @@ class CompiledQuery:
     limit: int | None
     offset: int | None
     selects_is_deleted: bool
+    is_count: bool  # SELECT COUNT(): the result is `count(rows)`, with no records
     _root: _Node
     _serializers: dict[str, Callable[[Row], dict]] = field(default_factory=dict)
 
+    def matching(self, rows: list[Row]) -> list[Row]:
+        """The rows the WHERE clause keeps, in the order given (a new list either way)."""
+        pred = self.predicate
+        return rows[:] if pred is None else list(filter(pred, rows))
+
     def filter_sort(self, rows: list[Row], tie_seed: int) -> list[Row]:
         """Matching rows in ORDER BY order; rows with equal keys come in a seeded random order."""
-        pred = self.predicate
-        matched = rows[:] if pred is None else [row for row in rows if pred(row)]
+        matched = self.matching(rows)
         if self.sort_passes:
             if self.ties_possible:
                 random.Random(tie_seed).shuffle(matched)
@@ -410,9 +416,15 @@ class CompiledQuery:
         return matched
 
     def window(self, rows: list[Row]) -> list[Row]:
+        return rows[self._window()]
+
+    def count(self, rows: list[Row]) -> int:
+        """How many rows the query retrieves: the matching rows inside OFFSET and LIMIT."""
+        return len(range(len(self.matching(rows)))[self._window()])
+
+    def _window(self) -> slice:
         start = self.offset or 0
-        stop = None if self.limit is None else start + self.limit
-        return rows[start:stop]
+        return slice(start, None if self.limit is None else start + self.limit)
 
     def serializer(self, api_version: str) -> Callable[[Row], dict]:
         found = self._serializers.get(api_version)
@@ -467,6 +479,7 @@ def compile_query(query: Query, schema: Schema) -> CompiledQuery:
         limit=query.limit,
         offset=query.offset,
         selects_is_deleted=any(c == "IsDeleted" for c in columns),
+        is_count=query.is_count,
         _root=root,
     )
 

@@ -4,6 +4,10 @@ The grammar is the subset a connector legitimately sends (see `soql.py` for what
 anything else is rejected as MALFORMED_QUERY with Salesforce's "unexpected token" wording, and
 no input text, however hostile, raises anything but EmulatorError.
 
+`SELECT COUNT() FROM ...` is the one aggregate: Salesforce's rules for it are MALFORMED_QUERY
+here too (COUNT() must be the only element of the SELECT list, and cannot be used with ORDER BY).
+`COUNT(field)` and the other aggregate functions are not in the grammar ("unexpected token: (").
+
 A statement longer than `MAX_SOQL_LENGTH` (100,000) characters is refused before it is read, with
 the MALFORMED_QUERY message Salesforce gives ("SOQL statements can not be longer than 100000
 characters."). Over REST a GET that long never gets here: its URI is refused first (414, see
@@ -236,12 +240,13 @@ class OrderItem:
 
 @dataclass(frozen=True)
 class Query:
-    select: tuple[Path, ...]
+    select: tuple[Path, ...]  # empty for SELECT COUNT()
     sobject: str
     where: Expr | None
     order_by: tuple[OrderItem, ...]
     limit: int | None
     offset: int | None
+    is_count: bool = False  # SELECT COUNT(): the number of matching rows, not the rows
 
 
 # --- parser ---------------------------------------------------------------------------------
@@ -269,14 +274,27 @@ class _Parser:
         token = self.peek()
         return token.kind == "keyword" and token.value in words
 
+    def is_punct(self, char: str, ahead: int = 0) -> bool:
+        token = self.tokens[min(self.pos + ahead, len(self.tokens) - 1)]
+        return token.kind == "punct" and token.text == char
+
+    def is_count(self) -> bool:
+        """At `COUNT()` (COUNT is a name, not a reserved word; `COUNT(field)` is not this)."""
+        token = self.peek()
+        return (
+            token.kind == "ident"
+            and token.text.upper() == "COUNT"
+            and self.is_punct("(", 1)
+            and self.is_punct(")", 2)
+        )
+
     def expect_keyword(self, word: str) -> None:
         if not self.is_keyword(word):
             raise self.unexpected()
         self.next()
 
     def expect_punct(self, char: str) -> None:
-        token = self.peek()
-        if token.kind != "punct" or token.text != char:
+        if not self.is_punct(char):
             raise self.unexpected()
         self.next()
 
@@ -288,10 +306,7 @@ class _Parser:
 
     def query(self) -> Query:
         self.expect_keyword("SELECT")
-        select = [self.path()]
-        while self.peek().kind == "punct" and self.peek().text == ",":
-            self.next()
-            select.append(self.path())
+        select, is_count = self.select_list()
         self.expect_keyword("FROM")
         sobject = self.next()
         if sobject.kind != "ident" or "." in sobject.text:
@@ -305,14 +320,33 @@ class _Parser:
             self.next()
             self.expect_keyword("BY")
             order.append(self.order_item())
-            while self.peek().kind == "punct" and self.peek().text == ",":
+            while self.is_punct(","):
                 self.next()
                 order.append(self.order_item())
+        if is_count and order:
+            raise malformed("COUNT() and ORDER BY may not be used together.")
         limit = self.count_clause("LIMIT")
         offset = self.count_clause("OFFSET")
         if self.peek().kind != "eof":
             raise self.unexpected()
-        return Query(tuple(select), sobject.text, where, tuple(order), limit, offset)
+        return Query(select, sobject.text, where, tuple(order), limit, offset, is_count)
+
+    def select_list(self) -> tuple[tuple[Path, ...], bool]:
+        """The selected paths, and whether the list is `COUNT()`, which must stand alone."""
+        paths: list[Path] = []
+        count_items = 0
+        while True:
+            if self.is_count():
+                self.pos += 3  # COUNT ( )
+                count_items += 1
+            else:
+                paths.append(self.path())
+            if not self.is_punct(","):
+                break
+            self.next()
+        if count_items and (paths or count_items > 1):
+            raise malformed("COUNT() must be the only element in the SELECT list")
+        return tuple(paths), count_items > 0
 
     def count_clause(self, word: str) -> int | None:
         if not self.is_keyword(word):
@@ -355,8 +389,7 @@ class _Parser:
         if self.is_keyword("NOT"):
             self.next()
             return Not(self.unary(depth + 1))
-        token = self.peek()
-        if token.kind == "punct" and token.text == "(":
+        if self.is_punct("("):
             self.next()
             inner = self.condition(depth + 1)
             self.expect_punct(")")
@@ -386,7 +419,7 @@ class _Parser:
             self.next()
             self.expect_punct("(")
             values = [self.literal()]
-            while self.peek().kind == "punct" and self.peek().text == ",":
+            while self.is_punct(","):
                 self.next()
                 values.append(self.literal())
             self.expect_punct(")")

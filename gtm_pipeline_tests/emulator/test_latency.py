@@ -46,6 +46,12 @@ def test_realistic_numbers() -> None:
     assert REALISTIC.bulk_job_duration(1_000_000) == 30.0
 
 
+def test_a_count_answer_costs_about_the_call_alone() -> None:
+    body = b'{"totalSize":1000000,"done":true,"records":[]}'  # SELECT COUNT(), whatever it counts
+    delay = REALISTIC.response_delay(len(body), "application/json;charset=UTF-8")
+    assert REALISTIC.call_ms / 1000 < delay < (REALISTIC.call_ms + 0.1) / 1000
+
+
 def test_a_gzip_body_counts_at_its_uncompressed_size() -> None:
     csv_body = b'"Id","Email"\n' + b'"003000000000001AAA","a@example.com"\n' * 30_000
     packed = gzip.compress(csv_body, 5)

@@ -145,6 +145,18 @@ def test_compound_fields_are_refused_but_components_work(api: Api) -> None:
     assert list(rows_of(results(api, job_id).text)[0]) == ["Id", "MailingCity", "MailingPostalCode"]
 
 
+def test_count_is_refused_as_bulk_queries_take_no_aggregate(api: Api) -> None:
+    refused = create(api, "SELECT COUNT() FROM Contact")
+    assert refused.status_code == 400
+    assert refused.json() == [
+        {
+            "message": "Aggregate functions such as COUNT() are not supported in Bulk API 2.0 "
+            "queries",
+            "errorCode": "API_ERROR",
+        }
+    ]
+
+
 def test_bad_soql_is_refused_at_creation(api: Api) -> None:
     response = create(api, "SELECT Id, Bogus__c FROM Contact")
     assert response.status_code == 400

@@ -187,6 +187,40 @@ def test_query_errors_are_json_arrays(api: Api) -> None:
     assert empty.status_code == 400 and empty.json()[0]["errorCode"] == "MALFORMED_QUERY"
 
 
+def test_count_is_one_call_answered_with_total_size_alone(api: Api, emulator, small_org) -> None:
+    capped = api.query("SELECT COUNT() FROM Contact LIMIT 100")
+    assert capped.status_code == 200
+    assert capped.json() == {"totalSize": 100, "done": True, "records": []}
+    assert list(capped.json()) == ["totalSize", "done", "records"]
+    # more rows than a page holds, still one answer with no nextRecordsUrl
+    everyone = api.query("SELECT COUNT() FROM Contact", batch_size=200, all_rows=True)
+    assert everyone.json() == {
+        "totalSize": small_org.count("Contact", include_deleted=True),
+        "done": True,
+        "records": [],
+    }
+    assert [r.headers["Sforce-Limit-Info"] for r in (capped, everyone)] == [
+        "api-usage=1/15000",
+        "api-usage=2/15000",
+    ]
+    calls = emulator.control.stats()["calls"]
+    assert (calls["query"], calls["queryAll"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "soql",
+    [
+        "SELECT COUNT() FROM Contact ORDER BY SystemModstamp",
+        "SELECT Id, COUNT() FROM Contact",
+        "SELECT COUNT(Id) FROM Contact",
+    ],
+)
+def test_count_rules_are_malformed_query(api: Api, soql: str) -> None:
+    response = api.query(soql)
+    assert response.status_code == 400
+    assert response.json()[0]["errorCode"] == "MALFORMED_QUERY"
+
+
 @pytest.mark.parametrize("suffix", ["", "/"])
 def test_describe(api: Api, suffix: str) -> None:
     response = api.get(f"/sobjects/Contact/describe{suffix}")

@@ -71,6 +71,37 @@ def test_query_all_iter_follows_every_page(sf: Salesforce, emulator, small_org) 
     )
 
 
+def test_count_matches_the_records_of_each_window(sf: Salesforce, small_org) -> None:
+    records = sf.query_all("SELECT SystemModstamp FROM Contact")["records"]
+    middle = sorted(r["SystemModstamp"] for r in records)[len(records) // 2]
+    counts = []
+    for where in (f"SystemModstamp < {middle}", f"SystemModstamp >= {middle}"):
+        answer = sf.query(f"SELECT COUNT() FROM Contact WHERE {where}")  # noqa: S608
+        served = sf.query_all(f"SELECT Id FROM Contact WHERE {where}")["records"]  # noqa: S608
+        assert answer == {"totalSize": len({r["Id"] for r in served}), "done": True, "records": []}
+        counts.append(answer["totalSize"])
+    assert all(counts) and sum(counts) == small_org.count("Contact")
+
+
+def test_count_over_query_all_includes_a_deleted_record(start_emulator, fresh_org) -> None:
+    handle = start_emulator(org=fresh_org)
+    sf = _client(handle)
+    total = sf.query("SELECT COUNT() FROM Contact")["totalSize"]
+    victim = sf.query("SELECT Id FROM Contact ORDER BY Id LIMIT 1")["records"][0]["Id"]
+    [deleted] = handle.control.mutate({"op": "delete", "object": "Contact", "id": victim})
+    stamp = deleted["system_modstamp"]
+    since = f"SELECT COUNT() FROM Contact WHERE SystemModstamp >= {stamp}"  # noqa: S608
+    assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == total - 1
+    assert sf.query("SELECT COUNT() FROM Contact", include_deleted=True)["totalSize"] == total
+    assert sf.query(since)["totalSize"] == 0
+    # query, not query_all: simple-salesforce's query_all reports as totalSize the number of
+    # records it read, which is 0 for COUNT()
+    assert sf.query(since, include_deleted=True) == {"totalSize": 1, "done": True, "records": []}
+    in_bin = "SELECT COUNT() FROM Contact WHERE IsDeleted = true"
+    assert sf.query(in_bin, include_deleted=True)["totalSize"] == 1
+    assert handle.control.stats()["calls"]["queryAll"] == 3
+
+
 def test_describe_and_sobject_describe(sf: Salesforce) -> None:
     assert sf.Contact.describe()["name"] == "Contact"
     assert sf.restful("sobjects/Opportunity/describe")["keyPrefix"] == "006"

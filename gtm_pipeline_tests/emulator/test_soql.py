@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from gtm_pipeline.emulator.org import EmulatorError, Org
 from gtm_pipeline.emulator.soql import parse
+from gtm_pipeline.emulator.soql_syntax import Query
 
 
 @pytest.fixture(scope="module")
@@ -374,6 +375,92 @@ def test_api_version_shapes_attribute_urls(org: Org) -> None:
     assert record["attributes"]["url"] == f"/services/data/v61.0/sobjects/Account/{record['Id']}"
 
 
+# --- COUNT() ----------------------------------------------------------------------------------
+
+JANUARY = "SystemModstamp >= 2024-01-01T00:00:00Z AND SystemModstamp < 2024-02-01T00:00:00Z"
+
+
+def count(org: Org, soql: str, *, include_deleted: bool = False) -> int:
+    result = org.execute_query(soql, include_deleted=include_deleted)
+    assert result.served_size == 0 and result.page(0, 2000) == []
+    return result.total_size
+
+
+def test_count_alone_parses_to_a_count_query() -> None:
+    assert parse("SELECT COUNT() FROM Contact") == Query(
+        (), "Contact", None, (), None, None, is_count=True
+    )
+    spaced = parse("select count ( ) from contact where IsDeleted = false limit 5")
+    assert spaced.is_count and spaced.select == () and spaced.limit == 5
+    assert not parse("SELECT Id FROM Contact").is_count
+
+
+def test_count_is_the_number_of_matching_records(org: Org) -> None:
+    got = count(org, "SELECT COUNT() FROM Contact")
+    assert got == len(truth_ids(org, "Contact", lambda r: True))
+    # a record query serves the `duplicate_id` rows twice; a count counts each record once
+    served = run(org, "SELECT Id FROM Contact")
+    assert got == len(ids_of(served)) < len(served)
+
+
+@pytest.mark.parametrize(
+    ("where", "keep"),
+    [
+        (JANUARY, lambda r: "2024-01-01T" <= r["SystemModstamp"] < "2024-02-01T"),
+        ("IsDeleted = false", lambda r: True),
+        ("Account.Industry = 'energy'", None),
+    ],
+)
+def test_count_applies_the_where_clause_of_a_record_query(org: Org, where: str, keep) -> None:
+    got = count(org, f"SELECT COUNT() FROM Contact WHERE {where}")  # noqa: S608
+    records = ids_of(run(org, f"SELECT Id FROM Contact WHERE {where}"))  # noqa: S608
+    assert got == len(records)
+    if keep is not None:
+        assert records == truth_ids(org, "Contact", keep)
+    assert got  # the data exercises the filter
+
+
+def test_count_is_capped_by_limit(org: Org) -> None:
+    total = count(org, "SELECT COUNT() FROM Contact")
+    assert count(org, "SELECT COUNT() FROM Contact LIMIT 7") == 7
+    assert count(org, f"SELECT COUNT() FROM Contact WHERE {JANUARY} LIMIT 1") == 1  # noqa: S608
+    assert count(org, f"SELECT COUNT() FROM Contact LIMIT {total + 10}") == total  # noqa: S608
+    assert count(org, "SELECT COUNT() FROM Contact LIMIT 0") == 0
+
+
+def test_count_with_include_deleted_counts_the_recycle_bin() -> None:
+    org = Org.generate(counts={"Account": 5, "Contact": 30, "Opportunity": 0}, dirty_ratio=0)
+    victim = next(iter(org.truth("Contact")))["Id"]
+    org.mutate({"op": "delete", "object": "Contact", "id": victim})
+    assert count(org, "SELECT COUNT() FROM Contact") == 29
+    assert count(org, "SELECT COUNT() FROM Contact", include_deleted=True) == 30
+    deleted = "SELECT COUNT() FROM Contact WHERE IsDeleted = true"
+    assert count(org, deleted, include_deleted=True) == 1
+    assert count(org, deleted) == 0
+
+
+@pytest.mark.parametrize(
+    ("soql", "message"),
+    [
+        (
+            "SELECT COUNT() FROM Contact ORDER BY Id",
+            "COUNT() and ORDER BY may not be used together.",
+        ),
+        ("SELECT COUNT(), Id FROM Contact", "COUNT() must be the only element in the SELECT list"),
+        ("SELECT Id, COUNT() FROM Contact", "COUNT() must be the only element in the SELECT list"),
+        (
+            "SELECT COUNT(), COUNT() FROM Contact",
+            "COUNT() must be the only element in the SELECT list",
+        ),
+        ("SELECT COUNT(Id) FROM Contact", "unexpected token: ("),  # unsupported, as before
+        ("SELECT MAX(CreatedDate) FROM Contact", "unexpected token: ("),
+    ],
+)
+def test_count_rules_and_other_aggregates_are_malformed(org: Org, soql: str, message: str) -> None:
+    err = error_of(org, soql)
+    assert (err.status, err.error_code, err.message) == (400, "MALFORMED_QUERY", message)
+
+
 # --- errors -----------------------------------------------------------------------------------
 
 
@@ -461,6 +548,8 @@ _SOQL_WORDS = st.sampled_from(
         "LAST",
         "LIMIT",
         "OFFSET",
+        "COUNT()",
+        "COUNT",
         "null",
         "true",
         "Id",
