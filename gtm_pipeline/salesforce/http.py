@@ -15,10 +15,14 @@ import threading
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from gtm_pipeline.salesforce.limits import LIMIT_INFO_HEADER
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
+POOL_CONNECTIONS = 40
+"""Connections kept per host: a parallel full read sends up to 40 counts, or one request per
+slice, at once (requests keeps 10 by default and drops the rest after each use)."""
 
 
 class PinnedSession(requests.Session):
@@ -26,6 +30,7 @@ class PinnedSession(requests.Session):
 
     def __init__(self, ca_bundle: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS):
         super().__init__()
+        self.mount("https://", HTTPAdapter(pool_maxsize=POOL_CONNECTIONS))
         self.verify = ca_bundle if ca_bundle else True
         self.timeout = timeout
         self._count_lock = threading.Lock()

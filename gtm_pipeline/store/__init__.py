@@ -58,6 +58,7 @@ from gtm_pipeline.store.tables import (
     persons,
     quality_failures,
     scores,
+    sync_slices,
     sync_state,
     writeback_state,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "save_token_row",
     "scores",
     "set_connector_status",
+    "sync_slices",
     "sync_state",
     "upgrade",
     "upsert_connector",

@@ -106,6 +106,25 @@ sync_state = sa.Table(
 )
 
 
+# A full read split into SystemModstamp ranges read in parallel (`sync/slices.py`): one row per
+# slice, its committed position moving with the rows it covers. The plan is removed in the
+# transaction that moves the entity's cursor past every slice.
+sync_slices = sa.Table(
+    "sync_slices",
+    metadata,
+    sa.Column("tenant_id", TENANT_ID, primary_key=True),
+    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("slice", sa.Integer, primary_key=True),
+    # [lower, upper): None is open (the first slice has no lower bound, the last no upper one).
+    sa.Column("lower_modstamp", UTCDateTime, nullable=True),
+    sa.Column("upper_modstamp", UTCDateTime, nullable=True),
+    sa.Column("cursor_modstamp", UTCDateTime, nullable=True),
+    sa.Column("cursor_id", RECORD_ID, nullable=True),
+    sa.Column("done", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("planned_at", UTCDateTime, nullable=False),
+)
+
+
 PERSON_SOURCE_OBJECTS = ("Contact", "Lead")
 
 

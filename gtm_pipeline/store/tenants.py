@@ -8,6 +8,7 @@ from gtm_pipeline.store.tables import (
     CANONICAL_TABLES,
     quality_failures,
     scores,
+    sync_slices,
     sync_state,
     writeback_state,
 )
@@ -23,6 +24,7 @@ def delete_synced_data(conn: sa.Connection, tenant_id: str) -> int:
         *CANONICAL_TABLES.values(),
         quality_failures,
         sync_state,
+        sync_slices,
         scores,
         writeback_state,
     ):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +63,14 @@ def _expanded(objects: pd.Series) -> pd.DataFrame:
         return pd.DataFrame({objects.name: [None] * len(objects)}, index=objects.index)
     sub.columns = [f"{objects.name}.{column}" for column in sub.columns]
     return sub
+
+
+def joined_pages(pages: Sequence[FetchedPage]) -> FetchedPage:
+    """Pages as one, numbered and counted like the last of them."""
+    if len(pages) == 1:
+        return pages[0]
+    frame = pd.concat([p.frame for p in pages], ignore_index=True)
+    return FetchedPage(frame, pages[-1].page_number, pages[-1].total_size)
 
 
 def iter_raw_pages(

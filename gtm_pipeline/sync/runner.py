@@ -50,6 +50,15 @@ from gtm_pipeline.store import (
 )
 from gtm_pipeline.store.cursors import ever_succeeded
 from gtm_pipeline.store.duplicates import defer_marks_if_first, settle_deferred_marks
+from gtm_pipeline.store.slices import (
+    Slice,
+    SliceProgress,
+    drop_plan,
+    furthest_position,
+    load_plan,
+    record_progress,
+    save_plan,
+)
 from gtm_pipeline.sync.access import unreadable_reason
 from gtm_pipeline.sync.bulk_csv import (
     BulkPlan,
@@ -58,7 +67,7 @@ from gtm_pipeline.sync.bulk_csv import (
     split_deleted,
 )
 from gtm_pipeline.sync.entities import Entity, FieldMapping
-from gtm_pipeline.sync.extract import FetchedPage, iter_raw_pages
+from gtm_pipeline.sync.extract import FetchedPage, iter_raw_pages, joined_pages
 from gtm_pipeline.sync.heap import long_lived_heap_frozen
 from gtm_pipeline.sync.load import (
     ConvertedPage,
@@ -74,6 +83,23 @@ from gtm_pipeline.sync.mapping import ResolvedMappings, resolve_mappings, select
 from gtm_pipeline.sync.prepare import gate_page
 from gtm_pipeline.sync.quality import QualityStats
 from gtm_pipeline.sync.read_ahead import reading_ahead
+from gtm_pipeline.sync.slice_reader import (
+    SliceBatch,
+    SlicePage,
+    SliceStart,
+    batched_slice_pages,
+    head_of_first_slice,
+    oldest_stamp,
+    read_slices,
+    rest_slice_pages,
+)
+from gtm_pipeline.sync.slices import (
+    DEFAULT_PARALLEL_READS,
+    MAX_PARALLEL_READS,
+    RECORDS_PER_SLICE,
+    plan_slices,
+    slice_count,
+)
 from gtm_pipeline.sync.soql import deleted_query, modified_query
 
 DEFAULT_LOOKBACK = timedelta(minutes=10)
@@ -93,6 +119,11 @@ class SyncOptions:
     bulk_max_records: int = DEFAULT_MAX_RECORDS
     """Records per Bulk result set: the most held in memory at once."""
     bulk_poll: BulkPollPolicy = field(default_factory=BulkPollPolicy)
+    parallel_reads: int = DEFAULT_PARALLEL_READS
+    """Slices a full REST read of many records is split into and read at once (1: serial).
+    At most MAX_PARALLEL_READS: Salesforce lets a user hold 10 query cursors open."""
+    min_slice_records: int = RECORDS_PER_SLICE
+    """The fewest records a slice is planned for: a smaller read stays serial."""
     load_batch_rows: int = 20_000
     """REST pages are joined until this many records before the gates and the load run on them
     (and commit with their cursor): the fixed cost of the Pandera passes and a transaction is
@@ -107,6 +138,10 @@ class SyncOptions:
             raise ValueError("bulk_threshold cannot be negative")
         if self.bulk_max_records < 1:
             raise ValueError("bulk_max_records must be at least 1")
+        if self.min_slice_records < 1:
+            raise ValueError("min_slice_records must be at least 1")
+        if not 1 <= self.parallel_reads <= MAX_PARALLEL_READS:
+            raise ValueError(f"parallel_reads must be between 1 and {MAX_PARALLEL_READS}")
 
 
 @dataclass(frozen=True)
@@ -144,6 +179,8 @@ class SyncStats:
     """Why a Bulk read was abandoned for REST (a failed job, no Bulk access), if it was."""
     not_readable: str | None = None
     """Why nothing was read: the integration user may not read the object (`sync/access.py`)."""
+    slices: int = 0
+    """SystemModstamp slices the full REST read was split into and read at once (0: none)."""
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -226,7 +263,9 @@ def _sync_entity(
         # No cursor after a finished run: the object was empty. Reading it again is an
         # incremental read from the start, not another first full sync.
         first = cursor is None and not ever_succeeded(conn, tenant_id, entity.name)
-        mode = "full" if options.full or first else "incremental"
+        # A full read left unfinished (its slices' plan is still stored) is finished first.
+        unfinished = bool(load_plan(conn, tenant_id, entity.name))
+        mode = "full" if options.full or first or unfinished else "incremental"
         run_started_at = datetime.now(UTC)
         mark_run_started(conn, tenant_id, entity.name, mode, at=run_started_at)
         deferred = defer_marks_if_first(conn, tenant_id, entity.name, mode == "full")
@@ -266,54 +305,78 @@ def _sync_entity(
 
 
 def _read(run: _Run, cursor: Cursor | None, deleted_cursor: Cursor | None, threshold: int) -> None:
-    """Read and load the modified records (Bulk or REST), then the deleted ones."""
-    entity, options = run.entity, run.options
-    since = None if run.mode == "full" else _since(cursor, options.lookback)
-    soql = modified_query(
-        entity.sf_object,
-        selected_fields(entity, run.resolved.mappings),
-        since,
-        with_archived=entity.archives,
-    )
-    pages: Iterator[FetchedPage] | None = iter_raw_pages(
-        run.client, soql, batch_size=options.batch_size, include_deleted=entity.archives
-    )
-    if run.mode == "full" and pages is not None:
-        pages = _bulk_or_rest(run, soql, pages, threshold)
-    if pages is not None:
-        _load_rest_pages(run, pages)
+    """Read and load the modified records, then the deleted ones."""
+    if run.mode == "full":
+        if _read_everything(run, threshold):
+            return
         # A full sync re-reads the whole recycle bin too, so it also repairs deletions that
         # became visible later than the lookback, exactly as it does for modifications.
-        _load_rest_deletions(run, None if run.mode == "full" else deleted_cursor)
+        _load_rest_deletions(run, None)
+        return
+    _load_rest_pages(run, _modified_pages(run, _since(cursor, run.options.lookback)))
+    _load_rest_deletions(run, deleted_cursor)
 
 
-def _bulk_or_rest(
-    run: _Run, soql: str, pages: Iterator[FetchedPage], threshold: int
-) -> Iterator[FetchedPage] | None:
-    """Read a full sync through Bulk when the REST count is above `threshold`.
+def _modified_pages(
+    run: _Run, since: datetime | None, until: datetime | None = None
+) -> Iterator[FetchedPage]:
+    return iter_raw_pages(
+        run.client,
+        _modified_soql(run, since, until),
+        batch_size=run.options.batch_size,
+        include_deleted=run.entity.archives,
+    )
 
-    Returns the REST pages still to load, or None when Bulk read everything (deletions too).
-    The REST first page is the count; when REST is kept, it is loaded, not fetched again.
+
+def _modified_soql(
+    run: _Run, since: datetime | None, until: datetime | None = None, after_id: str | None = None
+) -> str:
+    return modified_query(
+        run.entity.sf_object,
+        selected_fields(run.entity, run.resolved.mappings),
+        since,
+        with_archived=run.entity.archives,
+        until=until,
+        after_id=after_id,
+    )
+
+
+def _read_everything(run: _Run, threshold: int) -> bool:
+    """A full read of the modified records; True when it read the deleted ones too (Bulk).
+
+    A plan of slices left by an interrupted run is resumed. Otherwise the REST first page is
+    the count: above `threshold` one Bulk job reads everything; else (or when Bulk fails) the
+    pages are read in parallel slices when there are enough of them (`sync/slices.py`), or one
+    after another, the first page loaded rather than fetched again.
     """
+    with run.engine.connect() as conn:
+        plan = load_plan(conn, run.tenant_id, run.entity.name)
+    if plan:
+        _load_slices(run, plan)
+        return False
+    pages = _modified_pages(run, None)
     first = next(pages, None)
     if first is None:
-        return iter(())
-    if first.total_size <= threshold:
-        return itertools.chain([first], pages)
-    try:
-        _load_bulk(run, first.total_size)
-    except (BulkUnavailable, BulkJobFailed) as exc:
-        run.stats.bulk_fallback = str(exc)
-        log.warning("%s: Bulk API read abandoned, reading through REST: %s", run.entity.name, exc)
-        return iter_raw_pages(run.client, soql, batch_size=run.options.batch_size)
-    return None
-
-
-def _joined(pages: Sequence[FetchedPage]) -> FetchedPage:
-    if len(pages) == 1:
-        return pages[0]
-    frame = pd.concat([p.frame for p in pages], ignore_index=True)
-    return FetchedPage(frame, pages[-1].page_number, pages[-1].total_size)
+        return False
+    if first.total_size > threshold:
+        try:
+            _load_bulk(run, first.total_size)
+            return True
+        except (BulkUnavailable, BulkJobFailed) as exc:
+            run.stats.bulk_fallback = str(exc)
+            log.warning(
+                "%s: Bulk API read abandoned, reading through REST: %s", run.entity.name, exc
+            )
+    options = run.options
+    slices = slice_count(first.total_size, options.parallel_reads, options.min_slice_records)
+    if slices > 1 and not first.frame.empty:
+        pages.close()
+        _load_slices(run, _new_plan(run, first, slices), head=first)
+    elif run.stats.bulk_fallback:
+        _load_rest_pages(run, _modified_pages(run, None))
+    else:
+        _load_rest_pages(run, itertools.chain([first], pages))
+    return False
 
 
 def batched_pages(pages: Iterator[FetchedPage], rows: int) -> Iterator[tuple[FetchedPage, int]]:
@@ -327,10 +390,10 @@ def batched_pages(pages: Iterator[FetchedPage], rows: int) -> Iterator[tuple[Fet
         pending.append(page)
         count += len(page.frame)
         if count >= rows:
-            yield _joined(pending), len(pending)
+            yield joined_pages(pending), len(pending)
             pending, count = [], 0
     if pending:
-        yield _joined(pending), len(pending)
+        yield joined_pages(pending), len(pending)
 
 
 def _load_rest_pages(run: _Run, pages: Iterator[FetchedPage]) -> None:
@@ -346,6 +409,120 @@ def _load_rest_pages(run: _Run, pages: Iterator[FetchedPage]) -> None:
                 loaded = _load_live(run, conn, converted, hold_cursor=False)
             stats.cursor_after = _describe(loaded.cursor)
             run.report("modified", page.page_number, page.total_size, len(page.frame), loaded)
+
+
+def _new_plan(run: _Run, first: FetchedPage, slices: int) -> list[SliceProgress]:
+    """Plan the slices of a full read (the count page gives the oldest stamp) and store it."""
+    planned = plan_slices(
+        run.client,
+        run.entity.sf_object,
+        oldest=oldest_stamp(first.frame),
+        slices=slices,
+        with_archived=run.entity.archives,
+    )
+    with run.engine.begin() as conn:
+        save_plan(conn, run.tenant_id, run.entity.name, planned, datetime.now(UTC))
+    return [SliceProgress(piece, None, done=False) for piece in planned]
+
+
+def _load_slices(run: _Run, plan: Sequence[SliceProgress], head: FetchedPage | None = None) -> None:
+    """Read the unfinished slices of `plan` at once, a fetching thread each; gates run on one
+    more thread and this one writes, committing each slice's position with its rows. The
+    transaction that stores the last slice's last rows also moves the entity's cursor to the
+    furthest position read and drops the plan.
+
+    `head`, the count page of a new plan, holds the oldest records: the first slice's first
+    page (or all of it), so it is loaded instead of fetched again."""
+    run.stats.slices = len(plan)
+    unread = {p.slice.number: p for p in plan if not p.done}
+    finished = {p.slice.number for p in plan if p.done}
+    starts = {number: _resume_from(p, run.options.lookback) for number, p in unread.items()}
+    first: list[SlicePage] = []
+    if head is not None:
+        first = [head_of_first_slice(head, plan[0].slice)]
+        if first[0].last:
+            del starts[0]
+        elif first[0].reached is not None:
+            starts[0] = first[0].reached
+    sources = {n: _rest_source(run, unread[n].slice, start) for n, start in starts.items()}
+    pages = read_slices(sources, depth=max(1, len(sources)))
+    batches = batched_slice_pages(itertools.chain(first, pages), run.options.load_batch_rows)
+    with reading_ahead(_gated_slice_batches(run, batches), name="slice-gates") as gated:
+        for batch, converted in gated:
+            finished |= batch.finished
+            _store_slice_batch(run, batch, converted, all_read=len(finished) == len(plan))
+    if not sources:  # every slice was read before: only the plan's end is left to commit
+        with run.engine.begin() as conn:
+            _finish_plan(run, conn)
+
+
+def _rest_source(run: _Run, piece: Slice, start: SliceStart) -> Callable[[], Iterator[SlicePage]]:
+    def query(start: SliceStart) -> str:
+        if isinstance(start, Cursor):
+            return _modified_soql(run, start.system_modstamp, piece.upper, after_id=start.id)
+        if start is None or (piece.lower is not None and piece.lower > start):
+            start = piece.lower
+        return _modified_soql(run, start, piece.upper)
+
+    return lambda: rest_slice_pages(
+        run.client,
+        piece.number,
+        query,
+        start,
+        include_deleted=run.entity.archives,
+        batch_size=run.options.batch_size,
+    )
+
+
+def _resume_from(progress: SliceProgress, lookback: timedelta) -> SliceStart:
+    """Where an interrupted slice starts again: its committed position minus the lookback, so a
+    commit that became visible late behind it is read too (with no lookback: right after it)."""
+    if progress.cursor is None or not lookback:
+        return progress.cursor
+    return progress.cursor.system_modstamp - lookback
+
+
+def _gated_slice_batches(
+    run: _Run, batches: Iterator[SliceBatch]
+) -> Iterator[tuple[SliceBatch, ConvertedPage | None]]:
+    for batch in batches:
+        converted = None if batch.page is None else _gate_and_convert(run, batch.page.frame)
+        yield batch, converted
+
+
+def _store_slice_batch(
+    run: _Run, batch: SliceBatch, converted: ConvertedPage | None, *, all_read: bool
+) -> None:
+    loaded, cursor = 0, None
+    with run.engine.begin() as conn:
+        if converted is not None and batch.page is not None:
+            _count_page(run.stats, batch.page.frame, converted, pages=batch.pages)
+            loaded = _load_live(run, conn, converted, hold_cursor=True).loaded
+        for number in batch.reached.keys() | batch.finished:
+            record_progress(
+                conn,
+                run.tenant_id,
+                run.entity.name,
+                number,
+                batch.reached.get(number),
+                done=number in batch.finished,
+            )
+        if all_read:
+            cursor = _finish_plan(run, conn)
+    if batch.page is not None:
+        page = batch.page
+        run.report(
+            "slices", page.page_number, page.total_size, len(page.frame), LoadedPage(loaded, cursor)
+        )
+
+
+def _finish_plan(run: _Run, conn: sa.Connection) -> Cursor | None:
+    reached = furthest_position(conn, run.tenant_id, run.entity.name)
+    drop_plan(conn, run.tenant_id, run.entity.name)
+    cursor = advance_cursor(conn, run.tenant_id, run.entity.name, reached, run.mode, run.progress())
+    if cursor is not None:
+        run.stats.cursor_after = _describe(cursor)
+    return cursor
 
 
 def _converted_batches(

@@ -58,19 +58,73 @@ def select_fields(fields: Sequence[str], *extra: str) -> list[str]:
 
 
 def modified_query(
-    sf_object: str, fields: Sequence[str], since: datetime | None, *, with_archived: bool = False
+    sf_object: str,
+    fields: Sequence[str],
+    since: datetime | None,
+    *,
+    with_archived: bool = False,
+    until: datetime | None = None,
+    after_id: str | None = None,
 ) -> str:
-    """Live records modified at or after `since` (all of them when None), in cursor order.
+    """Live records modified at or after `since` (all of them when None) and before `until` (no
+    end when None), in cursor order. With `after_id`, only those after the position
+    `(since, after_id)`: later stamps, or the same stamp and a larger Id.
 
     `with_archived`: for an object whose old records Salesforce archives, the query is meant for
     queryAll, which returns archived and deleted records alike; `IsDeleted = false` keeps the
     archived ones (live, only older) and leaves the deleted ones to `deleted_query`."""
     check_identifier(sf_object)
-    conditions = ["IsDeleted = false"] if with_archived else []
-    if since:
-        conditions.append(f"SystemModstamp >= {datetime_literal(since)}")
-    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    where = _live_window(since, until, with_archived=with_archived, after_id=after_id)
     return f"SELECT {', '.join(select_fields(fields))} FROM {sf_object}{where} {ORDER}"  # noqa: S608
+
+
+def count_query(
+    sf_object: str, since: datetime | None, until: datetime | None, *, with_archived: bool = False
+) -> str:
+    """How many records `modified_query` with the same window would return (`totalSize` of a
+    `COUNT()` query; Salesforce allows no ORDER BY with it)."""
+    check_identifier(sf_object)
+    where = _live_window(since, until, with_archived=with_archived)
+    return f"SELECT COUNT() FROM {sf_object}{where}"  # noqa: S608
+
+
+def newest_query(sf_object: str, *, with_archived: bool = False) -> str:
+    """The live record with the newest stamp (its `SystemModstamp` only)."""
+    check_identifier(sf_object)
+    where = _live_window(None, None, with_archived=with_archived)
+    return (
+        f"SELECT Id, SystemModstamp FROM {sf_object}{where} "  # noqa: S608
+        "ORDER BY SystemModstamp DESC, Id DESC LIMIT 1"
+    )
+
+
+def _live_window(
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    with_archived: bool,
+    after_id: str | None = None,
+) -> str:
+    conditions = ["IsDeleted = false"] if with_archived else []
+    if since and after_id:
+        # Flooring the stamp only widens the window: `>` then takes in the rest of its second.
+        stamp, record_id = datetime_literal(since), check_record_id(after_id)
+        conditions.append(
+            f"(SystemModstamp > {stamp} OR (SystemModstamp = {stamp} AND Id > '{record_id}'))"
+        )
+    elif since:
+        conditions.append(f"SystemModstamp >= {datetime_literal(since)}")
+    if until:
+        conditions.append(f"SystemModstamp < {_exact_literal(until)}")
+    return f" WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
+def _exact_literal(moment: datetime) -> str:
+    """An exclusive upper bound must not be floored (that would skip the rest of its second):
+    only whole seconds are accepted."""
+    if moment.microsecond:
+        raise ValueError("an upper SystemModstamp bound must be a whole second")
+    return datetime_literal(moment)
 
 
 def deleted_query(sf_object: str, since: datetime | None) -> str:
@@ -109,6 +163,12 @@ ENCODED_BYTES_PER_ID = 27
 BY_ID_QUERY_BYTES = 12_000
 
 
+def check_record_id(record_id: str) -> str:
+    if not isinstance(record_id, str) or not _RECORD_ID.fullmatch(record_id):
+        raise SoqlBuildError(f"not a Salesforce record id: {str(record_id)[:40]!r}")
+    return record_id
+
+
 def by_id_queries(
     sf_object: str, fields: Sequence[str], ids: Sequence[str], *, with_archived: bool = False
 ) -> list[str]:
@@ -117,8 +177,7 @@ def by_id_queries(
     `modified_query`: meant for queryAll, the live records only."""
     check_identifier(sf_object)
     for record_id in ids:
-        if not isinstance(record_id, str) or not _RECORD_ID.fullmatch(record_id):
-            raise SoqlBuildError(f"not a Salesforce record id: {str(record_id)[:40]!r}")
+        check_record_id(record_id)
     live = "IsDeleted = false AND " if with_archived else ""
     head = f"SELECT {', '.join(select_fields(fields))} FROM {sf_object} WHERE {live}Id IN ("  # noqa: S608
     room = BY_ID_QUERY_BYTES - 3 * len(head)  # the worst case: every character encoded

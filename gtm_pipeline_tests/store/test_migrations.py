@@ -390,3 +390,14 @@ def test_0010_adds_the_lead_columns_and_its_downgrade_drops_them_with_the_leads(
     assert left == ["003A"]
     upgrade(engine)
     assert _schema_differences(engine, metadata) == []
+
+
+def test_0011_adds_the_slice_plans_and_takes_them_away_again(engine: sa.Engine) -> None:
+    assert "sync_slices" in sa.inspect(engine).get_table_names()
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0010")
+    assert "sync_slices" not in sa.inspect(engine).get_table_names()
+    upgrade(engine)
+    assert _schema_differences(engine, metadata) == []

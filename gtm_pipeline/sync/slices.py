@@ -1,0 +1,145 @@
+"""Planning a parallel full read: an object split into SystemModstamp ranges of similar size.
+
+A full read of many records is bound by Salesforce's latency, page after page. Split into N
+slices `[lower, upper)` of `SystemModstamp` (whole seconds, the first open below, the last open
+above), the pages of all slices are fetched at once (`sync/slice_reader.py`).
+
+Why stamps and not Ids: the slices together cover every possible stamp, and a record changed
+while they are read gets a new stamp of "now", which lies in the last slice, ahead of where that
+slice is reading; so no change is missed, and the store's modstamp-guarded upsert makes a second
+read of an older version harmless. The entity's cursor moves, once every slice is read, to the
+largest position read, which the last slice holds: the next incremental sync and its lookback
+start from there as after a serial read.
+
+The plan: the oldest stamp is the first record of the count page the full sync fetched anyway,
+the newest one costs one call; `4N` windows of equal width between them are counted with
+`COUNT()` queries sent all at once (they open no cursor and answer at once), a window holding
+more than a slice's share is split in four and counted again (once), and the windows are then
+joined into at most N slices of about equal counts. Records that share one second cannot be
+split: a slice holds at least that second.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from gtm_pipeline.salesforce.client import SalesforceClient
+from gtm_pipeline.store.slices import Slice
+from gtm_pipeline.sync.soql import count_query, newest_query
+
+RECORDS_PER_SLICE = 4_000
+"""A slice reads at least two full REST pages: smaller ones would cost more calls than time."""
+DEFAULT_PARALLEL_READS = 8
+"""Salesforce lets a user hold 10 query cursors open; two stay free for other work."""
+MAX_PARALLEL_READS = 10
+WINDOWS_PER_SLICE = 4
+REFINE_PARTS = 4
+SECOND = timedelta(seconds=1)
+
+
+def slice_count(total: int, parallel_reads: int, min_records: int = RECORDS_PER_SLICE) -> int:
+    """How many slices a read of `total` records takes: 1 (serial) below two slices' worth."""
+    return max(1, min(parallel_reads, total // min_records))
+
+
+@dataclass(frozen=True)
+class _Window:
+    lower: datetime
+    upper: datetime
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class _Counter:
+    client: SalesforceClient
+    sf_object: str
+    with_archived: bool
+    workers: int
+
+    def counted(self, windows: Sequence[_Window]) -> list[_Window]:
+        """`windows` with their record counts, the `COUNT()` queries sent `workers` at once."""
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="slice-count") as pool:
+            counts = list(pool.map(self._count, windows))
+        return [_Window(w.lower, w.upper, n) for w, n in zip(windows, counts, strict=True)]
+
+    def _count(self, window: _Window) -> int:
+        soql = count_query(
+            self.sf_object, window.lower, window.upper, with_archived=self.with_archived
+        )
+        page = next(self.client.query_pages(soql, include_deleted=self.with_archived))
+        return page.total_size
+
+
+def plan_slices(
+    client: SalesforceClient,
+    sf_object: str,
+    *,
+    oldest: datetime,
+    slices: int,
+    with_archived: bool = False,
+) -> list[Slice]:
+    """At most `slices` slices covering every stamp, of about equal record counts."""
+    newest = _newest_stamp(client, sf_object, with_archived)
+    if slices < 2 or newest is None:
+        return [Slice(0, None, None)]
+    counter = _Counter(client, sf_object, with_archived, workers=slices * WINDOWS_PER_SLICE)
+    lower = _whole_second(min(oldest, newest))
+    windows = counter.counted(
+        _split(lower, _whole_second(newest) + SECOND, slices * WINDOWS_PER_SLICE)
+    )
+    windows = _refined(counter, windows, share=sum(w.count for w in windows) / slices)
+    return _joined(windows, slices)
+
+
+def _newest_stamp(client: SalesforceClient, sf_object: str, with_archived: bool) -> datetime | None:
+    page = next(
+        client.query_pages(
+            newest_query(sf_object, with_archived=with_archived), include_deleted=with_archived
+        )
+    )
+    if not page.records:
+        return None
+    return pd.Timestamp(page.records[0]["SystemModstamp"]).tz_convert("UTC").to_pydatetime()
+
+
+def _whole_second(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
+
+
+def _split(lower: datetime, upper: datetime, parts: int) -> list[_Window]:
+    """`[lower, upper)` in at most `parts` windows of equal whole seconds."""
+    seconds = int((upper - lower).total_seconds())
+    step = max(1, math.ceil(seconds / parts))
+    bounds = [lower + timedelta(seconds=s) for s in range(0, seconds, step)] + [upper]
+    return [_Window(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def _refined(counter: _Counter, windows: list[_Window], share: float) -> list[_Window]:
+    """Windows holding more than a slice's `share` split in `REFINE_PARTS` and counted again."""
+    heavy = [w for w in windows if w.count > share and w.upper - w.lower > SECOND]
+    if not heavy:
+        return windows
+    parts = counter.counted([p for w in heavy for p in _split(w.lower, w.upper, REFINE_PARTS)])
+    kept = [w for w in windows if w not in heavy] + parts
+    return sorted(kept, key=lambda w: w.lower)
+
+
+def _joined(windows: Sequence[_Window], slices: int) -> list[Slice]:
+    """Consecutive windows joined into at most `slices` slices of about equal counts; the first
+    slice is open below and the last open above, so together they cover every stamp."""
+    total = sum(w.count for w in windows)
+    bounds: list[datetime] = []
+    running, next_share = 0, 1
+    for window in windows[:-1]:
+        running += window.count
+        if next_share < slices and running * slices >= next_share * total > 0:
+            bounds.append(window.upper)
+            next_share = running * slices // total + 1
+    edges: list[datetime | None] = [None, *bounds, None]
+    return [Slice(n, a, b) for n, (a, b) in enumerate(zip(edges, edges[1:], strict=False))]
