@@ -117,6 +117,7 @@ def connector_sync(
                 "mode": stats.mode,
                 "extraction": getattr(stats, "extraction", "rest"),
                 "bulk_fallback": getattr(stats, "bulk_fallback", None),
+                "slices": getattr(stats, "slices", 0),
             }
         seconds = time.perf_counter() - started
     finally:

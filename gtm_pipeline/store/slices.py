@@ -42,6 +42,8 @@ class SliceProgress:
     cursor: Cursor | None
     """The largest `(stamp, id)` committed in the slice; None before its first rows."""
     done: bool
+    extraction: str = "rest"
+    """`rest` pages or one `bulk` job a slice."""
 
 
 def save_plan(
@@ -50,6 +52,7 @@ def save_plan(
     entity: str,
     slices: Sequence[Slice],
     planned_at: datetime,
+    extraction: str = "rest",
 ) -> None:
     """Store a new plan for the entity (replacing any earlier one), every slice unread."""
     drop_plan(conn, tenant_id, entity)
@@ -63,6 +66,7 @@ def save_plan(
                 "lower_modstamp": piece.lower,
                 "upper_modstamp": piece.upper,
                 "done": False,
+                "extraction": extraction,
                 "planned_at": planned_at,
             }
             for piece in slices
@@ -82,6 +86,7 @@ def load_plan(conn: sa.Connection, tenant_id: str, entity: str) -> list[SlicePro
             Slice(row.slice, row.lower_modstamp, row.upper_modstamp),
             None if row.cursor_id is None else Cursor(row.cursor_modstamp, row.cursor_id),
             row.done,
+            row.extraction,
         )
         for row in rows
     ]
@@ -126,6 +131,11 @@ def furthest_position(conn: sa.Connection, tenant_id: str, entity: str) -> Curso
     if not progress:
         return None
     return max(progress, key=lambda c: (c.system_modstamp, c.id))
+
+
+def read_through(conn: sa.Connection, tenant_id: str, entity: str, extraction: str) -> None:
+    """Read the plan's unfinished slices through `extraction` from now on (Bulk failed: REST)."""
+    conn.execute(sa.update(sync_slices).where(_of(tenant_id, entity)).values(extraction=extraction))
 
 
 def drop_plan(conn: sa.Connection, tenant_id: str, entity: str) -> None:

@@ -31,6 +31,7 @@ RECORD_ID = sa.String(64)
 # `failed`: the last connect attempt failed; `status_detail` says why in plain words.
 CONNECTOR_STATUSES = ("connected", "reconnect_needed", "disconnected", "failed")
 MAPPING_DIRECTIONS = ("sync", "writeback")
+SLICE_EXTRACTIONS = ("rest", "bulk")
 
 
 def _in_check(column: str, values: tuple[str, ...], name: str) -> sa.CheckConstraint:
@@ -121,7 +122,10 @@ sync_slices = sa.Table(
     sa.Column("cursor_modstamp", UTCDateTime, nullable=True),
     sa.Column("cursor_id", RECORD_ID, nullable=True),
     sa.Column("done", sa.Boolean, nullable=False, server_default=sa.false()),
+    # How the slices are read: `rest` pages or one `bulk` job each.
+    sa.Column("extraction", sa.String(8), nullable=False, server_default="rest"),
     sa.Column("planned_at", UTCDateTime, nullable=False),
+    _in_check("extraction", SLICE_EXTRACTIONS, "extraction"),
 )
 
 

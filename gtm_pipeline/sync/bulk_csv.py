@@ -21,6 +21,7 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import pandas as pd
 import pyarrow as pa
@@ -35,7 +36,7 @@ from gtm_pipeline.sync.mapping import (
     related_describes,
     selected_fields,
 )
-from gtm_pipeline.sync.soql import check_identifier, select_fields
+from gtm_pipeline.sync.soql import check_identifier, live_window, select_fields
 
 NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
 _PARSE = pacsv.ParseOptions(newlines_in_values=True)
@@ -120,6 +121,13 @@ def plan_bulk_query(
     types = {c.lower(): t for c in columns if (t := _field_type(c, fields, related)) is not None}
     soql = f"SELECT {', '.join(columns)} FROM {check_identifier(entity.sf_object)}"  # noqa: S608
     return BulkPlan(soql, types, compounds, helpers)
+
+
+def windowed(
+    plan: BulkPlan, lower: datetime | None, upper: datetime | None, *, with_archived: bool
+) -> str:
+    """The plan's query narrowed to the live records of a stamp window (a slice's job)."""
+    return plan.soql + live_window(lower, upper, with_archived=with_archived)
 
 
 # --- CSV → DataFrame -----------------------------------------------------------------------

@@ -56,6 +56,7 @@ from gtm_pipeline.store.slices import (
     drop_plan,
     furthest_position,
     load_plan,
+    read_through,
     record_progress,
     save_plan,
 )
@@ -65,6 +66,7 @@ from gtm_pipeline.sync.bulk_csv import (
     plan_bulk_query,
     read_result_set,
     split_deleted,
+    windowed,
 )
 from gtm_pipeline.sync.entities import Entity, FieldMapping
 from gtm_pipeline.sync.extract import FetchedPage, iter_raw_pages, joined_pages
@@ -90,6 +92,7 @@ from gtm_pipeline.sync.slice_reader import (
     batched_slice_pages,
     head_of_first_slice,
     oldest_stamp,
+    page_position,
     read_slices,
     rest_slice_pages,
 )
@@ -345,18 +348,25 @@ def _read_everything(run: _Run, threshold: int) -> bool:
     """A full read of the modified records; True when it read the deleted ones too (Bulk).
 
     A plan of slices left by an interrupted run is resumed. Otherwise the REST first page is
-    the count: above `threshold` one Bulk job reads everything; else (or when Bulk fails) the
-    pages are read in parallel slices when there are enough of them (`sync/slices.py`), or one
-    after another, the first page loaded rather than fetched again.
+    the count: an object of enough records for several slices (`sync/slices.py`) is read in
+    parallel slices, one Bulk job each above `threshold`, REST pages below it (the first page
+    then loaded rather than fetched again); a smaller one through one Bulk job above the
+    threshold, else page after page. A Bulk read that fails falls back to REST.
     """
     with run.engine.connect() as conn:
         plan = load_plan(conn, run.tenant_id, run.entity.name)
     if plan:
-        _load_slices(run, plan)
+        _read_plan(run, plan)
         return False
     pages = _modified_pages(run, None)
     first = next(pages, None)
     if first is None:
+        return False
+    options = run.options
+    slices = slice_count(first.total_size, options.parallel_reads, options.min_slice_records)
+    if first.total_size > threshold and slices > 1 and not first.frame.empty:
+        pages.close()
+        _read_plan(run, _new_plan(run, first, slices, "bulk"))
         return False
     if first.total_size > threshold:
         try:
@@ -367,11 +377,9 @@ def _read_everything(run: _Run, threshold: int) -> bool:
             log.warning(
                 "%s: Bulk API read abandoned, reading through REST: %s", run.entity.name, exc
             )
-    options = run.options
-    slices = slice_count(first.total_size, options.parallel_reads, options.min_slice_records)
     if slices > 1 and not first.frame.empty:
         pages.close()
-        _load_slices(run, _new_plan(run, first, slices), head=first)
+        _read_plan(run, _new_plan(run, first, slices, "rest"), head=first)
     elif run.stats.bulk_fallback:
         _load_rest_pages(run, _modified_pages(run, None))
     else:
@@ -411,7 +419,20 @@ def _load_rest_pages(run: _Run, pages: Iterator[FetchedPage]) -> None:
             run.report("modified", page.page_number, page.total_size, len(page.frame), loaded)
 
 
-def _new_plan(run: _Run, first: FetchedPage, slices: int) -> list[SliceProgress]:
+def _read_plan(run: _Run, plan: Sequence[SliceProgress], head: FetchedPage | None = None) -> None:
+    """Read a plan's unfinished slices; Bulk jobs that fail leave the rest of it to REST."""
+    try:
+        _load_slices(run, plan, head)
+    except (BulkUnavailable, BulkJobFailed) as exc:
+        run.stats.bulk_fallback, run.stats.extraction = str(exc), "rest"
+        log.warning("%s: Bulk API read abandoned, reading through REST: %s", run.entity.name, exc)
+        with run.engine.begin() as conn:
+            read_through(conn, run.tenant_id, run.entity.name, "rest")
+            plan = load_plan(conn, run.tenant_id, run.entity.name)
+        _load_slices(run, plan)
+
+
+def _new_plan(run: _Run, first: FetchedPage, slices: int, extraction: str) -> list[SliceProgress]:
     """Plan the slices of a full read (the count page gives the oldest stamp) and store it."""
     planned = plan_slices(
         run.client,
@@ -421,8 +442,8 @@ def _new_plan(run: _Run, first: FetchedPage, slices: int) -> list[SliceProgress]
         with_archived=run.entity.archives,
     )
     with run.engine.begin() as conn:
-        save_plan(conn, run.tenant_id, run.entity.name, planned, datetime.now(UTC))
-    return [SliceProgress(piece, None, done=False) for piece in planned]
+        save_plan(conn, run.tenant_id, run.entity.name, planned, datetime.now(UTC), extraction)
+    return [SliceProgress(piece, None, False, extraction) for piece in planned]
 
 
 def _load_slices(run: _Run, plan: Sequence[SliceProgress], head: FetchedPage | None = None) -> None:
@@ -445,7 +466,14 @@ def _load_slices(run: _Run, plan: Sequence[SliceProgress], head: FetchedPage | N
         elif first[0].reached is not None:
             starts[0] = first[0].reached
     sources = {n: _rest_source(run, unread[n].slice, start) for n, start in starts.items()}
-    pages = read_slices(sources, depth=max(1, len(sources)))
+    if plan and plan[0].extraction == "bulk":
+        run.stats.extraction = "bulk"
+        bulk_plan = plan_bulk_query(run.client, run.entity, run.resolved.mappings)
+        sources = {n: _bulk_source(run, bulk_plan, unread[n].slice) for n in starts}
+    # Bulk result sets are large (up to `bulk_max_records` rows): two wait, besides the one each
+    # slice's thread holds; REST pages are small, one a slice waits.
+    depth = 2 if run.stats.extraction == "bulk" else max(1, len(sources))
+    pages = read_slices(sources, depth=depth)
     batches = batched_slice_pages(itertools.chain(first, pages), run.options.load_batch_rows)
     with reading_ahead(_gated_slice_batches(run, batches), name="slice-gates") as gated:
         for batch, converted in gated:
@@ -472,6 +500,27 @@ def _rest_source(run: _Run, piece: Slice, start: SliceStart) -> Callable[[], Ite
         include_deleted=run.entity.archives,
         batch_size=run.options.batch_size,
     )
+
+
+def _bulk_source(run: _Run, plan: BulkPlan, piece: Slice) -> Callable[[], Iterator[SlicePage]]:
+    """One Bulk job for the slice's live records. Result sets come in no promised order, so the
+    slice's position is handed over with its last set only: an interrupted job's slice is read
+    again in full, never skipped."""
+    soql = windowed(plan, piece.lower, piece.upper, with_archived=run.entity.archives)
+
+    def pages() -> Iterator[SlicePage]:
+        bulk = BulkQuery(run.client, run.options.bulk_poll)
+        reached: Cursor | None = None
+        results = bulk.run(
+            soql, include_deleted=run.entity.archives, max_records=run.options.bulk_max_records
+        )
+        for result in results:
+            live, _ = split_deleted(read_result_set(result.csv, plan))
+            reached = later(reached, page_position(live))
+            page = FetchedPage(live, result.number, 0)
+            yield SlicePage(piece.number, page, reached if result.last else None, result.last)
+
+    return pages
 
 
 def _resume_from(progress: SliceProgress, lookback: timedelta) -> SliceStart:

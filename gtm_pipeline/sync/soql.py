@@ -74,7 +74,7 @@ def modified_query(
     queryAll, which returns archived and deleted records alike; `IsDeleted = false` keeps the
     archived ones (live, only older) and leaves the deleted ones to `deleted_query`."""
     check_identifier(sf_object)
-    where = _live_window(since, until, with_archived=with_archived, after_id=after_id)
+    where = live_window(since, until, with_archived=with_archived, after_id=after_id)
     return f"SELECT {', '.join(select_fields(fields))} FROM {sf_object}{where} {ORDER}"  # noqa: S608
 
 
@@ -84,27 +84,28 @@ def count_query(
     """How many records `modified_query` with the same window would return (`totalSize` of a
     `COUNT()` query; Salesforce allows no ORDER BY with it)."""
     check_identifier(sf_object)
-    where = _live_window(since, until, with_archived=with_archived)
+    where = live_window(since, until, with_archived=with_archived)
     return f"SELECT COUNT() FROM {sf_object}{where}"  # noqa: S608
 
 
 def newest_query(sf_object: str, *, with_archived: bool = False) -> str:
     """The live record with the newest stamp (its `SystemModstamp` only)."""
     check_identifier(sf_object)
-    where = _live_window(None, None, with_archived=with_archived)
+    where = live_window(None, None, with_archived=with_archived)
     return (
         f"SELECT Id, SystemModstamp FROM {sf_object}{where} "  # noqa: S608
         "ORDER BY SystemModstamp DESC, Id DESC LIMIT 1"
     )
 
 
-def _live_window(
+def live_window(
     since: datetime | None,
     until: datetime | None,
     *,
     with_archived: bool,
     after_id: str | None = None,
 ) -> str:
+    """The ` WHERE ...` of live records in a stamp window (empty when nothing narrows it)."""
     conditions = ["IsDeleted = false"] if with_archived else []
     if since and after_id:
         # Flooring the stamp only widens the window: `>` then takes in the rest of its second.

@@ -53,6 +53,8 @@ def run_sync(client: SalesforceClient, engine, job: dict) -> None:
         full=bool(job.get("full")),
         batch_size=int(job["batch_size"]),
         bulk_threshold=job.get("bulk_threshold"),
+        parallel_reads=int(job.get("parallel_reads", 1)),
+        min_slice_records=int(job.get("min_slice_records", 1)),
     )
     for entity in SYNC_ORDER:
         sync_entity(client, engine, job["tenant"], entity, options, on_page=report)

@@ -17,6 +17,7 @@ from gtm_pipeline_tests.sync.test_crash import (
     assert_at_or_past_the_reported_pages,
     assert_counts_equal_the_truth,
     assert_nothing_lost_before_the_cursor,
+    assert_nothing_lost_before_the_slice_positions,
 )
 from gtm_pipeline_tests.sync.test_faults import committed_cursor, reconcile_all
 
@@ -27,11 +28,13 @@ def assert_only_committed_data(
     """After a run that stopped: every page it reported is committed, and the cursor does not
     run ahead of the rows it covers.
 
-    `cursor_held`: the run read through Bulk, which commits rows before their cursor (it moves
-    with the last result set), so rows with no cursor yet are expected; the rest still holds.
+    `cursor_held`: the run read through Bulk or in parallel slices, which commit rows before the
+    entity's cursor (it moves with the last result set, the last slice), so rows with no cursor
+    yet are expected; the slices' own positions and the rest still hold.
     """
     for entity in SYNC_ORDER:
         assert_at_or_past_the_reported_pages(engine, entity, pages)
+        assert_nothing_lost_before_the_slice_positions(engine, emulator, entity)
         if cursor_held and committed_cursor(engine, entity.name) is None:
             continue
         assert_nothing_lost_before_the_cursor(engine, emulator, entity)

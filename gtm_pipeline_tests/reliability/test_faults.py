@@ -6,9 +6,9 @@ run either completes, or fails with a message that says what happened; in both c
 holds only committed data behind its cursor, and once the fault is cleared the next run brings
 the store to exactly the emulator's truth.
 
-Full runs read Contacts and Opportunities through Bulk API 2.0 (a threshold below their counts),
-so every fault also meets Bulk jobs, and a failed Bulk job is one of the faults: the runner falls
-back to REST pages and completes.
+Full runs read every object of 200 records or more in parallel slices, through REST pages or
+(for a failed Bulk job, one of the faults, and every fourth point) one Bulk API 2.0 job a slice:
+the runner falls back to REST pages for the slices left and completes.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from gtm_pipeline_tests.sync.test_faults import TENANT, sync_all
 
 BATCH_SIZE = 200
 BULK_THRESHOLD = 200  # Accounts (120) read through REST; Contacts and Opportunities through Bulk
+SLICES = {"parallel_reads": 4, "min_slice_records": 100}
+"""Full reads of 200 records or more in up to 4 slices: Contacts, Leads, Opportunities, Tasks."""
 
 
 @dataclass
@@ -156,9 +158,12 @@ def test_a_fault_at_random_pages_completes_or_fails_clearly_then_reconciles(case
         log = InjectAfter(after, lambda ctx=ctx: case.inject(ctx))
         client = refreshing_client(engine, emulator, TENANT, key, timeout_seconds=1.0)
         where = f"{case.name} after page {log.after}, point {point}, seed {SEED}"
+        # Full runs read in parallel slices: through REST pages, or one Bulk job a slice for
+        # the Bulk case and every fourth point.
+        bulk = case.full_only or point % 4 == 3
+        options = {**SLICES, "bulk_threshold": BULK_THRESHOLD if bulk else None} if full else {}
         try:
-            sync_all(client, engine, on_page=log, batch_size=BATCH_SIZE, full=full,
-                     bulk_threshold=BULK_THRESHOLD)  # fmt: skip
+            sync_all(client, engine, on_page=log, batch_size=BATCH_SIZE, full=full, **options)
         except SalesforceClientError as exc:
             assert case.failure is not None, f"{where}: unexpected failure {exc}"
             assert re.search(case.failure, str(exc)), f"{where}: unclear message {exc}"
@@ -170,7 +175,7 @@ def test_a_fault_at_random_pages_completes_or_fails_clearly_then_reconciles(case
             reached += case.reached(ctx)
         assert log.fired, f"{where}: the run ended before the fault could be injected"
         fired += 1
-        assert_only_committed_data(engine, emulator, log.pages)
+        assert_only_committed_data(engine, emulator, log.pages, cursor_held=full)
         case.recover(ctx)
         emulator.control.clear_faults()
         emulator.control.configure(bulk_fail_next=0)

@@ -97,6 +97,9 @@ class Sync:
     page_size: int
     load_batch_rows: int
     result_set: int
+    parallel_reads: int
+    min_slice_records: int
+    """A full read of at least two slices' worth is read in up to `parallel_reads` slices."""
     stop_after: int | None
     """Committed pages after which the run is stopped (then run again), or None."""
 
@@ -147,6 +150,8 @@ syncs = st.builds(
     page_size=st.one_of(st.just(200), st.integers(1, 40)),
     load_batch_rows=st.one_of(st.integers(1, 20_000), st.integers(1, 30)),
     result_set=st.integers(1, 40),
+    parallel_reads=st.sampled_from((1, 3, 8)),
+    min_slice_records=st.integers(1, 30),
     stop_after=st.one_of(st.none(), st.integers(1, 8)),
 )
 rounds = st.lists(st.tuples(st.lists(changes, max_size=4), syncs), max_size=2)
@@ -431,6 +436,8 @@ def run(client: SalesforceClient, engine: sa.Engine, org: Org, tenant: str, sync
         "load_batch_rows": sync.load_batch_rows,
         "bulk_max_records": sync.result_set,
         "bulk_threshold": 0 if sync.bulk else 10**9,
+        "parallel_reads": sync.parallel_reads,
+        "min_slice_records": sync.min_slice_records,
     }
     if sync.stop_after is not None:
         try:
@@ -441,6 +448,8 @@ def run(client: SalesforceClient, engine: sa.Engine, org: Org, tenant: str, sync
     stats = sync_all(client, engine, tenant, **options)
     if any(s.extraction == "bulk" for s in stats.values()):
         event("a sync read through Bulk")
+    if any(s.slices > 1 for s in stats.values()):
+        event("a full read ran in parallel slices")
 
 
 def converge(client: SalesforceClient, engine: sa.Engine, tenant: str, bulk_listing: bool) -> None:

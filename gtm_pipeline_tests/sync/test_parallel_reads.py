@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from gtm_pipeline.salesforce.bulk_jobs import BulkPollPolicy
 from gtm_pipeline.salesforce.errors import ApiLimitExceeded
 from gtm_pipeline.store import get_cursor
 from gtm_pipeline.store.quarantine import failures_for
@@ -222,3 +223,52 @@ def test_the_budget_running_out_mid_slice_keeps_what_was_committed(emulator, cli
     emulator.control.configure(reset_usage=True, daily_api_limit=15000)
     sync_all(client_for(emulator), engine, **SLICED)
     reconcile_all(engine, emulator)
+
+
+FAST_POLL = BulkPollPolicy(initial_seconds=0.0, max_interval_seconds=0.01, timeout_seconds=30)
+BULK_SLICED = {**SLICED, "bulk_threshold": 0, "bulk_poll": FAST_POLL, "bulk_max_records": 100}
+
+
+def test_bulk_slices_store_exactly_what_rest_pages_store(emulator, client, engine):
+    emulator.control.mutate([{"op": "delete", "object": "Contact", "id": contact_ids(emulator)[0]}])
+    bulk = sync_all(client, engine, "bulk", **BULK_SLICED)
+    serial = sync_all(client, engine, "serial", **SERIAL)
+    assert bulk["persons"].extraction == "bulk" and bulk["persons"].slices >= 3
+    assert bulk["persons"].rows_deleted == serial["persons"].rows_deleted == 1
+    for entity in SYNC_ORDER:
+        assert stored(engine, "bulk", entity) == stored(engine, "serial", entity), entity.name
+        assert quarantine(engine, "bulk", entity) == quarantine(engine, "serial", entity)
+        assert cursors(engine, "bulk", entity) == cursors(engine, "serial", entity)
+        reconcile(engine, "bulk", emulator, entity)
+
+
+def test_an_interrupted_bulk_slice_is_read_again_in_full_and_finished_ones_are_not(
+    emulator, client, engine
+):
+    with pytest.raises(Stop):
+        sync_all(client, engine, on_page=stop_after(2), **BULK_SLICED)
+    plan = plan_of(engine)
+    assert plan and all(p.extraction == "bulk" for p in plan)
+    assert all(p.cursor is None for p in plan if not p.done), "no position before a job's end"
+    resumed = sync_all(client, engine, **BULK_SLICED)["persons"]
+    assert resumed.mode == "full" and resumed.extraction == "bulk"
+    reconcile_all(engine, emulator)
+
+
+@pytest.mark.parametrize(
+    ("setting", "reason"),
+    [({"bulk_fail_next": 1}, "Failed"), ({"bulk_enabled": False}, "FEATURENOTENABLED")],
+)
+def test_a_failing_bulk_slice_leaves_the_rest_of_the_plan_to_rest(
+    emulator, client, engine, setting, reason
+):
+    emulator.control.configure(**setting)
+    stats = sync_entity(client, engine, TENANT, PERSONS, SyncOptions(**BULK_SLICED))
+    assert reason in (stats.bulk_fallback or "")
+    assert stats.extraction == "rest" and stats.slices >= 3
+    assert plan_of(engine) == []
+    reconcile(engine, TENANT, emulator, PERSONS)
+
+
+def contact_ids(emulator) -> list[str]:
+    return [r["Id"] for r in emulator.control.truth("Contact") if not r.get("_dirty")]

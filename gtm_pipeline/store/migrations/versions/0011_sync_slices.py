@@ -1,6 +1,7 @@
 """`sync_slices`: the plan and progress of a full read split into SystemModstamp ranges.
 
-A full sync of a large object reads its slices in parallel (`sync/slices.py`). Each slice's
+A full sync of a large object reads its slices in parallel (`sync/slices.py`), through REST
+pages or one Bulk job each (`extraction`). Each slice's
 position is committed with the rows it covers, so an interrupted run resumes every unfinished
 slice where it stopped and reads no finished one again. The rows go when the entity's cursor
 moves past every slice.
@@ -34,8 +35,10 @@ def upgrade() -> None:
         sa.Column("cursor_modstamp", sa.DateTime(timezone=True), nullable=True),
         sa.Column("cursor_id", sa.String(64), nullable=True),
         sa.Column("done", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.Column("extraction", sa.String(8), server_default="rest", nullable=False),
         sa.Column("planned_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "entity", "slice", name="pk_sync_slices"),
+        sa.CheckConstraint("extraction IN ('rest', 'bulk')", name="ck_sync_slices_extraction"),
     )
 
 
