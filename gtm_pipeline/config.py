@@ -150,6 +150,24 @@ def bulk_threshold(environ: Mapping[str, str]) -> int:
     return int(raw)
 
 
+DEFAULT_PARALLEL_READS = 8
+MAX_PARALLEL_READS = 10
+PARALLEL_READS_VARIABLE = "GTM_PARALLEL_READS"
+
+
+def parallel_reads(environ: Mapping[str, str]) -> int:
+    """Slices a large full read is split into and read at once (`GTM_PARALLEL_READS`, 1 to 10:
+    Salesforce keeps at most 10 query cursors of a user open; 1 reads serially)."""
+    raw = (environ.get(PARALLEL_READS_VARIABLE) or "").strip()
+    if not raw:
+        return DEFAULT_PARALLEL_READS
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARALLEL_READS:
+        raise ConfigError(
+            f"{PARALLEL_READS_VARIABLE} must be a whole number from 1 to {MAX_PARALLEL_READS}"
+        )
+    return int(raw)
+
+
 def quality_error_rate(environ: Mapping[str, str]) -> float:
     """The share of rejected rows above which a gate's finding is an ERROR, else a WARN
     (`GTM_QUALITY_ERROR_RATE`)."""
@@ -331,6 +349,10 @@ class Settings:
     @cached_property
     def bulk_threshold(self) -> int:
         return bulk_threshold(self._environ)
+
+    @cached_property
+    def parallel_reads(self) -> int:
+        return parallel_reads(self._environ)
 
     @cached_property
     def quality_error_rate(self) -> float:

@@ -103,3 +103,14 @@ def test_the_resources_come_from_the_settings(gtm_home, tmp_path):
     assert resources["salesforce"].bulk_threshold == 10
     with pytest.raises(ConfigError, match="GTM_BULK_THRESHOLD"):
         shared_resources(Settings({"GTM_BULK_THRESHOLD": "many"}))
+
+
+def test_parallel_reads_come_from_the_settings_within_salesforces_cursor_limit(gtm_home):
+    assert shared_resources(Settings({"GTM_HOME": gtm_home}))["salesforce"].parallel_reads == 8
+    tuned = Settings({"GTM_HOME": gtm_home, "GTM_PARALLEL_READS": "3"})
+    assert shared_resources(tuned)["salesforce"].parallel_reads == 3
+    for bad in ("0", "11", "four"):
+        with pytest.raises(
+            ConfigError, match="GTM_PARALLEL_READS must be a whole number from 1 to 10"
+        ):
+            shared_resources(Settings({"GTM_HOME": gtm_home, "GTM_PARALLEL_READS": bad}))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
+from gtm_pipeline.config import MAX_PARALLEL_READS
 from gtm_pipeline.sync.entities import SYNC_ORDER, Entity, UnknownEntity, entity_for
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ def run_sync(
     resources: dict[str, object] | None = None,
     reconcile: bool = True,
     entities: Sequence[Entity] = SYNC_ORDER,
+    parallel_reads: int | None = None,
 ) -> SyncRun:
     """Materialize the sync assets of `entities` for one tenant partition; never raises on a
     failed run.
@@ -78,11 +80,13 @@ def run_sync(
                 resources=resources,
                 reconcile=reconcile,
                 entities=entities,
+                parallel_reads=parallel_reads,
             )
     add_tenant_partition(instance, tenant_id)
     assets = sync_assets()
     chosen = {asset_key(e) for e in entities}
-    ops = {a.op.name: {"config": {"full": full}} for a in assets if a.key in chosen}
+    config = {"full": full, "parallel_reads": parallel_reads}
+    ops = {a.op.name: {"config": config} for a in assets if a.key in chosen}
     with on_instance(instance):
         result = dg.materialize(
             assets,
@@ -168,7 +172,15 @@ def change_since_last_sync(tenant_id: str, entities: Sequence[Entity]) -> str | 
     show_default=True,
     help="Which entities to sync, comma-separated (any of their names).",
 )
-def sync(tenant: str, full: bool, force: bool, entity_names: str) -> None:
+@click.option(
+    "--parallel-reads",
+    type=click.IntRange(1, MAX_PARALLEL_READS),
+    default=None,
+    help="Slices a large full read is read in at once (default: GTM_PARALLEL_READS, 8).",
+)
+def sync(
+    tenant: str, full: bool, force: bool, entity_names: str, parallel_reads: int | None
+) -> None:
     """Sync a tenant's accounts, contacts, opportunities, tasks and events now (Dagster
     in-process).
 
@@ -184,7 +196,7 @@ def sync(tenant: str, full: bool, force: bool, entity_names: str) -> None:
             )
             return
         click.echo(f"Syncing {tenant}: {reason}.")
-    run = run_sync(tenant, full=full, entities=entities)
+    run = run_sync(tenant, full=full, entities=entities, parallel_reads=parallel_reads)
     click.echo(summary_table(run.summary))
     if not run.success:
         raise click.ClickException(run.failure or "the sync failed")

@@ -16,6 +16,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
+from gtm_pipeline.config import MAX_PARALLEL_READS
 from gtm_pipeline.defs.checks import (
     quality_check_results,
     quality_check_specs,
@@ -45,6 +46,10 @@ class SyncConfig(dg.Config):
     """Read everything, not only what changed since the cursor."""
     lookback_minutes: float = Field(default=10.0, ge=0)
     """How far before the cursor an incremental read starts, to catch late-visible commits."""
+    parallel_reads: int | None = Field(default=None, ge=1, le=MAX_PARALLEL_READS)
+    """Slices a large full read of this run's tenant is read in at once; None: the resource's
+    `parallel_reads` (GTM_PARALLEL_READS). Lower it for an org whose user holds query cursors
+    for other tools (Salesforce keeps 10 a user)."""
 
 
 def asset_key(entity: Entity) -> dg.AssetKey:
@@ -62,6 +67,7 @@ def _metadata(stats: SyncStats, row_count: int) -> dict[str, object]:
         "extraction": stats.extraction,
         "bulk_fallback": stats.bulk_fallback or "none",
         "not_readable": stats.not_readable or "no",
+        "parallel_slices": stats.slices,
         "rows_read": stats.rows_read,
         "rows_loaded": stats.rows_loaded,
         "rows_rejected": stats.rows_rejected,
@@ -130,6 +136,7 @@ def build_sync_asset(entity: Entity, upstream: Entity | None) -> dg.AssetsDefini
                 batch_size=salesforce.batch_size,
                 run_id=context.run.run_id,
                 bulk_threshold=salesforce.bulk_threshold,
+                parallel_reads=config.parallel_reads or salesforce.parallel_reads,
             )
             client = salesforce.client(engine, tenant_id)
             stats = sync_entity(client, engine, tenant_id, entity, options, on_page=log_page)

@@ -18,6 +18,8 @@ from gtm_pipeline.config import (
     DEFAULT_ERROR_RATE,
     DEFAULT_LIFETIME_SECONDS,
     DEFAULT_LOGIN_URL,
+    DEFAULT_PARALLEL_READS,
+    MAX_PARALLEL_READS,
     SalesforceSettings,
     Settings,
 )
@@ -65,6 +67,8 @@ class SalesforceResource(dg.ConfigurableResource):
     batch_size: int = 2000
     usage_guard_share: float = 0.8
     bulk_threshold: int = Field(default=DEFAULT_BULK_THRESHOLD, ge=0)
+    parallel_reads: int = Field(default=DEFAULT_PARALLEL_READS, ge=1, le=MAX_PARALLEL_READS)
+    """Slices a large full read is split into and read at once (a run's config may lower it)."""
 
     def settings(self) -> SalesforceSettings:
         return SalesforceSettings(
@@ -109,6 +113,7 @@ def salesforce_resource(settings: Settings) -> SalesforceResource:
         allow_any_instance=salesforce.allow_any_instance,
         session_lifetime_seconds=settings.session_lifetime,
         bulk_threshold=settings.bulk_threshold,
+        parallel_reads=settings.parallel_reads,
     )
 
 

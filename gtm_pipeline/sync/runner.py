@@ -33,7 +33,11 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from gtm_pipeline.config import DEFAULT_BULK_THRESHOLD
+from gtm_pipeline.config import (
+    DEFAULT_BULK_THRESHOLD,
+    DEFAULT_PARALLEL_READS,
+    MAX_PARALLEL_READS,
+)
 from gtm_pipeline.salesforce.bulk_jobs import (
     DEFAULT_MAX_RECORDS,
     BulkPollPolicy,
@@ -97,8 +101,6 @@ from gtm_pipeline.sync.slice_reader import (
     rest_slice_pages,
 )
 from gtm_pipeline.sync.slices import (
-    DEFAULT_PARALLEL_READS,
-    MAX_PARALLEL_READS,
     RECORDS_PER_SLICE,
     plan_slices,
     slice_count,
@@ -123,8 +125,9 @@ class SyncOptions:
     """Records per Bulk result set: the most held in memory at once."""
     bulk_poll: BulkPollPolicy = field(default_factory=BulkPollPolicy)
     parallel_reads: int = DEFAULT_PARALLEL_READS
-    """Slices a full REST read of many records is split into and read at once (1: serial).
-    At most MAX_PARALLEL_READS: Salesforce lets a user hold 10 query cursors open."""
+    """Slices a full read of many records is split into and read at once (1: serial). Programs
+    pass their settings' `parallel_reads` (GTM_PARALLEL_READS); at most MAX_PARALLEL_READS, as
+    Salesforce keeps at most 10 query cursors of a user open (8 leaves two for other work)."""
     min_slice_records: int = RECORDS_PER_SLICE
     """The fewest records a slice is planned for: a smaller read stays serial."""
     load_batch_rows: int = 20_000

@@ -35,9 +35,6 @@ from gtm_pipeline.sync.soql import count_query, newest_query
 
 RECORDS_PER_SLICE = 4_000
 """A slice reads at least two full REST pages: smaller ones would cost more calls than time."""
-DEFAULT_PARALLEL_READS = 8
-"""Salesforce lets a user hold 10 query cursors open; two stay free for other work."""
-MAX_PARALLEL_READS = 10
 WINDOWS_PER_SLICE = 4
 REFINE_PARTS = 4
 SECOND = timedelta(seconds=1)

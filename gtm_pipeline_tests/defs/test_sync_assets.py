@@ -86,6 +86,12 @@ def test_full_flag_in_run_config_forces_a_full_read(instance, resources):
     assert all(metadata(again, key)["mode"] == "full" for key in KEYS)
 
 
+def test_a_run_may_read_its_tenant_serially(instance, resources):
+    config = {"ops": {op: {"config": {"full": True, "parallel_reads": 1}} for op in _op_names()}}
+    serial = run(instance, resources, config=config)
+    assert all(metadata(serial, key)["parallel_slices"] == 0 for key in KEYS)
+
+
 def _op_names() -> list[str]:
     return [a.op.name for a in sync_assets()]
 
