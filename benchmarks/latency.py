@@ -12,9 +12,10 @@ its API calls the emulator's count, OAuth excluded):
 
 1. the serial floor: every page of Account, Contact and Opportunity with plain `requests`, one
    after another (`sync_scenarios.raw_floor`);
-2. the connector's default path (Bulk API 2.0 for an object above the 50,000-record threshold,
+2. the connector's default path (Bulk API 2.0 for an object above the 200,000-record threshold,
    REST pages below), a full sync into a fresh SQLite and a fresh PostgreSQL database;
-3. the connector forced onto REST pages, into fresh databases of the same kinds;
+3. the connector forced onto REST pages, then onto Bulk jobs, into fresh databases of the same
+   kinds (full reads of 8,000 records or more in up to 8 parallel slices, `sync/slices.py`);
 4. dlt (benchmarks/dlt_salesforce.py) into a fresh SQLite database, when it is installed.
 
 `vs floor` is the floor's seconds over the row's: above 1 is faster than reading serially.
@@ -50,7 +51,7 @@ QUICK_ORG = {"Account": 600, "Contact": 3_000, "Opportunity": 900}
 QUICK_PROFILE = LatencyProfile(
     name="custom", call_ms=20.0, json_ms_per_kb=0.1, csv_ms_per_kb=0.1, bulk_base_seconds=1.0
 )
-CONNECTOR_PATHS = (("default", "default", None), ("rest", "REST", False))
+CONNECTOR_PATHS = (("default", "default", None), ("rest", "REST", False), ("bulk", "Bulk", True))
 """(row key, path label, `connector_sync`'s `bulk`): None is the default path."""
 
 
@@ -107,7 +108,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _read_through(row: dict[str, Any]) -> str:
     """How each entity was read (`persons bulk, ...`), for the connector's rows."""
     per_entity = row["detail"].get("per_entity", {})
-    return ", ".join(f"{name} {e['extraction']}" for name, e in per_entity.items()) or "-"
+    return (
+        ", ".join(
+            f"{name} {e['extraction']}" + (f" ×{e['slices']}" if e.get("slices") else "")
+            for name, e in per_entity.items()
+        )
+        or "-"
+    )
 
 
 def render(payload: dict[str, Any]) -> str:

@@ -270,7 +270,7 @@ def full_syncs(
         if rest:
             raise BenchmarkError(f"the Bulk run read through REST instead: {rest}")
     for kind in stores:
-        # What a user runs: Bulk for an object above the threshold (default 50,000), else REST.
+        # What a user runs: Bulk for an object above the threshold (default 200,000), else REST.
         label = _label("connector full sync", "default", kind)
         with fresh_store(kind, postgres_url) as url:
             bench.measure(f"default_{kind}", label, scenarios.connector_sync, url, True, None)

@@ -340,7 +340,7 @@ def render_markdown(payload: dict[str, Any]) -> str:
             "both read the same 2,000-record REST pages, so the connector's REST path cannot "
             "make fewer calls than dlt. Path `default`: the connector as a user runs it, each "
             "object through Bulk when it holds more records than the Bulk threshold "
-            "(`GTM_BULK_THRESHOLD`, default 50,000), else through REST.",
+            "(`GTM_BULK_THRESHOLD`, default 200,000), else through REST.",
             "",
             f"Machine: {machine['platform']}, {machine['cpu_count']} CPUs, Python "
             f"{machine['python']}; 1-minute load average {load[0]} before and {load[1]} after "

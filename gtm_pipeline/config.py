@@ -134,7 +134,10 @@ class SalesforceSettings:
         )
 
 
-DEFAULT_BULK_THRESHOLD = 50_000
+DEFAULT_BULK_THRESHOLD = 200_000
+"""Read in parallel slices, REST pages outrun a Bulk job's fixed wait (10 s and more) up to about
+this many records under Salesforce's latency (benchmarks/results/latency.md); above it one Bulk
+job a slice saves most of the API calls."""
 BULK_THRESHOLD_VARIABLE = "GTM_BULK_THRESHOLD"
 DEFAULT_ERROR_RATE = 0.05
 ERROR_RATE_VARIABLE = "GTM_QUALITY_ERROR_RATE"

@@ -103,7 +103,7 @@ def test_sync_comparison_quick_run_measures_every_row_and_records_nothing():
         default = rows[f"default_{store}"]
         assert default["records"] == floor
         extraction = {e: d["extraction"] for e, d in default["detail"]["per_entity"].items()}
-        assert extraction == dict.fromkeys(extraction, "rest")  # a quick org is under 50,000
+        assert extraction == dict.fromkeys(extraction, "rest")  # a quick org is under 200,000
         incremental = rows[f"incremental_{store}"]
         assert incremental["records"] == payload["changes"]
         calls = [e["api_calls"] for e in incremental["detail"]["per_entity"].values()]

@@ -1,7 +1,7 @@
 """Bulk API 2.0 extraction for large full syncs: the query, and CSV result sets as DataFrames.
 
 A full sync whose REST count (`totalSize` of the first page) is above `SyncOptions.bulk_threshold`
-(programs pass `GTM_BULK_THRESHOLD`, default 50,000, read by `config.bulk_threshold`) reads the
+(programs pass `GTM_BULK_THRESHOLD`, default 200,000, read by `config.bulk_threshold`) reads the
 object through one `queryAll` Bulk job instead of REST pages: live and deleted rows together,
 split by `IsDeleted`.
 

@@ -119,7 +119,7 @@ class SyncOptions:
     run_id: str | None = None
     bulk_threshold: int | None = None
     """A full sync of more records than this reads through Bulk API 2.0; None is
-    DEFAULT_BULK_THRESHOLD (50,000). Programs pass their settings' `bulk_threshold`
+    DEFAULT_BULK_THRESHOLD (200,000). Programs pass their settings' `bulk_threshold`
     (GTM_BULK_THRESHOLD): nothing under `sync/` reads the environment."""
     bulk_max_records: int = DEFAULT_MAX_RECORDS
     """Records per Bulk result set: the most held in memory at once."""

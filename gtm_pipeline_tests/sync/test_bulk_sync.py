@@ -201,7 +201,7 @@ def test_client_bulk_query_pages_and_errors(emulator, client):
 
 
 def test_bulk_threshold_from_the_environment():
-    assert bulk_threshold({}) == 50_000
+    assert bulk_threshold({}) == 200_000
     assert bulk_threshold({"GTM_BULK_THRESHOLD": " 0 "}) == 0
     with pytest.raises(ConfigError, match="GTM_BULK_THRESHOLD"):
         bulk_threshold({"GTM_BULK_THRESHOLD": "-5"})
