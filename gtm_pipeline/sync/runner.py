@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -108,6 +109,10 @@ from gtm_pipeline.sync.slices import (
 from gtm_pipeline.sync.soql import deleted_query, modified_query
 
 DEFAULT_LOOKBACK = timedelta(minutes=10)
+BULK_SETS_IN_HAND = 2
+"""Bulk result sets of a parallel read downloaded and parsed at once, whatever the slices: each
+is up to `bulk_max_records` rows, so this bounds the read's memory (8 slices' sets at once took
+780 MB reading 1,000,000 Contacts)."""
 log = logging.getLogger(__name__)
 
 
@@ -186,7 +191,7 @@ class SyncStats:
     not_readable: str | None = None
     """Why nothing was read: the integration user may not read the object (`sync/access.py`)."""
     slices: int = 0
-    """SystemModstamp slices the full REST read was split into and read at once (0: none)."""
+    """SystemModstamp slices the full read was split into and read at once (0: none)."""
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -319,8 +324,24 @@ def _read(run: _Run, cursor: Cursor | None, deleted_cursor: Cursor | None, thres
         # became visible later than the lookback, exactly as it does for modifications.
         _load_rest_deletions(run, None)
         return
-    _load_rest_pages(run, _modified_pages(run, _since(cursor, run.options.lookback)))
+    _read_changes(run, _since(cursor, run.options.lookback))
     _load_rest_deletions(run, deleted_cursor)
+
+
+def _read_changes(run: _Run, since: datetime | None) -> None:
+    """An incremental read: serial, unless its window holds enough records for several slices
+    (a mass update, a long pause), which are then read in parallel like a full read's."""
+    pages = _modified_pages(run, since)
+    first = next(pages, None)
+    if first is None:
+        return
+    options = run.options
+    slices = slice_count(first.total_size, options.parallel_reads, options.min_slice_records)
+    if slices > 1 and not first.frame.empty:
+        pages.close()
+        _read_plan(run, _new_plan(run, first, slices, "rest", since=since), head=first)
+        return
+    _load_rest_pages(run, itertools.chain([first], pages))
 
 
 def _modified_pages(
@@ -351,9 +372,9 @@ def _read_everything(run: _Run, threshold: int) -> bool:
     """A full read of the modified records; True when it read the deleted ones too (Bulk).
 
     A plan of slices left by an interrupted run is resumed. Otherwise the REST first page is
-    the count: an object of enough records for several slices (`sync/slices.py`) is read in
-    parallel slices, one Bulk job each above `threshold`, REST pages below it (the first page
-    then loaded rather than fetched again); a smaller one through one Bulk job above the
+    the count. An object of enough records for several slices (`sync/slices.py`) is read in
+    parallel slices: one Bulk job each above `threshold`, REST pages below it (the first page
+    then loaded, not fetched again). A smaller one is read through one Bulk job above the
     threshold, else page after page. A Bulk read that fails falls back to REST.
     """
     with run.engine.connect() as conn:
@@ -367,27 +388,28 @@ def _read_everything(run: _Run, threshold: int) -> bool:
         return False
     options = run.options
     slices = slice_count(first.total_size, options.parallel_reads, options.min_slice_records)
-    if first.total_size > threshold and slices > 1 and not first.frame.empty:
-        pages.close()
-        _read_plan(run, _new_plan(run, first, slices, "bulk"))
-        return False
-    if first.total_size > threshold:
-        try:
-            _load_bulk(run, first.total_size)
-            return True
-        except (BulkUnavailable, BulkJobFailed) as exc:
-            run.stats.bulk_fallback = str(exc)
-            log.warning(
-                "%s: Bulk API read abandoned, reading through REST: %s", run.entity.name, exc
-            )
+    bulk = first.total_size > threshold
     if slices > 1 and not first.frame.empty:
         pages.close()
-        _read_plan(run, _new_plan(run, first, slices, "rest"), head=first)
-    elif run.stats.bulk_fallback:
-        _load_rest_pages(run, _modified_pages(run, None))
-    else:
+        plan = _new_plan(run, first, slices, "bulk" if bulk else "rest")
+        _read_plan(run, plan, head=None if bulk else first)
+        return False
+    if not bulk:
         _load_rest_pages(run, itertools.chain([first], pages))
+        return False
+    pages.close()
+    try:
+        _load_bulk(run, first.total_size)
+        return True
+    except (BulkUnavailable, BulkJobFailed) as exc:
+        _note_bulk_fallback(run, exc)
+    _load_rest_pages(run, _modified_pages(run, None))
     return False
+
+
+def _note_bulk_fallback(run: _Run, exc: Exception) -> None:
+    run.stats.bulk_fallback, run.stats.extraction = str(exc), "rest"
+    log.warning("%s: Bulk API read abandoned, reading through REST: %s", run.entity.name, exc)
 
 
 def batched_pages(pages: Iterator[FetchedPage], rows: int) -> Iterator[tuple[FetchedPage, int]]:
@@ -427,22 +449,25 @@ def _read_plan(run: _Run, plan: Sequence[SliceProgress], head: FetchedPage | Non
     try:
         _load_slices(run, plan, head)
     except (BulkUnavailable, BulkJobFailed) as exc:
-        run.stats.bulk_fallback, run.stats.extraction = str(exc), "rest"
-        log.warning("%s: Bulk API read abandoned, reading through REST: %s", run.entity.name, exc)
+        _note_bulk_fallback(run, exc)
         with run.engine.begin() as conn:
             read_through(conn, run.tenant_id, run.entity.name, "rest")
             plan = load_plan(conn, run.tenant_id, run.entity.name)
         _load_slices(run, plan)
 
 
-def _new_plan(run: _Run, first: FetchedPage, slices: int, extraction: str) -> list[SliceProgress]:
-    """Plan the slices of a full read (the count page gives the oldest stamp) and store it."""
+def _new_plan(
+    run: _Run, first: FetchedPage, slices: int, extraction: str, since: datetime | None = None
+) -> list[SliceProgress]:
+    """Plan the slices of a read from `since` on (None: a full read) and store the plan; the
+    count page gives the oldest stamp."""
     planned = plan_slices(
         run.client,
         run.entity.sf_object,
         oldest=oldest_stamp(first.frame),
         slices=slices,
         with_archived=run.entity.archives,
+        since=since,
     )
     with run.engine.begin() as conn:
         save_plan(conn, run.tenant_id, run.entity.name, planned, datetime.now(UTC), extraction)
@@ -469,13 +494,13 @@ def _load_slices(run: _Run, plan: Sequence[SliceProgress], head: FetchedPage | N
         elif first[0].reached is not None:
             starts[0] = first[0].reached
     sources = {n: _rest_source(run, unread[n].slice, start) for n, start in starts.items()}
+    depth = max(1, len(sources))  # REST pages are small: one a slice may wait
     if plan and plan[0].extraction == "bulk":
         run.stats.extraction = "bulk"
         bulk_plan = plan_bulk_query(run.client, run.entity, run.resolved.mappings)
-        sources = {n: _bulk_source(run, bulk_plan, unread[n].slice) for n in starts}
-    # Bulk result sets are large (up to `bulk_max_records` rows): two wait, besides the one each
-    # slice's thread holds; REST pages are small, one a slice waits.
-    depth = 2 if run.stats.extraction == "bulk" else max(1, len(sources))
+        downloads = threading.BoundedSemaphore(BULK_SETS_IN_HAND)
+        sources = {n: _bulk_source(run, bulk_plan, unread[n].slice, downloads) for n in starts}
+        depth = 1
     pages = read_slices(sources, depth=depth)
     batches = batched_slice_pages(itertools.chain(first, pages), run.options.load_batch_rows)
     with reading_ahead(_gated_slice_batches(run, batches), name="slice-gates") as gated:
@@ -505,23 +530,33 @@ def _rest_source(run: _Run, piece: Slice, start: SliceStart) -> Callable[[], Ite
     )
 
 
-def _bulk_source(run: _Run, plan: BulkPlan, piece: Slice) -> Callable[[], Iterator[SlicePage]]:
-    """One Bulk job for the slice's live records. Result sets come in no promised order, so the
-    slice's position is handed over with its last set only: an interrupted job's slice is read
-    again in full, never skipped."""
+def _bulk_source(
+    run: _Run, plan: BulkPlan, piece: Slice, downloads: threading.BoundedSemaphore
+) -> Callable[[], Iterator[SlicePage]]:
+    """One Bulk job for the slice's live records. The jobs run at once (Salesforce runs them
+    server-side); a result set is downloaded and parsed only while one of the `downloads`
+    permits is held, until the loader took it, so at most that many sets wait in memory however
+    many slices there are. Result sets come in no promised order, so the slice's position is
+    handed over with its last set only: an interrupted job's slice is read again in full."""
     soql = windowed(plan, piece.lower, piece.upper, with_archived=run.entity.archives)
 
     def pages() -> Iterator[SlicePage]:
         bulk = BulkQuery(run.client, run.options.bulk_poll)
+        job = bulk.create(soql, include_deleted=run.entity.archives)
+        bulk.wait(job.id)
+        results = bulk.result_sets(job.id, max_records=run.options.bulk_max_records)
         reached: Cursor | None = None
-        results = bulk.run(
-            soql, include_deleted=run.entity.archives, max_records=run.options.bulk_max_records
-        )
-        for result in results:
-            live, _ = split_deleted(read_result_set(result.csv, plan))
-            reached = later(reached, page_position(live))
-            page = FetchedPage(live, result.number, 0)
-            yield SlicePage(piece.number, page, reached if result.last else None, result.last)
+        while True:
+            with downloads:
+                result = next(results, None)
+                if result is None:
+                    break
+                live, _ = split_deleted(read_result_set(result.csv, plan))
+                reached = later(reached, page_position(live))
+                position = reached if result.last else None
+                page = FetchedPage(live, result.number, 0)
+                yield SlicePage(piece.number, page, position, result.last)
+        bulk.delete(job.id)
 
     return pages
 

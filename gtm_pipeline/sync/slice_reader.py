@@ -7,12 +7,13 @@ the consumer can commit a slice's progress with the rows it covers. At most `dep
 in the queue (plus one in each thread's hands): memory stays bounded whatever the store's pace,
 and fetching only waits when that many pages are ahead of the gates.
 
-A query cursor that Salesforce no longer knows (`INVALID_QUERY_LOCATOR`: expired, or released
-because too many were open) is opened again from the last position the slice reached; ties at
-that stamp are read twice, which the gates' duplicate handling and the modstamp-guarded upsert
-make harmless. Any other error is handed to the consumer, which raises it where its item would
-have come; closing the iterator (the consumer's block ending, however it ends) stops every
-thread and joins it before returning, so no thread uses the client after the run moved on.
+A source is whatever produces one slice's pages: REST pages (`rest_slice_pages`) or one Bulk
+job's result sets (the runner's). A REST query cursor that Salesforce no longer knows
+(`INVALID_QUERY_LOCATOR`: expired, or released because too many were open) is opened again
+right after the last record the slice read. Any other error is handed to the consumer, which
+raises it where its item would have come; closing the iterator (the consumer's block ending,
+however it ends) stops every thread and joins it before returning, so no thread uses the client
+after the run moved on.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class SlicePage:
 @dataclass(frozen=True)
 class _Failure:
     error: BaseException
+
+
+@dataclass(frozen=True)
+class _Ended:
+    slice: int
 
 
 def _stamp(text: object) -> datetime:
@@ -153,12 +159,13 @@ class _Handover:
                 continue
         return False
 
-    def drain(self, source: Callable[[], Iterator[SlicePage]]) -> None:
+    def drain(self, number: int, source: Callable[[], Iterator[SlicePage]]) -> None:
         pages = source()
         try:
             for page in pages:
                 if not self.put(page):
                     return
+            self.put(_Ended(number))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             self.put(_Failure(exc))
         finally:
@@ -174,7 +181,7 @@ def read_slices(
     threads produce them; ends when every slice has handed over its last page."""
     handover = _Handover(queue.Queue(maxsize=depth), threading.Event())
     threads = [
-        threading.Thread(target=handover.drain, args=(source,), name=f"slice-{n}", daemon=True)
+        threading.Thread(target=handover.drain, args=(n, source), name=f"slice-{n}", daemon=True)
         for n, source in sources.items()
     ]
     for thread in threads:
@@ -185,6 +192,10 @@ def read_slices(
             item = handover.pages.get()
             if isinstance(item, _Failure):
                 raise item.error
+            if isinstance(item, _Ended):
+                if item.slice in unfinished:  # never waits for a page that cannot come
+                    raise RuntimeError(f"slice {item.slice} ended without its last page")
+                continue
             item = cast(SlicePage, item)
             if item.last:
                 unfinished.discard(item.slice)

@@ -80,18 +80,20 @@ def plan_slices(
     oldest: datetime,
     slices: int,
     with_archived: bool = False,
+    since: datetime | None = None,
 ) -> list[Slice]:
-    """At most `slices` slices covering every stamp, of about equal record counts."""
+    """At most `slices` slices covering every stamp (from `since` on, for an incremental read),
+    of about equal record counts."""
     newest = _newest_stamp(client, sf_object, with_archived)
     if slices < 2 or newest is None:
-        return [Slice(0, None, None)]
+        return [Slice(0, since, None)]
     counter = _Counter(client, sf_object, with_archived, workers=slices * WINDOWS_PER_SLICE)
     lower = _whole_second(min(oldest, newest))
     windows = counter.counted(
         _split(lower, _whole_second(newest) + SECOND, slices * WINDOWS_PER_SLICE)
     )
     windows = _refined(counter, windows, share=sum(w.count for w in windows) / slices)
-    return _joined(windows, slices)
+    return _joined(windows, slices, since)
 
 
 def _newest_stamp(client: SalesforceClient, sf_object: str, with_archived: bool) -> datetime | None:
@@ -127,9 +129,10 @@ def _refined(counter: _Counter, windows: list[_Window], share: float) -> list[_W
     return sorted(kept, key=lambda w: w.lower)
 
 
-def _joined(windows: Sequence[_Window], slices: int) -> list[Slice]:
+def _joined(windows: Sequence[_Window], slices: int, since: datetime | None = None) -> list[Slice]:
     """Consecutive windows joined into at most `slices` slices of about equal counts; the first
-    slice is open below and the last open above, so together they cover every stamp."""
+    slice starts at `since` (None: open below) and the last is open above, so together they
+    cover every stamp from `since` on."""
     total = sum(w.count for w in windows)
     bounds: list[datetime] = []
     running, next_share = 0, 1
@@ -138,5 +141,5 @@ def _joined(windows: Sequence[_Window], slices: int) -> list[Slice]:
         if next_share < slices and running * slices >= next_share * total > 0:
             bounds.append(window.upper)
             next_share = running * slices // total + 1
-    edges: list[datetime | None] = [None, *bounds, None]
+    edges: list[datetime | None] = [since, *bounds, None]
     return [Slice(n, a, b) for n, (a, b) in enumerate(zip(edges, edges[1:], strict=False))]

@@ -216,12 +216,23 @@ def test_transient_errors_on_one_slice_are_retried(emulator, client, engine):
 
 
 def test_the_budget_running_out_mid_slice_keeps_what_was_committed(emulator, client, engine):
-    used = emulator.control.stats()["api_usage"]["used"]
-    emulator.control.configure(daily_api_limit=used + 20)
-    with pytest.raises(ApiLimitExceeded):
-        sync_all(client, engine, **SLICED)
+    spent = []
+
+    def spend_the_budget(progress: PageProgress) -> None:
+        if progress.entity == PERSONS.name and progress.kind == "slices" and not spent:
+            used = emulator.control.stats()["api_usage"]["used"]
+            spent.append(emulator.control.configure(daily_api_limit=used))
+
+    # Pages of 20: far more pages than wait in the slices' queue, so the slices still read
+    # when the budget runs out.
+    emulator.control.configure(page_size=20)
+    with pytest.raises(ApiLimitExceeded, match="REQUEST_LIMIT_EXCEEDED"):
+        sync_all(client, engine, on_page=spend_the_budget, **SLICED)
+    plan = plan_of(engine)
+    assert plan and any(p.cursor for p in plan) and not all(p.done for p in plan)
     emulator.control.configure(reset_usage=True, daily_api_limit=15000)
-    sync_all(client_for(emulator), engine, **SLICED)
+    resumed = sync_all(client_for(emulator), engine, **SLICED)["persons"]
+    assert resumed.mode == "full" and plan_of(engine) == []
     reconcile_all(engine, emulator)
 
 
@@ -272,3 +283,30 @@ def test_a_failing_bulk_slice_leaves_the_rest_of_the_plan_to_rest(
 
 def contact_ids(emulator) -> list[str]:
     return [r["Id"] for r in emulator.control.truth("Contact") if not r.get("_dirty")]
+
+
+def test_an_incremental_window_of_many_records_is_read_in_slices_a_small_one_serially(
+    emulator, client, engine
+):
+    sync_all(client, engine, **SLICED)
+    ids = contact_ids(emulator)
+    # 300 changes spread over five minutes (a mass update, a long pause between syncs).
+    emulator.control.mutate([
+        {"op": "late_commit", "object": "Contact", "id": i, "age_seconds": n,
+         "fields": {"Title": f"Wave {n}"}}
+        for n, i in enumerate(ids[:300])
+    ])  # fmt: skip
+    large = sync_all(client, engine, **SLICED)["persons"]
+    assert large.mode == "incremental" and large.slices >= 2
+    reconcile_all(engine, emulator)
+    emulator.control.mutate(
+        [
+            {"op": "update", "object": "Contact", "id": i, "fields": {"Title": "Small"}}
+            for i in ids[:20]
+        ]
+    )
+    # No lookback: the window is these 20 changes, not the 300 of five minutes ago again.
+    small = sync_all(client, engine, **SLICED, lookback=timedelta(0))["persons"]
+    assert small.mode == "incremental" and small.slices == 0
+    assert plan_of(engine) == []
+    reconcile_all(engine, emulator)

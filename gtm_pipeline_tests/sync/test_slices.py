@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 from gtm_pipeline.store.cursors import Cursor
 from gtm_pipeline.store.slices import Slice
 from gtm_pipeline.sync.extract import FetchedPage
-from gtm_pipeline.sync.slice_reader import SlicePage, batched_slice_pages, page_position
+from gtm_pipeline.sync.slice_reader import (
+    SlicePage,
+    batched_slice_pages,
+    page_position,
+    read_slices,
+)
 from gtm_pipeline.sync.slices import _joined, _split, _Window, slice_count
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -94,3 +99,40 @@ def test_a_batch_of_empty_pages_still_finishes_its_slices():
     batches = list(batched_slice_pages(iter([page(2, [], [], last=True)]), rows=3))
     assert len(batches) == 1
     assert batches[0].page is None and batches[0].finished == frozenset({2})
+
+
+def test_read_slices_hands_over_every_slices_pages_in_each_slices_order():
+    sources = {
+        n: (lambda n=n: iter([page(n, [f"{n}a"], [n]), page(n, [f"{n}b"], [n + 1], last=True)]))
+        for n in range(3)
+    }
+    got = list(read_slices(sources, depth=1))
+    assert len(got) == 6
+    for n in range(3):
+        assert [p.page.frame["Id"].iloc[0] for p in got if p.slice == n] == [f"{n}a", f"{n}b"]
+
+
+def test_an_error_in_one_slice_stops_every_thread_and_is_raised():
+    stopped = []
+
+    def endless(n):
+        try:
+            while True:
+                yield page(n, [f"{n}"], [1])
+        finally:
+            stopped.append(n)
+
+    def failing():
+        yield page(2, ["x"], [1])
+        raise ConnectionError("slice 2 lost its connection")
+
+    sources = {0: lambda: endless(0), 1: lambda: endless(1), 2: failing}
+    with pytest.raises(ConnectionError, match="slice 2"):
+        for _ in read_slices(sources, depth=2):
+            pass
+    assert sorted(stopped) == [0, 1], "the other slices' sources were closed before the raise"
+
+
+def test_a_source_that_ends_without_its_last_page_is_an_error_not_a_hang():
+    with pytest.raises(RuntimeError, match="slice 0 ended without its last page"):
+        list(read_slices({0: lambda: iter([page(0, ["a"], [1])])}, depth=1))
