@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.latency [--contacts 100000 --accounts 20000
         --opportunities 30000] [--profile realistic] [--no-postgres] [--no-dlt] [--quick]
-        [--no-write]
+        [--no-write] [--no-airbyte]
 
 An emulator (its own child process) serves one generated org with a latency profile
 (`gtm_pipeline.emulator.latency`; `realistic`: 100 ms a data call, 0.6 ms per KB of JSON,
@@ -16,7 +16,13 @@ its API calls the emulator's count, OAuth excluded):
    REST pages below), a full sync into a fresh SQLite and a fresh PostgreSQL database;
 3. the connector forced onto REST pages, then onto Bulk jobs, into fresh databases of the same
    kinds (full reads of 8,000 records or more in up to 8 parallel slices, `sync/slices.py`);
-4. dlt (benchmarks/dlt_salesforce.py) into a fresh SQLite database, when it is installed.
+4. dlt (benchmarks/dlt_salesforce.py) into a fresh SQLite database, when it is installed;
+5. Airbyte's Salesforce source, extraction only (benchmarks/airbyte_salesforce.py: REST pages for
+   Account and Contact, a Bulk job for Opportunity, every field, deleted records included), when
+   `GTM_AIRBYTE_PYTHON` names the Python of a virtual environment it is installed in
+   (`python3.11 -m venv /tmp/abvenv && /tmp/abvenv/bin/pip install airbyte-source-salesforce`,
+   then `GTM_AIRBYTE_PYTHON=/tmp/abvenv/bin/python`); unset, the row reads "not available". Its
+   seconds, peak RSS and records are those of the source's own process.
 
 `vs floor` is the floor's seconds over the row's: above 1 is faster than reading serially.
 Writes benchmarks/results/latency.{json,md}; `--quick` runs a small org under a small custom
@@ -40,6 +46,7 @@ from benchmarks import (
     utc_now_iso,
 )
 from benchmarks import sync_scenarios as scenarios
+from benchmarks.airbyte_salesforce import airbyte_python, unavailable_reason
 from benchmarks.dlt_salesforce import dlt_available
 from benchmarks.isolation import emulator_process
 from benchmarks.sync_comparison import EMULATOR_OPTIONS, Bench, _label, fresh_store
@@ -76,6 +83,15 @@ def dlt_row(bench: Bench, args: argparse.Namespace) -> None:
         bench.measure_optional("dlt_sqlite", label, scenarios.dlt_sync, "sqlite", url, state)
 
 
+def airbyte_row(bench: Bench, args: argparse.Namespace) -> None:
+    label = _label("airbyte source-salesforce (extraction only)", "REST+Bulk")
+    why = "--no-airbyte" if args.no_airbyte else unavailable_reason()
+    if why is not None:
+        bench.unavailable("airbyte", label, why)
+        return
+    bench.measure_optional("airbyte", label, scenarios.airbyte_read, airbyte_python())
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
@@ -89,6 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
         connector_rows(bench, kinds, args.postgres_url or postgres_admin_url())
         dlt_row(bench, args)
+        airbyte_row(bench, args)
     for row in bench.rows:
         if row["available"]:
             row["vs_floor"] = round(floor["seconds"] / row["seconds"], 2)
@@ -151,7 +168,9 @@ def render(payload: dict[str, Any]) -> str:
             "",
             "`vs floor`: the serial floor's seconds over the row's (above 1 is faster than "
             "reading every page one after another). API calls: the emulator's count, OAuth "
-            "excluded.",
+            "excluded. Airbyte's row is extraction only (no store): its Salesforce source "
+            "reading every field of the three objects, deleted records included, in its own "
+            "virtual environment.",
         ]
     )
 
@@ -162,6 +181,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.add_argument(f"--{sf_object.lower()}s", type=int, default=count)
     parser.add_argument("--profile", choices=PROFILE_NAMES, default="realistic")
     parser.add_argument("--no-dlt", action="store_true", help="skip the dlt row")
+    parser.add_argument("--no-airbyte", action="store_true", help="skip the Airbyte row")
     parser.add_argument("--quick", action="store_true", help="small org and profile, no write")
     add_store_arguments(parser)
     args = parser.parse_args(argv)

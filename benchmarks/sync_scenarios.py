@@ -142,6 +142,34 @@ def dlt_sync(
     return run_pipeline(info, access_token, destination, database_url, pipelines_dir)
 
 
+# --- Airbyte ------------------------------------------------------------------------------------
+
+
+def airbyte_read(info: Mapping[str, Any], access_token: str, python: str) -> dict[str, Any]:
+    """Airbyte's Salesforce source reading the compared objects (benchmarks/airbyte_salesforce.py)
+    under `python`, in a process of its own; its peak RSS is that process's, not this one's.
+
+    The source redeems a refresh token itself, so one is obtained here, before the clock
+    (`access_token` is not used)."""
+    from benchmarks.airbyte_salesforce import read_streams
+    from gtm_pipeline.emulator.testing import obtain_tokens
+
+    refresh_token = obtain_tokens(info)["refresh_token"]
+    streams = [e.sf_object for e in COMPARED_ENTITIES]
+    result = read_streams(python, info, refresh_token, streams)
+    per_entity = {
+        name: {"extraction": result["apis"].get(name, "?"), "records": count}
+        for name, count in result["per_stream"].items()
+    }
+    return {
+        "records": result["records"],
+        "seconds": result["seconds"],
+        "peak_rss_mb": result["peak_rss_mb"],
+        "process_seconds": result["process_seconds"],
+        "per_entity": per_entity,
+    }
+
+
 # --- quality gates and writeback ---------------------------------------------------------------
 
 

@@ -295,14 +295,17 @@ def test_latency_quick_mode_measures_every_row_under_the_profile_and_records_not
     payload = latency.main(QUICK_ARGS["latency"])
     assert payload["profile"] == latency.QUICK_PROFILE.to_json()
     rows = {r["key"]: r for r in payload["rows"]}
-    connector = {f"{p}_{s}" for p in ("default", "rest") for s in ("sqlite", "postgresql")}
-    assert set(rows) == {"floor", "dlt_sqlite", *connector}
+    paths = ("default", "rest", "bulk")
+    connector = {f"{p}_{s}" for p in paths for s in ("sqlite", "postgresql")}
+    assert set(rows) == {"floor", "dlt_sqlite", "airbyte", *connector}
     measured = [r for r in rows.values() if r["available"]]
     assert all(r["vs_floor"] > 0 and r["api_calls"] > 0 and r["peak_rss_mb"] > 0 for r in measured)
     assert rows["floor"]["vs_floor"] == 1.0
     org_size = sum(payload["org"].values())
     assert all(rows[key]["records"] >= org_size for key in connector)
     assert rows["dlt_sqlite"]["available"] or "not installed" in rows["dlt_sqlite"]["note"]
+    airbyte = rows["airbyte"]  # unavailable unless GTM_AIRBYTE_PYTHON names its Python
+    assert airbyte["available"] or "GTM_AIRBYTE_PYTHON" in airbyte["note"]
     assert (results.read_text() if results.exists() else None) == before
 
 

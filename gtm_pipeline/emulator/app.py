@@ -36,6 +36,7 @@ _DATA_KINDS = (
     (re.compile(r"^query/?$"), "query"),
     (re.compile(r"^queryAll/?$"), "queryAll"),
     (re.compile(r"^(query|queryAll)/[^/]+$"), "query_more"),
+    (re.compile(r"^sobjects/?$"), "describe"),
     (re.compile(r"^sobjects/[^/]+/describe/?$"), "describe"),
     (re.compile(r"^sobjects/[^/]+/[^/]+$"), "record"),
     (re.compile(r"^composite/sobjects/?$"), "composite"),

@@ -1,5 +1,5 @@
-"""The REST data API under /services/data/vXX.X/: query(All), query_more, describe, collections,
-single-record updates and (routes from `bulk`) Bulk API 2.0 query jobs.
+"""The REST data API under /services/data/vXX.X/: query(All), query_more, describe (global and per
+object), collections, single-record updates and (routes from `bulk`) Bulk API 2.0 query jobs.
 
 Every call goes through `_data_call`: session check (401), budget (403), then the handler, then
 `Sforce-Limit-Info` on success. Work on the org runs in a worker thread so one large query does
@@ -112,6 +112,11 @@ async def _query_more(state: EmulatorState, request: Request, version: str) -> R
     return await run_in_threadpool(_page_response, state, cursor, start, version, first=False)
 
 
+async def _describe_global(state: EmulatorState, request: Request, version: str) -> Response:
+    described = await run_in_threadpool(state.org.describe_global, version)
+    return Response(dump_json(described), media_type="application/json;charset=UTF-8")
+
+
 async def _describe(state: EmulatorState, request: Request, version: str) -> Response:
     sobject = request.path_params["sobject"]
     described = await run_in_threadpool(state.org.describe, sobject)
@@ -189,6 +194,7 @@ def routes() -> list[Route]:
     base = "/services/data/{version}"
     query, query_all = _data_call(_query(False)), _data_call(_query(True))
     more, describe = _data_call(_query_more), _data_call(_describe)
+    describe_global = _data_call(_describe_global)
     composite, record = _data_call(_composite_update), _data_call(_record_update)
     return [
         Route(f"{base}/query", query, methods=["GET"]),
@@ -197,6 +203,8 @@ def routes() -> list[Route]:
         Route(f"{base}/queryAll/", query_all, methods=["GET"]),
         Route(f"{base}/query/{{locator}}", more, methods=["GET"]),
         Route(f"{base}/queryAll/{{locator}}", more, methods=["GET"]),
+        Route(f"{base}/sobjects", describe_global, methods=["GET"]),
+        Route(f"{base}/sobjects/", describe_global, methods=["GET"]),
         Route(f"{base}/sobjects/{{sobject}}/describe", describe, methods=["GET"]),
         Route(f"{base}/sobjects/{{sobject}}/describe/", describe, methods=["GET"]),
         Route(f"{base}/sobjects/{{sobject}}/{{record_id}}", record, methods=["PATCH"]),

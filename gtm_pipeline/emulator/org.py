@@ -191,8 +191,9 @@ class Org:
 
     def set_unreadable(self, names: Iterable[str]) -> list[str]:
         """Objects the integration user may not read, as when its profile lacks access: the API
-        answers their queries and updates with INVALID_TYPE and their describe with 404, as
-        Salesforce does; the control API still sees them. Returns the names set."""
+        answers their queries and updates with INVALID_TYPE and their describe with 404 and
+        leaves them out of the global describe, as Salesforce does; the control API still sees
+        them. Returns the names set."""
         found = [self._object(name) for name in names]
         if any(obj is None for obj in found):
             raise ValueError(f"unreadable_objects must name objects of {self.object_names()}")
@@ -214,6 +215,18 @@ class Org:
             return None
         lowered = name.lower()
         return next((o for n, o in self._objects.items() if n.lower() == lowered), None)
+
+    def describe_global(self, api_version: str | None = None) -> dict:
+        """The global describe (`GET sobjects`): every object the integration user may read, by
+        name, without fields; an unreadable object is left out, as Salesforce leaves out objects
+        a profile cannot see."""
+        version = api_version or self.api_version
+        readable = self._readable_objects()
+        return {
+            "encoding": "UTF-8",
+            "maxBatchSize": MAX_COLLECTION,
+            "sobjects": [readable[name].global_describe(version) for name in sorted(readable)],
+        }
 
     def describe(self, sobject: str) -> dict:
         obj = self._readable_object(sobject)

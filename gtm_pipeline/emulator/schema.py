@@ -214,6 +214,35 @@ class ObjectDef:
 
     def describe(self) -> dict:
         described = {
+            **self._object_attributes(),
+            "urls": {
+                "sobject": f"/services/data/vXX.X/sobjects/{self.name}",
+                "describe": f"/services/data/vXX.X/sobjects/{self.name}/describe",
+                "rowTemplate": f"/services/data/vXX.X/sobjects/{self.name}/{{ID}}",
+            },
+            "fields": [f.describe() for f in self.fields],
+        }
+        described.update(self.overrides)
+        return described
+
+    def global_describe(self, api_version: str) -> dict:
+        """This object's entry in the global describe (`GET sobjects`, a
+        DescribeGlobalSObjectResult): the object-level attributes of its describe, no fields,
+        its URLs on the API version the call named."""
+        base = f"/services/data/v{api_version}/sobjects/{self.name}"
+        entry = {
+            **self._object_attributes(),
+            "urls": {
+                "sobject": base,
+                "describe": f"{base}/describe",
+                "rowTemplate": f"{base}/{{ID}}",
+            },
+        }
+        entry.update(self.overrides)
+        return entry
+
+    def _object_attributes(self) -> dict:
+        return {
             "name": self.name,
             "label": self.label,
             "labelPlural": self.label_plural,
@@ -230,15 +259,7 @@ class ObjectDef:
             "triggerable": True,
             "layoutable": True,
             "mergeable": True,
-            "urls": {
-                "sobject": f"/services/data/vXX.X/sobjects/{self.name}",
-                "describe": f"/services/data/vXX.X/sobjects/{self.name}/describe",
-                "rowTemplate": f"/services/data/vXX.X/sobjects/{self.name}/{{ID}}",
-            },
-            "fields": [f.describe() for f in self.fields],
         }
-        described.update(self.overrides)
-        return described
 
 
 def is_derived(object_name: str, f: FieldDef) -> bool:

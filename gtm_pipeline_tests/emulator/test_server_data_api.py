@@ -236,6 +236,33 @@ def test_describe(api: Api, suffix: str) -> None:
     ]
 
 
+@pytest.mark.parametrize("suffix", ["", "/"])
+def test_global_describe_lists_the_readable_objects_without_fields(
+    start_emulator, fresh_org, suffix: str
+) -> None:
+    handle = start_emulator(org=fresh_org)
+    api = connect(handle)
+    api.version = "62.0"
+    body = api.get(f"/sobjects{suffix}").json()
+    assert (body["encoding"], body["maxBatchSize"]) == ("UTF-8", 200)
+    names = [entry["name"] for entry in body["sobjects"]]
+    assert names == sorted(fresh_org.object_names())
+    account = next(entry for entry in body["sobjects"] if entry["name"] == "Account")
+    described = fresh_org.describe("Account")
+    assert {k: v for k, v in account.items() if k != "urls"} == {
+        k: v for k, v in described.items() if k not in ("urls", "fields")
+    }
+    assert account["urls"] == {
+        "sobject": "/services/data/v62.0/sobjects/Account",
+        "describe": "/services/data/v62.0/sobjects/Account/describe",
+        "rowTemplate": "/services/data/v62.0/sobjects/Account/{ID}",
+    }
+    handle.control.configure(unreadable_objects=["Lead"])
+    hidden = api.get("/sobjects").json()["sobjects"]
+    assert [entry["name"] for entry in hidden] == [n for n in names if n != "Lead"]
+    assert handle.control.stats()["calls"]["describe"] == 2
+
+
 def test_composite_update_per_record_results(start_emulator, fresh_org) -> None:
     handle = start_emulator(org=fresh_org)
     api = connect(handle)
