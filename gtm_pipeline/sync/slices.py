@@ -14,8 +14,8 @@ start from there as after a serial read.
 The plan: the oldest stamp is the first record of the count page the full sync fetched anyway,
 the newest one costs one call; `4N` windows of equal width between them are counted with
 `COUNT()` queries sent all at once (they open no cursor and answer at once), a window holding
-more than a slice's share is split in four and counted again (once), and the windows are then
-joined into at most N slices of about equal counts. Records that share one second cannot be
+more than a slice's share is split in 16 and counted again (for at most six rounds), and the
+windows are then joined into at most N slices of about equal counts. Records that share one second cannot be
 split: a slice holds at least that second.
 """
 
@@ -36,7 +36,9 @@ from gtm_pipeline.sync.soql import count_query, newest_query
 RECORDS_PER_SLICE = 4_000
 """A slice reads at least two full REST pages: smaller ones would cost more calls than time."""
 WINDOWS_PER_SLICE = 4
-REFINE_PARTS = 4
+REFINE_PARTS = 16
+REFINE_ROUNDS = 6
+"""16^6: a window of two years narrows to seconds."""
 SECOND = timedelta(seconds=1)
 
 
@@ -120,13 +122,16 @@ def _split(lower: datetime, upper: datetime, parts: int) -> list[_Window]:
 
 
 def _refined(counter: _Counter, windows: list[_Window], share: float) -> list[_Window]:
-    """Windows holding more than a slice's `share` split in `REFINE_PARTS` and counted again."""
-    heavy = [w for w in windows if w.count > share and w.upper - w.lower > SECOND]
-    if not heavy:
-        return windows
-    parts = counter.counted([p for w in heavy for p in _split(w.lower, w.upper, REFINE_PARTS)])
-    kept = [w for w in windows if w not in heavy] + parts
-    return sorted(kept, key=lambda w: w.lower)
+    """Windows holding more than a slice's `share` split in `REFINE_PARTS` and counted again,
+    round after round (at most `REFINE_ROUNDS`), until none is heavier or a second wide: a burst
+    of recent changes among years of old records is found in a few rounds."""
+    for _ in range(REFINE_ROUNDS):
+        heavy = [w for w in windows if w.count > share and w.upper - w.lower > SECOND]
+        if not heavy:
+            break
+        parts = counter.counted([p for w in heavy for p in _split(w.lower, w.upper, REFINE_PARTS)])
+        windows = sorted([w for w in windows if w not in heavy] + parts, key=lambda w: w.lower)
+    return windows
 
 
 def _joined(windows: Sequence[_Window], slices: int, since: datetime | None = None) -> list[Slice]:
