@@ -15,8 +15,8 @@ The plan: the oldest stamp is the first record of the count page the full sync f
 the newest one costs one call; `4N` windows of equal width between them are counted with
 `COUNT()` queries sent all at once (they open no cursor and answer at once), a window holding
 more than a slice's share is split in 16 and counted again (for at most six rounds), and the
-windows are then joined into at most N slices of about equal counts. Records that share one second cannot be
-split: a slice holds at least that second.
+windows are then joined into at most N slices of about equal counts. Records that share one
+second cannot be split: a slice holds at least that second.
 """
 
 from __future__ import annotations
