@@ -14,7 +14,7 @@ start from there as after a serial read.
 The plan: the oldest stamp is the first record of the count page the full sync fetched anyway,
 the newest one costs one call; `4N` windows of equal width between them are counted with
 `COUNT()` queries sent all at once (they open no cursor and answer at once), a window holding
-more than two slices' share is split in 16 and counted again (for at most six rounds), and the
+more than a slice's share is split in four and counted again (for at most 12 rounds), and the
 windows are then joined into at most N slices of about equal counts. Records that share one
 second cannot be split: a slice holds at least that second.
 """
@@ -36,9 +36,11 @@ from gtm_pipeline.sync.soql import count_query, newest_query
 RECORDS_PER_SLICE = 4_000
 """A slice reads at least two full REST pages: smaller ones would cost more calls than time."""
 WINDOWS_PER_SLICE = 4
-REFINE_PARTS = 16
-REFINE_ROUNDS = 6
-"""16^6: a window of two years narrows to seconds."""
+REFINE_PARTS = 4
+REFINE_ROUNDS = 12
+"""4^12: a window of two years narrows to seconds. Quarters, not more parts a round: the usual
+heavy window is a little over a share and one round of four splits it (16 parts a round made
+planning the 150,000-record org's Contacts slower, and fewer rounds left them unbalanced)."""
 SECOND = timedelta(seconds=1)
 
 
@@ -122,13 +124,12 @@ def _split(lower: datetime, upper: datetime, parts: int) -> list[_Window]:
 
 
 def _refined(counter: _Counter, windows: list[_Window], share: float) -> list[_Window]:
-    """Windows holding more than two slices' `share` split in `REFINE_PARTS` and counted again,
-    round after round (at most `REFINE_ROUNDS`), until none is that heavy or a second wide: a
-    burst of recent changes among years of old records is found in a few rounds. (A window of
-    up to two shares makes a slice at most about twice the others; each round costs a round
-    trip and, on the emulator, a scan of the object per window.)"""
+    """Windows holding more than a slice's `share` split in `REFINE_PARTS` and counted again,
+    round after round (at most `REFINE_ROUNDS`), until none is heavier or a second wide: a
+    burst of recent changes among years of old records is found too. Each round costs one
+    round trip and `REFINE_PARTS` counts a heavy window (on the emulator, a scan each)."""
     for _ in range(REFINE_ROUNDS):
-        heavy = [w for w in windows if w.count > 2 * share and w.upper - w.lower > SECOND]
+        heavy = [w for w in windows if w.count > share and w.upper - w.lower > SECOND]
         if not heavy:
             break
         parts = counter.counted([p for w in heavy for p in _split(w.lower, w.upper, REFINE_PARTS)])
