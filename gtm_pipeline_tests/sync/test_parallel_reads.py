@@ -11,21 +11,16 @@ import re
 from datetime import timedelta
 
 import pytest
-import sqlalchemy as sa
 
-from gtm_pipeline.salesforce.bulk_jobs import BulkPollPolicy
 from gtm_pipeline.salesforce.errors import ApiLimitExceeded
-from gtm_pipeline.store import get_cursor
-from gtm_pipeline.store.quarantine import failures_for
 from gtm_pipeline.store.slices import load_plan
-from gtm_pipeline.store.tables import entity_rows
 from gtm_pipeline.sync.entities import PERSONS, SYNC_ORDER
-from gtm_pipeline.sync.load import deleted_cursor_key
 from gtm_pipeline.sync.runner import PageProgress, SyncOptions, sync_entity
 from gtm_pipeline.sync.slices import slice_count
 from gtm_pipeline.sync.soql import datetime_literal
 from gtm_pipeline_tests.support.sync import COUNTS, client_for
 from gtm_pipeline_tests.sync.reconcile import reconcile
+from gtm_pipeline_tests.sync.test_bulk_sync import FAST_POLL, cursors, quarantine, stored
 
 TENANT = "acme"
 # Slices of at least 100 records, pages of 200 and loads of 300: the test org's objects (120 to
@@ -44,32 +39,6 @@ def sync_all(client, engine, tenant=TENANT, on_page=None, **options):
         e.name: sync_entity(client, engine, tenant, e, SyncOptions(**options), on_page=on_page)
         for e in SYNC_ORDER
     }
-
-
-def stored(engine, tenant, entity) -> dict[str, dict]:
-    owned = entity_rows(entity.name)
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(owned.table).where(owned.of_tenant(tenant))).mappings()
-        return {
-            r["external_id"]: {k: v for k, v in r.items() if k not in ("tenant_id", "synced_at")}
-            for r in rows
-        }
-
-
-def quarantine(engine, tenant, entity) -> set[tuple]:
-    with engine.connect() as conn:
-        return {
-            (f["external_id"], f["stage"], f["field"], f["reason"])
-            for f in failures_for(conn, tenant, entity.name)
-        }
-
-
-def cursors(engine, tenant, entity):
-    with engine.connect() as conn:
-        return (
-            get_cursor(conn, tenant, entity.name),
-            get_cursor(conn, tenant, deleted_cursor_key(entity)),
-        )
 
 
 def plan_of(engine, entity=PERSONS):
@@ -236,7 +205,6 @@ def test_the_budget_running_out_mid_slice_keeps_what_was_committed(emulator, cli
     reconcile_all(engine, emulator)
 
 
-FAST_POLL = BulkPollPolicy(initial_seconds=0.0, max_interval_seconds=0.01, timeout_seconds=30)
 BULK_SLICED = {**SLICED, "bulk_threshold": 0, "bulk_poll": FAST_POLL, "bulk_max_records": 100}
 
 
