@@ -37,6 +37,13 @@ class Cursor:
             raise ValueError("cursor id must be a non-empty record Id")
 
 
+def later(a: Cursor | None, b: Cursor | None) -> Cursor | None:
+    """The further of two positions (either may be None)."""
+    if a is None or b is None:
+        return a or b
+    return max(a, b, key=lambda c: (c.system_modstamp, c.id))
+
+
 def get_cursor(conn: sa.Connection, tenant_id: str, entity: str) -> Cursor | None:
     """The committed cursor, or None when the entity was never synced (a full sync is due)."""
     row = conn.execute(

@@ -8,13 +8,14 @@ committed batch boundary and a rerun resumes it there.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from gtm_pipeline.store.cursors import Cursor
+from gtm_pipeline.store.cursors import Cursor, later
 from gtm_pipeline.store.tables import sync_slices
 from gtm_pipeline.store.types import ensure_aware_utc
 
@@ -84,7 +85,7 @@ def load_plan(conn: sa.Connection, tenant_id: str, entity: str) -> list[SlicePro
     return [
         SliceProgress(
             Slice(row.slice, row.lower_modstamp, row.upper_modstamp),
-            None if row.cursor_id is None else Cursor(row.cursor_modstamp, row.cursor_id),
+            _cursor_of(row),
             row.done,
             row.extraction,
         )
@@ -106,15 +107,8 @@ def record_progress(
     if done:
         values["done"] = True
     if reached is not None:
-        stored = conn.execute(
-            sa.select(sync_slices.c.cursor_modstamp, sync_slices.c.cursor_id).where(
-                _of(tenant_id, entity), sync_slices.c.slice == number
-            )
-        ).one()
-        if stored.cursor_id is None or (reached.system_modstamp, reached.id) > (
-            ensure_aware_utc(stored.cursor_modstamp, "slice cursor"),
-            stored.cursor_id,
-        ):
+        stored = _stored_cursor(conn, tenant_id, entity, number)
+        if later(stored, reached) != stored:
             values.update(cursor_modstamp=reached.system_modstamp, cursor_id=reached.id)
     if values:
         conn.execute(
@@ -127,10 +121,7 @@ def record_progress(
 def furthest_position(conn: sa.Connection, tenant_id: str, entity: str) -> Cursor | None:
     """The largest position any slice of the plan reached: where the entity's cursor goes once
     every slice is read (the last slice has no upper bound, so it holds the newest stamps)."""
-    progress = [p.cursor for p in load_plan(conn, tenant_id, entity) if p.cursor is not None]
-    if not progress:
-        return None
-    return max(progress, key=lambda c: (c.system_modstamp, c.id))
+    return functools.reduce(later, (p.cursor for p in load_plan(conn, tenant_id, entity)), None)
 
 
 def read_through(conn: sa.Connection, tenant_id: str, entity: str, extraction: str) -> None:
@@ -140,6 +131,19 @@ def read_through(conn: sa.Connection, tenant_id: str, entity: str, extraction: s
 
 def drop_plan(conn: sa.Connection, tenant_id: str, entity: str) -> None:
     conn.execute(sa.delete(sync_slices).where(_of(tenant_id, entity)))
+
+
+def _cursor_of(row: sa.Row) -> Cursor | None:
+    return None if row.cursor_id is None else Cursor(row.cursor_modstamp, row.cursor_id)
+
+
+def _stored_cursor(conn: sa.Connection, tenant_id: str, entity: str, number: int) -> Cursor | None:
+    row = conn.execute(
+        sa.select(sync_slices.c.cursor_modstamp, sync_slices.c.cursor_id).where(
+            _of(tenant_id, entity), sync_slices.c.slice == number
+        )
+    ).one()
+    return _cursor_of(row)
 
 
 def _of(tenant_id: str, entity: str) -> sa.ColumnElement[bool]:

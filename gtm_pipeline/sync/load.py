@@ -24,6 +24,7 @@ from gtm_pipeline.store import (
     upsert_records,
     write_upsert,
 )
+from gtm_pipeline.store.cursors import later
 from gtm_pipeline.store.duplicates import twins_kept_marked
 from gtm_pipeline.store.quarantine import drop_quarantined_rows, forget_failures, replace_failures
 from gtm_pipeline.store.tables import entity_rows
@@ -39,18 +40,16 @@ def deleted_cursor_key(entity: Entity) -> str:
 def page_cursor(frame: pd.DataFrame) -> Cursor | None:
     """The largest `(system_modstamp, external_id)` in a page of canonical rows."""
     keyed = frame.dropna(subset=["system_modstamp", "external_id"])
-    if keyed.empty:
+    return largest_position(keyed["system_modstamp"], keyed["external_id"])
+
+
+def largest_position(stamps: pd.Series, ids: pd.Series) -> Cursor | None:
+    """The largest `(stamp, id)` of aligned columns of UTC timestamps and record Ids (None when
+    empty). Two passes over the columns instead of sorting (~5% of a page's load time)."""
+    if stamps.empty:
         return None
-    # Two passes over the columns instead of sorting the page (~5% of a page's load time).
-    stamps = keyed["system_modstamp"]
     newest = stamps.max()
-    return Cursor(newest.to_pydatetime(), str(keyed.loc[stamps == newest, "external_id"].max()))
-
-
-def later(a: Cursor | None, b: Cursor | None) -> Cursor | None:
-    if a is None or b is None:
-        return a or b
-    return max(a, b, key=lambda c: (c.system_modstamp, c.id))
+    return Cursor(newest.to_pydatetime(), str(ids[stamps == newest].max()))
 
 
 def _emails(clean: pd.DataFrame) -> list[str]:

@@ -53,7 +53,7 @@ from gtm_pipeline.store import (
     mark_run_started,
     mark_run_succeeded,
 )
-from gtm_pipeline.store.cursors import ever_succeeded
+from gtm_pipeline.store.cursors import ever_succeeded, later
 from gtm_pipeline.store.duplicates import defer_marks_if_first, settle_deferred_marks
 from gtm_pipeline.store.slices import (
     Slice,
@@ -82,7 +82,6 @@ from gtm_pipeline.sync.load import (
     advance_cursor,
     convert_page,
     deleted_cursor_key,
-    later,
     load_deletions,
     load_page,
 )
@@ -276,7 +275,7 @@ def _sync_entity(
         # incremental read from the start, not another first full sync.
         first = cursor is None and not ever_succeeded(conn, tenant_id, entity.name)
         # A full read left unfinished (its slices' plan is still stored) is finished first.
-        unfinished = bool(load_plan(conn, tenant_id, entity.name))
+        unfinished = load_plan(conn, tenant_id, entity.name)
         mode = "full" if options.full or first or unfinished else "incremental"
         run_started_at = datetime.now(UTC)
         mark_run_started(conn, tenant_id, entity.name, mode, at=run_started_at)
@@ -298,7 +297,7 @@ def _sync_entity(
         twin_marks_deferred=deferred,
     )  # fmt: skip
     try:
-        _read(run, cursor, deleted_cursor, threshold)
+        _read(run, cursor, deleted_cursor, threshold, unfinished)
     except SalesforceApiError as exc:
         reason = None if stats.pages else unreadable_reason(client, entity.sf_object, exc)
         if reason is None:
@@ -316,10 +315,17 @@ def _sync_entity(
     return stats
 
 
-def _read(run: _Run, cursor: Cursor | None, deleted_cursor: Cursor | None, threshold: int) -> None:
-    """Read and load the modified records, then the deleted ones."""
+def _read(
+    run: _Run,
+    cursor: Cursor | None,
+    deleted_cursor: Cursor | None,
+    threshold: int,
+    unfinished: Sequence[SliceProgress],
+) -> None:
+    """Read and load the modified records, then the deleted ones; `unfinished`: the plan of an
+    interrupted parallel read, finished first."""
     if run.mode == "full":
-        if _read_everything(run, threshold):
+        if _read_everything(run, threshold, unfinished):
             return
         # A full sync re-reads the whole recycle bin too, so it also repairs deletions that
         # became visible later than the lookback, exactly as it does for modifications.
@@ -336,13 +342,20 @@ def _read_changes(run: _Run, since: datetime | None) -> None:
     first = next(pages, None)
     if first is None:
         return
-    options = run.options
-    slices = slice_count(first.total_size, options.parallel_reads, options.min_slice_records)
-    if slices > 1 and not first.frame.empty:
+    slices = _slices_for(run, first)
+    if slices > 1:
         pages.close()
         _read_plan(run, _new_plan(run, first, slices, "rest", since=since), head=first)
         return
     _load_rest_pages(run, itertools.chain([first], pages))
+
+
+def _slices_for(run: _Run, first: FetchedPage) -> int:
+    """How many slices the read whose count page is `first` takes (1: serial)."""
+    if first.frame.empty:
+        return 1
+    options = run.options
+    return slice_count(first.total_size, options.parallel_reads, options.min_slice_records)
 
 
 def _modified_pages(
@@ -369,17 +382,15 @@ def _modified_soql(
     )
 
 
-def _read_everything(run: _Run, threshold: int) -> bool:
+def _read_everything(run: _Run, threshold: int, plan: Sequence[SliceProgress]) -> bool:
     """A full read of the modified records; True when it read the deleted ones too (Bulk).
 
-    A plan of slices left by an interrupted run is resumed. Otherwise the REST first page is
+    A `plan` of slices left by an interrupted run is resumed. Otherwise the REST first page is
     the count. An object of enough records for several slices (`sync/slices.py`) is read in
     parallel slices: one Bulk job each above `threshold`, REST pages below it (the first page
     then loaded, not fetched again). A smaller one is read through one Bulk job above the
     threshold, else page after page. A Bulk read that fails falls back to REST.
     """
-    with run.engine.connect() as conn:
-        plan = load_plan(conn, run.tenant_id, run.entity.name)
     if plan:
         _read_plan(run, plan)
         return False
@@ -387,10 +398,9 @@ def _read_everything(run: _Run, threshold: int) -> bool:
     first = next(pages, None)
     if first is None:
         return False
-    options = run.options
-    slices = slice_count(first.total_size, options.parallel_reads, options.min_slice_records)
+    slices = _slices_for(run, first)
     bulk = first.total_size > threshold
-    if slices > 1 and not first.frame.empty:
+    if slices > 1:
         pages.close()
         plan = _new_plan(run, first, slices, "bulk" if bulk else "rest")
         _read_plan(run, plan, head=None if bulk else first)
@@ -494,14 +504,15 @@ def _load_slices(run: _Run, plan: Sequence[SliceProgress], head: FetchedPage | N
             del starts[0]
         elif first[0].reached is not None:
             starts[0] = first[0].reached
-    sources = {n: _rest_source(run, unread[n].slice, start) for n, start in starts.items()}
-    depth = max(1, len(sources))  # REST pages are small: one a slice may wait
     if plan and plan[0].extraction == "bulk":
         run.stats.extraction = "bulk"
         bulk_plan = plan_bulk_query(run.client, run.entity, run.resolved.mappings)
         downloads = threading.BoundedSemaphore(BULK_SETS_IN_HAND)
         sources = {n: _bulk_source(run, bulk_plan, unread[n].slice, downloads) for n in starts}
         depth = 1
+    else:
+        sources = {n: _rest_source(run, unread[n].slice, start) for n, start in starts.items()}
+        depth = max(1, len(sources))  # REST pages are small: one a slice may wait
     pages = read_slices(sources, depth=depth)
     batches = batched_slice_pages(itertools.chain(first, pages), run.options.load_batch_rows)
     with reading_ahead(_gated_slice_batches(run, batches), name="slice-gates") as gated:

@@ -32,6 +32,7 @@ from gtm_pipeline.salesforce.errors import SalesforceApiError
 from gtm_pipeline.store.cursors import Cursor
 from gtm_pipeline.store.slices import Slice
 from gtm_pipeline.sync.extract import FetchedPage, flatten_records, joined_pages
+from gtm_pipeline.sync.load import largest_position
 
 _POLL_SECONDS = 0.05
 EXPIRED_LOCATOR = "INVALID_QUERY_LOCATOR"
@@ -71,9 +72,7 @@ def page_position(frame: pd.DataFrame) -> Cursor | None:
     served twice out of order, so the largest rather than the last."""
     if frame.empty:
         return None
-    stamps = pd.to_datetime(frame["SystemModstamp"], utc=True)
-    newest = stamps.max()
-    return Cursor(newest.to_pydatetime(), str(frame.loc[stamps == newest, "Id"].max()))
+    return largest_position(pd.to_datetime(frame["SystemModstamp"], utc=True), frame["Id"])
 
 
 def oldest_stamp(frame: pd.DataFrame) -> datetime:
