@@ -75,6 +75,7 @@ from gtm_pipeline.emulator.soql import (
     parse,
     related_objects,
 )
+from gtm_pipeline.emulator.stamp_index import STAMP, Bounds, StampIndex, Table, stamp_bounds
 from gtm_pipeline.emulator.values import FieldValueError, coerce_for_api, coerce_for_control
 
 __all__ = ["EmulatorError", "Org", "QueryResult"]
@@ -142,7 +143,8 @@ class Org:
         seed: int,
     ) -> None:
         self._objects = objects
-        self._tables = generated.tables
+        self._tables = {name: Table(rows) for name, rows in generated.tables.items()}
+        self._stamp_indexes: dict[str, StampIndex] = {}
         self._next_sequence = dict(generated.next_sequence)
         self._lock = threading.RLock()
         self._row_locks: dict[str, int] = {}
@@ -241,9 +243,11 @@ class Org:
         query = parse(soql)
         readable = self._readable_objects()
         related = related_objects(query, readable)
-        obj = Schema(readable, {}).object(query.sobject)
+        bare = Schema(readable, {})
+        obj = bare.object(query.sobject)
+        bounds = stamp_bounds(query, bare, obj) if query.where is not None else None
         with self._lock:
-            rows = list(self._tables[obj.name].values())
+            rows = self._candidate_rows(obj, bounds)
             parents = {name: dict(self._tables[name]) for name in related}
             self._query_serial += 1
             serial = self._query_serial
@@ -257,6 +261,18 @@ class Org:
         ordered = compiled.filter_sort(rows, tie_seed)
         ordered = _serve_duplicates(ordered, obj.dirty_slot)
         return QueryResult(compiled, compiled.window(ordered), version)
+
+    def _candidate_rows(self, obj: ObjectDef, bounds: Bounds | None) -> list[tuple]:
+        """The object's rows a query can match: those within its SystemModstamp bounds (through
+        the index, rebuilt after a change), else all of them. Called with the lock held."""
+        table = self._tables[obj.name]
+        if bounds is None:
+            return list(table.values())
+        index = self._stamp_indexes.get(obj.name)
+        if index is None or index.version != table.version:
+            index = StampIndex.build(table, obj.slots[STAMP])
+            self._stamp_indexes[obj.name] = index
+        return index.rows_between(bounds)
 
     def plan_query(self, soql: str) -> CompiledQuery:
         """Parse and bind a query without running it, raising the errors a query would raise.
