@@ -17,10 +17,12 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/gtm-pipeline demo
 
-# One pytest-xdist worker per core (at most 4): the suite waits on emulators, subprocesses and
-# PostgreSQL much of the time, so two workers on two cores take about half as long as a serial run.
+# -n auto: half as many pytest-xdist workers again as cores, at most 4 (gtm_pipeline_tests/conftest.py):
+# the suite waits on emulators, subprocesses and PostgreSQL much of the time. worksteal: a worker
+# that runs out takes tests from the end of another's queue; the tests marked heavy start first,
+# one at the head of each worker's queue.
 test: setup
-	$(BIN)/python -m pytest -n auto --maxprocesses=4
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist worksteal
 
 lint: setup
 	$(BIN)/ruff check gtm_pipeline gtm_pipeline_tests benchmarks

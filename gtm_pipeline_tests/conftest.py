@@ -51,18 +51,49 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: three workers for two cores (half as many again, at most 4). A third of a
+    two-worker run was idle time (tests waiting on emulators, subprocesses, PostgreSQL and the
+    browser), which a third worker fills."""
+    return min(4, max(1, (os.cpu_count() or 1) * 3 // 2))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--full"):
         os.environ[FULL_ENV] = "1"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _heavy_first(items, config)
     if full_mode():
         return
     skip = pytest.mark.skip(reason="slow: runs with --full or GTM_FULL_TESTS=1")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def _heavy_first(items: list[pytest.Item], config: pytest.Config) -> None:
+    """Tests marked `heavy` at the head of the workers' first queues, so they start at once on
+    different workers instead of queueing behind each other on one. `make test` uses
+    pytest-xdist's worksteal schedule, which first hands worker i the next
+    `pending // (workers - i)` tests in order (an idle worker then takes tests from the end of a
+    busy one's queue, never its head); heavy test j goes to the head of worker j % workers."""
+    heavy = [item for item in items if "heavy" in item.keywords]
+    light = [item for item in items if "heavy" not in item.keywords]
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    sizes, pending = [], len(items)
+    for i in range(workers):
+        sizes.append(pending // (workers - i))
+        pending -= sizes[-1]
+    queues = [heavy[i::workers] for i in range(workers)]
+    if any(len(queue) > size for queue, size in zip(queues, sizes, strict=True)):
+        items[:] = heavy + light
+        return
+    ordered, rest = [], iter(light)
+    for queue, size in zip(queues, sizes, strict=True):
+        ordered += queue + [next(rest) for _ in range(size - len(queue))]
+    items[:] = ordered
 
 
 def _admin_url() -> str:

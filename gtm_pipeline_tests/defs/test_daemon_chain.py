@@ -115,6 +115,7 @@ def failure_message(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
                     for r in records.records)  # fmt: skip
 
 
+@pytest.mark.heavy
 def test_the_daemon_chains_changed_tenants_and_leaves_the_idle_one_alone(
     orgs, daemon_env, tmp_path
 ):

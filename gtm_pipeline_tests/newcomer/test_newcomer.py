@@ -180,6 +180,7 @@ def check_dagster_ui(base: str, prefix: str) -> None:
             browser.close()
 
 
+@pytest.mark.heavy
 def test_the_demo_starts_a_dagster_ui_that_shows_the_pipeline(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "DATABASE_URL")}
     env["GTM_HOME"] = str(tmp_path / "gtm-home")

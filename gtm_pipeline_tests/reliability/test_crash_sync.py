@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from gtm_pipeline.emulator.testing import EmulatorHandle
 from gtm_pipeline.sync.entities import SYNC_ORDER
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
@@ -81,6 +83,7 @@ def calibrate(client, engine, mode: str) -> tuple[int, int]:
     return counted.count, client.calls_made - calls
 
 
+@pytest.mark.heavy
 @POSTGRES_ONLY
 def test_sync_killed_at_seeded_points_then_rerun_equals_the_truth(emulator, engine, database_url):
     rng = random.Random(SEED)
