@@ -80,11 +80,17 @@ def bulk_soqls(info: Mapping[str, Any], access_token: str) -> dict[str, str]:
 # --- the connector -----------------------------------------------------------------------------
 
 
-def sync_options(*, full: bool, bulk: bool | None) -> SyncOptions:
-    """Full or incremental options; `bulk` True forces Bulk, False forces REST, None: default."""
-    if bulk is None or not bulk_supported():
-        return SyncOptions(full=full, batch_size=BATCH_SIZE)
-    return SyncOptions(full=full, batch_size=BATCH_SIZE, bulk_threshold=0 if bulk else FORCE_REST)
+def sync_options(
+    *, full: bool, bulk: bool | None, parallel_reads: int | None = None
+) -> SyncOptions:
+    """Full or incremental options; `bulk` True forces Bulk, False forces REST, None: default.
+    `parallel_reads` None keeps the checkout's default (older checkouts have no such option)."""
+    chosen: dict[str, Any] = {"full": full, "batch_size": BATCH_SIZE}
+    if bulk is not None and bulk_supported():
+        chosen["bulk_threshold"] = 0 if bulk else FORCE_REST
+    if parallel_reads is not None:
+        chosen["parallel_reads"] = parallel_reads
+    return SyncOptions(**chosen)
 
 
 ALL_ENTITIES = tuple(e.name for e in COMPARED_ENTITIES)
@@ -97,11 +103,12 @@ def connector_sync(
     full: bool,
     bulk: bool | None,
     entities: Sequence[str] = ALL_ENTITIES,
+    parallel_reads: int | None = None,
 ) -> dict[str, Any]:
     """`sync_entity` over `entities` in order, on a migrated store; figures per entity."""
     client = emulator_client(info, access_token)
     engine = make_engine(database_url)
-    options = sync_options(full=full, bulk=bulk)
+    options = sync_options(full=full, bulk=bulk, parallel_reads=parallel_reads)
     per_entity: dict[str, dict[str, Any]] = {}
     try:
         started = time.perf_counter()

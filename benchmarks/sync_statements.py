@@ -1,6 +1,7 @@
 """Where a full sync's database time goes: one full sync of Contacts, SQL time per statement.
 
-`python -m benchmarks.sync_statements [--contacts N] [--path rest|bulk] [--store sqlite|postgresql]`
+`python -m benchmarks.sync_statements [--contacts N] [--path rest|bulk] [--store sqlite|postgresql]
+[--parallel-reads N]`
 syncs the memory org of N Contacts (benchmarks.sync_comparison's `memory_org`, served from a child
 process) into a fresh store in this process and prints the wall time, the CPU time of this
 process (steadier than wall time on a shared machine) and, per statement, how often it ran and
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--contacts", type=int, default=200_000)
     parser.add_argument("--path", choices=("rest", "bulk"), default="rest")
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--parallel-reads", type=int, default=None, help="slices at most (default: the checkout's)"
+    )
     args = parser.parse_args(argv)
     with emulator_process({"main": memory_org(args.contacts)}, **EMULATOR_OPTIONS) as (infos, _):
         info = infos["main"]
@@ -61,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         with fresh_store(args.store, "") as url, statement_times() as totals:
             started, cpu_started = time.perf_counter(), time.process_time()
             bulk = args.path == "bulk"
-            result = scenarios.connector_sync(info, token, url, True, bulk, ("persons",))
+            result = scenarios.connector_sync(
+                info, token, url, True, bulk, ("persons",), args.parallel_reads
+            )
             wall = time.perf_counter() - started
             cpu = time.process_time() - cpu_started
             shown = sorted(totals.items(), key=lambda item: -item[1][1])[:SHOWN]
