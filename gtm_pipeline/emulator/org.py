@@ -245,7 +245,7 @@ class Org:
         related = related_objects(query, readable)
         bare = Schema(readable, {})
         obj = bare.object(query.sobject)
-        bounds = stamp_bounds(query, bare, obj) if query.where is not None else None
+        bounds = stamp_bounds(query, bare, obj)
         with self._lock:
             rows = self._candidate_rows(obj, bounds)
             parents = {name: dict(self._tables[name]) for name in related}

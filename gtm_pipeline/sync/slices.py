@@ -127,7 +127,7 @@ def _refined(counter: _Counter, windows: list[_Window], share: float) -> list[_W
     """Windows holding more than a slice's `share` split in `REFINE_PARTS` and counted again,
     round after round (at most `REFINE_ROUNDS`), until none is heavier or a second wide: a
     burst of recent changes among years of old records is found too. Each round costs one
-    round trip and `REFINE_PARTS` counts a heavy window (on the emulator, a scan each)."""
+    round trip and `REFINE_PARTS` counts a heavy window."""
     for _ in range(REFINE_ROUNDS):
         heavy = [w for w in windows if w.count > share and w.upper - w.lower > SECOND]
         if not heavy:
