@@ -68,7 +68,7 @@ def run_sync(
         on_instance,
         program_resources,
     )
-    from gtm_pipeline.defs.assets import asset_key, sync_assets
+    from gtm_pipeline.defs.assets import asset_key, sync_assets, sync_run_config
     from gtm_pipeline.defs.partitions import TENANT_TAG
 
     if instance is None:
@@ -83,18 +83,16 @@ def run_sync(
                 parallel_reads=parallel_reads,
             )
     add_tenant_partition(instance, tenant_id)
-    assets = sync_assets()
-    chosen = {asset_key(e) for e in entities}
-    config = {"full": full, "parallel_reads": parallel_reads}
-    ops = {a.op.name: {"config": config} for a in assets if a.key in chosen}
+    chosen = [asset_key(e) for e in entities]
+    run_config = sync_run_config(full=full, parallel_reads=parallel_reads)
     with on_instance(instance):
         result = dg.materialize(
-            assets,
-            selection=list(chosen),
+            sync_assets(),
+            selection=chosen,
             instance=instance,
             partition_key=tenant_id,
             resources=resources or program_resources(),
-            run_config={"ops": ops, "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            run_config={**run_config, "loggers": {"console": {"config": {"log_level": "INFO"}}}},
             tags={TENANT_TAG: tenant_id},
             raise_on_error=False,
         )

@@ -90,6 +90,7 @@ from gtm_pipeline.sync.prepare import gate_page
 from gtm_pipeline.sync.quality import QualityStats
 from gtm_pipeline.sync.read_ahead import reading_ahead
 from gtm_pipeline.sync.slice_reader import (
+    ReadSlots,
     SliceBatch,
     SlicePage,
     SliceStart,
@@ -223,6 +224,10 @@ class _Run:
     on_page: Callable[[PageProgress], None] | None
     twin_marks_deferred: bool
     """Email twins are marked once when the run ends, not page by page (a first full sync)."""
+    read_slots: ReadSlots
+    """The query cursors its REST slices may hold open, shared with entities read at once."""
+    read_slots: ReadSlots
+    """The query cursors its REST slices may hold open, shared with entities read at once."""
 
     def report(self, kind: str, number: int, total: int, rows: int, load: LoadedPage) -> None:
         if self.on_page:
@@ -240,15 +245,19 @@ def sync_entity(
     *,
     mappings: Sequence[FieldMapping] | None = None,
     on_page: Callable[[PageProgress], None] | None = None,
+    read_slots: ReadSlots | None = None,
 ) -> SyncStats:
     """Bring one entity of one tenant up to date with Salesforce; returns what it did.
 
     `mappings` defaults to the tenant's effective mappings from the store; anything but the
     entity's defaults is validated against the org's (cached) describe before the first query.
-    The process's long-lived heap is frozen while it runs (`sync/heap.py`).
+    `read_slots`: the cursors shared with other entities read at the same time (default: the
+    entity's own `parallel_reads`). The process's long-lived heap is frozen while it runs
+    (`sync/heap.py`).
     """
+    slots = ReadSlots(options.parallel_reads) if read_slots is None else read_slots
     with long_lived_heap_frozen():
-        return _sync_entity(client, engine, tenant_id, entity, options, mappings, on_page)
+        return _sync_entity(client, engine, tenant_id, entity, options, mappings, on_page, slots)
 
 
 def _sync_entity(
@@ -259,6 +268,7 @@ def _sync_entity(
     options: SyncOptions,
     mappings: Sequence[FieldMapping] | None,
     on_page: Callable[[PageProgress], None] | None,
+    read_slots: ReadSlots,
 ) -> SyncStats:
     started = time.perf_counter()
     calls_before = client.calls_made
@@ -294,7 +304,7 @@ def _sync_entity(
 
     run = _Run(
         client, engine, tenant_id, entity, resolved, options, mode, stats, progress, on_page,
-        twin_marks_deferred=deferred,
+        twin_marks_deferred=deferred, read_slots=read_slots,
     )  # fmt: skip
     try:
         _read(run, cursor, deleted_cursor, threshold, unfinished)
@@ -342,7 +352,7 @@ def _read_changes(run: _Run, since: datetime | None) -> None:
     first = next(pages, None)
     if first is None:
         return
-    slices = _slices_for(run, first)
+    slices = _slices_for(run, first, bulk=False)
     if slices > 1:
         pages.close()
         _read_plan(run, _new_plan(run, first, slices, "rest", since=since), head=first)
@@ -350,12 +360,14 @@ def _read_changes(run: _Run, since: datetime | None) -> None:
     _load_rest_pages(run, itertools.chain([first], pages))
 
 
-def _slices_for(run: _Run, first: FetchedPage) -> int:
+def _slices_for(run: _Run, first: FetchedPage, *, bulk: bool) -> int:
     """How many slices the read whose count page is `first` takes (1: serial)."""
     if first.frame.empty:
         return 1
     options = run.options
-    return slice_count(first.total_size, options.parallel_reads, options.min_slice_records)
+    return slice_count(
+        first.total_size, options.parallel_reads, options.min_slice_records, bulk=bulk
+    )
 
 
 def _modified_pages(
@@ -398,8 +410,8 @@ def _read_everything(run: _Run, threshold: int, plan: Sequence[SliceProgress]) -
     first = next(pages, None)
     if first is None:
         return False
-    slices = _slices_for(run, first)
     bulk = first.total_size > threshold
+    slices = _slices_for(run, first, bulk=bulk)
     if slices > 1:
         pages.close()
         plan = _new_plan(run, first, slices, "bulk" if bulk else "rest")
@@ -509,11 +521,11 @@ def _load_slices(run: _Run, plan: Sequence[SliceProgress], head: FetchedPage | N
         bulk_plan = plan_bulk_query(run.client, run.entity, run.resolved.mappings)
         downloads = threading.BoundedSemaphore(BULK_SETS_IN_HAND)
         sources = {n: _bulk_source(run, bulk_plan, unread[n].slice, downloads) for n in starts}
-        depth = 1
+        pages = read_slices(sources, depth=1)  # a Bulk job holds no query cursor
     else:
         sources = {n: _rest_source(run, unread[n].slice, start) for n, start in starts.items()}
-        depth = max(1, len(sources))  # REST pages are small: one a slice may wait
-    pages = read_slices(sources, depth=depth)
+        # REST pages are small: one a slice may wait
+        pages = read_slices(sources, depth=max(1, len(sources)), slots=run.read_slots)
     batches = batched_slice_pages(itertools.chain(first, pages), run.options.load_batch_rows)
     with reading_ahead(_gated_slice_batches(run, batches), name="slice-gates") as gated:
         for batch, converted in gated:

@@ -8,12 +8,15 @@ in the queue (plus one in each thread's hands): memory stays bounded whatever th
 and fetching only waits when that many pages are ahead of the gates.
 
 A source is whatever produces one slice's pages: REST pages (`rest_slice_pages`) or one Bulk
-job's result sets (the runner's). A REST query cursor that Salesforce no longer knows
-(`INVALID_QUERY_LOCATOR`: expired, or released because too many were open) is opened again
-right after the last record the slice read. Any other error is handed to the consumer, which
-raises it where its item would have come; closing the iterator (the consumer's block ending,
-however it ends) stops every thread and joins it before returning, so no thread uses the client
-after the run moved on.
+job's result sets (the runner's). A REST slice keeps a query cursor open while it reads, so its
+thread first takes one of the run's `ReadSlots` and holds it until the slice ends: a slice
+waiting for a slot starts when another ends, and entities read at once
+(`sync/entities_at_once.py`) share one budget of cursors. A REST query cursor that Salesforce no
+longer knows (`INVALID_QUERY_LOCATOR`: expired, or released because too many were open) is
+opened again right after the last record the slice read. Any other error is handed to the
+consumer, which raises it where its item would have come; closing the iterator (the consumer's
+block ending, however it ends) stops every thread and joins it before returning, so no thread
+uses the client after the run moved on.
 """
 
 from __future__ import annotations
@@ -56,6 +59,28 @@ class SlicePage:
 @dataclass(frozen=True)
 class _Failure:
     error: BaseException
+
+
+class ReadSlots:
+    """The query cursors a run may hold open at once (Salesforce keeps 10 a user and releases
+    the oldest beyond that): a slice reading REST pages holds one from its first query to its
+    last page. Shared by the entities of one run; waits for a slot give up when told to stop."""
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError("a run needs at least one read slot")
+        self.slots = slots
+        self._free = threading.BoundedSemaphore(slots)
+
+    def take(self, stop: threading.Event) -> bool:
+        """Wait for a free slot; False when `stop` was set first."""
+        while not stop.is_set():
+            if self._free.acquire(timeout=_POLL_SECONDS):
+                return True
+        return False
+
+    def give_back(self) -> None:
+        self._free.release()
 
 
 @dataclass(frozen=True)
@@ -148,6 +173,7 @@ def _follow(
 class _Handover:
     pages: queue.Queue[object]
     stop: threading.Event
+    slots: ReadSlots | None
 
     def put(self, item: object) -> bool:
         while not self.stop.is_set():
@@ -159,6 +185,17 @@ class _Handover:
         return False
 
     def drain(self, number: int, source: Callable[[], Iterator[SlicePage]]) -> None:
+        if self.slots is None:
+            self._drain(number, source)
+            return
+        if not self.slots.take(self.stop):
+            return
+        try:
+            self._drain(number, source)
+        finally:
+            self.slots.give_back()
+
+    def _drain(self, number: int, source: Callable[[], Iterator[SlicePage]]) -> None:
         pages = source()
         try:
             for page in pages:
@@ -174,11 +211,15 @@ class _Handover:
 
 
 def read_slices(
-    sources: Mapping[int, Callable[[], Iterator[SlicePage]]], *, depth: int
+    sources: Mapping[int, Callable[[], Iterator[SlicePage]]],
+    *,
+    depth: int,
+    slots: ReadSlots | None = None,
 ) -> Iterator[SlicePage]:
     """Every page of every slice in `sources` (slice number: what produces its pages), as the
-    threads produce them; ends when every slice has handed over its last page."""
-    handover = _Handover(queue.Queue(maxsize=depth), threading.Event())
+    threads produce them; ends when every slice has handed over its last page. With `slots`,
+    each thread reads only while it holds one."""
+    handover = _Handover(queue.Queue(maxsize=depth), threading.Event(), slots)
     threads = [
         threading.Thread(target=handover.drain, args=(n, source), name=f"slice-{n}", daemon=True)
         for n, source in sources.items()

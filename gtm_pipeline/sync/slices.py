@@ -11,12 +11,19 @@ read of an older version harmless. The entity's cursor moves, once every slice i
 largest position read, which the last slice holds: the next incremental sync and its lookback
 start from there as after a serial read.
 
+How many: a read through REST pages is planned in slices of at least `RECORDS_PER_SLICE`, up to
+`SLICES_PER_SLOT` for each query cursor the run may hold open (`parallel_reads`), and its threads
+read only while holding a cursor slot (`slice_reader.ReadSlots`): a slice that ends hands its
+slot to one that waits, so the slots stay busy to the end instead of idling while the longest of
+N even slices finishes, and entities read at once share the slots evenly. A read through Bulk
+jobs takes at most `parallel_reads` slices (a job each, run server-side at once).
+
 The plan: the oldest stamp is the first record of the count page the full sync fetched anyway,
-the newest one costs one call; `4N` windows of equal width between them are counted with
-`COUNT()` queries sent all at once (they open no cursor and answer at once), a window holding
-more than a slice's share is split in four and counted again (for at most 12 rounds), and the
-windows are then joined into at most N slices of about equal counts. Records that share one
-second cannot be split: a slice holds at least that second.
+the newest one costs one call; `4N` windows of equal width between them (at most
+`MAX_COUNTS_AT_ONCE`) are counted with `COUNT()` queries sent all at once (they open no cursor
+and answer at once), a window holding more than a slice's share is split in four and counted
+again (for at most 12 rounds), and the windows are then joined into at most N slices of about
+equal counts. Records that share one second cannot be split: a slice holds at least that second.
 """
 
 from __future__ import annotations
@@ -35,7 +42,13 @@ from gtm_pipeline.sync.soql import count_query, newest_query
 
 RECORDS_PER_SLICE = 4_000
 """A slice reads at least two full REST pages: smaller ones would cost more calls than time."""
+SLICES_PER_SLOT = 4
+"""REST slices planned for each cursor slot: with 8 slots, 32 slices of 100,000 Contacts read
+with 3 other entities took ~15% less time than 8 slices (7.8-8.3 s against 9.8 s)."""
 WINDOWS_PER_SLICE = 4
+MAX_COUNTS_AT_ONCE = 40
+"""`COUNT()` windows sent at once: 4 a slice for 10 slices, 40 round trips of a planning round
+in one."""
 REFINE_PARTS = 4
 REFINE_ROUNDS = 12
 """4^12: a window of two years narrows to seconds. Quarters, not more parts a round: the usual
@@ -44,9 +57,16 @@ planning the 150,000-record org's Contacts slower, and fewer rounds left them un
 SECOND = timedelta(seconds=1)
 
 
-def slice_count(total: int, parallel_reads: int, min_records: int = RECORDS_PER_SLICE) -> int:
-    """How many slices a read of `total` records takes: 1 (serial) below two slices' worth."""
-    return max(1, min(parallel_reads, total // min_records))
+def slice_count(
+    total: int, parallel_reads: int, min_records: int = RECORDS_PER_SLICE, *, bulk: bool = False
+) -> int:
+    """How many slices a read of `total` records takes: 1 (serial) below two slices' worth or
+    with one read at a time, else at most `parallel_reads` Bulk jobs or `SLICES_PER_SLOT` times
+    as many REST slices."""
+    if parallel_reads == 1:
+        return 1
+    most = parallel_reads if bulk else parallel_reads * SLICES_PER_SLOT
+    return max(1, min(most, total // min_records))
 
 
 @dataclass(frozen=True)
@@ -91,11 +111,10 @@ def plan_slices(
     newest = _newest_stamp(client, sf_object, with_archived)
     if slices < 2 or newest is None:
         return [Slice(0, since, None)]
-    counter = _Counter(client, sf_object, with_archived, workers=slices * WINDOWS_PER_SLICE)
+    first_round = min(slices * WINDOWS_PER_SLICE, MAX_COUNTS_AT_ONCE)
+    counter = _Counter(client, sf_object, with_archived, workers=first_round)
     lower = _whole_second(min(oldest, newest))
-    windows = counter.counted(
-        _split(lower, _whole_second(newest) + SECOND, slices * WINDOWS_PER_SLICE)
-    )
+    windows = counter.counted(_split(lower, _whole_second(newest) + SECOND, first_round))
     windows = _refined(counter, windows, share=sum(w.count for w in windows) / slices)
     return _joined(windows, slices, since)
 

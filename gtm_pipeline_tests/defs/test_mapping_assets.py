@@ -10,7 +10,7 @@ from gtm_pipeline.cli.instance import on_instance
 from gtm_pipeline.defs.assets import asset_key, sync_assets
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.store import persons
-from gtm_pipeline.sync.entities import PERSONS, FieldMapping
+from gtm_pipeline.sync.entities import ACCOUNTS, PERSONS, FieldMapping
 from gtm_pipeline.sync.mapping import save_mappings
 from gtm_pipeline_tests.support.defs import TENANT
 
@@ -27,7 +27,8 @@ def instance():
 def run(instance, resources):
     with on_instance(instance):
         return dg.materialize(
-            sync_assets()[:2],
+            sync_assets(),
+            selection=[asset_key(ACCOUNTS), asset_key(PERSONS)],
             instance=instance,
             partition_key=TENANT,
             resources=resources,

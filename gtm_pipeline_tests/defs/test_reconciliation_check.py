@@ -18,7 +18,7 @@ from gtm_pipeline.cli.reconcile import run_reconciliation
 from gtm_pipeline.cli.sync import run_sync
 from gtm_pipeline.config import ConfigError, Settings
 from gtm_pipeline.definitions import defs
-from gtm_pipeline.defs.assets import asset_key, sync_assets
+from gtm_pipeline.defs.assets import asset_key, sync_assets, sync_run_config
 from gtm_pipeline.defs.automation import (
     DEFAULT_CRON,
     DEFAULT_RECONCILE_CRON,
@@ -326,7 +326,7 @@ def test_the_schedule_reads_gtm_reconcile_cron_when_the_code_location_loads():
 
 def run_sync_job(instance, resources, *, full: bool = False):
     """The `salesforce_sync` job as the sensor and the schedule launch it."""
-    config = {"ops": {a.op.name: {"config": {"full": full}} for a in sync_assets()}}
+    config = sync_run_config(full=full)
     with on_instance(instance):
         job = dg.Definitions(
             assets=sync_assets(),

@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from gtm_pipeline.cli.instance import on_instance
-from gtm_pipeline.defs.assets import asset_key, sync_assets
+from gtm_pipeline.defs.assets import asset_key, sync_assets, sync_run_config
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.sync.entities import LEADS, OPPORTUNITIES, SYNC_ORDER
 from gtm_pipeline.sync.quality import STAGES
@@ -42,21 +42,18 @@ def metadata(result, key) -> dict:
 
 
 def test_asset_keys_partitions_and_dependencies():
-    assets = {a.key: a for a in sync_assets()}
-    assert list(assets) == [
-        dg.AssetKey(["salesforce", name])
-        for name in ("accounts", "contacts", "leads", "opportunities", "tasks", "events")
-    ]
-    for asset in assets.values():
-        assert asset.partitions_def == salesforce_tenants
-        assert {c.name for c in asset.check_specs} == set(STAGES)
+    [objects] = sync_assets()
+    assert sorted(objects.keys) == sorted(KEYS)
+    assert objects.can_subset and objects.partitions_def == salesforce_tenants
+    for key in KEYS:
+        assert objects.specs_by_key[key].partitions_def == salesforce_tenants
+        assert {c.name for c in objects.check_specs if c.asset_key == key} == set(STAGES)
     accounts, contacts, leads, opportunities, tasks, events = KEYS
-    assert assets[contacts].asset_deps[contacts] == {accounts}
-    assert assets[leads].asset_deps[leads] == {contacts}
-    assert assets[opportunities].asset_deps[opportunities] == {leads}
-    # Activities point at accounts, persons and opportunities: they come after all three.
-    assert assets[tasks].asset_deps[tasks] == {opportunities}
-    assert assets[events].asset_deps[events] == {opportunities}
+    for scored in (accounts, contacts, leads, opportunities):
+        assert objects.asset_deps[scored] == set()  # read at once
+    # Activities point at accounts, persons and opportunities: they come after all four.
+    assert objects.asset_deps[tasks] == {accounts, contacts, leads, opportunities}
+    assert objects.asset_deps[events] == {accounts, contacts, leads, opportunities}
 
 
 def test_full_then_incremental_materialization(instance, resources, emulator, engine):
@@ -81,19 +78,13 @@ def test_full_then_incremental_materialization(instance, resources, emulator, en
 
 def test_full_flag_in_run_config_forces_a_full_read(instance, resources):
     run(instance, resources)
-    config = {"ops": {op: {"config": {"full": True}} for op in _op_names()}}
-    again = run(instance, resources, config=config)
+    again = run(instance, resources, config=sync_run_config(full=True))
     assert all(metadata(again, key)["mode"] == "full" for key in KEYS)
 
 
 def test_a_run_may_read_its_tenant_serially(instance, resources):
-    config = {"ops": {op: {"config": {"full": True, "parallel_reads": 1}} for op in _op_names()}}
-    serial = run(instance, resources, config=config)
+    serial = run(instance, resources, config=sync_run_config(full=True, parallel_reads=1))
     assert all(metadata(serial, key)["parallel_slices"] == 0 for key in KEYS)
-
-
-def _op_names() -> list[str]:
-    return [a.op.name for a in sync_assets()]
 
 
 def test_exhausted_budget_stops_cleanly_without_retry(instance, resources, emulator):

@@ -207,6 +207,23 @@ def test_concurrent_calls_on_an_expired_session_refresh_once(emulator, tokens):
     assert refresher.calls == 1
 
 
+def test_counting_views_count_their_own_calls_and_share_one_refresh(emulator, tokens):
+    refresher = TokenRefresher(emulator.info, tokens["refresh_token"])
+    client = make_client(emulator, tokens, refresh=refresher, batch_size=200)
+    first, second = client.counting_view(), client.counting_view()
+    emulator.control.add_fault(kind="status", status=503, times=1, path=r"/sobjects/Account")
+    first.describe("Account")  # refused once, then sent again: two requests
+    pages = list(second.query_pages(CONTACT_SOQL))
+    assert (first.calls_made, second.calls_made) == (2, len(pages))
+    assert client.calls_made == 2 + len(pages)  # the client counts every view's calls
+    emulator.control.add_fault(kind="expire_sessions")
+    first.describe("Contact")  # refused with 401: refreshed, sent again
+    second.describe("Contact")  # uses the refreshed token at once
+    assert refresher.calls == 1
+    assert (first.calls_made, second.calls_made) == (4, len(pages) + 1)
+    assert "access_token" not in repr(first) and tokens["access_token"] not in repr(first)
+
+
 def test_503_is_retried_with_backoff_and_then_succeeds(emulator, tokens):
     waits: list[float] = []
     client = make_client(emulator, tokens, sleep=waits.append)

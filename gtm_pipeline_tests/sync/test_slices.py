@@ -3,6 +3,7 @@ counts that cover every stamp, and slice pages batched so each slice's progress 
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -14,12 +15,13 @@ from gtm_pipeline.store.cursors import Cursor
 from gtm_pipeline.store.slices import Slice
 from gtm_pipeline.sync.extract import FetchedPage
 from gtm_pipeline.sync.slice_reader import (
+    ReadSlots,
     SlicePage,
     batched_slice_pages,
     page_position,
     read_slices,
 )
-from gtm_pipeline.sync.slices import _joined, _split, _Window, slice_count
+from gtm_pipeline.sync.slices import SLICES_PER_SLOT, _joined, _split, _Window, slice_count
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -28,11 +30,14 @@ def at(seconds: int) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def test_slice_count_follows_the_record_count_up_to_the_parallel_reads():
+def test_slice_count_follows_the_record_count_up_to_the_cursor_slots():
     assert slice_count(3_999, 8) == 1
     assert slice_count(8_000, 8) == 2
-    assert slice_count(1_000_000, 8) == 8
-    assert slice_count(900, 4, min_records=100) == 4
+    assert slice_count(1_000_000, 8) == 8 * SLICES_PER_SLOT  # REST: several slices a slot
+    assert slice_count(1_000_000, 8, bulk=True) == 8  # Bulk: a job a slot
+    assert slice_count(8_000, 8, bulk=True) == 2
+    assert slice_count(900, 4, min_records=100) == 9
+    assert slice_count(1_000_000, 1) == 1  # one read at a time: serial
 
 
 def test_split_gives_whole_second_windows_that_tile_the_range():
@@ -136,3 +141,43 @@ def test_an_error_in_one_slice_stops_every_thread_and_is_raised():
 def test_a_source_that_ends_without_its_last_page_is_an_error_not_a_hang():
     with pytest.raises(RuntimeError, match="slice 0 ended without its last page"):
         list(read_slices({0: lambda: iter([page(0, ["a"], [1])])}, depth=1))
+
+
+def test_slices_read_only_while_holding_one_of_the_slots():
+    active, most, lock = [0], [0], threading.Lock()
+
+    def source(n):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            yield page(n, [f"{n}a"], [n])
+            yield page(n, [f"{n}b"], [n + 1], last=True)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    sources = {n: (lambda n=n: source(n)) for n in range(6)}
+    got = list(read_slices(sources, depth=1, slots=ReadSlots(2)))
+    assert sorted(p.page.frame["Id"].iloc[0] for p in got) == sorted(
+        f"{n}{x}" for n in range(6) for x in "ab"
+    )
+    assert most[0] <= 2
+
+
+def test_slices_waiting_for_a_slot_give_up_when_the_reader_stops():
+    def endless(n):
+        while True:
+            yield page(n, [f"{n}"], [1])
+
+    sources = {n: (lambda n=n: endless(n)) for n in range(4)}
+    slots = ReadSlots(1)
+    reader = read_slices(sources, depth=1, slots=slots)
+    next(reader)
+    reader.close()  # joins every thread: the three waiting for the slot gave up
+    assert slots.take(threading.Event()), "the slot was given back"
+
+
+def test_a_run_needs_a_read_slot():
+    with pytest.raises(ValueError, match="at least one read slot"):
+        ReadSlots(0)
