@@ -5,7 +5,7 @@ the lookback), then deleted ones (`queryAll`, `IsDeleted = true`, from their own
 is transformed, gated and loaded in its own transaction together with its cursor. No Dagster here:
 callers (the Dagster assets, the CLI, tests) pass a client and an engine and get stats back.
 
-A full sync of more records than the Bulk threshold (the REST first page's `totalSize`) reads
+A full sync of more records than the Bulk threshold (a `COUNT()` query's answer) reads
 through one Bulk API 2.0 `queryAll` job instead (`sync/bulk_csv.py`): each result set is split into
 live and deleted rows and loaded in its own transaction, but as result sets come in no promised
 order the cursors move only in the last one's transaction, so an interrupted Bulk read is
@@ -103,7 +103,9 @@ from gtm_pipeline.sync.slice_reader import (
 )
 from gtm_pipeline.sync.slices import (
     RECORDS_PER_SLICE,
+    end_stamps,
     plan_slices,
+    read_total,
     slice_count,
 )
 from gtm_pipeline.sync.soql import deleted_query, modified_query
@@ -352,22 +354,19 @@ def _read_changes(run: _Run, since: datetime | None) -> None:
     first = next(pages, None)
     if first is None:
         return
-    slices = _slices_for(run, first, bulk=False)
+    slices = 1 if first.frame.empty else _slices_for(run, first.total_size, bulk=False)
     if slices > 1:
         pages.close()
-        _read_plan(run, _new_plan(run, first, slices, "rest", since=since), head=first)
+        plan = _new_plan(run, oldest_stamp(first.frame), slices, "rest", since=since)
+        _read_plan(run, plan, head=first)
         return
     _load_rest_pages(run, itertools.chain([first], pages))
 
 
-def _slices_for(run: _Run, first: FetchedPage, *, bulk: bool) -> int:
-    """How many slices the read whose count page is `first` takes (1: serial)."""
-    if first.frame.empty:
-        return 1
+def _slices_for(run: _Run, total: int, *, bulk: bool) -> int:
+    """How many slices a read of `total` records takes (1: serial)."""
     options = run.options
-    return slice_count(
-        first.total_size, options.parallel_reads, options.min_slice_records, bulk=bulk
-    )
+    return slice_count(total, options.parallel_reads, options.min_slice_records, bulk=bulk)
 
 
 def _modified_pages(
@@ -397,32 +396,29 @@ def _modified_soql(
 def _read_everything(run: _Run, threshold: int, plan: Sequence[SliceProgress]) -> bool:
     """A full read of the modified records; True when it read the deleted ones too (Bulk).
 
-    A `plan` of slices left by an interrupted run is resumed. Otherwise the REST first page is
-    the count. An object of enough records for several slices (`sync/slices.py`) is read in
-    parallel slices: one Bulk job each above `threshold`, REST pages below it (the first page
-    then loaded, not fetched again). A smaller one is read through one Bulk job above the
-    threshold, else page after page. A Bulk read that fails falls back to REST.
+    A `plan` of slices left by an interrupted run is resumed. Otherwise a `COUNT()` query says
+    how many records there are. Enough for several slices (`sync/slices.py`): read in parallel
+    slices, one Bulk job each above `threshold`, REST pages below it. Fewer: one Bulk job above
+    the threshold, else page after page. A Bulk read that fails falls back to REST.
     """
     if plan:
         _read_plan(run, plan)
         return False
-    pages = _modified_pages(run, None)
-    first = next(pages, None)
-    if first is None:
-        return False
-    bulk = first.total_size > threshold
-    slices = _slices_for(run, first, bulk=bulk)
+    entity = run.entity
+    total = read_total(run.client, entity.sf_object, entity.archives)
+    bulk = total > threshold
+    slices = _slices_for(run, total, bulk=bulk)
     if slices > 1:
-        pages.close()
-        plan = _new_plan(run, first, slices, "bulk" if bulk else "rest")
-        _read_plan(run, plan, head=None if bulk else first)
-        return False
+        oldest, newest = end_stamps(run.client, entity.sf_object, entity.archives)
+        if oldest is not None:
+            plan = _new_plan(run, oldest, slices, "bulk" if bulk else "rest", newest=newest)
+            _read_plan(run, plan)
+            return False
     if not bulk:
-        _load_rest_pages(run, itertools.chain([first], pages))
+        _load_rest_pages(run, _modified_pages(run, None))
         return False
-    pages.close()
     try:
-        _load_bulk(run, first.total_size)
+        _load_bulk(run, total)
         return True
     except (BulkUnavailable, BulkJobFailed) as exc:
         _note_bulk_fallback(run, exc)
@@ -480,17 +476,22 @@ def _read_plan(run: _Run, plan: Sequence[SliceProgress], head: FetchedPage | Non
 
 
 def _new_plan(
-    run: _Run, first: FetchedPage, slices: int, extraction: str, since: datetime | None = None
+    run: _Run,
+    oldest: datetime,
+    slices: int,
+    extraction: str,
+    since: datetime | None = None,
+    newest: datetime | None = None,
 ) -> list[SliceProgress]:
-    """Plan the slices of a read from `since` on (None: a full read) and store the plan; the
-    count page gives the oldest stamp."""
+    """Plan the slices of a read from `since` on (None: a full read) and store the plan."""
     planned = plan_slices(
         run.client,
         run.entity.sf_object,
-        oldest=oldest_stamp(first.frame),
+        oldest=oldest,
         slices=slices,
         with_archived=run.entity.archives,
         since=since,
+        newest=newest,
     )
     with run.engine.begin() as conn:
         save_plan(conn, run.tenant_id, run.entity.name, planned, datetime.now(UTC), extraction)

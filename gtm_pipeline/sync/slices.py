@@ -18,8 +18,10 @@ slot to one that waits, so the slots stay busy to the end instead of idling whil
 N even slices finishes, and entities read at once share the slots evenly. A read through Bulk
 jobs takes at most `parallel_reads` slices (a job each, run server-side at once).
 
-The plan: the oldest stamp is the first record of the count page the full sync fetched anyway,
-the newest one costs one call; `4N` windows of equal width between them (at most
+The plan: a full read first asks how many records it covers (`read_total`, a `COUNT()` query),
+then, to be sliced, for their oldest and newest stamps (`end_stamps`, two `LIMIT 1` queries at
+once); an incremental read's count page gives its count and oldest stamp, and the newest costs
+one call. `4N` windows of equal width between them (at most
 `MAX_COUNTS_AT_ONCE`) are counted with `COUNT()` queries sent all at once (they open no cursor
 and answer at once), a window holding more than a slice's share is split in four and counted
 again (for at most 12 rounds), and the windows are then joined into at most N slices of about
@@ -38,7 +40,7 @@ import pandas as pd
 
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.store.slices import Slice
-from gtm_pipeline.sync.soql import count_query, newest_query
+from gtm_pipeline.sync.soql import count_query, end_query
 
 RECORDS_PER_SLICE = 4_000
 """A slice reads at least two full REST pages: smaller ones would cost more calls than time."""
@@ -71,8 +73,8 @@ def slice_count(
 
 @dataclass(frozen=True)
 class _Window:
-    lower: datetime
-    upper: datetime
+    lower: datetime | None
+    upper: datetime | None
     count: int = 0
 
 
@@ -97,6 +99,24 @@ class _Counter:
         return page.total_size
 
 
+def read_total(client: SalesforceClient, sf_object: str, with_archived: bool) -> int:
+    """How many live records a full read of `sf_object` returns: one `COUNT()` query."""
+    return _Counter(client, sf_object, with_archived, workers=1)._count(_Window(None, None))
+
+
+def end_stamps(
+    client: SalesforceClient, sf_object: str, with_archived: bool
+) -> tuple[datetime | None, datetime | None]:
+    """The oldest and newest stamps of the live records (None when there are none), both asked
+    at once."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="slice-ends") as pool:
+        oldest, newest = pool.map(
+            lambda newest_first: _end_stamp(client, sf_object, with_archived, newest_first),
+            (False, True),
+        )
+    return oldest, newest
+
+
 def plan_slices(
     client: SalesforceClient,
     sf_object: str,
@@ -105,10 +125,12 @@ def plan_slices(
     slices: int,
     with_archived: bool = False,
     since: datetime | None = None,
+    newest: datetime | None = None,
 ) -> list[Slice]:
     """At most `slices` slices covering every stamp (from `since` on, for an incremental read),
-    of about equal record counts."""
-    newest = _newest_stamp(client, sf_object, with_archived)
+    of about equal record counts. `newest` is asked for when not given."""
+    if newest is None:
+        newest = _end_stamp(client, sf_object, with_archived, newest_first=True)
     if slices < 2 or newest is None:
         return [Slice(0, since, None)]
     first_round = min(slices * WINDOWS_PER_SLICE, MAX_COUNTS_AT_ONCE)
@@ -119,12 +141,11 @@ def plan_slices(
     return _joined(windows, slices, since)
 
 
-def _newest_stamp(client: SalesforceClient, sf_object: str, with_archived: bool) -> datetime | None:
-    page = next(
-        client.query_pages(
-            newest_query(sf_object, with_archived=with_archived), include_deleted=with_archived
-        )
-    )
+def _end_stamp(
+    client: SalesforceClient, sf_object: str, with_archived: bool, newest_first: bool
+) -> datetime | None:
+    soql = end_query(sf_object, with_archived=with_archived, newest=newest_first)
+    page = next(client.query_pages(soql, include_deleted=with_archived))
     if not page.records:
         return None
     return pd.Timestamp(page.records[0]["SystemModstamp"]).tz_convert("UTC").to_pydatetime()

@@ -88,13 +88,15 @@ def count_query(
     return f"SELECT COUNT() FROM {sf_object}{where}"  # noqa: S608
 
 
-def newest_query(sf_object: str, *, with_archived: bool = False) -> str:
-    """The live record with the newest stamp (its `SystemModstamp` only)."""
+def end_query(sf_object: str, *, with_archived: bool = False, newest: bool = True) -> str:
+    """The live record with the newest stamp (the oldest with `newest` False), its
+    `SystemModstamp` only."""
     check_identifier(sf_object)
     where = live_window(None, None, with_archived=with_archived)
+    order = "DESC" if newest else "ASC"
     return (
         f"SELECT Id, SystemModstamp FROM {sf_object}{where} "  # noqa: S608
-        "ORDER BY SystemModstamp DESC, Id DESC LIMIT 1"
+        f"ORDER BY SystemModstamp {order}, Id {order} LIMIT 1"
     )
 
 

@@ -106,6 +106,7 @@ def test_bulk_and_rest_full_syncs_store_the_same_tables(emulator, client, engine
 
 def test_several_result_sets_commit_the_cursor_with_the_last(emulator, client, engine):
     delete_some(emulator, "Contact", 3)
+    emulator.control.reset_stats()
     seen: list[PageProgress] = []
     stats = sync_entity(
         client,
@@ -116,6 +117,7 @@ def test_several_result_sets_commit_the_cursor_with_the_last(emulator, client, e
         on_page=seen.append,
     )
     assert stats.extraction == "bulk" and len(seen) >= 9
+    assert emulator.control.stats()["calls"]["query"] == 1, "a COUNT(), no REST page read"
     assert {p.kind for p in seen} == {"bulk"}
     assert [p.cursor is None for p in seen] == [True] * (len(seen) - 1) + [False]
     reconcile(engine, "t", emulator, PERSONS)
@@ -183,7 +185,8 @@ def test_below_the_threshold_a_full_sync_uses_rest_without_extra_calls(emulator,
     stats = sync_entity(client, engine, "t", PERSONS, SyncOptions(bulk_threshold=10**6))
     calls = emulator.control.stats()["calls"]
     assert stats.extraction == "rest" and calls.get("bulk_create", 0) == 0
-    assert calls["query"] == 1  # the count is the first page, which is loaded, not re-read
+    # One COUNT() query, then the pages (900 Contacts: one page of 2,000); none read twice.
+    assert calls["query"] == 2 and stats.pages == 1
 
 
 def test_client_bulk_query_pages_and_errors(emulator, client):
