@@ -350,17 +350,18 @@ def _read(
 def _read_changes(run: _Run, since: datetime | None) -> None:
     """An incremental read: serial, unless its window holds enough records for several slices
     (a mass update, a long pause), which are then read in parallel like a full read's."""
-    pages = _modified_pages(run, since)
-    first = next(pages, None)
-    if first is None:
-        return
-    slices = 1 if first.frame.empty else _slices_for(run, first.total_size, bulk=False)
-    if slices > 1:
+    with run.read_slots.held():  # the count page's cursor reads on unless the read is sliced
+        pages = _modified_pages(run, since)
+        first = next(pages, None)
+        if first is None:
+            return
+        slices = 1 if first.frame.empty else _slices_for(run, first.total_size, bulk=False)
+        if slices == 1:
+            _load_rest_pages(run, itertools.chain([first], pages))
+            return
         pages.close()
-        plan = _new_plan(run, oldest_stamp(first.frame), slices, "rest", since=since)
-        _read_plan(run, plan, head=first)
-        return
-    _load_rest_pages(run, itertools.chain([first], pages))
+    plan = _new_plan(run, oldest_stamp(first.frame), slices, "rest", since=since)
+    _read_plan(run, plan, head=first)
 
 
 def _slices_for(run: _Run, total: int, *, bulk: bool) -> int:
@@ -414,15 +415,14 @@ def _read_everything(run: _Run, threshold: int, plan: Sequence[SliceProgress]) -
             plan = _new_plan(run, oldest, slices, "bulk" if bulk else "rest", newest=newest)
             _read_plan(run, plan)
             return False
-    if not bulk:
+    if bulk:
+        try:
+            _load_bulk(run, total)
+            return True
+        except (BulkUnavailable, BulkJobFailed) as exc:
+            _note_bulk_fallback(run, exc)
+    with run.read_slots.held():
         _load_rest_pages(run, _modified_pages(run, None))
-        return False
-    try:
-        _load_bulk(run, total)
-        return True
-    except (BulkUnavailable, BulkJobFailed) as exc:
-        _note_bulk_fallback(run, exc)
-    _load_rest_pages(run, _modified_pages(run, None))
     return False
 
 
@@ -653,6 +653,11 @@ def _gate_and_convert(run: _Run, frame: pd.DataFrame) -> ConvertedPage:
 
 def _load_rest_deletions(run: _Run, deleted_cursor: Cursor | None) -> None:
     deleted_since = None if deleted_cursor is None else _since(deleted_cursor, run.options.lookback)
+    with run.read_slots.held():
+        _load_deleted_pages(run, deleted_since)
+
+
+def _load_deleted_pages(run: _Run, deleted_since: datetime | None) -> None:
     for page in iter_raw_pages(
         run.client,
         deleted_query(run.entity.sf_object, deleted_since),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -64,7 +65,9 @@ class _Failure:
 class ReadSlots:
     """The query cursors a run may hold open at once (Salesforce keeps 10 a user and releases
     the oldest beyond that): a slice reading REST pages holds one from its first query to its
-    last page. Shared by the entities of one run; waits for a slot give up when told to stop."""
+    last page, and so does a serial read. Shared by the entities of one run; a slice's wait for
+    a slot gives up when told to stop. `COUNT()` and `LIMIT 1` queries answer in one page and
+    leave no cursor open; they take none."""
 
     def __init__(self, slots: int) -> None:
         if slots < 1:
@@ -81,6 +84,15 @@ class ReadSlots:
 
     def give_back(self) -> None:
         self._free.release()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """A slot for the block: a serial read keeps its cursor open in it."""
+        self._free.acquire()
+        try:
+            yield
+        finally:
+            self._free.release()
 
 
 @dataclass(frozen=True)

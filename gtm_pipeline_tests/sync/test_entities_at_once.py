@@ -108,6 +108,35 @@ def test_reads_sharing_slots_never_hold_more_slice_cursors_than_the_slots(emulat
         reconcile(engine, tenant, emulator, PERSONS)
 
 
+def test_a_run_never_holds_more_query_cursors_than_its_slots(emulator, client, engine):
+    """Every REST read that may leave a cursor open (a serial read, a slice) takes a slot;
+    `COUNT()` and `LIMIT 1` queries answer in one page and take none."""
+    open_now, most, lock = [0], [0], threading.Lock()
+    query_pages = client.query_pages
+
+    def tracked(soql, **kwargs):
+        cursor = "COUNT()" not in soql and "LIMIT 1" not in soql
+        if cursor:
+            with lock:
+                open_now[0] += 1
+                most[0] = max(most[0], open_now[0])
+        try:
+            yield from query_pages(soql, **kwargs)
+        finally:
+            if cursor:
+                with lock:
+                    open_now[0] -= 1
+
+    client.query_pages = tracked
+    emulator.control.set_latency(call_ms=25)  # pages take long enough for the lanes to overlap
+    options = SyncOptions(full=True, **{**SLICED, "parallel_reads": 2})
+    ended = outcomes(sync_entities(client, engine, TENANT, SYNC_ORDER, options))
+    assert all(o.succeeded for o in ended.values())
+    assert 1 <= most[0] <= 2
+    for entity in SYNC_ORDER:
+        reconcile(engine, TENANT, emulator, entity)
+
+
 def test_every_entity_of_a_run_reads_with_the_same_slots(client, engine, monkeypatch):
     given = {}
 
