@@ -65,34 +65,50 @@ class _Failure:
 class ReadSlots:
     """The query cursors a run may hold open at once (Salesforce keeps 10 a user and releases
     the oldest beyond that): a slice reading REST pages holds one from its first query to its
-    last page, and so does a serial read. Shared by the entities of one run; a slice's wait for
-    a slot gives up when told to stop. `COUNT()` and `LIMIT 1` queries answer in one page and
-    leave no cursor open; they take none."""
+    last page, and so does a serial read. Shared by the entities of one run. A serial read
+    waiting for a slot gets the next one before any waiting slice (it is one entity's whole
+    read, or what ends it: its deleted records), and a slice's wait gives up when told to stop.
+    `COUNT()` and `LIMIT 1` queries answer in one page and leave no cursor open; they take none.
+    """
 
     def __init__(self, slots: int) -> None:
         if slots < 1:
             raise ValueError("a run needs at least one read slot")
         self.slots = slots
-        self._free = threading.BoundedSemaphore(slots)
+        self._free = slots
+        self._serial_waiting = 0
+        self._changed = threading.Condition()
 
     def take(self, stop: threading.Event) -> bool:
-        """Wait for a free slot; False when `stop` was set first."""
-        while not stop.is_set():
-            if self._free.acquire(timeout=_POLL_SECONDS):
-                return True
-        return False
+        """A slot for a slice, once no serial read waits for one; False when `stop` was set
+        first."""
+        with self._changed:
+            while not stop.is_set():
+                if self._free and not self._serial_waiting:
+                    self._free -= 1
+                    return True
+                self._changed.wait(_POLL_SECONDS)
+            return False
 
     def give_back(self) -> None:
-        self._free.release()
+        with self._changed:
+            self._free += 1
+            self._changed.notify_all()
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        """A slot for the block: a serial read keeps its cursor open in it."""
-        self._free.acquire()
+        """A slot for the block, before any waiting slice: a serial read keeps its cursor open
+        in it."""
+        with self._changed:
+            self._serial_waiting += 1
+            while not self._free:
+                self._changed.wait()
+            self._serial_waiting -= 1
+            self._free -= 1
         try:
             yield
         finally:
-            self._free.release()
+            self.give_back()
 
 
 @dataclass(frozen=True)

@@ -181,3 +181,28 @@ def test_slices_waiting_for_a_slot_give_up_when_the_reader_stops():
 def test_a_run_needs_a_read_slot():
     with pytest.raises(ValueError, match="at least one read slot"):
         ReadSlots(0)
+
+
+def test_a_serial_read_gets_the_next_free_slot_before_waiting_slices():
+    slots, order, stop = ReadSlots(1), [], threading.Event()
+    assert slots.take(stop)  # a slice reads
+
+    def slice_waits(n):
+        if slots.take(stop):
+            order.append(f"slice {n}")
+            slots.give_back()
+
+    def serial_waits():
+        with slots.held():
+            order.append("serial")
+
+    waiting = [threading.Thread(target=slice_waits, args=(n,)) for n in range(3)]
+    waiting.append(threading.Thread(target=serial_waits))
+    for thread in waiting:
+        thread.start()
+    while slots._serial_waiting == 0:  # the serial read is queued (the slices may be too)
+        threading.Event().wait(0.001)
+    slots.give_back()
+    for thread in waiting:
+        thread.join()
+    assert order[0] == "serial" and sorted(order[1:]) == ["slice 0", "slice 1", "slice 2"]
