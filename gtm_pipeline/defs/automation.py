@@ -64,10 +64,11 @@ sync_job = dg.define_asset_job(
     # (defs/table_checks.py), which run daily and on demand.
     selection=dg.AssetSelection.assets(*(asset_key(e) for e in SYNC_ORDER))
     - dg.AssetSelection.checks(*reconciliation_check_keys(), *table_check_keys()),
-    # Its steps run one after another (each entity after the one it points to): in the run's
-    # own process, instead of one process per step that loads the code location again.
+    # One step (the sync multi-asset reads the entities at once), in the run's own process
+    # instead of a process that loads the code location again.
     executor_def=dg.in_process_executor,
-    description="Accounts, then contacts, then opportunities, for one tenant.",
+    description="Accounts, contacts, leads and opportunities read at once, then tasks and "
+    "events, for one tenant.",
 )
 
 scores_writeback_job = dg.define_asset_job(

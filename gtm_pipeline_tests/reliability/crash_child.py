@@ -1,5 +1,5 @@
-"""The process the crash suite kills: a full sync, or a writeback, that SIGKILLs itself at a
-given SQL statement or Salesforce response (kill_hooks.py).
+"""The process the crash suite kills: a full sync (every entity, at once), or a writeback, that
+SIGKILLs itself at a given SQL statement or Salesforce response (kill_hooks.py).
 
 Run as `python -m gtm_pipeline_tests.reliability.crash_child` with one JSON object on stdin:
 `{"info": <emulator info>, "database_url", "tenant", "task": "sync" | "writeback",
@@ -21,7 +21,8 @@ from gtm_pipeline.emulator.testing import emulator_client
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.store import make_engine
 from gtm_pipeline.sync.entities import SYNC_ORDER
-from gtm_pipeline.sync.runner import SyncOptions, sync_entity
+from gtm_pipeline.sync.entities_at_once import sync_entities
+from gtm_pipeline.sync.runner import PageProgress, SyncOptions
 from gtm_pipeline_tests.reliability import kill_hooks
 from gtm_pipeline_tests.sync.crash_child import report
 
@@ -56,8 +57,14 @@ def run_sync(client: SalesforceClient, engine, job: dict) -> None:
         parallel_reads=int(job.get("parallel_reads", 1)),
         min_slice_records=int(job.get("min_slice_records", 1)),
     )
-    for entity in SYNC_ORDER:
-        sync_entity(client, engine, job["tenant"], entity, options, on_page=report)
+    # As a Dagster run syncs them: the entities at once, so kills land in any lane.
+    for event in sync_entities(client, engine, job["tenant"], SYNC_ORDER, options):
+        if isinstance(event, PageProgress):
+            report(event)
+        elif event.error is not None:
+            raise event.error
+        elif event.stats is None:
+            raise RuntimeError(f"{event.entity.name} was not synced: {event.skipped}")
 
 
 def run_writeback(client: SalesforceClient, engine, job: dict) -> None:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +50,9 @@ from gtm_pipeline.emulator.testing import EmulatorHandle, running_emulator
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.salesforce.metadata import clear_describe_cache
 from gtm_pipeline.sync.entities import SYNC_ORDER
+from gtm_pipeline.sync.entities_at_once import sync_entities
 from gtm_pipeline.sync.reconciliation import ReconcileOptions, reconcile_entity
-from gtm_pipeline.sync.runner import PageProgress
+from gtm_pipeline.sync.runner import PageProgress, SyncOptions, SyncStats
 from gtm_pipeline_tests.modes import scaled
 from gtm_pipeline_tests.run_summary import figure
 from gtm_pipeline_tests.support.sync import client_for
@@ -103,6 +104,9 @@ class Sync:
     """A full read of at least two slices' worth is read in up to `parallel_reads` slices."""
     stop_after: int | None
     """Committed pages after which the run is stopped (then run again), or None."""
+    at_once: bool = False
+    """The entities synced at once, as a Dagster run syncs them (`sync/entities_at_once.py`),
+    not one after another."""
 
 
 KINDS = ("insert", "edit", "dirty", "clean", "delete", "undelete", "purge", "late", "late")
@@ -154,6 +158,7 @@ syncs = st.builds(
     parallel_reads=st.sampled_from((1, 3, 8)),
     min_slice_records=st.integers(1, 30),
     stop_after=st.one_of(st.none(), st.integers(1, 8)),
+    at_once=st.booleans(),
 )
 rounds = st.lists(st.tuples(st.lists(changes, max_size=4), syncs), max_size=2)
 
@@ -440,17 +445,44 @@ def run(client: SalesforceClient, engine: sa.Engine, org: Org, tenant: str, sync
         "parallel_reads": sync.parallel_reads,
         "min_slice_records": sync.min_slice_records,
     }
+    sync_each = sync_at_once if sync.at_once else sync_all
     if sync.stop_after is not None:
         try:
-            sync_all(client, engine, tenant, on_page=stop_after(sync.stop_after), **options)
+            sync_each(client, engine, tenant, on_page=stop_after(sync.stop_after), **options)
         except Stopped as stopped:
             note(str(stopped))
             event("a run stopped part way")
-    stats = sync_all(client, engine, tenant, **options)
+    stats = sync_each(client, engine, tenant, **options)
+    if sync.at_once:
+        event("the entities were synced at once")
     if any(s.extraction == "bulk" for s in stats.values()):
         event("a sync read through Bulk")
     if any(s.slices > 1 for s in stats.values()):
         event("a full read ran in parallel slices")
+
+
+def sync_at_once(
+    client: SalesforceClient,
+    engine: sa.Engine,
+    tenant: str,
+    on_page: Callable[[PageProgress], None] | None = None,
+    **options,
+) -> dict[str, SyncStats]:
+    """`sync_all`, the entities synced at once; `on_page` sees every committed batch, and what
+    it raises closes the run (each lane stops after its next committed batch) and is raised."""
+    options.setdefault("bulk_poll", FAST_POLL)
+    events = sync_entities(client, engine, tenant, SYNC_ORDER, SyncOptions(**options))
+    stats: dict[str, SyncStats] = {}
+    with closing(events):
+        for item in events:
+            if isinstance(item, PageProgress):
+                if on_page is not None:
+                    on_page(item)
+            elif item.stats is None:
+                raise AssertionError(f"{item.entity.name}: {item.error or item.skipped}")
+            else:
+                stats[item.entity.name] = item.stats
+    return stats
 
 
 def converge(client: SalesforceClient, engine: sa.Engine, tenant: str, bulk_listing: bool) -> None:
