@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.store.tables import entity_rows
 from gtm_pipeline.sync.entities import ACTIVITY_ENTITIES, SCORED_ENTITIES, SYNC_ORDER, Entity
@@ -52,8 +53,11 @@ class EntityOutcome:
         return self.stats is not None
 
 
-class SyncStopped(Exception):
-    """Raised in a lane when the caller stopped reading the run's events."""
+class SyncStopped(GtmError):
+    """Raised in a lane when the caller stopped reading the run's events: the entity stops
+    after the batch it just committed, and nobody is left to report it to."""
+
+    retryable = False
 
 
 def waits_for(entity: Entity) -> tuple[Entity, ...]:

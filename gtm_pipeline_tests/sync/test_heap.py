@@ -60,7 +60,9 @@ def test_a_heap_frozen_by_the_process_itself_stays_frozen():
     before = gc.get_freeze_count()
     with long_lived_heap_frozen():
         pass
-    assert gc.get_freeze_count() >= before > 0
+    # Not unfrozen (which empties it); frozen objects other threads freed meanwhile may have
+    # left the permanent generation, so the count is not compared with `before`.
+    assert before > 0 and gc.get_freeze_count() > 0
 
 
 def test_a_child_forked_during_a_sync_starts_with_none_running():
