@@ -121,9 +121,7 @@ def _raised(engine: sa.Engine, tenant_id: str, failed: Sequence[EntityOutcome]) 
     final = [o for o in failed if isinstance(o.error, GtmError) and not o.error.retryable]
     if final:
         return _stopped(engine, tenant_id, final)
-    error = failed[0].error
-    assert error is not None
-    return error
+    return failed[0].error or RuntimeError(f"{failed[0].entity.name} failed")
 
 
 def _spec(entity: Entity) -> dg.AssetSpec:
@@ -203,7 +201,14 @@ def salesforce_objects(
         bulk_threshold=salesforce.bulk_threshold,
         parallel_reads=config.parallel_reads or salesforce.parallel_reads,
     )
-    client = salesforce.client(engine, tenant_id)
+    try:
+        client = salesforce.client(engine, tenant_id)
+    except GtmError as exc:  # an unconnected tenant, a key that cannot decrypt its tokens
+        if exc.retryable:
+            raise
+        raise dg.Failure(
+            description=str(exc), metadata={"reason": type(exc).__name__}, allow_retries=False
+        ) from exc
     failed: list[EntityOutcome] = []
     for event in sync_entities(client, engine, tenant_id, entities, options):
         if isinstance(event, PageProgress):
