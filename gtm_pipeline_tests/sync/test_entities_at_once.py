@@ -71,24 +71,38 @@ def test_entities_synced_at_once_store_exactly_what_one_after_another_stores(
     assert {p.entity for p in pages} == {e.name for e in SYNC_ORDER}
 
 
+class OpenCursors:
+    """The most queries of the client open at once among those `counted` picks (by SOQL):
+    from the first page asked for to the last one read, or the read's end."""
+
+    def __init__(self, client, counted) -> None:
+        self.most, self._open, self._lock = 0, 0, threading.Lock()
+        query_pages = client.query_pages
+
+        def tracked(soql, **kwargs):
+            if not counted(soql):
+                yield from query_pages(soql, **kwargs)
+                return
+            self._moved(+1)
+            try:
+                yield from query_pages(soql, **kwargs)
+            finally:
+                self._moved(-1)
+
+        client.query_pages = tracked
+
+    def _moved(self, by: int) -> None:
+        with self._lock:
+            self._open += by
+            self.most = max(self.most, self._open)
+
+
+def in_a_slice(_soql: str) -> bool:
+    return re.fullmatch(r"slice-\d+", threading.current_thread().name) is not None
+
+
 def test_reads_sharing_slots_never_hold_more_slice_cursors_than_the_slots(emulator, client, engine):
-    open_now, most, lock = [0], [0], threading.Lock()
-    query_pages = client.query_pages
-
-    def tracked(soql, **kwargs):
-        sliced = re.fullmatch(r"slice-\d+", threading.current_thread().name) is not None
-        if sliced:
-            with lock:
-                open_now[0] += 1
-                most[0] = max(most[0], open_now[0])
-        try:
-            yield from query_pages(soql, **kwargs)
-        finally:
-            if sliced:
-                with lock:
-                    open_now[0] -= 1
-
-    client.query_pages = tracked
+    cursors_open = OpenCursors(client, in_a_slice)
     emulator.control.set_latency(call_ms=25)  # pages take long enough for the reads to overlap
     options = SyncOptions(full=True, **{**SLICED, "parallel_reads": 2})
     slots = ReadSlots(2)
@@ -103,7 +117,7 @@ def test_reads_sharing_slots_never_hold_more_slice_cursors_than_the_slots(emulat
     for thread in threads:
         thread.join()
     assert all(s.slices >= 3 for s in stats.values())
-    assert 1 <= most[0] <= 2
+    assert 1 <= cursors_open.most <= 2
     for tenant in stats:
         reconcile(engine, tenant, emulator, PERSONS)
 
@@ -111,28 +125,12 @@ def test_reads_sharing_slots_never_hold_more_slice_cursors_than_the_slots(emulat
 def test_a_run_never_holds_more_query_cursors_than_its_slots(emulator, client, engine):
     """Every REST read that may leave a cursor open (a serial read, a slice) takes a slot;
     `COUNT()` and `LIMIT 1` queries answer in one page and take none."""
-    open_now, most, lock = [0], [0], threading.Lock()
-    query_pages = client.query_pages
-
-    def tracked(soql, **kwargs):
-        cursor = "COUNT()" not in soql and "LIMIT 1" not in soql
-        if cursor:
-            with lock:
-                open_now[0] += 1
-                most[0] = max(most[0], open_now[0])
-        try:
-            yield from query_pages(soql, **kwargs)
-        finally:
-            if cursor:
-                with lock:
-                    open_now[0] -= 1
-
-    client.query_pages = tracked
+    cursors_open = OpenCursors(client, lambda soql: "COUNT()" not in soql and "LIMIT 1" not in soql)
     emulator.control.set_latency(call_ms=25)  # pages take long enough for the lanes to overlap
     options = SyncOptions(full=True, **{**SLICED, "parallel_reads": 2})
     ended = outcomes(sync_entities(client, engine, TENANT, SYNC_ORDER, options))
     assert all(o.succeeded for o in ended.values())
-    assert 1 <= most[0] <= 2
+    assert 1 <= cursors_open.most <= 2
     for entity in SYNC_ORDER:
         reconcile(engine, TENANT, emulator, entity)
 
