@@ -1,8 +1,8 @@
 """Several entities of one tenant synced at once: what one sync run does.
 
 A full sync spends most of its time waiting on Salesforce, and one entity's read leaves gaps
-(its count page and slice planning before its slices start, its last pages' gates and load
-after they end). Reading the entities at once fills them: while one waits, another's pages
+(its count and slice planning before its slices start, its last pages' gates and load after
+they end). Reading the entities at once fills them: while one waits, another's pages
 arrive or are loaded.
 
 Entities that write one table sync one after another, in a lane of their own: Contacts then
@@ -12,9 +12,9 @@ a table still has one writer at a time. An entity that points at others (activit
 every scored entity) starts once those are done, and is skipped when one of them failed.
 
 All lanes share one client (each entity counts its calls through a view of it) and one budget
-of open query cursors (`ReadSlots` of `options.parallel_reads`): a REST slice holds a slot while
-its cursor is open, so the run never keeps more cursors open than one entity's parallel read
-would, however many entities read in slices.
+of open query cursors (`ReadSlots` of `options.parallel_reads`): a REST slice or a serial read
+holds a slot while its cursor is open, so the run never keeps more cursors open than one
+entity's parallel read would, however many entities read at once.
 
 Everything is handed to the caller in its own thread, in the order it happened: each committed
 batch (`PageProgress`) and each entity's end (`EntityOutcome`). Closing the iterator early stops
