@@ -227,9 +227,8 @@ class _Run:
     twin_marks_deferred: bool
     """Email twins are marked once when the run ends, not page by page (a first full sync)."""
     read_slots: ReadSlots
-    """The query cursors its REST slices may hold open, shared with entities read at once."""
-    read_slots: ReadSlots
-    """The query cursors its REST slices may hold open, shared with entities read at once."""
+    """The query cursors its REST reads (serial or in slices) may hold open, shared with the
+    entities read at once."""
 
     def report(self, kind: str, number: int, total: int, rows: int, load: LoadedPage) -> None:
         if self.on_page:
@@ -525,8 +524,9 @@ def _load_slices(run: _Run, plan: Sequence[SliceProgress], head: FetchedPage | N
         pages = read_slices(sources, depth=1)  # a Bulk job holds no query cursor
     else:
         sources = {n: _rest_source(run, unread[n].slice, start) for n, start in starts.items()}
-        # REST pages are small: one a slice may wait
-        pages = read_slices(sources, depth=max(1, len(sources)), slots=run.read_slots)
+        # REST pages are small: one may wait for each slice reading at once (holding a slot)
+        depth = max(1, min(len(sources), run.read_slots.slots))
+        pages = read_slices(sources, depth=depth, slots=run.read_slots)
     batches = batched_slice_pages(itertools.chain(first, pages), run.options.load_batch_rows)
     with reading_ahead(_gated_slice_batches(run, batches), name="slice-gates") as gated:
         for batch, converted in gated:

@@ -73,8 +73,8 @@ def slice_count(
 
 @dataclass(frozen=True)
 class _Window:
-    lower: datetime | None
-    upper: datetime | None
+    lower: datetime
+    upper: datetime
     count: int = 0
 
 
@@ -92,16 +92,24 @@ class _Counter:
         return [_Window(w.lower, w.upper, n) for w, n in zip(windows, counts, strict=True)]
 
     def _count(self, window: _Window) -> int:
-        soql = count_query(
-            self.sf_object, window.lower, window.upper, with_archived=self.with_archived
-        )
-        page = next(self.client.query_pages(soql, include_deleted=self.with_archived))
-        return page.total_size
+        return _count(self.client, self.sf_object, self.with_archived, window.lower, window.upper)
+
+
+def _count(
+    client: SalesforceClient,
+    sf_object: str,
+    with_archived: bool,
+    lower: datetime | None = None,
+    upper: datetime | None = None,
+) -> int:
+    """Live records with a stamp in `[lower, upper)` (no bound when None): a `COUNT()` query."""
+    soql = count_query(sf_object, lower, upper, with_archived=with_archived)
+    return next(client.query_pages(soql, include_deleted=with_archived)).total_size
 
 
 def read_total(client: SalesforceClient, sf_object: str, with_archived: bool) -> int:
     """How many live records a full read of `sf_object` returns: one `COUNT()` query."""
-    return _Counter(client, sf_object, with_archived, workers=1)._count(_Window(None, None))
+    return _count(client, sf_object, with_archived)
 
 
 def end_stamps(

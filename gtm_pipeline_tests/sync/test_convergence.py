@@ -156,7 +156,7 @@ syncs = st.builds(
     load_batch_rows=st.one_of(st.integers(1, 20_000), st.integers(1, 30)),
     result_set=st.integers(1, 40),
     parallel_reads=st.sampled_from((1, 3, 8)),
-    min_slice_records=st.integers(1, 30),
+    min_slice_records=st.integers(3, 30),
     stop_after=st.one_of(st.none(), st.integers(1, 8)),
     at_once=st.booleans(),
 )
