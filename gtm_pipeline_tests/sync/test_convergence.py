@@ -66,7 +66,7 @@ from gtm_pipeline_tests.sync.test_store_follows_salesforce import (
 
 COUNTS = {"Account": 10, "Contact": 24, "Lead": 12, "Opportunity": 8, "Task": 12, "Event": 6}
 DIRTY_RATIO = 0.1
-# 100 examples a store in CI (200 in all, about 3.5 minutes for both on two workers, started first
+# 100 examples a store in CI (200 in all; the two longest tests of the suite, started first
 # as `heavy`), 1,000 a store in the full mode (`pytest --full`). The org is small (72 records) so
 # that REST pages of 1 to 40 records still cross many page boundaries at little cost a sync.
 EXAMPLES = scaled(100, 1000)
