@@ -127,7 +127,7 @@ class _Lanes:
             self.events.put(outcome)
 
     def _outcome(self, entity: Entity) -> EntityOutcome:
-        failed = self._unfinished_prerequisites(entity)
+        failed = self._failed_prerequisites(entity)
         if failed:
             return EntityOutcome(entity, skipped=f"{', '.join(failed)} did not sync")
         if self.stop.is_set():
@@ -146,7 +146,8 @@ class _Lanes:
             return EntityOutcome(entity, error=exc)
         return EntityOutcome(entity, stats=stats)
 
-    def _unfinished_prerequisites(self, entity: Entity) -> list[str]:
+    def _failed_prerequisites(self, entity: Entity) -> list[str]:
+        """The entities of this run `entity` waits for that did not sync, once all have ended."""
         prerequisites = [e.name for e in waits_for(entity) if e.name in self._ended]
         for name in prerequisites:
             self._ended[name].wait()
