@@ -35,6 +35,7 @@ from gtm_pipeline.errors import GtmError
 from gtm_pipeline.salesforce.client import SalesforceClient
 from gtm_pipeline.store.tables import entity_rows
 from gtm_pipeline.sync.entities import ACTIVITY_ENTITIES, SCORED_ENTITIES, SYNC_ORDER, Entity
+from gtm_pipeline.sync.heap import long_lived_heap_frozen
 from gtm_pipeline.sync.runner import PageProgress, SyncOptions, SyncStats, sync_entity
 from gtm_pipeline.sync.slice_reader import ReadSlots
 
@@ -84,7 +85,13 @@ def sync_entities(
 ) -> Iterator[PageProgress | EntityOutcome]:
     """Sync `entities` of one tenant at once (see the module's docstring); yields every
     committed batch and every entity's outcome, one outcome an entity."""
-    run = _Lanes(client, engine, tenant_id, options, [e for e in SYNC_ORDER if e in entities])
+    with long_lived_heap_frozen():  # before the lanes start: it caps malloc's arenas too
+        yield from _run_lanes(
+            _Lanes(client, engine, tenant_id, options, [e for e in SYNC_ORDER if e in entities])
+        )
+
+
+def _run_lanes(run: _Lanes) -> Iterator[PageProgress | EntityOutcome]:
     threads = [
         threading.Thread(target=run.drive, args=(lane,), name=f"lane-{lane[0].name}", daemon=True)
         for lane in lanes(run.entities)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gc
+import platform
 import threading
 
 import pytest
 
 from gtm_pipeline.sync.entities import ACCOUNTS
-from gtm_pipeline.sync.heap import long_lived_heap_frozen
+from gtm_pipeline.sync.heap import limit_malloc_arenas, long_lived_heap_frozen
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
 
 
@@ -97,3 +98,49 @@ def test_a_sync_runs_with_the_heap_frozen_and_unfreezes_it(client, engine):
     )
     assert counts and all(count > 0 for count in counts)
     assert gc.get_freeze_count() == 0
+
+
+@pytest.fixture
+def arenas_unchecked(monkeypatch):
+    """The process as if no sync had capped malloc's arenas yet; the calls to the cap recorded
+    (with the threads alive at each) instead of made."""
+    from gtm_pipeline.sync import heap
+
+    calls = []
+    monkeypatch.setattr(heap, "_arenas_checked", False)
+    monkeypatch.setattr(
+        heap, "limit_malloc_arenas", lambda: calls.append([t.name for t in threading.enumerate()])
+    )
+    return calls
+
+
+def test_the_first_sync_of_a_process_caps_malloc_arenas_once(arenas_unchecked):
+    with long_lived_heap_frozen():
+        pass
+    with long_lived_heap_frozen():
+        pass
+    assert len(arenas_unchecked) == 1
+
+
+def test_entities_read_at_once_cap_the_arenas_before_their_lanes_start(
+    arenas_unchecked, client, engine
+):
+    from gtm_pipeline.sync.entities import PERSONS
+    from gtm_pipeline.sync.entities_at_once import EntityOutcome, sync_entities
+
+    events = list(sync_entities(client, engine, "acme", [ACCOUNTS, PERSONS], SyncOptions()))
+    assert sum(isinstance(e, EntityOutcome) for e in events) == 2
+    assert len(arenas_unchecked) == 1
+    assert not [name for name in arenas_unchecked[0] if name.startswith("lane-")]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_malloc_arenas_are_capped_through_glibc_unless_the_operator_chose(monkeypatch):
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert limit_malloc_arenas() is True
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=4")
+    assert limit_malloc_arenas() is False
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
+    assert limit_malloc_arenas() is False
