@@ -170,7 +170,12 @@ def render(payload: dict[str, Any]) -> str:
             "reading every page one after another). API calls: the emulator's count, OAuth "
             "excluded. Airbyte's row is extraction only (no store): its Salesforce source "
             "reading every field of the three objects, deleted records included, in its own "
-            "virtual environment.",
+            "virtual environment. Records: what the row read, counting the repeats the emulator "
+            "serves of some records (the duplicate-Id gate's input). The emulator keeps at most "
+            "10 query cursors open, finished ones included (Salesforce before API 56.0), so a "
+            "long REST slice may lose its cursor; it reopens right after the last record it "
+            "read and no longer meets that record's repeat, which is why a REST row can show a "
+            "few records fewer than the floor while storing the same rows.",
         ]
     )
 
