@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gtm_pipeline.cli.demo import stop_process_group
+from gtm_pipeline.cli.demo import group_running, stop_process_group
 
 # A stand-in for `dagster dev`: it starts a child (as dagster dev starts its daemon and servers)
 # and waits. With `stubborn`, the child ignores SIGINT, so only the escalation can stop it.
@@ -24,14 +24,6 @@ code = setup + "import pathlib, time; pathlib.Path(sys.argv[1]).write_text('up')
 subprocess.Popen([sys.executable, "-c", "import sys; " + code, sys.argv[1]])
 time.sleep(120)
 """
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("kind", ["obliging", "stubborn"])
@@ -47,7 +39,21 @@ def test_the_whole_group_is_stopped(tmp_path: Path, kind: str):
             time.sleep(0.05)
         stop_process_group(process, grace=1.0)
         assert process.poll() is not None
-        assert not _group_alive(process.pid)
+        assert not group_running(process.pid)
     finally:
-        if _group_alive(process.pid):
+        if group_running(process.pid):
             os.killpg(process.pid, 9)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are told apart on Linux")
+def test_a_group_left_with_an_unreaped_zombie_is_not_running():
+    process = subprocess.Popen(  # noqa: S603 - this interpreter, fixed code
+        [sys.executable, "-c", "import time; time.sleep(0.2)"], start_new_session=True
+    )
+    try:
+        assert group_running(process.pid)
+        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+        os.killpg(process.pid, 0)  # still a member of its group, as a zombie
+        assert not group_running(process.pid)
+    finally:
+        process.wait()

@@ -223,12 +223,32 @@ def _group_gone(process: subprocess.Popen[bytes], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         process.poll()  # reap the leader, so it does not linger as a zombie of the group
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
+        if not group_running(process.pid):
             return True
         time.sleep(0.1)
     return False
+
+
+def group_running(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs. On Linux a zombie does not count: it has
+    exited and waits to be reaped, and an orphan's zombie waits for PID 1, which in some
+    containers reaps late or never. Elsewhere any member counts."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return any(_running_in_group(stat, pgid) for stat in proc.glob("[0-9]*/stat"))
+
+
+def _running_in_group(stat: Path, pgid: int) -> bool:
+    try:  # after the command's closing parenthesis: state, parent, group, ...
+        state, _parent, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+    except (OSError, IndexError, ValueError):
+        return False  # the process ended while being read
+    return int(group) == pgid and state != "Z"
 
 
 @click.command("demo")

@@ -1,4 +1,5 @@
-"""Keeping CPython's garbage collector off the long-lived heap while a sync runs.
+"""The process's heap while syncs run: the garbage collector kept off its long-lived part, and
+glibc's malloc arenas capped.
 
 A sync allocates millions of short-lived containers (parsed records, row tuples, frames), and
 every so often CPython answers with a full collection, which walks every tracked object in the
@@ -18,8 +19,9 @@ The first sync of a process also caps glibc's malloc arenas at `SYNC_MALLOC_AREN
 a dozen threads (slice readers, gates, a loader per entity read at once), and glibc gives each
 thread that meets a busy arena an arena of its own, up to eight per core: memory one thread
 freed stays in its arena, out of reach of the next. Syncing 1,000,000 Contacts with 50,000
-other records at once into SQLite peaked at 654 MB with glibc's default and 530 MB with two
-arenas, in the same wall time (`benchmarks/results/latency_1000000.md`). An operator's own
+other records at once into SQLite peaked at 695 MB with glibc's default and 543 MB with two
+arenas, in the same wall time (`benchmarks/results/latency_1000000.md`, the run before in
+`HISTORY.md`). An operator's own
 `MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES` arena setting) is left to rule; other C libraries are left
 alone.
 """
@@ -31,7 +33,7 @@ import gc
 import os
 import platform
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 M_ARENA_MAX = -8
@@ -44,16 +46,18 @@ _frozen_here = False
 _arenas_checked = False
 
 
-def operator_set_arenas() -> bool:
-    """Whether the environment already told glibc how many arenas to keep."""
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    return "MALLOC_ARENA_MAX" in os.environ or "glibc.malloc.arena_max" in tunables
+def operator_set_arenas(environ: Mapping[str, str]) -> bool:
+    """Whether `environ` (the process's) already told glibc how many arenas to keep."""
+    tunables = environ.get("GLIBC_TUNABLES", "")
+    return "MALLOC_ARENA_MAX" in environ or "glibc.malloc.arena_max" in tunables
 
 
 def limit_malloc_arenas() -> bool:
     """Cap glibc's arenas at `SYNC_MALLOC_ARENAS` (see the module's docstring); True when
     capped. Arenas already made stay; glibc makes no more beyond the cap."""
-    if operator_set_arenas() or platform.libc_ver()[0] != "glibc":
+    # glibc reads these variables itself at start-up, as Dagster reads its own (the one read of
+    # the environment outside the settings, test_import_contracts.py)
+    if operator_set_arenas(os.environ) or platform.libc_ver()[0] != "glibc":
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
