@@ -21,9 +21,8 @@ thread that meets a busy arena an arena of its own, up to eight per core: memory
 freed stays in its arena, out of reach of the next. Syncing 1,000,000 Contacts with 50,000
 other records at once into SQLite peaked at 695 MB with glibc's default and 543 MB with two
 arenas, in the same wall time (`benchmarks/results/latency_1000000.md`, the run before in
-`HISTORY.md`). An operator's own
-`MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES` arena setting) is left to rule; other C libraries are left
-alone.
+`HISTORY.md`). An operator's own `MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES` arena setting) is left
+to rule; other C libraries are left alone.
 """
 
 from __future__ import annotations
