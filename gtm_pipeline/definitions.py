@@ -19,7 +19,9 @@ from gtm_pipeline.defs import (
     table_checks,
     writeback_assets,
 )
+from gtm_pipeline.sync.heap import cap_malloc_arenas
 
+cap_malloc_arenas()  # before Dagster's threads multiply them (sync/heap.py)
 settings = Settings.from_process()
 defs = dg.Definitions.merge(
     assets.definitions(),

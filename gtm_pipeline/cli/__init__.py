@@ -17,6 +17,9 @@ from gtm_pipeline.cli.common import GtmGroup
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
 def main(verbose: bool) -> None:
     """gtm-pipeline: a Salesforce connector for go-to-market data, as a Dagster code location."""
+    from gtm_pipeline.sync.heap import cap_malloc_arenas  # the standard library only
+
+    cap_malloc_arenas()  # before any thread: glibc fixes its limit once it has made 8 arenas
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -248,7 +248,17 @@ def _running_in_group(stat: Path, pgid: int) -> bool:
         state, _parent, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
     except (OSError, IndexError, ValueError):
         return False  # the process ended while being read
-    return int(group) == pgid and state != "Z"
+    if int(group) != pgid:
+        return False
+    # A process whose main thread exited shows Z (or X) while its other threads run on.
+    return state not in ("Z", "X") or _threads(stat.parent) > 1
+
+
+def _threads(process: Path) -> int:
+    try:
+        return sum(1 for _ in (process / "task").iterdir())
+    except OSError:
+        return 0
 
 
 @click.command("demo")

@@ -15,22 +15,26 @@ is: nothing is frozen or unfrozen here. One that calls `gc.freeze()` while a syn
 freeze undone with this one when the last sync ends (nothing tells the two apart). A child forked
 during a sync starts with no sync running.
 
-The first sync of a process also caps glibc's malloc arenas at `SYNC_MALLOC_ARENAS`. A sync runs
-a dozen threads (slice readers, gates, a loader per entity read at once), and glibc gives each
-thread that meets a busy arena an arena of its own, up to eight per core: memory one thread
-freed stays in its arena, out of reach of the next. Syncing 1,000,000 Contacts with 50,000
+Each process also caps glibc's malloc arenas at `SYNC_MALLOC_ARENAS` (`cap_malloc_arenas`: called
+where the code location and the CLI start, and again by the first sync, for programs that sync
+without either). A sync runs a dozen threads (slice readers, gates, a loader per entity read at
+once) and glibc gives each new thread an arena of its own, up to eight per core: memory one
+thread freed stays in its arena, out of reach of the next. Syncing 1,000,000 Contacts with 50,000
 other records at once into SQLite peaked at 695 MB with glibc's default and 543 MB with two
 arenas, in the same wall time (`benchmarks/results/latency_1000000.md`, the run before in
-`HISTORY.md`). An operator's own `MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES` arena setting) is left
-to rule; other C libraries are left alone.
+`HISTORY.md`). glibc fixes its limit once a process has made more than eight arenas, so the cap
+is taken early; an operator's own `MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES` arena setting) is left
+to rule, and is the way to set it for a process that starts many threads before loading this
+package. Other C libraries are left alone.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import logging
 import os
-import platform
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -38,6 +42,8 @@ from contextlib import contextmanager
 M_ARENA_MAX = -8
 """glibc's `mallopt` parameter for the most arenas (`<malloc.h>`)."""
 SYNC_MALLOC_ARENAS = 2
+_ARENA_TUNABLE = re.compile(r"glibc\.malloc\.arena_max=[1-9]")
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _running = 0
@@ -46,35 +52,51 @@ _arenas_checked = False
 
 
 def operator_set_arenas(environ: Mapping[str, str]) -> bool:
-    """Whether `environ` (the process's) already told glibc how many arenas to keep."""
-    tunables = environ.get("GLIBC_TUNABLES", "")
-    return "MALLOC_ARENA_MAX" in environ or "glibc.malloc.arena_max" in tunables
+    """Whether `environ` (the process's) already told glibc how many arenas to keep (0 or an
+    empty value tells glibc nothing)."""
+    chosen = environ.get("MALLOC_ARENA_MAX", "").strip()
+    return (chosen.isdigit() and int(chosen) > 0) or bool(
+        _ARENA_TUNABLE.search(environ.get("GLIBC_TUNABLES", ""))
+    )
 
 
-def limit_malloc_arenas() -> bool:
-    """Cap glibc's arenas at `SYNC_MALLOC_ARENAS` (see the module's docstring); True when
-    capped. Arenas already made stay; glibc makes no more beyond the cap."""
-    # glibc reads these variables itself at start-up, as Dagster reads its own (the one read of
-    # the environment outside the settings, test_import_contracts.py)
-    if operator_set_arenas(os.environ) or platform.libc_ver()[0] != "glibc":
-        return False
+def cap_malloc_arenas() -> bool:
+    """Cap glibc's arenas at `SYNC_MALLOC_ARENAS` once per process (see the module's docstring);
+    True when this call capped them. Never raises: a process it cannot cap runs as before."""
+    global _arenas_checked
+    with _lock:
+        if _arenas_checked:
+            return False
+        _arenas_checked = True
+        # glibc reads these variables itself at start-up, as Dagster reads its own (the one
+        # read of the environment outside the settings, test_import_contracts.py)
+        if operator_set_arenas(os.environ) or not _is_glibc():
+            return False
+        try:
+            mallopt = ctypes.CDLL(None).mallopt
+        except (OSError, AttributeError):
+            return False
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        capped = mallopt(M_ARENA_MAX, SYNC_MALLOC_ARENAS) == 1
+    if capped:
+        log.info("malloc arenas capped at %d (MALLOC_ARENA_MAX overrides)", SYNC_MALLOC_ARENAS)
+    return capped
+
+
+def _is_glibc() -> bool:
     try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):  # a platform without that name
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(M_ARENA_MAX, SYNC_MALLOC_ARENAS) == 1
 
 
 @contextmanager
 def long_lived_heap_frozen() -> Iterator[None]:
-    """Freeze the heap for the block; syncs running at once (threads) share one freeze. The
-    first block of a process caps malloc's arenas."""
-    global _running, _frozen_here, _arenas_checked
+    """Freeze the heap for the block; syncs running at once (threads) share one freeze. Caps
+    malloc's arenas first, if nothing in the process has yet."""
+    global _running, _frozen_here
+    cap_malloc_arenas()
     with _lock:
-        if not _arenas_checked:
-            limit_malloc_arenas()
-            _arenas_checked = True
         if _running == 0 and gc.get_freeze_count() == 0:
             gc.freeze()
             _frozen_here = True

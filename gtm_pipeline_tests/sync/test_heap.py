@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gc
-import platform
+import os
 import threading
 
 import pytest
 
 from gtm_pipeline.sync.entities import ACCOUNTS
-from gtm_pipeline.sync.heap import limit_malloc_arenas, long_lived_heap_frozen
+from gtm_pipeline.sync.heap import (
+    SYNC_MALLOC_ARENAS,
+    long_lived_heap_frozen,
+    operator_set_arenas,
+)
 from gtm_pipeline.sync.runner import SyncOptions, sync_entity
 
 
@@ -18,6 +22,13 @@ def unfrozen_process():
     gc.unfreeze()
     yield
     gc.unfreeze()
+
+
+def _glibc() -> bool:
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):
+        return False
 
 
 def _tracked(obj: object) -> bool:
@@ -101,46 +112,84 @@ def test_a_sync_runs_with_the_heap_frozen_and_unfreezes_it(client, engine):
 
 
 @pytest.fixture
-def arenas_unchecked(monkeypatch):
-    """The process as if no sync had capped malloc's arenas yet; the calls to the cap recorded
-    (with the threads alive at each) instead of made."""
+def cap_recorded(monkeypatch):
+    """The calls to the arena cap recorded (with the threads alive at each) instead of made."""
     from gtm_pipeline.sync import heap
 
     calls = []
-    monkeypatch.setattr(heap, "_arenas_checked", False)
     monkeypatch.setattr(
-        heap, "limit_malloc_arenas", lambda: calls.append([t.name for t in threading.enumerate()])
+        heap, "cap_malloc_arenas", lambda: calls.append([t.name for t in threading.enumerate()])
     )
     return calls
 
 
-def test_the_first_sync_of_a_process_caps_malloc_arenas_once(arenas_unchecked):
-    with long_lived_heap_frozen():
-        pass
-    with long_lived_heap_frozen():
-        pass
-    assert len(arenas_unchecked) == 1
-
-
 def test_entities_read_at_once_cap_the_arenas_before_their_lanes_start(
-    arenas_unchecked, client, engine
+    cap_recorded, client, engine
 ):
     from gtm_pipeline.sync.entities import PERSONS
     from gtm_pipeline.sync.entities_at_once import EntityOutcome, sync_entities
 
     events = list(sync_entities(client, engine, "acme", [ACCOUNTS, PERSONS], SyncOptions()))
     assert sum(isinstance(e, EntityOutcome) for e in events) == 2
-    assert len(arenas_unchecked) == 1
-    assert not [name for name in arenas_unchecked[0] if name.startswith("lane-")]
+    assert cap_recorded, "the run capped nothing"
+    assert not [name for name in cap_recorded[0] if name.startswith("lane-")]
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
-def test_malloc_arenas_are_capped_through_glibc_unless_the_operator_chose(monkeypatch):
-    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    assert limit_malloc_arenas() is True
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=4")
-    assert limit_malloc_arenas() is False
-    monkeypatch.delenv("GLIBC_TUNABLES")
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
-    assert limit_malloc_arenas() is False
+@pytest.mark.parametrize(
+    ("environ", "chosen"),
+    [
+        ({}, False),
+        ({"MALLOC_ARENA_MAX": "8"}, True),
+        ({"MALLOC_ARENA_MAX": "0"}, False),  # glibc's default
+        ({"MALLOC_ARENA_MAX": ""}, False),
+        ({"GLIBC_TUNABLES": "glibc.malloc.check=0:glibc.malloc.arena_max=4"}, True),
+        ({"GLIBC_TUNABLES": "glibc.malloc.arena_test=4"}, False),
+    ],
+)
+def test_an_operators_arena_setting_is_recognised(environ, chosen):
+    assert operator_set_arenas(environ) is chosen
+
+
+# Starts threads that allocate at once (each new thread gets an arena of its own, up to 8 a
+# core) and counts the arenas glibc reports, with or without the cap taken first.
+ARENAS_COUNTED = """
+import ctypes, sys, tempfile, threading
+from gtm_pipeline.sync.heap import cap_malloc_arenas
+if sys.argv[1] == "capped":
+    assert cap_malloc_arenas() and not cap_malloc_arenas()  # once a process
+together = threading.Barrier(9)
+def allocate():
+    held = [bytearray(100_000) for _ in range(20)]
+    together.wait()
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for t in threads: t.start()
+together.wait()
+for t in threads: t.join()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+libc.malloc_info.argtypes = libc.fclose.argtypes = None
+with tempfile.NamedTemporaryFile("r") as report:
+    stream = ctypes.c_void_p(libc.fopen(report.name.encode(), b"w"))
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    print(report.read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(not _glibc(), reason="glibc's arenas only")
+def test_a_capped_process_makes_no_more_than_two_arenas_for_its_threads():
+    import subprocess
+    import sys
+
+    chosen = ("MALLOC_ARENA_MAX", "GLIBC_TUNABLES")
+    environ = {k: v for k, v in os.environ.items() if k not in chosen}
+    arenas = {
+        kind: int(
+            subprocess.run(  # noqa: S603 - this interpreter, fixed code
+                [sys.executable, "-c", ARENAS_COUNTED, kind],
+                env=environ, capture_output=True, text=True, check=True, timeout=60,
+            ).stdout
+        )
+        for kind in ("capped", "default")
+    }  # fmt: skip
+    assert arenas["capped"] <= SYNC_MALLOC_ARENAS < arenas["default"]
