@@ -86,7 +86,7 @@ def cap_malloc_arenas() -> bool:
 def _is_glibc() -> bool:
     try:
         return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
-    except (ValueError, OSError):  # a platform without that name
+    except (AttributeError, ValueError, OSError):  # a platform without os.confstr or that name
         return False
 
 
