@@ -70,7 +70,7 @@ def cap_malloc_arenas() -> bool:
         _arenas_checked = True
         # glibc reads these variables itself at start-up, as Dagster reads its own (the one
         # read of the environment outside the settings, test_import_contracts.py)
-        if operator_set_arenas(os.environ) or not _is_glibc():
+        if operator_set_arenas(os.environ) or not is_glibc():
             return False
         try:
             mallopt = ctypes.CDLL(None).mallopt
@@ -83,7 +83,8 @@ def cap_malloc_arenas() -> bool:
     return capped
 
 
-def _is_glibc() -> bool:
+def is_glibc() -> bool:
+    """Whether this process runs on glibc."""
     try:
         return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
     except (AttributeError, ValueError, OSError):  # a platform without os.confstr or that name

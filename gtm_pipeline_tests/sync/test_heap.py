@@ -11,6 +11,7 @@ import pytest
 from gtm_pipeline.sync.entities import ACCOUNTS
 from gtm_pipeline.sync.heap import (
     SYNC_MALLOC_ARENAS,
+    is_glibc,
     long_lived_heap_frozen,
     operator_set_arenas,
 )
@@ -22,13 +23,6 @@ def unfrozen_process():
     gc.unfreeze()
     yield
     gc.unfreeze()
-
-
-def _glibc() -> bool:
-    try:
-        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
-    except (ValueError, OSError):
-        return False
 
 
 def _tracked(obj: object) -> bool:
@@ -176,7 +170,7 @@ with tempfile.NamedTemporaryFile("r") as report:
 """
 
 
-@pytest.mark.skipif(not _glibc(), reason="glibc's arenas only")
+@pytest.mark.skipif(not is_glibc(), reason="glibc's arenas only")
 def test_a_capped_process_makes_no_more_than_two_arenas_for_its_threads():
     import subprocess
     import sys
