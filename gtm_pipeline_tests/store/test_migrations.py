@@ -401,3 +401,16 @@ def test_0011_adds_the_slice_plans_and_takes_them_away_again(engine: sa.Engine) 
     assert "sync_slices" not in sa.inspect(engine).get_table_names()
     upgrade(engine)
     assert _schema_differences(engine, metadata) == []
+
+
+def test_0012_adds_the_partial_index_of_marked_twins_and_takes_it_away_again(
+    engine: sa.Engine,
+) -> None:
+    assert "ix_persons_tenant_id_email_marked" in _index_names(engine, "persons")
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0011")
+    assert "ix_persons_tenant_id_email_marked" not in _index_names(engine, "persons")
+    upgrade(engine)
+    assert _schema_differences(engine, metadata) == []

@@ -66,3 +66,24 @@ def test_twin_lookups_read_the_tenant_email_index(engine) -> None:
         with engine.begin() as conn:
             shown = plan(conn, statement, parameters)
         assert INDEX in shown, f"{statement}\n{shown}"
+
+
+def test_the_emails_to_mark_come_from_the_indexes_alone(engine) -> None:
+    """Which emails hold twins or marks is answered by the email index and the partial index of
+    marked rows, reading no person's row: counting marks per email read every row the email index
+    points at (the one-pass marking of a 200,000-Contact first sync 0.3 s instead of 0.05 s)."""
+    rows = [_person("003A", "a@x.com"), _person("003B", "a@x.com"), _person("003C", "c@x.com")]
+    with engine.begin() as conn:
+        upsert_records(conn, persons, rows)
+    with person_selects(engine) as selects, engine.begin() as conn:
+        settle_all(conn, "t1")
+    statement, parameters = selects[0]  # the emails to mark; then the rows of those emails
+    with engine.begin() as conn:
+        shown = plan(conn, statement, parameters)
+    if engine.dialect.name == "postgresql":
+        # Three rows: for the marked ones PostgreSQL takes whichever index of the tenant is at
+        # hand (on 200,000 persons with statistics, the partial one).
+        assert f"Index Only Scan using {INDEX} on" in shown, shown
+        return
+    assert f"COVERING INDEX {INDEX} " in shown, shown
+    assert f"USING INDEX {INDEX}_marked " in shown, shown
