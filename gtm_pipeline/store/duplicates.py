@@ -107,9 +107,10 @@ def _emails_with_twins_or_marks(
     """Of `emails` (None: all the tenant's), those held by two or more of the tenant's rows or
     by a row with a mark.
 
-    Two parts, each answered by an index alone: the emails held twice by counting entries of the
-    (tenant, email) index, the marked ones from the partial index of marked rows. One query
-    counting marks per email read every row the email index points at (migration 0012)."""
+    Two parts: the emails held twice, counted from the entries of the (tenant, email) index
+    alone, and those of marked rows, found through the partial index that holds only those rows.
+    One query counting marks per email read every row the email index points at (migration
+    0012)."""
     if emails is not None and not emails:
         return []
 

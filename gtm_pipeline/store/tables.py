@@ -195,7 +195,7 @@ persons = _canonical_table(
 # SQLite read every person of the tenant instead (migration 0008).
 sa.Index("ix_persons_tenant_id_email", persons.c.tenant_id, persons.c.email)
 # The emails of marked twins only (a partial index: unmarked rows, nearly all, never enter it), so
-# that finding the emails holding a mark reads no person's row (migration 0012).
+# that finding the emails holding a mark reads only the marked rows (migration 0012).
 _MARKED = persons.c.duplicate_of.is_not(None)
 sa.Index(
     "ix_persons_tenant_id_email_marked",
