@@ -35,6 +35,41 @@ def among(conn: sa.Connection, column: sa.Column[Any], values: Sequence[str]) ->
     return column.in_(sa.select(listed.c.value))
 
 
+def rows_by_id(
+    conn: sa.Connection,
+    table: sa.Table,
+    tenant_id: str,
+    external_ids: Sequence[str],
+    *columns: sa.Column[Any],
+    lock: bool = False,
+) -> sa.Select[Any]:
+    """`columns` of the tenant's rows of `table` with these external ids, each found through
+    the primary key (`lock`: FOR UPDATE).
+
+    PostgreSQL gets one key lookup per id (a LATERAL subquery over the unnested ids) instead of
+    `external_id = ANY(...)`: while the table has no statistics (a new store's first sync, or a
+    new tenant's before the next ANALYZE), the planner took the tenant for a few rows and read all
+    of them through the modstamp index for every lookup, a cost that grew with each batch: the
+    stored stamps of a 1,000,000-Contact first sync's quarantined ids took 6.3 s instead of 0.24 s.
+    SQLite already looks each id up by the key."""
+    external_ids = list(dict.fromkeys(external_ids))
+    if conn.dialect.name != "postgresql":
+        query = sa.select(*columns).where(
+            table.c.tenant_id == tenant_id, among(conn, table.c.external_id, external_ids)
+        )
+        return query.with_for_update() if lock else query
+    ids = (
+        sa.func.unnest(_postgres_ids(table.c.external_id, external_ids))
+        .table_valued("id")
+        .render_derived()
+    )
+    found = sa.select(*columns).where(
+        table.c.tenant_id == tenant_id, table.c.external_id == ids.c.id
+    )
+    found = (found.with_for_update() if lock else found).lateral()
+    return sa.select(*found.c).select_from(ids.join(found, sa.true()))
+
+
 def _postgres_ids(column: sa.Column[Any], values: Sequence[str]) -> Any:
     array_type = postgresql.ARRAY(column.type)
     try:

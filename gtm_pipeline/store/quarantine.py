@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gtm_pipeline.store.id_filters import among
+from gtm_pipeline.store.id_filters import among, rows_by_id
 from gtm_pipeline.store.tables import entity_rows, is_live, quality_failures
 from gtm_pipeline.store.types import ensure_aware_utc
 from gtm_pipeline.store.upsert import upsert_records
@@ -89,13 +89,10 @@ def drop_quarantined_rows(
     if not newest:
         return 0
     key = table.c.tenant_id == tenant_id
-    # FOR UPDATE: on PostgreSQL a concurrent load cannot make a row newer between this read and
-    # the delete (SQLite's write lock, taken at BEGIN, already excludes it).
-    stored = conn.execute(
-        sa.select(table.c.external_id, table.c.system_modstamp)
-        .where(key, among(conn, table.c.external_id, list(newest)))
-        .with_for_update()
-    ).all()  # fmt: skip
+    # Locked: on PostgreSQL a concurrent load cannot make a row newer between this read and the
+    # delete (SQLite's write lock, taken at BEGIN, already excludes it).
+    columns = (table.c.external_id, table.c.system_modstamp)
+    stored = conn.execute(rows_by_id(conn, table, tenant_id, list(newest), *columns, lock=True))
     doomed = [
         row.external_id
         for row in stored

@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from gtm_pipeline.store.id_filters import among
+from gtm_pipeline.store import upsert_records
+from gtm_pipeline.store.id_filters import among, rows_by_id
 from gtm_pipeline.store.quarantine import failures_for, forget_failures, replace_failures
-from gtm_pipeline.store.tables import quality_failures
+from gtm_pipeline.store.tables import persons, quality_failures
+from gtm_pipeline_tests.support.store import query_plan, selects_from
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -171,3 +173,31 @@ def test_twins_are_counted_listed_and_held_back_under_deduplication(engine) -> N
     report = quality_report(engine, "t1", ["persons"], limit=5, threshold=0.05)
     assert "email twins left out of the live set: 2" in report
     assert "003B" in report and "003C" in report and "duplicate email of record 003A" in report
+
+
+@pytest.mark.parametrize(
+    "wanted", [["003A", "003B"], ["003A", "003A", "003Z"], [], ["", "bad\x1fid"]]
+)
+def test_rows_by_id_finds_exactly_the_tenants_rows_of_the_given_ids(engine, wanted) -> None:
+    ids = ["003A", "003B", "003C", "", "bad\x1fid"]
+    with engine.begin() as conn:
+        upsert_records(conn, persons, [_person(i, None) for i in ids])
+        upsert_records(conn, persons, [{**_person("003Z", None), "tenant_id": "t2"}])
+        query = rows_by_id(conn, persons, "t1", wanted, persons.c.external_id, lock=True)
+        found = conn.execute(query).scalars().all()
+    assert sorted(found) == sorted(set(wanted) & set(ids))
+
+
+def test_rows_by_id_looks_each_id_up_by_the_key_before_any_statistics(engine) -> None:
+    """A new store's first sync: no ANALYZE has run. With `external_id = ANY(...)` PostgreSQL
+    read every row of the tenant through the modstamp index for each lookup (the stored stamps of
+    a 1,000,000-Contact first sync's quarantined ids: seconds, growing with every batch)."""
+    with engine.begin() as conn:
+        upsert_records(conn, persons, [_person(f"003{i:015d}", None) for i in range(3_000)])
+    wanted = [f"003{i:015d}" for i in range(0, 3_000, 5)]
+    with selects_from(engine, "persons") as selects, engine.begin() as conn:
+        conn.execute(rows_by_id(conn, persons, "t1", wanted, persons.c.system_modstamp)).all()
+        plan = query_plan(conn, *selects[0])
+    assert "ix_persons_tenant_id_system_modstamp" not in plan, plan
+    key = {"postgresql": "Index Scan using pk_persons on persons", "sqlite": "sqlite_autoindex"}
+    assert key[engine.dialect.name] in plan, plan

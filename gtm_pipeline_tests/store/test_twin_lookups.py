@@ -4,43 +4,12 @@ person of the tenant on every page (an incremental sync of a 1,000,000-Contact o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import sqlalchemy as sa
-
 from gtm_pipeline.store import upsert_records
 from gtm_pipeline.store.duplicates import refresh_duplicates, settle_all
 from gtm_pipeline.store.tables import persons
-from gtm_pipeline_tests.support.store import T0
+from gtm_pipeline_tests.support.store import T0, query_plan, selects_from
 
 INDEX = "ix_persons_tenant_id_email"
-
-
-@contextmanager
-def person_selects(engine: sa.Engine) -> Iterator[list[tuple[str, object]]]:
-    """The SELECTs over persons run while open, as the driver received them."""
-    seen: list[tuple[str, object]] = []
-
-    def record(_conn, _cursor, statement, parameters, _context, _many) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM persons" in statement:
-            seen.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-
-
-def plan(conn: sa.Connection, statement: str, parameters: object) -> str:
-    if conn.dialect.name == "postgresql":
-        # A handful of rows: without this PostgreSQL reads the table through, index or not.
-        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters)
-        return "\n".join(r[0] for r in rows)
-    rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-    return "\n".join(r[-1] for r in rows)
 
 
 def _person(external_id: str, email: str, tenant: str = "t1") -> dict:
@@ -58,13 +27,13 @@ def test_twin_lookups_read_the_tenant_email_index(engine) -> None:
     rows += [_person(f"003Z{i:04d}", f"z{i}@x.com", tenant="t2") for i in range(50)]
     with engine.begin() as conn:
         upsert_records(conn, persons, rows)
-    with person_selects(engine) as selects, engine.begin() as conn:
+    with selects_from(engine, "persons") as selects, engine.begin() as conn:
         refresh_duplicates(conn, "t1", ["a@x.com", "c@x.com"])
         settle_all(conn, "t1")
     assert len(selects) >= 3  # the emails with twins, their rows, the tenant-wide pass
     for statement, parameters in selects:
         with engine.begin() as conn:
-            shown = plan(conn, statement, parameters)
+            shown = query_plan(conn, statement, parameters, no_seqscan=True)
         assert INDEX in shown, f"{statement}\n{shown}"
 
 
@@ -75,11 +44,11 @@ def test_the_emails_to_mark_come_from_the_email_indexes(engine) -> None:
     rows = [_person("003A", "a@x.com"), _person("003B", "a@x.com"), _person("003C", "c@x.com")]
     with engine.begin() as conn:
         upsert_records(conn, persons, rows)
-    with person_selects(engine) as selects, engine.begin() as conn:
+    with selects_from(engine, "persons") as selects, engine.begin() as conn:
         settle_all(conn, "t1")
     statement, parameters = selects[0]  # the emails to mark; then the rows of those emails
     with engine.begin() as conn:
-        shown = plan(conn, statement, parameters)
+        shown = query_plan(conn, statement, parameters, no_seqscan=True)
     if engine.dialect.name == "postgresql":
         # Three rows: for the marked ones PostgreSQL takes whichever index of the tenant is at
         # hand (on 200,000 persons with statistics, the partial one).
