@@ -46,14 +46,19 @@ def rows_by_id(
     """`columns` of the tenant's rows of `table` with these external ids, each found through
     the primary key (`lock`: FOR UPDATE).
 
-    PostgreSQL gets one key lookup per id (a LATERAL subquery over the unnested ids) instead of
+    PostgreSQL gets one key lookup per id (a LATERAL subquery over the unnested ids, kept from
+    being flattened into a join by an OFFSET 0; a LIMIT 1 made the planner hope for an early
+    match and filter the tenant's rows through another index instead) instead of
     `external_id = ANY(...)`: while the table has no statistics (a new store's first sync, or a
     new tenant's before the next ANALYZE), the planner took the tenant for a few rows and read all
     of them through the modstamp index for every lookup, a cost that grew with each batch: the
     stored stamps of a 1,000,000-Contact first sync's quarantined ids took 6.3 s instead of 0.24 s.
     SQLite already looks each id up by the key. The ids go in sorted, so that `lock` takes the
     rows in key order, as upserts do (`upsert._in_key_order`)."""
-    external_ids = sorted(set(external_ids))
+    try:
+        external_ids = sorted(set(external_ids))
+    except TypeError:  # not all text: `_postgres_ids` binds them as an array, which says why
+        external_ids = list(dict.fromkeys(external_ids))
     if conn.dialect.name != "postgresql":
         query = sa.select(*columns).where(
             table.c.tenant_id == tenant_id, among(conn, table.c.external_id, external_ids)
@@ -64,8 +69,10 @@ def rows_by_id(
         .table_valued("id")
         .render_derived()
     )
-    found = sa.select(*columns).where(
-        table.c.tenant_id == tenant_id, table.c.external_id == ids.c.id
+    found = (
+        sa.select(*columns)
+        .where(table.c.tenant_id == tenant_id, table.c.external_id == ids.c.id)
+        .offset(0)
     )
     found = (found.with_for_update() if lock else found).lateral()
     return sa.select(*found.c).select_from(ids.join(found, sa.true()))
