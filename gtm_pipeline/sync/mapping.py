@@ -45,6 +45,7 @@ from gtm_pipeline.store.tables import entity_rows
 from gtm_pipeline.sync.entities import SYNC_ORDER, Entity, FieldMapping
 from gtm_pipeline.sync.entities import entity as entity_named
 from gtm_pipeline.sync.soql import SoqlBuildError, check_identifier, check_path
+from gtm_pipeline.sync.text import clean_text
 
 Transform = Callable[[pd.Series], pd.Series]
 
@@ -345,13 +346,6 @@ def _has_parent(raw: pd.DataFrame, path: str) -> bool:
 
 def _nulls(raw: pd.DataFrame) -> pd.Series:
     return pd.Series(pd.NA, index=raw.index, dtype="object")
-
-
-def clean_text(series: pd.Series) -> pd.Series:
-    """Strings trimmed and blanks made missing; numbers in text fields become text."""
-    text = series.astype("str").where(series.notna())
-    text = text.str.strip()
-    return text.where(text != "")
 
 
 def _source_values(raw: pd.DataFrame, mapping: FieldMapping, source: str, where: str) -> pd.Series:

@@ -22,7 +22,9 @@ from gtm_pipeline.sync.quality import (
     STAGES,
     TYPE_COERCION,
     QualityStats,
+    _rows_failing,
     run_gates,
+    typed_schema,
 )
 from gtm_pipeline.sync.transform import to_canonical
 
@@ -279,6 +281,36 @@ def test_text_longer_than_the_limit_is_rejected_with_its_length():
     (failure,) = result.failures.to_dict("records")
     assert failure["field"] == "name" and failure["stage"] == TYPE_COERCION
     assert failure["reason"] == f"name: text longer than {MAX_TEXT_LENGTH} characters (256)"
+
+
+def test_every_column_of_the_type_gate_reports_its_rows_on_one_page():
+    """Each column's check is run, whatever an earlier column found (the gate validates column by
+    column: a schema validated eagerly as a whole would stop at its first failing column)."""
+    long_name = "x" * (MAX_TEXT_LENGTH + 1)
+    frame = canonical(
+        ACCOUNTS,
+        [
+            {"Id": "001A", "Name": "A", "NumberOfEmployees": 12.5},
+            {"Id": "001B", "Name": long_name, "NumberOfEmployees": 10},
+            {"Id": "001C", "Name": "C", "NumberOfEmployees": 3e9},
+            {"Id": "001D", "Name": long_name + "y", "NumberOfEmployees": 11},
+            {"Id": "001E", "Name": "E", "NumberOfEmployees": 12},
+        ],
+    )
+    result = run_gates(ACCOUNTS, frame)
+    assert result.clean["external_id"].tolist() == ["001E"]
+    fields = result.failures.set_index("external_id")["field"].to_dict()
+    assert fields == {"001A": "employee_count", "001B": "name", "001C": "employee_count",
+                      "001D": "name"}  # fmt: skip
+
+
+def test_a_gate_that_cannot_check_its_column_raises_instead_of_passing_the_page():
+    """A failure without rows (here a column of the wrong type) is a bug in the gates: it must
+    not read as "no row failed"."""
+    wrong_type = pd.DataFrame({"employee_count": ["12"]})
+    schema = typed_schema(ACCOUNTS, ()).columns["employee_count"]
+    with pytest.raises(RuntimeError, match="could not check"):
+        _rows_failing(schema, wrong_type)
 
 
 def test_each_rejected_row_is_reported_once_even_with_several_problems():
