@@ -438,16 +438,16 @@ def apply_field_mappings(
         for target, values in _expanded(ent, raw_df, mapping, where).items():
             chosen.pop(target, None)  # the last mapping for a target wins
             chosen[target] = (mapping, values)
-    out = pd.DataFrame(index=raw_df.index)
+    columns: dict[str, pd.Series] = {}
     custom: dict[str, pd.Series] = {}
     for target, (mapping, values) in chosen.items():
         finished = _finished(ent, mapping, target, values, where)
         if target.startswith(CUSTOM_FIELDS_PREFIX):
             custom[target.removeprefix(CUSTOM_FIELDS_PREFIX)] = finished
         else:
-            out[target] = finished
-    out["custom_fields"] = _custom_json(custom, raw_df.index)
-    return out, warnings
+            columns[target] = finished
+    columns["custom_fields"] = _custom_json(custom, raw_df.index)
+    return pd.DataFrame(columns, index=raw_df.index), warnings
 
 
 def source_fields(mappings: Sequence[FieldMapping]) -> list[str]:

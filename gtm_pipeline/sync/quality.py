@@ -420,12 +420,15 @@ def run_gates(entity: Entity, frame: pd.DataFrame) -> QualityResult:
     alive[required["row"].to_numpy(dtype=np.int64)] = False
     typed, mistyped = _stage_types(entity, frame, alive)
     alive[mistyped["row"].to_numpy(dtype=np.int64)] = False
-    clean = frame.assign(**typed)[alive]  # a mask filters Arrow columns faster than a take
-    for column in entity.integer_columns:
-        if column in clean:
-            clean[column] = clean[column].astype("Int64")
-    failures = pd.concat([required, mistyped], ignore_index=True)
-    failures = failures.astype({"row": "int64"}).sort_values("row", kind="stable")
+    clean = frame.assign(**typed)
+    if not alive.all():
+        clean = clean[alive]  # a mask filters Arrow columns faster than a take
+    whole = {c: clean[c].astype("Int64") for c in entity.integer_columns if c in clean}
+    clean = clean.assign(**whole) if whole else clean
+    failures = _no_failures()
+    if len(required) or len(mistyped):
+        failures = pd.concat([required, mistyped], ignore_index=True)
+        failures = failures.astype({"row": "int64"}).sort_values("row", kind="stable")
     stats.duplicates_removed = len(repeated)
     stats.failed = len(required) + len(mistyped)
     stats.passed = len(clean)
