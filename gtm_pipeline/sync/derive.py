@@ -18,6 +18,7 @@ import pandas as pd
 from gtm_pipeline.sync.coerce import to_number
 from gtm_pipeline.sync.entities import Derived, Entity
 from gtm_pipeline.sync.mapping import source_column
+from gtm_pipeline.sync.text import clean_text
 
 KEY_PREFIX_OBJECTS = {
     "001": "Account",
@@ -35,7 +36,8 @@ Rule = Callable[[list[pd.Series]], pd.Series]
 
 
 def _missing(values: pd.Series) -> pd.Series:
-    return values.isna() | (values.astype("string").str.strip() == "")
+    """Missing, or blank once trimmed."""
+    return clean_text(values).isna()
 
 
 def first_present(values: list[pd.Series]) -> pd.Series:
