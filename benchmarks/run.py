@@ -3,10 +3,11 @@
 By default it runs the sync comparison: the one-run table of the raw floor, the connector (REST,
 Bulk, default path, SQLite and PostgreSQL), dlt, the incremental syncs, the quality gates over
 1,000,000 rows, the writeback of 100,000 scores and the memory rows. `--all` also runs the detail
-benchmarks (store upsert, emulator serving, quality gates against a per-record loop, writeback on
-both stores with its reruns, reconciliation of 1,000,000 Contacts clean and with 1% drift, the
-sync sensor over 50 idle tenants, 1,000,000 Tasks and 100,000 Events synced and scored, full syncs
-under the realistic latency profile), which take about as long again; each also runs alone.
+benchmarks (store upsert, emulator serving, quality gates against a per-record loop, the gates'
+fixed cost on 10-record pages, writeback on both stores with its reruns, reconciliation of
+1,000,000 Contacts clean and with 1% drift, the sync sensor over 50 idle tenants, 1,000,000 Tasks
+and 100,000 Events synced and scored, full syncs under the realistic latency profile), which take
+about as long again; each also runs alone.
 `--quick` runs the chosen benchmarks on small sizes without touching the recorded results: it
 checks that they still work, not how fast anything is.
 """
@@ -24,6 +25,7 @@ from benchmarks import (
     latency,
     quality_gates,
     reconciliation,
+    small_pages,
     store_upsert,
     sync_comparison,
     writeback,
@@ -33,6 +35,7 @@ QUICK_ARGS = {
     "store_upsert": ["--rows", "2000", "--page-size", "500", "--no-write"],
     "emulator_serving": ["--contacts", "3000", "--no-write"],
     "quality_gates": ["--quick"],
+    "small_pages": ["--quick"],
     "writeback": ["--records", "1000", "--no-write"],
     "reconciliation": ["--quick"],
     "idle_tenants": ["--quick"],
@@ -44,6 +47,7 @@ DETAIL: dict[str, Callable[[list[str]], object]] = {
     "store_upsert": store_upsert.main,
     "emulator_serving": emulator_serving.main,
     "quality_gates": quality_gates.main,
+    "small_pages": small_pages.main,
     "writeback": writeback.main,
     "reconciliation": reconciliation.main,
     "idle_tenants": idle_tenants.main,

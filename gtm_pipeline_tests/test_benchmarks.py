@@ -12,6 +12,7 @@ from benchmarks import (
     quality_gates,
     reconciliation,
     run,
+    small_pages,
     store_upsert,
     sync_comparison,
     sync_report,
@@ -44,6 +45,15 @@ def test_quality_gates_benchmark_agrees_with_the_per_record_loop():
     assert stats["passed"] + stats["failed"] + stats["duplicates_removed"] == stats["input"]
     assert payload["result"]["speedup"] > 0
     assert (RESULTS_DIR / "quality_gates.json").read_text() == before
+
+
+def test_small_pages_benchmark_gates_every_record_and_records_nothing():
+    before = (RESULTS_DIR / "small_pages.json").read_text()
+    payload = small_pages.main(["--quick"])
+    assert payload["pages"] == 21 and payload["rounds"] == 3
+    assert payload["kept"] + payload["rejected"] >= payload["pages"] * 5
+    assert payload["rejected"] > 0 and payload["ms_per_page"] > 0
+    assert (RESULTS_DIR / "small_pages.json").read_text() == before
 
 
 def test_writeback_benchmark_sends_only_changes_and_the_naive_pass_sends_everything():
@@ -234,8 +244,8 @@ def test_rows_of_several_rounds_keep_their_fastest_run():
 
 
 DETAIL = [
-    "store_upsert", "emulator_serving", "quality_gates", "writeback", "reconciliation",
-    "idle_tenants", "activities", "latency",
+    "store_upsert", "emulator_serving", "quality_gates", "small_pages", "writeback",
+    "reconciliation", "idle_tenants", "activities", "latency",
 ]  # fmt: skip
 
 

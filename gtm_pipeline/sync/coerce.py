@@ -65,10 +65,15 @@ _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
 
+def _only_booleans(values: pd.Series) -> bool:
+    """Whether every value present is a JSON boolean (a REST page's flags, held as objects)."""
+    return pd.api.types.infer_dtype(values, skipna=True) == "boolean"
+
+
 def to_boolean(values: pd.Series) -> pd.Series:
     """JSON booleans and their CSV spellings (`true`/`false`, any case, or 1/0) as a nullable
     boolean; anything else becomes missing."""
-    if pd.api.types.is_bool_dtype(values.dtype):
+    if pd.api.types.is_bool_dtype(values.dtype) or _only_booleans(values):
         return values.astype("boolean")
     text = values.map(str, na_action="ignore").astype("string").str.strip().str.lower()
     result = pd.Series(pd.NA, index=values.index, dtype="boolean")

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pandas as pd
+import pyarrow
+import pyarrow.compute as pc
 
 from gtm_pipeline.sync.coerce import to_number
 from gtm_pipeline.sync.entities import Derived, Entity
@@ -47,10 +49,16 @@ def first_present(values: list[pd.Series]) -> pd.Series:
     return result.where(~_missing(result), None)
 
 
+_PREFIXES = pyarrow.array(list(KEY_PREFIX_OBJECTS))
+_PREFIXED_OBJECTS = pyarrow.array(list(KEY_PREFIX_OBJECTS.values()))
+
+
 def object_of_id(values: list[pd.Series]) -> pd.Series:
     (ids,) = values
-    prefixes = ids.astype("string").str.slice(0, 3)
-    return prefixes.map(KEY_PREFIX_OBJECTS).astype("object").where(prefixes.notna(), None)
+    text = ids.astype("str").array.__arrow_array__()
+    found = pc.index_in(pc.utf8_slice_codeunits(text, 0, 3), value_set=_PREFIXES)
+    objects = _PREFIXED_OBJECTS.take(found).to_pylist()  # None where no prefix matched
+    return pd.Series(objects, index=ids.index, dtype="object")
 
 
 def minutes_as_seconds(values: list[pd.Series]) -> pd.Series:
