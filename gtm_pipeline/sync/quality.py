@@ -366,8 +366,12 @@ def _invalid_failures(
     text: list[str],
     alive: np.ndarray,
 ) -> list[pd.DataFrame]:
+    """Rows whose parsed values break a column's check. A typed column the page lacks (`_coerce`
+    parsed nothing for it) has nothing to check."""
     found = []
     for column, schema in typed_schema(entity, tuple(text)).columns.items():
+        if column not in checked:
+            continue
         rows = _rows_failing(schema, checked)
         rows = rows[alive[rows]]
         if not len(rows):

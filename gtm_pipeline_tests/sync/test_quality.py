@@ -427,3 +427,12 @@ def test_the_newest_version_of_a_repeated_record_is_the_one_judged():
     assert (failure["row"], failure["stage"]) == (1, REQUIRED)
     assert result.stats.duplicates_removed == 1
     assert_identity(result.stats, 2)
+
+
+def test_a_page_without_a_typed_column_is_judged_on_the_columns_it_has():
+    """A mapping that fills no `employee_count` leaves nothing for that column's check."""
+    long_name = "x" * (MAX_TEXT_LENGTH + 1)
+    frame = canonical(ACCOUNTS, [{"Id": "001A", "Name": "A"}, {"Id": "001B", "Name": long_name}])
+    result = run_gates(ACCOUNTS, frame.drop(columns=["employee_count"]))
+    assert result.clean["external_id"].tolist() == ["001A"]
+    assert result.failures["field"].tolist() == ["name"]
