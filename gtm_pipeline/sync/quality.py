@@ -123,7 +123,9 @@ def _no_failures() -> pd.DataFrame:
     return _NO_FAILURES.copy()
 
 
-def _rows_failing(schema: pa.DataFrameSchema | pa.SeriesSchema | pa.Column, data) -> np.ndarray:
+def _rows_failing(
+    schema: pa.DataFrameSchema | pa.SeriesSchema | pa.Column, data: pd.DataFrame | pd.Series
+) -> np.ndarray:
     """Row labels of `data` that fail `schema` (validated eagerly), each once, ascending."""
     try:
         schema.validate(data)
