@@ -13,7 +13,9 @@ from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
+from pandera.config import ValidationDepth, get_config_context
 
+from gtm_pipeline.config import ConfigError
 from gtm_pipeline.sync.entities import Entity, FieldMapping
 from gtm_pipeline.sync.quality import QualityResult, run_gates
 from gtm_pipeline.sync.raw_schemas import validate_raw
@@ -98,6 +100,19 @@ def failure_records(failures: pd.DataFrame, values: pd.DataFrame) -> list[dict[s
     return records
 
 
+def require_pandera_checks() -> None:
+    """Refuse to gate with Pandera's checks switched off. The gates are Pandera checks, so
+    `PANDERA_VALIDATION_ENABLED=False` or `PANDERA_VALIDATION_DEPTH=SCHEMA_ONLY` in the
+    environment would let every record through unjudged (or, the type gate validating column by
+    column, some gates and not others)."""
+    config = get_config_context()
+    if not config.validation_enabled or config.validation_depth == ValidationDepth.SCHEMA_ONLY:
+        raise ConfigError(
+            "PANDERA_VALIDATION_ENABLED=False or PANDERA_VALIDATION_DEPTH=SCHEMA_ONLY switches "
+            "off the checks the quality gates are made of: unset them for gtm-pipeline"
+        )
+
+
 def gate_page(
     entity: Entity,
     raw: pd.DataFrame,
@@ -106,6 +121,7 @@ def gate_page(
     tenant_id: str | None = None,
 ) -> GatedPage:
     """`raw` (a fetched page's frame) through the raw contract, the mapping and the gates."""
+    require_pandera_checks()
     valid, raw_failures = validate_raw(entity, raw)
     canonical = to_canonical(entity, valid, mappings, tenant_id=tenant_id)
     result = run_gates(entity, canonical)

@@ -1,4 +1,5 @@
-"""Quarantine rows from `prepare.failure_records`: the values as read, every one JSON-able."""
+"""Quarantine rows from `prepare.failure_records`: the values as read, every one JSON-able; and
+`gate_page` refusing to run with Pandera's checks switched off."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
+from pandera.config import ValidationDepth, config_context
 
-from gtm_pipeline.sync.prepare import failure_records
+from gtm_pipeline.config import ConfigError
+from gtm_pipeline.sync.entities import PERSONS
+from gtm_pipeline.sync.prepare import failure_records, gate_page
 
 
 def test_raw_values_are_json_ready_whatever_the_column_type() -> None:
@@ -63,3 +68,18 @@ def test_raw_values_are_json_ready_whatever_the_column_type() -> None:
 def test_no_failures_make_no_rows() -> None:
     empty = pd.DataFrame(columns=["row", "external_id", "stage", "field", "reason"])
     assert failure_records(empty, pd.DataFrame({"external_id": ["003A"]})) == []
+
+
+@pytest.mark.parametrize(
+    "switch", [{"validation_enabled": False}, {"validation_depth": ValidationDepth.SCHEMA_ONLY}]
+)
+def test_pandera_switched_off_stops_the_gates_instead_of_passing_every_record(switch) -> None:
+    """Pandera's own settings (`PANDERA_VALIDATION_ENABLED`, `PANDERA_VALIDATION_DEPTH`) would
+    skip the checks the gates are made of: a page with a record missing its required fields must
+    not be loaded as clean."""
+    raw = pd.DataFrame(
+        {"Id": ["003000000000001AAA"], "SystemModstamp": ["2024-01-01T00:00:00.000+0000"]}
+    )
+    assert len(gate_page(PERSONS, raw).rejected) == 1
+    with config_context(**switch), pytest.raises(ConfigError, match="PANDERA_VALIDATION"):
+        gate_page(PERSONS, raw)
