@@ -110,20 +110,19 @@ def _emails_with_twins_or_marks(
     0012)."""
     if emails is not None and not emails:
         return []
-
-    def held() -> sa.ColumnElement[bool]:
-        if emails is None:
-            return persons.c.email.is_not(None)
-        return among(conn, persons.c.email, sorted(emails))
-
+    held = (
+        persons.c.email.is_not(None)
+        if emails is None
+        else among(conn, persons.c.email, sorted(emails))
+    )
     twice = (
         sa.select(persons.c.email)
-        .where(persons.c.tenant_id == tenant_id, held())
+        .where(persons.c.tenant_id == tenant_id, held)
         .group_by(persons.c.email)
         .having(sa.func.count() > 1)
     )
     marked = sa.select(persons.c.email).where(
-        persons.c.tenant_id == tenant_id, persons.c.duplicate_of.is_not(None), held()
+        persons.c.tenant_id == tenant_id, persons.c.duplicate_of.is_not(None), held
     )
     return sorted(conn.execute(sa.union(twice, marked)).scalars())
 

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from gtm_pipeline.sync.coerce import to_number
 from gtm_pipeline.sync.entities import Derived, Entity
 from gtm_pipeline.sync.mapping import source_column
-from gtm_pipeline.sync.text import clean_text
+from gtm_pipeline.sync.text import arrow_text, clean_text
 
 KEY_PREFIX_OBJECTS = {
     "001": "Account",
@@ -55,7 +55,7 @@ _PREFIXED_OBJECTS = pyarrow.array(list(KEY_PREFIX_OBJECTS.values()))
 
 def object_of_id(values: list[pd.Series]) -> pd.Series:
     (ids,) = values
-    text = ids.astype("str").array.__arrow_array__()
+    text = arrow_text(ids).array.__arrow_array__()
     found = pc.index_in(pc.utf8_slice_codeunits(text, 0, 3), value_set=_PREFIXES)
     objects = _PREFIXED_OBJECTS.take(found).to_pylist()  # None where no prefix matched
     return pd.Series(objects, index=ids.index, dtype="object")

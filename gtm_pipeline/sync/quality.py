@@ -38,7 +38,7 @@ from pandera.errors import SchemaError
 
 from gtm_pipeline.sync.coerce import to_boolean, to_date, to_datetime_utc, to_number
 from gtm_pipeline.sync.entities import Entity
-from gtm_pipeline.sync.text import clean_text
+from gtm_pipeline.sync.text import clean_text, is_arrow_text
 
 REQUIRED = "required_fields"
 DEDUPLICATION = "deduplication"
@@ -391,7 +391,7 @@ def _invalid_failures(
 def _may_be_too_long(text: pd.Series) -> bool:
     """Whether any value is longer than the limit: a column that cannot fail is not handed to
     Pandera, whose fixed cost per column is most of the gate's time on a 2,000-row page."""
-    if not isinstance(text.dtype, pd.StringDtype) or text.dtype.storage != "pyarrow":
+    if not is_arrow_text(text):
         return True
     longest = pc.max(pc.utf8_length(text.array.__arrow_array__())).as_py()
     return longest is not None and longest > MAX_TEXT_LENGTH

@@ -11,9 +11,14 @@ import pyarrow
 import pyarrow.compute as pc
 
 
-def _arrow_text(series: pd.Series) -> pd.Series:
+def is_arrow_text(series: pd.Series) -> bool:
+    """Whether the column is text held in Arrow buffers (pandas' `str` or `string[pyarrow]`)."""
+    return isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow"
+
+
+def arrow_text(series: pd.Series) -> pd.Series:
     """The column as Arrow-backed text: numbers and other values written out, missing kept."""
-    if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
+    if is_arrow_text(series):
         return series
     return series.astype("str")  # pandas 3: missing values stay missing
 
@@ -23,7 +28,7 @@ def clean_text(series: pd.Series, *, lowercase: bool = False) -> pd.Series:
     text column become text. Arrow compute straight on the column's buffers: the pandas `.str`
     round trip (and its masking of missing values) costs several times more, on a page of ten
     rows as on a million."""
-    series = _arrow_text(series)
+    series = arrow_text(series)
     values = pc.utf8_trim_whitespace(series.array.__arrow_array__())
     if lowercase:
         values = pc.utf8_lower(values)
