@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,7 @@ def make_engine(url: str | URL, *, home: Path | None = None, **engine_options: A
     parsed = parse_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        _require_sqlite_json()
         _private_sqlite_files(parsed, home)
         # The sqlite3 module keeps 128 prepared statements per connection. Statements whose
         # length followed the data (multi-row upserts, 1,000-id IN lists) once filled that cache
@@ -90,6 +93,22 @@ def make_engine(url: str | URL, *, home: Path | None = None, **engine_options: A
     raise StoreConfigError(
         f"unsupported database {backend!r} in {safe_url(parsed)}; use SQLite or PostgreSQL"
     )
+
+
+@cache
+def _require_sqlite_json() -> None:
+    """Refuse a SQLite library without its JSON functions (built in since 3.38, an option
+    before), which the bulk upsert sends its pages through (`upsert._upsert_sqlite`)."""
+    probe = sqlite3.connect(":memory:")
+    try:
+        probe.execute("SELECT json_extract('[1]', '$[0]') FROM json_each('[1]')")
+    except sqlite3.OperationalError:
+        raise StoreConfigError(
+            f"the SQLite library Python uses ({sqlite3.sqlite_version}) has no JSON functions; "
+            "use SQLite 3.38 or newer, or a build with JSON1"
+        ) from None
+    finally:
+        probe.close()
 
 
 def _private_sqlite_files(url: URL, home: Path | None) -> None:

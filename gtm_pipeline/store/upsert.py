@@ -5,8 +5,10 @@ re-reading an overlap window rewrites identical data and an older version read l
 overwrite a newer one. Work happens inside the caller's transaction; nothing here commits, so
 the sync can commit a page of rows together with the cursor that covers them.
 
-- SQLite: one `INSERT ... VALUES (?, ...) ON CONFLICT DO UPDATE ... WHERE`, prepared once and
-  run for every row of the page (`executemany`), all in the caller's transaction.
+- SQLite: `INSERT ... SELECT ... FROM json_each(?) ON CONFLICT DO UPDATE ... WHERE`, the rows
+  sent as JSON arrays in a few chunks, when SQLite's JSON functions give every value back as
+  binding it would (`_sqlite_json_chunks`); otherwise one `INSERT ... VALUES (?, ...)` prepared
+  once and run for every row (`executemany`). Both in the caller's transaction.
 - PostgreSQL: `COPY` into a temporary staging table, then one
   `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE`. COPY goes in binary format when
   psycopg's binary dumper for each staging column takes its values as text COPY would (a third of
@@ -30,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from psycopg.postgres import types as postgres_types
 from psycopg.types.json import set_json_dumps
@@ -69,12 +72,14 @@ class UpsertBatch:
     """Validated rows converted for one database: all `write_upsert` sends.
 
     `sent` holds each column of `rows` as that database's path binds it (SQLite: the column
-    type's bind processing; PostgreSQL: as COPY takes it).
+    type's bind processing; PostgreSQL: as COPY takes it). `json_chunks` (SQLite only) holds the
+    same rows as JSON text, when they can travel that way (`_sqlite_json_chunks`).
     """
 
     rows: ValidatedRows
     dialect: str
     sent: tuple[ColumnValues, ...]
+    json_chunks: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -89,15 +94,15 @@ def prepare_upsert(dialect: sa.Dialect, table: sa.Table, rows: Rows) -> UpsertBa
     """
     validated = validate_rows(table, rows)
     if dialect.name == "sqlite":
-        sent = _sqlite_bound_columns(dialect, validated)
-    elif dialect.name == "postgresql":
-        validated = _in_key_order(validated)
-        sent = [
-            _postgres_copy_column(validated, name, values)
-            for name, values in zip(validated.columns, validated.values, strict=True)
-        ]
-    else:
+        bound = tuple(_sqlite_bound_columns(dialect, validated))
+        return UpsertBatch(validated, dialect.name, bound, _sqlite_json_chunks(bound))
+    if dialect.name != "postgresql":
         raise StoreError(f"bulk upsert supports SQLite and PostgreSQL, not {dialect.name}")
+    validated = _in_key_order(validated)
+    sent = [
+        _postgres_copy_column(validated, name, values)
+        for name, values in zip(validated.columns, validated.values, strict=True)
+    ]
     return UpsertBatch(validated, dialect.name, tuple(sent))
 
 
@@ -192,24 +197,87 @@ def _sqlite_bound_columns(dialect: sa.Dialect, validated: ValidatedRows) -> list
     return bound
 
 
-def _upsert_sqlite(conn: sa.Connection, batch: UpsertBatch) -> int:
-    """One single-row upsert statement, prepared once and run for every row (`executemany`).
+# The most text one JSON chunk may hold (SQLite's own limit on a bound value is 1,000,000,000
+# bytes by default, and `json_each` holds a parse of the whole text): a larger page is split.
+_JSON_CHUNK_MAX_CHARS = 64 * 1024 * 1024
+# What SQLite's `json_extract` gives back exactly as binding it would: text, 64-bit integers,
+# booleans (as 1 and 0) and NULL. Floats are left out: SQLite turns JSON's decimal text back into
+# a double with its own parser, whose last-digit rounding has differed between versions.
+_JSON_EXACT_TYPES = frozenset({str, bool, type(None)})
+_INT64 = (-(2**63), 2**63 - 1)
 
-    Measured against multi-row `VALUES (...), (...)` statements of up to the variable limit:
-    SQLite parses and plans a 1,600-row statement of 30,000 placeholders for every chunk, and
-    that took about twice as long as stepping one prepared statement per row (10,000 rows of
-    19 columns: 45-50 ms vs 25 ms) in the same transaction.
+
+def _json_exact(values: ColumnValues) -> bool:
+    """Whether every value of a bound SQLite column comes back unchanged through JSON."""
+    kinds = set(map(type, values))
+    if int in kinds:
+        integers = [value for value in values if type(value) is int]
+        if min(integers) < _INT64[0] or max(integers) > _INT64[1]:
+            return False
+        kinds.discard(int)
+    return kinds <= _JSON_EXACT_TYPES
+
+
+def _sqlite_json_chunks(bound: Sequence[ColumnValues]) -> tuple[str, ...]:
+    """The rows as JSON arrays of their bound values, the whole page in one text unless it is
+    too large; none when a value would not come back unchanged: a float, an integer beyond 64
+    bits, another type, text holding NUL (SQLite's JSON functions end text there) or text that
+    is not UTF-8 (lone surrogates)."""
+    if not all(_json_exact(values) for values in bound):
+        return ()
+    try:
+        chunks = _json_arrays(list(zip(*bound, strict=True)))
+    except orjson.JSONEncodeError:
+        return ()
+    if any("\\u0000" in chunk for chunk in chunks):
+        return ()
+    return chunks
+
+
+def _json_arrays(rows: list[tuple[Any, ...]]) -> tuple[str, ...]:
+    """`rows` as one JSON array, halved until each text fits `_JSON_CHUNK_MAX_CHARS`; none when
+    a single row does not fit."""
+    text = orjson.dumps(rows).decode()
+    if len(text) <= _JSON_CHUNK_MAX_CHARS:
+        return (text,)
+    if len(rows) == 1:
+        return ()
+    half = len(rows) // 2
+    first, second = _json_arrays(rows[:half]), _json_arrays(rows[half:])
+    return first + second if first and second else ()
+
+
+def _upsert_sqlite(conn: sa.Connection, batch: UpsertBatch) -> int:
+    """The page's rows in one `INSERT ... SELECT ... FROM json_each(?)` statement (a few, for a
+    very large page), else one single-row statement run for every row (`executemany`).
+
+    The sqlite3 module lets go of the GIL around every statement step and takes it back after.
+    Run for each row on the loading thread while other threads work in Python (reading and
+    gating the next pages), each row's step waited for the GIL: a 1,000,000-Contact full sync
+    spent a third of its INSERT time so. One statement for the page waits once (a statement
+    per 2,000 rows still took that sync 38 s, one per 20,000-row page 32 s). Multi-row
+    `VALUES (...), (...)` statements were slower than either: SQLite parses and plans a
+    1,600-row statement of 30,000 placeholders for every chunk (10,000 rows of 19 columns:
+    45-50 ms against 25 ms row by row, on one thread).
     """
     validated = batch.rows
     target = conn.dialect.identifier_preparer.format_table(validated.table)
     columns = _quoted_columns(conn, validated.columns)
+    conflict = _on_conflict_clause(conn, validated)
+    if batch.json_chunks:
+        values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(validated.columns)))
+        # `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT, not a join.
+        sql = (
+            f"INSERT INTO {target} ({columns}) SELECT {values} "  # noqa: S608 - quoted names
+            "FROM json_each(?) WHERE true "
+        )
+        return sum(
+            conn.exec_driver_sql(sql + conflict, (chunk,)).rowcount for chunk in batch.json_chunks
+        )
     placeholders = ", ".join(["?"] * len(validated.columns))
-    sql = (
-        f"INSERT INTO {target} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - quoted names
-        + _on_conflict_clause(conn, validated)
-    )
+    sql = f"INSERT INTO {target} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - quoted names
     rows = list(zip(*batch.sent, strict=True))
-    return conn.exec_driver_sql(sql, rows).rowcount
+    return conn.exec_driver_sql(sql + conflict, rows).rowcount
 
 
 def _postgres_copy_column(

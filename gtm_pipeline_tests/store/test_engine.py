@@ -198,3 +198,23 @@ def test_sqlite_concurrent_read_then_write_transactions_both_commit(tmp_path) ->
     finally:
         engine.dispose()
     assert errors == []
+
+
+def test_a_sqlite_library_without_json_functions_is_refused_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bulk upsert sends SQLite pages through `json_each`: a library without it is named
+    when the engine is made, not deep inside a sync."""
+    from gtm_pipeline.store import engine as engine_module
+
+    class NoJson:
+        def execute(self, sql: str) -> None:
+            raise sqlite3.OperationalError("no such function: json_extract")
+
+        def close(self) -> None:
+            pass
+
+    engine_module._require_sqlite_json()  # this machine's library has them
+    monkeypatch.setattr(engine_module.sqlite3, "connect", lambda _name: NoJson())
+    with pytest.raises(StoreConfigError, match="no JSON functions; use SQLite 3.38 or newer"):
+        engine_module._require_sqlite_json.__wrapped__()

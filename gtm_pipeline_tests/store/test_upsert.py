@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
@@ -11,7 +13,7 @@ import pandas as pd
 import psycopg
 import pytest
 import sqlalchemy as sa
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects.postgresql.psycopg import dialect as postgresql_dialect
@@ -309,32 +311,174 @@ def test_large_batch_on_the_fast_path(engine: sa.Engine) -> None:
     assert (total, changed) == (count, count)
 
 
-def test_sqlite_runs_one_prepared_row_statement_for_the_page(tmp_path) -> None:
-    """One single-row upsert run for every row (executemany): no statement grows with the page,
-    so the variable limit never matters, and the count leaves out rows an older stamp skipped."""
-    from gtm_pipeline.store import make_engine, upgrade
+def _sqlite_inserts(engine: sa.Engine) -> list[tuple[str, Any, bool]]:
+    """Record every INSERT the engine runs: its SQL, parameters and whether it was executemany."""
+    calls: list[tuple[str, Any, bool]] = []
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'limit.db'}")
+    def record(_conn, _cursor, sql, parameters, _context, many) -> None:
+        if sql.startswith("INSERT"):
+            calls.append((sql, parameters, many))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    return calls
+
+
+@pytest.mark.parametrize("max_chars", [None, 100_000, 50])
+def test_a_sqlite_page_goes_in_one_json_statement_halved_when_too_large(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, max_chars: int | None
+) -> None:
+    """2,501 rows: one statement binding one JSON text, so neither the variable limit nor the
+    page's size shapes the SQL; a text over the limit is halved until each fits, and a row that
+    alone does not fit sends the page row by row. The count leaves out the row an older stamp
+    skipped."""
+    from gtm_pipeline.store import make_engine, upgrade
+    from gtm_pipeline.store import upsert as upsert_module
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'chunks.db'}")
     upgrade(engine)
     newer = T0 + timedelta(hours=1)
     with engine.begin() as conn:
         upsert_records(conn, persons, [person("003KEEP", newer, email="new@x.io")])
     rows = [person(f"003{i:04d}", T0, email=f"{i}@x.io") for i in range(2500)]
     rows.append(person("003KEEP", T0, email="old@x.io"))
-    calls: list[tuple[str, bool]] = []
-    sa.event.listen(engine, "before_cursor_execute", lambda *a: calls.append((a[2], a[5])))
+    if max_chars is not None:
+        monkeypatch.setattr(upsert_module, "_JSON_CHUNK_MAX_CHARS", max_chars)
+    inserts = _sqlite_inserts(engine)
     try:
         with engine.begin() as conn:
             conn.connection.driver_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
             applied = upsert_records(conn, persons, rows)
-        inserts = [(sql, many) for sql, many in calls if sql.startswith("INSERT")]
         assert applied == 2500
         assert len(stored(engine, persons)) == 2501
         assert stored(engine, persons)["003KEEP"].email == "new@x.io"
-        assert len(inserts) == 1 and inserts[0][1] is True
-        assert inserts[0][0].count("?") == 5  # 4 given columns + synced_at
+        if max_chars == 50:  # one row's JSON is longer
+            assert len(inserts) == 1 and inserts[0][2] is True
+            return
+        assert len({sql for sql, _, _ in inserts}) == 1 and inserts[0][0].count("?") == 1
+        texts = [parameters[0] for _, parameters, _ in inserts]
+        assert sum(len(json.loads(text)) for text in texts) == 2501
+        if max_chars is None:
+            assert len(texts) == 1
+        else:
+            assert len(texts) > 1 and all(len(text) <= max_chars for text in texts)
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "value"),
+    [
+        (persons, "title", "Head\x00of Data"),  # SQLite's JSON functions end text at NUL
+        (accounts, "annual_revenue", 0.1 + 0.2),  # JSON's decimal text is parsed by SQLite
+        (accounts, "annual_revenue", 1e308 * 10),  # infinity: JSON has none
+    ],
+)
+def test_values_json_would_change_go_row_by_row_on_sqlite(
+    tmp_path, table: sa.Table, column: str, value: Any
+) -> None:
+    from gtm_pipeline.store import make_engine, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'rows.db'}")
+    upgrade(engine)
+    inserts = _sqlite_inserts(engine)
+    try:
+        assert upsert(engine, table, [person("001A", T0, **{column: value})]) == 1
+        assert len(inserts) == 1 and "json_each" not in inserts[0][0]
+        assert getattr(stored(engine, table)["001A"], column) == value
+    finally:
+        engine.dispose()
+
+
+def test_a_text_that_is_not_utf8_is_refused_on_either_sqlite_path(tmp_path) -> None:
+    from gtm_pipeline.store import make_engine, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'surrogate.db'}")
+    upgrade(engine)
+    try:
+        with pytest.raises(UnicodeEncodeError):
+            upsert(engine, persons, [person("003A", T0, title="lone \ud800 surrogate")])
+        assert stored(engine, persons) == {}
+    finally:
+        engine.dispose()
+
+
+# Values at the edges of what JSON carries back unchanged: NUL, an escaped-looking text, the
+# integers around 64 bits.
+_texts = st.one_of(
+    st.none(), st.text(max_size=30), st.sampled_from(["", " ", "a\x00b", "\\u0000", "é😀"])
+)
+_integers = st.one_of(
+    st.integers(), st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64])
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    rows=st.lists(
+        st.fixed_dictionaries(
+            {
+                "email": _texts,
+                "title": _texts,
+                "phone": st.one_of(_texts, _integers),
+                "is_deleted": st.booleans(),
+                "is_converted": st.one_of(st.none(), st.booleans()),
+                "custom_fields": st.one_of(
+                    st.none(), st.dictionaries(st.text(max_size=5), _texts, max_size=3)
+                ),
+            }
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_sqlite_stores_the_same_values_and_types_through_json_as_row_by_row(
+    sqlite_store: sa.Engine, monkeypatch: pytest.MonkeyPatch, rows: list[dict]
+) -> None:
+    """Each page upserted twice, under two tenants: once as prepared (JSON chunks when its
+    values allow), once with the JSON path turned off. Every stored value and its SQLite
+    storage class must match, column by column."""
+    from gtm_pipeline.store import upsert as upsert_module
+
+    page = [person(f"003{i:04d}", T0 + timedelta(seconds=i), **row) for i, row in enumerate(rows)]
+    outcomes = []
+    for tenant, chunks in (("json", upsert_module._sqlite_json_chunks), ("rows", lambda _: ())):
+        with monkeypatch.context() as patch:
+            patch.setattr(upsert_module, "_sqlite_json_chunks", chunks)
+            try:
+                upsert(sqlite_store, persons, [{**row, "tenant_id": tenant} for row in page])
+                outcomes.append(_stored_as_sqlite_holds_it(sqlite_store, tenant))
+            except (OverflowError, UnicodeEncodeError, InvalidRowsError) as exc:
+                outcomes.append(type(exc))
+    with sqlite_store.begin() as conn:
+        conn.execute(sa.delete(persons))
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.fixture()
+def sqlite_store(tmp_path) -> Iterator[sa.Engine]:
+    from gtm_pipeline.store import make_engine, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'paths.db'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _stored_as_sqlite_holds_it(engine: sa.Engine, tenant: str) -> list[tuple]:
+    """Every column of the tenant's persons except `synced_at`, with its storage class."""
+    names = [c.name for c in persons.columns if c.name not in ("tenant_id", "synced_at")]
+    selected = ", ".join(f'typeof("{name}"), "{name}"' for name in names)
+    with engine.connect() as conn:
+        return list(
+            conn.exec_driver_sql(
+                f"SELECT {selected} FROM persons WHERE tenant_id = ? ORDER BY external_id",  # noqa: S608
+                (tenant,),
+            )
+        )
 
 
 def test_empty_input_writes_nothing(engine: sa.Engine) -> None:
