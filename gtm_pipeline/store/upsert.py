@@ -5,10 +5,10 @@ re-reading an overlap window rewrites identical data and an older version read l
 overwrite a newer one. Work happens inside the caller's transaction; nothing here commits, so
 the sync can commit a page of rows together with the cursor that covers them.
 
-- SQLite: `INSERT ... SELECT ... FROM json_each(?) ON CONFLICT DO UPDATE ... WHERE`, the rows
-  sent as JSON arrays in a few chunks, when SQLite's JSON functions give every value back as
-  binding it would (`_sqlite_json_chunks`); otherwise one `INSERT ... VALUES (?, ...)` prepared
-  once and run for every row (`executemany`). Both in the caller's transaction.
+- SQLite: `INSERT ... SELECT ... FROM json_each(?) ON CONFLICT DO UPDATE ... WHERE`, the page's
+  rows sent as one JSON text (halved while too large), when SQLite's JSON functions give every
+  value back as binding it would (`_sqlite_json_chunks`); otherwise one `INSERT ... VALUES (?,
+  ...)` prepared once and run for every row (`executemany`). Both in the caller's transaction.
 - PostgreSQL: `COPY` into a temporary staging table, then one
   `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE`. COPY goes in binary format when
   psycopg's binary dumper for each staging column takes its values as text COPY would (a third of
