@@ -138,6 +138,17 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
     migrated.dispose()
 
 
+@pytest.fixture()
+def sqlite_engine(tmp_path) -> Iterator[sa.Engine]:
+    """An engine on an empty SQLite store migrated to head, for tests of SQLite alone."""
+    from gtm_pipeline.store import make_engine, upgrade
+
+    migrated = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    upgrade(migrated)
+    yield migrated
+    migrated.dispose()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _emulator_instances_allowed() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:

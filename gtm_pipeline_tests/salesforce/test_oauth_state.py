@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import pickle
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,7 +19,6 @@ from gtm_pipeline.salesforce.oauth_state import (
     StateSigner,
     VerifiedState,
 )
-from gtm_pipeline.store import make_engine, upgrade
 from gtm_pipeline.store.connections import OAuthStateRow, consume_oauth_state, insert_oauth_state
 from gtm_pipeline.store.tables import connector_tokens, connectors, oauth_states
 
@@ -285,14 +283,6 @@ def test_verified_state_is_immutable(signer: StateSigner) -> None:
 
 
 # --- with the store: a refused state stores nothing, a replay gets nothing -------------------
-
-
-@pytest.fixture()
-def sqlite_engine(tmp_path) -> Iterator[sa.Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def _callback(engine: sa.Engine, signer: StateSigner, state: str) -> OAuthStateRow | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
@@ -325,44 +324,36 @@ def _sqlite_inserts(engine: sa.Engine) -> list[tuple[str, Any, bool]]:
 
 @pytest.mark.parametrize("max_chars", [None, 100_000, 50])
 def test_a_sqlite_page_goes_in_one_json_statement_halved_when_too_large(
-    tmp_path, monkeypatch: pytest.MonkeyPatch, max_chars: int | None
+    sqlite_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, max_chars: int | None
 ) -> None:
     """2,501 rows: one statement binding one JSON text, so neither the variable limit nor the
     page's size shapes the SQL; a text over the limit is halved until each fits, and a row that
     alone does not fit sends the page row by row. The count leaves out the row an older stamp
     skipped."""
-    from gtm_pipeline.store import make_engine, upgrade
     from gtm_pipeline.store import upsert as upsert_module
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'chunks.db'}")
-    upgrade(engine)
     newer = T0 + timedelta(hours=1)
-    with engine.begin() as conn:
-        upsert_records(conn, persons, [person("003KEEP", newer, email="new@x.io")])
+    upsert(sqlite_engine, persons, [person("003KEEP", newer, email="new@x.io")])
     rows = [person(f"003{i:04d}", T0, email=f"{i}@x.io") for i in range(2500)]
     rows.append(person("003KEEP", T0, email="old@x.io"))
     if max_chars is not None:
         monkeypatch.setattr(upsert_module, "_JSON_CHUNK_MAX_CHARS", max_chars)
-    inserts = _sqlite_inserts(engine)
-    try:
-        with engine.begin() as conn:
-            conn.connection.driver_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
-            applied = upsert_records(conn, persons, rows)
-        assert applied == 2500
-        assert len(stored(engine, persons)) == 2501
-        assert stored(engine, persons)["003KEEP"].email == "new@x.io"
-        if max_chars == 50:  # one row's JSON is longer
-            assert len(inserts) == 1 and inserts[0][2] is True
-            return
-        assert len({sql for sql, _, _ in inserts}) == 1 and inserts[0][0].count("?") == 1
-        texts = [parameters[0] for _, parameters, _ in inserts]
-        assert sum(len(json.loads(text)) for text in texts) == 2501
-        if max_chars is None:
-            assert len(texts) == 1
-        else:
-            assert len(texts) > 1 and all(len(text) <= max_chars for text in texts)
-    finally:
-        engine.dispose()
+    inserts = _sqlite_inserts(sqlite_engine)
+    with sqlite_engine.begin() as conn:
+        conn.connection.driver_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
+        assert upsert_records(conn, persons, rows) == 2500
+    assert len(stored(sqlite_engine, persons)) == 2501
+    assert stored(sqlite_engine, persons)["003KEEP"].email == "new@x.io"
+    if max_chars == 50:  # one row's JSON is longer
+        assert len(inserts) == 1 and inserts[0][2] is True
+        return
+    assert len({sql for sql, _, _ in inserts}) == 1 and inserts[0][0].count("?") == 1
+    texts = [parameters[0] for _, parameters, _ in inserts]
+    assert sum(len(json.loads(text)) for text in texts) == 2501
+    if max_chars is None:
+        assert len(texts) == 1
+    else:
+        assert len(texts) > 1 and all(len(text) <= max_chars for text in texts)
 
 
 @pytest.mark.parametrize(
@@ -374,32 +365,18 @@ def test_a_sqlite_page_goes_in_one_json_statement_halved_when_too_large(
     ],
 )
 def test_values_json_would_change_go_row_by_row_on_sqlite(
-    tmp_path, table: sa.Table, column: str, value: Any
+    sqlite_engine: sa.Engine, table: sa.Table, column: str, value: Any
 ) -> None:
-    from gtm_pipeline.store import make_engine, upgrade
-
-    engine = make_engine(f"sqlite:///{tmp_path / 'rows.db'}")
-    upgrade(engine)
-    inserts = _sqlite_inserts(engine)
-    try:
-        assert upsert(engine, table, [person("001A", T0, **{column: value})]) == 1
-        assert len(inserts) == 1 and "json_each" not in inserts[0][0]
-        assert getattr(stored(engine, table)["001A"], column) == value
-    finally:
-        engine.dispose()
+    inserts = _sqlite_inserts(sqlite_engine)
+    assert upsert(sqlite_engine, table, [person("001A", T0, **{column: value})]) == 1
+    assert len(inserts) == 1 and "json_each" not in inserts[0][0]
+    assert getattr(stored(sqlite_engine, table)["001A"], column) == value
 
 
-def test_a_text_that_is_not_utf8_is_refused_on_either_sqlite_path(tmp_path) -> None:
-    from gtm_pipeline.store import make_engine, upgrade
-
-    engine = make_engine(f"sqlite:///{tmp_path / 'surrogate.db'}")
-    upgrade(engine)
-    try:
-        with pytest.raises(UnicodeEncodeError):
-            upsert(engine, persons, [person("003A", T0, title="lone \ud800 surrogate")])
-        assert stored(engine, persons) == {}
-    finally:
-        engine.dispose()
+def test_a_text_that_is_not_utf8_is_refused_on_sqlite(sqlite_engine: sa.Engine) -> None:
+    with pytest.raises(UnicodeEncodeError):
+        upsert(sqlite_engine, persons, [person("003A", T0, title="lone \ud800 surrogate")])
+    assert stored(sqlite_engine, persons) == {}
 
 
 # Values at the edges of what JSON carries back unchanged: NUL, an escaped-looking text, the
@@ -435,8 +412,8 @@ _integers = st.one_of(
         max_size=12,
     )
 )
-def test_sqlite_stores_the_same_values_and_types_through_json_as_row_by_row(
-    sqlite_store: sa.Engine, monkeypatch: pytest.MonkeyPatch, rows: list[dict]
+def test_sqlite_engines_the_same_values_and_types_through_json_as_row_by_row(
+    sqlite_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, rows: list[dict]
 ) -> None:
     """Each page upserted twice, under two tenants: once as prepared (JSON chunks when its
     values allow), once with the JSON path turned off. Every stored value and its SQLite
@@ -449,23 +426,13 @@ def test_sqlite_stores_the_same_values_and_types_through_json_as_row_by_row(
         with monkeypatch.context() as patch:
             patch.setattr(upsert_module, "_sqlite_json_chunks", chunks)
             try:
-                upsert(sqlite_store, persons, [{**row, "tenant_id": tenant} for row in page])
-                outcomes.append(_stored_as_sqlite_holds_it(sqlite_store, tenant))
+                upsert(sqlite_engine, persons, [{**row, "tenant_id": tenant} for row in page])
+                outcomes.append(_stored_as_sqlite_holds_it(sqlite_engine, tenant))
             except (OverflowError, UnicodeEncodeError, InvalidRowsError) as exc:
                 outcomes.append(type(exc))
-    with sqlite_store.begin() as conn:
+    with sqlite_engine.begin() as conn:
         conn.execute(sa.delete(persons))
     assert outcomes[0] == outcomes[1]
-
-
-@pytest.fixture()
-def sqlite_store(tmp_path) -> Iterator[sa.Engine]:
-    from gtm_pipeline.store import make_engine, upgrade
-
-    engine = make_engine(f"sqlite:///{tmp_path / 'paths.db'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def _stored_as_sqlite_holds_it(engine: sa.Engine, tenant: str) -> list[tuple]:
