@@ -6,9 +6,10 @@ overwrite a newer one. Work happens inside the caller's transaction; nothing her
 the sync can commit a page of rows together with the cursor that covers them.
 
 - SQLite: `INSERT ... SELECT ... FROM json_each(?) ON CONFLICT DO UPDATE ... WHERE`, the page's
-  rows sent as one JSON text (halved while too large), when SQLite's JSON functions give every
-  value back as binding it would (`_sqlite_json_chunks`); otherwise one `INSERT ... VALUES (?,
-  ...)` prepared once and run for every row (`executemany`). Both in the caller's transaction.
+  rows sent as one JSON text (halved while too large) and its columns holding one value bound
+  once, when SQLite's JSON functions give every other value back as binding it would
+  (`_sqlite_json_page`); otherwise one `INSERT ... VALUES (?, ...)` prepared once and run for
+  every row (`executemany`). Both in the caller's transaction.
 - PostgreSQL: `COPY` into a temporary staging table, then one
   `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE`. COPY goes in binary format when
   psycopg's binary dumper for each staging column takes its values as text COPY would (a third of
@@ -72,14 +73,14 @@ class UpsertBatch:
     """Validated rows converted for one database: all `write_upsert` sends.
 
     `sent` holds each column of `rows` as that database's path binds it (SQLite: the column
-    type's bind processing; PostgreSQL: as COPY takes it). `json_chunks` (SQLite only) holds the
-    same rows as JSON text, when they can travel that way (`_sqlite_json_chunks`).
+    type's bind processing; PostgreSQL: as COPY takes it). `json` (SQLite only) holds the same
+    rows as `json_each` reads them, when they can travel that way (`_sqlite_json_page`).
     """
 
     rows: ValidatedRows
     dialect: str
     sent: tuple[ColumnValues, ...]
-    json_chunks: tuple[str, ...] = ()
+    json: JsonPage | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -95,7 +96,7 @@ def prepare_upsert(dialect: sa.Dialect, table: sa.Table, rows: Rows) -> UpsertBa
     validated = validate_rows(table, rows)
     if dialect.name == "sqlite":
         bound = tuple(_sqlite_bound_columns(dialect, validated))
-        return UpsertBatch(validated, dialect.name, bound, _sqlite_json_chunks(bound))
+        return UpsertBatch(validated, dialect.name, bound, _sqlite_json_page(bound))
     if dialect.name != "postgresql":
         raise StoreError(f"bulk upsert supports SQLite and PostgreSQL, not {dialect.name}")
     validated = _in_key_order(validated)
@@ -107,7 +108,14 @@ def prepare_upsert(dialect: sa.Dialect, table: sa.Table, rows: Rows) -> UpsertBa
 
 
 def _one_value(values: ColumnValues) -> bool:
-    return isinstance(values, list) and values.count(values[0]) == len(values)
+    """Whether a column holds one value throughout, of one type (1, 1.0 and True are equal in
+    Python but stored differently by SQLite)."""
+    return (
+        isinstance(values, list)
+        and len(values) > 0
+        and values.count(values[0]) == len(values)
+        and len(set(map(type, values))) == 1
+    )
 
 
 def _in_key_order(validated: ValidatedRows) -> ValidatedRows:
@@ -218,20 +226,38 @@ def _json_exact(values: ColumnValues) -> bool:
     return kinds <= _JSON_EXACT_TYPES
 
 
-def _sqlite_json_chunks(bound: Sequence[ColumnValues]) -> tuple[str, ...]:
-    """The rows as JSON arrays of their bound values, the whole page in one text unless it is
-    too large; none when a value would not come back unchanged: a float, an integer beyond 64
-    bits, another type, text holding NUL (SQLite's JSON functions end text there) or text that
-    is not UTF-8 (lone surrogates)."""
-    if not all(_json_exact(values) for values in bound):
-        return ()
+@dataclass(frozen=True)
+class JsonPage:
+    """A SQLite page as `json_each` reads it: the rows' varying values as JSON arrays (one text,
+    or a few for a very large page); a column holding one value throughout is bound once."""
+
+    sources: tuple[int | None, ...]
+    """Per column: its position in each JSON row, or None when the column is bound once."""
+    constants: tuple[Any, ...]
+    """The values of the columns bound once, in column order."""
+    chunks: tuple[str, ...]
+
+
+def _sqlite_json_page(bound: Sequence[ColumnValues]) -> JsonPage | None:
+    """The page as `json_each` reads it; None when a varying value would not come back unchanged
+    through JSON: a float, an integer beyond 64 bits, another type, text holding NUL (SQLite's
+    JSON functions end text there) or text that is not UTF-8 (lone surrogates)."""
+    if not bound or not len(bound[0]):
+        return None  # nothing to write
+    single = [_one_value(values) for values in bound]
+    varying = [values for values, one in zip(bound, single, strict=True) if not one]
+    if not all(_json_exact(values) for values in varying):
+        return None
     try:
-        chunks = _json_arrays(list(zip(*bound, strict=True)))
+        chunks = _json_arrays(list(zip(*varying, strict=True)) or [()] * len(bound[0]))
     except orjson.JSONEncodeError:
-        return ()
-    if any("\\u0000" in chunk for chunk in chunks):
-        return ()
-    return chunks
+        return None
+    if not chunks or any("\\u0000" in chunk for chunk in chunks):
+        return None
+    positions = iter(range(len(varying)))
+    sources = tuple(None if one else next(positions) for one in single)
+    constants = tuple(values[0] for values, one in zip(bound, single, strict=True) if one)
+    return JsonPage(sources, constants, chunks)
 
 
 def _json_arrays(rows: list[tuple[Any, ...]]) -> tuple[str, ...]:
@@ -264,20 +290,30 @@ def _upsert_sqlite(conn: sa.Connection, batch: UpsertBatch) -> int:
     target = conn.dialect.identifier_preparer.format_table(validated.table)
     columns = _quoted_columns(conn, validated.columns)
     conflict = _on_conflict_clause(conn, validated)
-    if batch.json_chunks:
-        values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(validated.columns)))
+    if batch.json is not None:
+        page = batch.json
         # `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT, not a join.
         sql = (
-            f"INSERT INTO {target} ({columns}) SELECT {values} "  # noqa: S608 - quoted names
-            "FROM json_each(?) WHERE true "
+            f"INSERT INTO {target} ({columns}) SELECT {_json_select(page)} "  # noqa: S608
+            "FROM json_each(?1) WHERE true "
         )
         return sum(
-            conn.exec_driver_sql(sql + conflict, (chunk,)).rowcount for chunk in batch.json_chunks
+            conn.exec_driver_sql(sql + conflict, (chunk, *page.constants)).rowcount
+            for chunk in page.chunks
         )
     placeholders = ", ".join(["?"] * len(validated.columns))
     sql = f"INSERT INTO {target} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - quoted names
     rows = list(zip(*batch.sent, strict=True))
     return conn.exec_driver_sql(sql + conflict, rows).rowcount
+
+
+def _json_select(page: JsonPage) -> str:
+    """Each column's value: from the JSON row, or its bound parameter (?2, ?3, ...)."""
+    parameters = itertools.count(2)
+    return ", ".join(
+        f"?{next(parameters)}" if source is None else f"json_extract(value, '$[{source}]')"
+        for source in page.sources
+    )
 
 
 def _postgres_copy_column(

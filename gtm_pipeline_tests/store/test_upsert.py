@@ -322,14 +322,15 @@ def _sqlite_inserts(engine: sa.Engine) -> list[tuple[str, Any, bool]]:
     return calls
 
 
-@pytest.mark.parametrize("max_chars", [None, 100_000, 50])
+@pytest.mark.parametrize("max_chars", [None, 20_000, 10])
 def test_a_sqlite_page_goes_in_one_json_statement_halved_when_too_large(
     sqlite_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, max_chars: int | None
 ) -> None:
-    """2,501 rows: one statement binding one JSON text, so neither the variable limit nor the
-    page's size shapes the SQL; a text over the limit is halved until each fits, and a row that
-    alone does not fit sends the page row by row. The count leaves out the row an older stamp
-    skipped."""
+    """2,501 rows: one statement binding one JSON text of the varying columns and, once each,
+    the columns holding one value (tenant, stamp, synced_at), so neither the variable limit nor
+    the page's size shapes the SQL; a text over the limit is halved until each fits, and a row
+    that alone does not fit sends the page row by row. The count leaves out the row an older
+    stamp skipped."""
     from gtm_pipeline.store import upsert as upsert_module
 
     newer = T0 + timedelta(hours=1)
@@ -344,11 +345,13 @@ def test_a_sqlite_page_goes_in_one_json_statement_halved_when_too_large(
         assert upsert_records(conn, persons, rows) == 2500
     assert len(stored(sqlite_engine, persons)) == 2501
     assert stored(sqlite_engine, persons)["003KEEP"].email == "new@x.io"
-    if max_chars == 50:  # one row's JSON is longer
+    if max_chars == 10:  # one row's JSON is longer
         assert len(inserts) == 1 and inserts[0][2] is True
         return
-    assert len({sql for sql, _, _ in inserts}) == 1 and inserts[0][0].count("?") == 1
+    assert len({sql for sql, _, _ in inserts}) == 1
+    assert {len(parameters) for _, parameters, _ in inserts} == {4}
     texts = [parameters[0] for _, parameters, _ in inserts]
+    assert all(len(row) == 2 for text in texts for row in json.loads(text))  # id, email
     assert sum(len(json.loads(text)) for text in texts) == 2501
     if max_chars is None:
         assert len(texts) == 1
@@ -357,20 +360,39 @@ def test_a_sqlite_page_goes_in_one_json_statement_halved_when_too_large(
 
 
 @pytest.mark.parametrize(
-    ("table", "column", "value"),
+    ("table", "column", "values", "path"),
     [
-        (persons, "title", "Head\x00of Data"),  # SQLite's JSON functions end text at NUL
-        (accounts, "annual_revenue", 0.1 + 0.2),  # JSON's decimal text is parsed by SQLite
-        (accounts, "annual_revenue", 1e308 * 10),  # infinity: JSON has none
+        # SQLite's JSON functions end text at NUL
+        (persons, "title", ["Head\x00of Data", "CTO"], "rows"),
+        # JSON's decimal text would be parsed by SQLite; infinity has no JSON at all
+        (accounts, "annual_revenue", [0.1 + 0.2, 1e308 * 10], "rows"),
+        # one value throughout is bound once, whatever it is
+        (accounts, "annual_revenue", [0.1 + 0.2, 0.1 + 0.2], "json"),
+        (persons, "title", ["Head\x00of Data", "Head\x00of Data"], "json"),
     ],
 )
 def test_values_json_would_change_go_row_by_row_on_sqlite(
-    sqlite_engine: sa.Engine, table: sa.Table, column: str, value: Any
+    sqlite_engine: sa.Engine, table: sa.Table, column: str, values: list, path: str
 ) -> None:
     inserts = _sqlite_inserts(sqlite_engine)
-    assert upsert(sqlite_engine, table, [person("001A", T0, **{column: value})]) == 1
-    assert len(inserts) == 1 and "json_each" not in inserts[0][0]
-    assert getattr(stored(sqlite_engine, table)["001A"], column) == value
+    rows = [person(f"001{i}", T0, **{column: value}) for i, value in enumerate(values)]
+    assert upsert(sqlite_engine, table, rows) == 2
+    assert len(inserts) == 1 and ("json_each" in inserts[0][0]) is (path == "json")
+    assert [getattr(row, column) for row in stored(sqlite_engine, table).values()] == values
+
+
+@pytest.mark.parametrize(
+    ("phones", "texts"),
+    [([1, 1.0, True], ["1", "1.0", "1"]), ([1.0, 1.0, 1.0], ["1.0", "1.0", "1.0"])],
+)
+def test_values_equal_in_python_keep_their_own_text_on_sqlite(
+    sqlite_engine: sa.Engine, phones: list, texts: list[str]
+) -> None:
+    """1, 1.0 and True are equal in Python, but SQLite writes 1.0 into a text column as '1.0':
+    a column is bound once only when it holds one value of one type."""
+    rows = [person(f"003{i}", T0, phone=phone) for i, phone in enumerate(phones)]
+    upsert(sqlite_engine, persons, rows)
+    assert [row.phone for row in stored(sqlite_engine, persons).values()] == texts
 
 
 def test_a_text_that_is_not_utf8_is_refused_on_sqlite(sqlite_engine: sa.Engine) -> None:
@@ -387,6 +409,9 @@ _texts = st.one_of(
 _integers = st.one_of(
     st.integers(), st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64])
 )
+# Equal in Python, stored differently by SQLite in a text column ('1', '1.0'): a column of these
+# is bound once only when its values are one value of one type.
+_look_alike = st.sampled_from([1, True, 1.0, 0.5])
 
 
 @settings(
@@ -400,7 +425,7 @@ _integers = st.one_of(
             {
                 "email": _texts,
                 "title": _texts,
-                "phone": st.one_of(_texts, _integers),
+                "phone": st.one_of(_texts, _integers, _look_alike),
                 "is_deleted": st.booleans(),
                 "is_converted": st.one_of(st.none(), st.booleans()),
                 "custom_fields": st.one_of(
@@ -422,9 +447,9 @@ def test_sqlite_engines_the_same_values_and_types_through_json_as_row_by_row(
 
     page = [person(f"003{i:04d}", T0 + timedelta(seconds=i), **row) for i, row in enumerate(rows)]
     outcomes = []
-    for tenant, chunks in (("json", upsert_module._sqlite_json_chunks), ("rows", lambda _: ())):
+    for tenant, json_page in (("json", upsert_module._sqlite_json_page), ("rows", lambda _: None)):
         with monkeypatch.context() as patch:
-            patch.setattr(upsert_module, "_sqlite_json_chunks", chunks)
+            patch.setattr(upsert_module, "_sqlite_json_page", json_page)
             try:
                 upsert(sqlite_engine, persons, [{**row, "tenant_id": tenant} for row in page])
                 outcomes.append(_stored_as_sqlite_holds_it(sqlite_engine, tenant))
