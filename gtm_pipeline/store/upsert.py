@@ -212,15 +212,13 @@ _JSON_CHUNK_MAX_CHARS = 64 * 1024 * 1024
 # booleans (as 1 and 0) and NULL. Floats are left out: SQLite turns JSON's decimal text back into
 # a double with its own parser, whose last-digit rounding has differed between versions.
 _JSON_EXACT_TYPES = frozenset({str, bool, type(None)})
-_INT64 = (-(2**63), 2**63 - 1)
 
 
 def _json_exact(values: ColumnValues) -> bool:
     """Whether every value of a bound SQLite column comes back unchanged through JSON."""
     kinds = set(map(type, values))
     if int in kinds:
-        integers = [value for value in values if type(value) is int]
-        if min(integers) < _INT64[0] or max(integers) > _INT64[1]:
+        if not _integers_fit(64, [value for value in values if type(value) is int]):
             return False
         kinds.discard(int)
     return kinds <= _JSON_EXACT_TYPES
