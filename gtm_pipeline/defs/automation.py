@@ -49,6 +49,11 @@ SYNC_CRON_VARIABLE = "GTM_SYNC_CRON"
 DEFAULT_CRON = "*/30 * * * *"
 RECONCILE_CRON_VARIABLE = "GTM_RECONCILE_CRON"
 DEFAULT_RECONCILE_CRON = "0 4 * * *"
+RUN_STATUS_SENSOR_INTERVAL_SECONDS = 5
+"""How often the run-status sensors look for finished sync runs. Dagster's run-status sensor
+ends its tick at the first run for which it returns a request or a skip reason, so each tick
+carries on one sync run: at Dagster's default interval (30 s) a deployment finishing more than
+120 sync runs an hour would fall further behind every hour."""
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -251,17 +256,22 @@ def read_in_full(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     monitored_jobs=[sync_job],
     request_job=reconciliation_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=RUN_STATUS_SENSOR_INTERVAL_SECONDS,
     description="After a successful sync run that read any entity in full, requests the "
     "reconciliation of that tenant.",
 )
-def reconcile_after_full_sync(context: dg.RunStatusSensorContext):
+def reconcile_after_full_sync(context: dg.RunStatusSensorContext) -> dg.RunRequest | None:
+    """None (logged) for a run that needs no reconciliation: Dagster then goes on to the next
+    finished run in the same tick, where a skip reason would end the tick."""
     run = context.dagster_run
     tenant = context.partition_key
     if tenant is None:
-        return dg.SkipReason(f"run {run.run_id} has no tenant partition")
+        context.log.info(f"run {run.run_id} has no tenant partition")
+        return None
     full = read_in_full(context.instance, run.run_id)
     if not full:
-        return dg.SkipReason(f"run {run.run_id} of {tenant} was incremental")
+        context.log.info(f"run {run.run_id} of {tenant} was incremental")
+        return None
     context.log.info(f"{tenant}: {', '.join(full)} read in full; requesting reconciliation")
     return tenant_request(tenant, run_key=f"reconcile-after-{run.run_id}")
 
@@ -271,14 +281,16 @@ def reconcile_after_full_sync(context: dg.RunStatusSensorContext):
     monitored_jobs=[sync_job],
     request_job=scores_writeback_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=RUN_STATUS_SENSOR_INTERVAL_SECONDS,
     description="After each successful sync run of a tenant, requests that tenant's scores "
     "and score writeback.",
 )
-def score_after_sync(context: dg.RunStatusSensorContext):
+def score_after_sync(context: dg.RunStatusSensorContext) -> dg.RunRequest | None:
     run = context.dagster_run
     tenant = context.partition_key
     if tenant is None:
-        return dg.SkipReason(f"run {run.run_id} has no tenant partition")
+        context.log.info(f"run {run.run_id} has no tenant partition")
+        return None
     context.log.info(f"{tenant}: synced by run {run.run_id}; requesting scores and writeback")
     return tenant_request(tenant, run_key=f"score-after-{run.run_id}")
 

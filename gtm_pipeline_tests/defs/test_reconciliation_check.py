@@ -364,7 +364,40 @@ def test_sensor_requests_reconciliation_after_a_full_sync_only(instance, resourc
     assert resolved_tags(instance, request)["dagster/partition"] == TENANT
 
     incremental = run_sync_job(instance, resources)
-    assert isinstance(sensor_after(instance, incremental), dg.SkipReason)
+    assert sensor_after(instance, incremental) is None
 
     forced = run_sync_job(instance, resources, full=True)
     assert isinstance(sensor_after(instance, forced), dg.RunRequest)
+
+
+def sensor_tick(instance, cursor: str | None) -> dg.SensorExecutionData:
+    """One evaluation of the run-status sensor as the daemon makes it, from `cursor`."""
+    with (
+        on_instance(instance),
+        dg.partition_loading_context(dynamic_partitions_store=instance),
+        dg.build_sensor_context(
+            instance=instance, cursor=cursor, repository_def=defs.get_repository_def()
+        ) as context,
+    ):
+        return reconcile_after_full_sync.evaluate_tick(context)
+
+
+def test_one_tick_passes_incremental_runs_and_requests_the_full_one_behind_them(
+    instance, resources
+):
+    """Dagster ends a run-status sensor's tick at the first run it returns a request or a skip
+    reason for; incremental runs return nothing, so they do not hold up the tick."""
+    start = sensor_tick(instance, None)  # the first tick only sets the cursor
+    assert not start.run_requests
+    first = run_sync_job(instance, resources)  # no cursor yet: read in full
+    for _ in range(2):
+        run_sync_job(instance, resources)
+    forced = run_sync_job(instance, resources, full=True)
+    ticks = [sensor_tick(instance, start.cursor)]
+    ticks.append(sensor_tick(instance, ticks[-1].cursor))
+    ticks.append(sensor_tick(instance, ticks[-1].cursor))
+    assert [[r.run_key for r in t.run_requests] for t in ticks] == [
+        [f"reconcile-after-{first.run_id}"],
+        [f"reconcile-after-{forced.run_id}"],
+        [],
+    ]
