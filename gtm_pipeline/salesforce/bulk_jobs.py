@@ -190,7 +190,8 @@ class BulkQuery:
             last = locator == "null"
             number += 1
             records = int(response.headers.get("Sforce-NumberOfRecords") or 0)
-            # Null bytes have been seen in real results and break CSV readers.
+            # Null bytes have been seen in real results and break CSV readers; the REST path
+            # removes NUL from its JSON values too (`client.without_nul`).
             yield ResultSet(response.content.replace(b"\x00", b""), records, number, last)
             if last:
                 return

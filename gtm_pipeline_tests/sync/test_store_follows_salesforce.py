@@ -418,6 +418,36 @@ def test_rest_and_bulk_full_syncs_give_identical_stores(emulator, client, engine
         assert counts["persons"]["twins"] >= 2  # the generated duplicate emails and a/b
 
 
+def test_rest_and_bulk_store_text_holding_nul_alike_without_it(emulator, client, engine):
+    """Salesforce text may hold NUL characters (seen in real Bulk results). PostgreSQL keeps
+    none in text or JSONB, so both paths remove them: the same row either way, loaded or
+    quarantined, and text that only reads `\\u0000` is kept as it is."""
+    kept, held = [
+        r["Id"]
+        for r in truth_of(emulator, "Contact").values()
+        if not r.get("_dirty") and isinstance(judged("persons", r), dict)
+    ][:2]
+    emulator.control.mutate(
+        [
+            {"op": "update", "object": "Contact", "id": kept,
+             "fields": {"Title": "Head\x00 of\x00 Sales", "Phone": "555\\u0000"}},
+            {"op": "update", "object": "Contact", "id": held,
+             "fields": {"Title": "\x00" + "t" * 256}},
+        ]
+    )  # fmt: skip
+    sync_all(client, engine, "rest", bulk_threshold=10**9)
+    sync_all(client, engine, "bulk", bulk_threshold=0, bulk_max_records=25)
+    by_rest, by_bulk = store_of(engine, "rest"), store_of(engine, "bulk")
+    assert store_differences(by_bulk, by_rest) == []
+    for table in by_rest:
+        assert by_bulk[table] == by_rest[table], table
+    row = by_rest["persons"][kept]
+    assert (row["title"], row["phone"]) == ("Head of Sales", "555\\u0000")
+    assert by_rest["quality_failures"][("persons", held, "type_coercion")]["raw"]["title"] == (
+        "t" * 256
+    )
+
+
 # -- reconciliation ------------------------------------------------------------------------------
 
 
