@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -351,6 +351,14 @@ READ: dict[str, Callable[[Any], Any]] = {
     "boolean": boolean,
     "minutes": minutes,
 }
+
+
+def served(truth: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """Records as a sync reads them: without NUL characters in their text (README, Sync)."""
+    return [
+        {k: v.replace(chr(0), "") if isinstance(v, str) else v for k, v in record.items()}
+        for record in truth
+    ]
 
 
 def value_of(record: Mapping[str, Any], source: Source) -> Any:
@@ -680,9 +688,9 @@ def reconcile(
     `quarantined` records, `deleted` records in the recycle bin.
     """
     name = entity.name
-    truth = list(emulator.control.truth(OBJECT[name]))
+    truth = served(emulator.control.truth(OBJECT[name]))
     twin_truths = (
-        {e: list(emulator.control.truth(OBJECT[e])) for e in PERSON_ENTITIES}
+        {e: served(emulator.control.truth(OBJECT[e])) for e in PERSON_ENTITIES}
         if name in PERSON_ENTITIES
         else None
     )

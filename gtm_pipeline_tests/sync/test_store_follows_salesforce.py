@@ -446,6 +446,8 @@ def test_rest_and_bulk_store_text_holding_nul_alike_without_it(emulator, client,
     assert by_rest["quality_failures"][("persons", held, "type_coercion")]["raw"]["title"] == (
         "t" * 256
     )
+    for tenant in ("rest", "bulk"):
+        assert_oracle(engine, emulator, tenant)
 
 
 # -- reconciliation ------------------------------------------------------------------------------
