@@ -174,16 +174,7 @@ def _materialized(
     )
 
 
-@dg.multi_asset(
-    name=SYNC_OP,
-    specs=[_spec(e) for e in SYNC_ORDER],
-    check_specs=[spec for e in SYNC_ORDER for spec in quality_check_specs(asset_key(e))],
-    can_subset=True,
-    retry_policy=SYNC_RETRY_POLICY,
-    description="The selected Salesforce objects of one tenant, read at once "
-    "(sync/entities_at_once.py).",
-)
-def salesforce_objects(
+def _sync_objects(
     context: dg.AssetExecutionContext,
     config: SyncConfig,
     salesforce: SalesforceResource,
@@ -225,6 +216,22 @@ def salesforce_objects(
             context.log.warning(f"{event.entity.name}: not synced: {event.skipped}")
     if failed:
         raise _raised(engine, tenant_id, failed)
+
+
+def sync_objects_asset(retry_policy: dg.RetryPolicy = SYNC_RETRY_POLICY) -> dg.AssetsDefinition:
+    """The sync multi-asset, its step retried by `retry_policy` (a test waits less than 15 s)."""
+    return dg.multi_asset(
+        name=SYNC_OP,
+        specs=[_spec(e) for e in SYNC_ORDER],
+        check_specs=[spec for e in SYNC_ORDER for spec in quality_check_specs(asset_key(e))],
+        can_subset=True,
+        retry_policy=retry_policy,
+        description="The selected Salesforce objects of one tenant, read at once "
+        "(sync/entities_at_once.py).",
+    )(_sync_objects)
+
+
+salesforce_objects = sync_objects_asset()
 
 
 def sync_assets() -> list[dg.AssetsDefinition]:

@@ -8,7 +8,13 @@ import dagster as dg
 import pytest
 
 from gtm_pipeline.cli.instance import on_instance
-from gtm_pipeline.defs.assets import asset_key, sync_assets, sync_run_config
+from gtm_pipeline.defs.assets import (
+    SYNC_RETRY_POLICY,
+    asset_key,
+    sync_assets,
+    sync_objects_asset,
+    sync_run_config,
+)
 from gtm_pipeline.defs.partitions import salesforce_tenants
 from gtm_pipeline.sync.entities import LEADS, OPPORTUNITIES, SYNC_ORDER, FieldMapping
 from gtm_pipeline.sync.mapping import save_mappings
@@ -19,10 +25,10 @@ from gtm_pipeline_tests.sync.reconcile import reconcile
 KEYS = [asset_key(e) for e in SYNC_ORDER]
 
 
-def run(instance, resources, *, config=None, raise_on_error=True):
+def run(instance, resources, *, config=None, raise_on_error=True, assets=None):
     with on_instance(instance):
         return dg.materialize(
-            sync_assets(),
+            assets or sync_assets(),
             instance=instance,
             partition_key=TENANT,
             resources=resources,
@@ -119,7 +125,8 @@ def test_a_retry_syncs_only_what_the_run_has_not_materialized(
     with engine.begin() as conn:
         save_mappings(conn, TENANT, "leads", [FieldMapping("custom_fields.source", "LeadSource")])
     emulator.control.add_fault(kind="status", status=503, times=5, path=r"/sobjects/Lead/describe")
-    result = run(instance, resources)
+    quick_retry = dg.RetryPolicy(max_retries=SYNC_RETRY_POLICY.max_retries, delay=0.1)
+    result = run(instance, resources, assets=[sync_objects_asset(quick_retry)])
     assert result.success
     assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 1
     materialized = Counter(e.asset_key for e in result.get_asset_materialization_events())
