@@ -5,7 +5,8 @@ column) and the documented gate rules are written out again below, independently
 `sync/entities.py`, `sync/coerce.py` and `sync/quality.py`, so that a change to either side shows
 up as a difference instead of being copied into the expectation.
 
-From `emulator.control.truth(object)` (every record not purged, with `IsDeleted`):
+From `emulator.control.truth(object)` (every record not purged, with `IsDeleted`; NUL characters
+removed from text, as a sync is served it: `served`):
 
 - a live record that keeps the raw contract and passes the gates -> a row holding the newest
   value of every canonical column, not deleted, no quarantine entry;
