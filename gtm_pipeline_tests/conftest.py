@@ -127,26 +127,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
     return url
 
 
-@pytest.fixture()
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    """An engine on an empty database migrated to head, once per database of `database_url`."""
+def _migrated(url: str) -> Iterator[sa.Engine]:
+    """An engine on the empty database at `url`, migrated to head; disposed afterwards."""
     from gtm_pipeline.store import make_engine, upgrade
 
-    migrated = make_engine(database_url)
+    migrated = make_engine(url)
     upgrade(migrated)
     yield migrated
     migrated.dispose()
+
+
+@pytest.fixture()
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    """An engine on an empty database migrated to head, once per database of `database_url`."""
+    yield from _migrated(database_url)
 
 
 @pytest.fixture()
 def sqlite_engine(tmp_path) -> Iterator[sa.Engine]:
     """An engine on an empty SQLite store migrated to head, for tests of SQLite alone."""
-    from gtm_pipeline.store import make_engine, upgrade
-
-    migrated = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    upgrade(migrated)
-    yield migrated
-    migrated.dispose()
+    yield from _migrated(f"sqlite:///{tmp_path / 'store.db'}")
 
 
 @pytest.fixture(scope="session", autouse=True)
