@@ -170,10 +170,7 @@ def defer_marks_if_first(conn: sa.Connection, tenant_id: str, entity: str, full:
         return False
     if _marks_pending(conn, tenant_id, entity):
         return True
-    if (
-        not full
-        or conn.execute(sa.select(sa.literal(1)).where(rows.of_tenant(tenant_id)).limit(1)).first()
-    ):
+    if not full or rows.stored_for(conn, tenant_id):
         return False
     _set_pending(conn, tenant_id, entity, True)
     return True

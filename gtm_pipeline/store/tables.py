@@ -280,6 +280,11 @@ class EntityRows:
         column, value = self.owner
         return sa.and_(clause, self.table.c[column] == value)
 
+    def stored_for(self, conn: sa.Connection, tenant_id: str) -> bool:
+        """Whether the tenant has any row of this entity (deleted ones included)."""
+        exists = sa.select(sa.literal(1)).where(self.of_tenant(tenant_id)).limit(1)
+        return conn.execute(exists).first() is not None
+
     @property
     def owner_values(self) -> dict[str, str]:
         """The column values every row of this entity is written with."""

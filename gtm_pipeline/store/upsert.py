@@ -13,7 +13,8 @@ the sync can commit a page of rows together with the cursor that covers them.
 - PostgreSQL: `COPY` into a temporary staging table, then one
   `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE`. COPY goes in binary format when
   psycopg's binary dumper for each staging column takes its values as text COPY would (a third of
-  the time of the text format for 20,000 Contacts), else in text format.
+  the time of the text format for 20,000 Contacts), else in text format. A first full sync's
+  rows, which cannot be stored yet, are copied straight into the table (`store/written_keys.py`).
 
 SQL text is assembled here only from names taken from the `Table` (incoming column names are
 checked against it first) and quoted by the dialect; every value travels as a bound parameter
@@ -29,12 +30,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 import sqlalchemy as sa
+from psycopg.errors import UniqueViolation
 from psycopg.postgres import types as postgres_types
 from psycopg.types.json import set_json_dumps
 
@@ -49,6 +52,7 @@ from gtm_pipeline.store.rows import (
     validate_rows,
 )
 from gtm_pipeline.store.types import UTCDateTime, sqlite_instant_texts, sqlite_timestamp_texts
+from gtm_pipeline.store.written_keys import WrittenKeys
 
 _staging_names = itertools.count(1)
 # One reusable encoder: `json.dumps` with options builds a new encoder on every call. NaN is
@@ -126,18 +130,29 @@ def _in_key_order(validated: ValidatedRows) -> ValidatedRows:
     keep their order."""
     if len(validated) < 2:
         return validated
-    keys = [validated.column(name) for name in validated.key_columns]
-    varying = [key for key in keys if not _one_value(key)] or keys[-1:]
-    position = varying[0] if len(varying) == 1 else list(zip(*varying, strict=True))
     try:
-        order = sorted(range(len(validated)), key=position.__getitem__)
+        order = sorted(range(len(validated)), key=_varying_keys(validated).__getitem__)
     except TypeError:
         return validated
     return validated.taken(order)
 
 
-def write_upsert(conn: sa.Connection, batch: UpsertBatch) -> int:
-    """Apply a prepared upsert in the caller's transaction; rows inserted or updated."""
+def _varying_keys(validated: ValidatedRows) -> Sequence[Any]:
+    """Each row's key without the key columns holding one value (a batch's tenant): the values
+    of the one key column left, or tuples when more are left."""
+    keys = [validated.column(name) for name in validated.key_columns]
+    varying = [key for key in keys if not _one_value(key)] or keys[-1:]
+    return varying[0] if len(varying) == 1 else list(zip(*varying, strict=True))
+
+
+def write_upsert(
+    conn: sa.Connection, batch: UpsertBatch, *, written: WrittenKeys | None = None
+) -> int:
+    """Apply a prepared upsert in the caller's transaction; rows inserted or updated.
+
+    `written`: the keys this writer has written so far to a table that held none of them when
+    it began (a first full sync, `store/written_keys.py`). On PostgreSQL, rows whose key is not
+    among them are copied straight into the table (`_copy_new_rows`); the result is the same."""
     if conn.dialect.name != batch.dialect:
         raise StoreError(
             f"rows prepared for {batch.dialect} cannot be written to {conn.dialect.name}"
@@ -146,7 +161,9 @@ def write_upsert(conn: sa.Connection, batch: UpsertBatch) -> int:
         return 0
     if batch.dialect == "sqlite":
         return _upsert_sqlite(conn, batch)
-    return _upsert_postgresql(conn, batch)
+    if written is None:
+        return _upsert_postgresql(conn, batch)
+    return _write_mostly_new(conn, batch, written)
 
 
 def _quoted_columns(conn: sa.Connection, names: tuple[str, ...]) -> str:
@@ -370,26 +387,31 @@ def _already_json(text: str) -> str:
 
 def _copy_rows(
     cursor: Any,
-    staging: str,
+    into: str,
     columns: str,
     validated: ValidatedRows,
     copy_columns: Sequence[ColumnValues],
+    chosen: list[bool] | None = None,
 ) -> bool:
-    """COPY the rows into `staging`, in binary format when every column allows; whether it did."""
-    cursor.execute(f"SELECT {columns} FROM {staging} LIMIT 0")  # noqa: S608 - quoted names
+    """COPY the rows (those `chosen`, if given) into `into`, in binary format when every column
+    allows; whether it did."""
+    cursor.execute(f"SELECT {columns} FROM {into} LIMIT 0")  # noqa: S608 - quoted names
     type_oids = [column.type_code for column in cursor.description]
     binary = all(
         _binary_ready(oid, validated.table.c[name].type, values)
         for oid, name, values in zip(type_oids, validated.columns, copy_columns, strict=True)
     )
-    copy_sql = f"COPY {staging} ({columns}) FROM STDIN"
+    copy_sql = f"COPY {into} ({columns}) FROM STDIN"
     if binary:
         set_json_dumps(_already_json, cursor)
         copy_sql += " (FORMAT BINARY)"
     with cursor.copy(copy_sql) as copy:
         if binary:
             copy.set_types(type_oids)
-        for row in zip(*copy_columns, strict=True):
+        rows: Iterable[tuple[Any, ...]] = zip(*copy_columns, strict=True)
+        if chosen is not None:
+            rows = itertools.compress(rows, chosen)
+        for row in rows:
             copy.write_row(row)
     return binary
 
@@ -414,3 +436,37 @@ def _upsert_postgresql(conn: sa.Connection, batch: UpsertBatch) -> int:
     changed = result.rowcount
     conn.exec_driver_sql(f"DROP TABLE {staging}")
     return changed
+
+
+def _write_mostly_new(conn: sa.Connection, batch: UpsertBatch, written: WrittenKeys) -> int:
+    """Rows whose key was not `written` before copied in, the others upserted; if one of those
+    copied is stored after all, the whole batch upserted instead."""
+    again = written.record(_varying_keys(batch.rows))
+    copied = _copy_new_rows(conn, batch, (~again).tolist())
+    if copied is None:
+        return _upsert_postgresql(conn, batch)
+    if again.any():
+        repeated = np.flatnonzero(again).tolist()
+        sent = tuple(list(map(column.__getitem__, repeated)) for column in batch.sent)
+        repeats = UpsertBatch(batch.rows.taken(repeated), batch.dialect, sent)
+        copied += _upsert_postgresql(conn, repeats)
+    return copied
+
+
+def _copy_new_rows(conn: sa.Connection, batch: UpsertBatch, chosen: list[bool]) -> int | None:
+    """COPY the `chosen` rows straight into their table, in a savepoint: no staging table and no
+    conflict handling. None, the savepoint rolled back, when one of them is stored already: the
+    key's unique index refuses it, so nothing stored is overwritten here."""
+    count = sum(chosen)
+    if not count:
+        return 0
+    validated = batch.rows
+    target = conn.dialect.identifier_preparer.format_table(validated.table)
+    columns = _quoted_columns(conn, validated.columns)
+    driver_connection: Any = conn.connection.driver_connection
+    try:
+        with conn.begin_nested(), driver_connection.cursor() as cursor:
+            _copy_rows(cursor, target, columns, validated, batch.sent, chosen)
+    except UniqueViolation:
+        return None
+    return count

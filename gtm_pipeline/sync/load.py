@@ -21,13 +21,13 @@ from gtm_pipeline.store import (
     get_cursor,
     prepare_upsert,
     save_cursor,
-    upsert_records,
     write_upsert,
 )
 from gtm_pipeline.store.cursors import later
 from gtm_pipeline.store.duplicates import twins_kept_marked
 from gtm_pipeline.store.quarantine import drop_quarantined_rows, forget_failures, replace_failures
 from gtm_pipeline.store.tables import entity_rows
+from gtm_pipeline.store.written_keys import WrittenKeys
 from gtm_pipeline.sync.entities import Entity
 from gtm_pipeline.sync.prepare import GatedPage
 
@@ -128,10 +128,11 @@ def load_page(
     stats: dict[str, Any],
     hold_cursor: bool = False,
     mark_twins: bool = True,
+    written: WrittenKeys | None = None,
 ) -> LoadedPage:
     """Upsert clean rows, quarantine rejected ones (their stored rows removed), keep email twins
     marked (unless `mark_twins` is False: see `store/duplicates.py`), advance the cursor: all
-    in `conn`.
+    in `conn`. `written`: as `write_upsert` takes it.
 
     `now` stamps the quarantine entries. `hold_cursor` leaves the stored cursor alone, for pages
     that come in no particular order (Bulk result sets): the caller advances it once every page
@@ -140,7 +141,7 @@ def load_page(
     gated = page.gated
     table = entity_rows(entity.name).table
     with _twins_kept(conn, table, tenant_id, gated.seen_ids, mark_twins) as emails:
-        loaded = write_upsert(conn, page.clean)
+        loaded = write_upsert(conn, page.clean, written=written)
         drop_quarantined_rows(conn, table, tenant_id, gated.rejected)
         emails.update(_emails(gated.result.clean))
     replace_failures(
@@ -162,10 +163,11 @@ def load_deletions(
     now: datetime,
     hold_cursor: bool = False,
     mark_twins: bool = True,
+    written: WrittenKeys | None = None,
 ) -> LoadedPage:
     """Mark records deleted (rows kept; `deleted_at` = deletion stamp), drop their quarantine
     entries, hand a deleted survivor's twins over to the next one, and advance that cursor
-    (unless `hold_cursor`; `hold_cursor` and `mark_twins` as for `load_page`)."""
+    (unless `hold_cursor`; `hold_cursor`, `mark_twins` and `written` as for `load_page`)."""
     if deleted.empty:
         return LoadedPage(0, None)
     stamps = pd.to_datetime(deleted["SystemModstamp"], utc=True, format="ISO8601")
@@ -184,7 +186,7 @@ def load_deletions(
     )
     table = owned.table
     with _twins_kept(conn, table, tenant_id, rows["external_id"].tolist(), mark_twins):
-        loaded = upsert_records(conn, table, rows)
+        loaded = write_upsert(conn, prepare_upsert(conn.dialect, table, rows), written=written)
     forget_failures(conn, tenant_id, entity.name, rows["external_id"].tolist())
     reached = page_cursor(rows)
     if hold_cursor:

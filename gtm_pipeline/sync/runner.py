@@ -65,6 +65,8 @@ from gtm_pipeline.store.slices import (
     record_progress,
     save_plan,
 )
+from gtm_pipeline.store.tables import entity_rows
+from gtm_pipeline.store.written_keys import WrittenKeys
 from gtm_pipeline.sync.access import unreadable_reason
 from gtm_pipeline.sync.bulk_csv import (
     BulkPlan,
@@ -226,6 +228,9 @@ class _Run:
     on_page: Callable[[PageProgress], None] | None
     twin_marks_deferred: bool
     """Email twins are marked once when the run ends, not page by page (a first full sync)."""
+    written: WrittenKeys | None
+    """The keys this run has written, when the tenant had none of the entity's rows as it started
+    (a first full sync): rows not among them are copied in as new (`store/written_keys.py`)."""
     read_slots: ReadSlots
     """The query cursors its REST reads (serial or in slices) may hold open, shared with the
     entities read at once."""
@@ -291,6 +296,7 @@ def _sync_entity(
         run_started_at = datetime.now(UTC)
         mark_run_started(conn, tenant_id, entity.name, mode, at=run_started_at)
         deferred = defer_marks_if_first(conn, tenant_id, entity.name, mode == "full")
+        first_rows = mode == "full" and not entity_rows(entity.name).stored_for(conn, tenant_id)
     stats = SyncStats(
         entity=entity.name,
         mode=mode,
@@ -306,6 +312,7 @@ def _sync_entity(
     run = _Run(
         client, engine, tenant_id, entity, resolved, options, mode, stats, progress, on_page,
         twin_marks_deferred=deferred, read_slots=read_slots,
+        written=WrittenKeys() if first_rows else None,
     )  # fmt: skip
     try:
         _read(run, cursor, deleted_cursor, threshold, unfinished)
@@ -775,6 +782,7 @@ def _load_live(
         stats=run.progress(),
         hold_cursor=hold_cursor,
         mark_twins=not run.twin_marks_deferred,
+        written=run.written,
     )
     run.stats.rows_loaded += loaded.loaded
     return loaded
@@ -790,4 +798,5 @@ def _load_gone(run: _Run, conn: sa.Connection, frame: Any, *, hold_cursor: bool)
         now=datetime.now(UTC),
         hold_cursor=hold_cursor,
         mark_twins=not run.twin_marks_deferred,
+        written=run.written,
     )

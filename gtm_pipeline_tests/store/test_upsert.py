@@ -30,6 +30,7 @@ from gtm_pipeline.store import (
 )
 from gtm_pipeline.store.errors import StoreError
 from gtm_pipeline.store.rows import aware_datetimes
+from gtm_pipeline.store.written_keys import WrittenKeys
 from gtm_pipeline_tests.support.store import T0
 
 
@@ -731,3 +732,46 @@ def test_aware_datetimes_match_each_instant_made_alone(values) -> None:
     )
     expected = [None if v is None else v.replace(tzinfo=UTC) for v in values]
     assert aware_datetimes(instants) == expected
+
+
+def test_a_first_sync_writer_copies_new_rows_in_and_upserts_the_rest(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows whose key the writer has not written go in without staging; a key it wrote before,
+    or one stored by another path, goes through the upsert, so an older version never wins."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("only PostgreSQL copies a first sync's new rows in")
+    from gtm_pipeline.store import upsert as upsert_module
+
+    upserted: list[list[str]] = []
+    upsert_postgresql = upsert_module._upsert_postgresql
+
+    def spy(conn: sa.Connection, batch: Any) -> int:
+        upserted.append(list(batch.rows.column("external_id")))
+        return upsert_postgresql(conn, batch)
+
+    monkeypatch.setattr(upsert_module, "_upsert_postgresql", spy)
+    writer = WrittenKeys()
+
+    def write(rows: list[dict], written: WrittenKeys | None = writer) -> int:
+        with engine.begin() as conn:
+            return write_upsert(conn, prepare_upsert(conn.dialect, persons, rows), written=written)
+
+    later = T0 + timedelta(seconds=5)
+    assert write([person("003A", T0, title="a"), person("003B", T0, title="b")]) == 2
+    assert upserted == []
+    served_again = [person("003A", T0 - timedelta(seconds=1), title="older"), person("003C", T0)]
+    assert write(served_again) == 1
+    assert upserted == [["003A"]]
+    assert write([person("003D", later, title="elsewhere")], written=None) == 1
+    upserted.clear()
+    assert write([person("003D", T0, title="older"), person("003E", T0)]) == 1
+    assert upserted == [["003D", "003E"]]
+    rows = stored(engine, persons)
+    assert {key: row.title for key, row in rows.items()} == {
+        "003A": "a",
+        "003B": "b",
+        "003C": None,
+        "003D": "elsewhere",
+        "003E": None,
+    }

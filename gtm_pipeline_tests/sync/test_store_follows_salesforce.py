@@ -336,6 +336,34 @@ def test_an_interrupted_first_sync_leaves_the_marks_to_the_next_run(
     assert_oracle(engine, emulator)
 
 
+def test_a_first_full_sync_copies_its_new_rows_in_and_later_syncs_upsert(
+    emulator, client, engine, monkeypatch
+):
+    """PostgreSQL: a first full sync sends the rows it has not written yet straight into their
+    tables (records served twice go through the upsert); a later full sync upserts everything.
+    The store equals Salesforce either way."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("only PostgreSQL copies a first sync's rows in")
+    from gtm_pipeline.store import upsert as upsert_module
+
+    copied: list[str] = []
+    copy_new_rows = upsert_module._copy_new_rows
+
+    def spy(conn, batch, chosen):
+        copied.extend(batch.rows.table.name for keep in chosen if keep)
+        return copy_new_rows(conn, batch, chosen)
+
+    monkeypatch.setattr(upsert_module, "_copy_new_rows", spy)
+    sync_all(client, engine, load_batch_rows=7)
+    assert {"accounts", "persons", "opportunities", "activities"} <= set(copied)
+    assert_oracle(engine, emulator)
+    copied.clear()
+    update(emulator, valid_contacts_in_truth(emulator, 1)[0], Title="Changed")
+    sync_all(client, engine, full=True, load_batch_rows=7)
+    assert copied == []
+    assert_oracle(engine, emulator)
+
+
 def test_later_full_syncs_mark_twins_page_by_page(emulator, client, engine):
     sync_all(client, engine)
     a, b = clean_contacts(emulator, engine, 2)
