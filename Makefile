@@ -22,7 +22,7 @@ demo: setup
 # that runs out takes tests from the end of another's queue; the tests marked heavy start first,
 # one at the head of each worker's queue.
 test: setup
-	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist worksteal
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist worksteal --durations=15
 
 lint: setup
 	$(BIN)/ruff check gtm_pipeline gtm_pipeline_tests benchmarks
