@@ -4,9 +4,9 @@ A tenant's first full sync of an object writes into a table holding none of the 
 that object, so a row the sync has not written yet cannot be stored: PostgreSQL can COPY it
 straight into the table instead of upserting it through a staging table (`upsert.write_upsert`:
 200,000 new Contacts in 20,000-row transactions took 2.4 s of writing instead of 4.1 s). The
-exception is a record served again later in the same read, as Salesforce may serve one that
-changed while it was read (and the emulator serves a few at random): the keys written so far
-tell it apart, and its second version goes through the upsert, which keeps the newer one.
+exception is a record read twice in one run, which a sync must expect (the emulator serves a few
+records twice): the keys written so far tell it apart, and its second version goes through the
+upsert, which keeps the newer one.
 
 Keys are kept as 64-bit hashes in one sorted array: 8 bytes a row, 8 MB for a 1,000,000-Contact
 org, where a set of the ids would hold about ten times as much. Two keys sharing a hash only send

@@ -296,7 +296,7 @@ def _sync_entity(
         run_started_at = datetime.now(UTC)
         mark_run_started(conn, tenant_id, entity.name, mode, at=run_started_at)
         deferred = defer_marks_if_first(conn, tenant_id, entity.name, mode == "full")
-        first_rows = mode == "full" and not entity_rows(entity.name).stored_for(conn, tenant_id)
+        starts_empty = mode == "full" and not entity_rows(entity.name).stored_for(conn, tenant_id)
     stats = SyncStats(
         entity=entity.name,
         mode=mode,
@@ -312,7 +312,7 @@ def _sync_entity(
     run = _Run(
         client, engine, tenant_id, entity, resolved, options, mode, stats, progress, on_page,
         twin_marks_deferred=deferred, read_slots=read_slots,
-        written=WrittenKeys() if first_rows else None,
+        written=WrittenKeys() if starts_empty else None,
     )  # fmt: skip
     try:
         _read(run, cursor, deleted_cursor, threshold, unfinished)
