@@ -161,16 +161,18 @@ def twins_kept_marked(
     refresh_duplicates(conn, tenant_id, touched)
 
 
-def defer_marks_if_first(conn: sa.Connection, tenant_id: str, entity: str, full: bool) -> bool:
+def defer_marks_if_first(
+    conn: sa.Connection, tenant_id: str, entity: str, starts_empty: bool
+) -> bool:
     """Whether this run loads the entity without marking twins page by page: the tenant's first
-    full sync of the entity (none of its rows yet), which sets the flag, or any run after one
-    that left it set. Needs the run's `sync_state` row (`cursors.mark_run_started`) in `conn`."""
-    rows = entity_rows(entity)
-    if "duplicate_of" not in rows.table.c:
+    full sync of the entity (`starts_empty`: a full sync while the tenant has none of its rows),
+    which sets the flag, or any run after one that left it set. Needs the run's `sync_state`
+    row (`cursors.mark_run_started`) in `conn`."""
+    if "duplicate_of" not in entity_rows(entity).table.c:
         return False
     if _marks_pending(conn, tenant_id, entity):
         return True
-    if not full or rows.stored_for(conn, tenant_id):
+    if not starts_empty:
         return False
     _set_pending(conn, tenant_id, entity, True)
     return True

@@ -295,8 +295,8 @@ def _sync_entity(
         mode = "full" if options.full or first or unfinished else "incremental"
         run_started_at = datetime.now(UTC)
         mark_run_started(conn, tenant_id, entity.name, mode, at=run_started_at)
-        deferred = defer_marks_if_first(conn, tenant_id, entity.name, mode == "full")
         starts_empty = mode == "full" and not entity_rows(entity.name).stored_for(conn, tenant_id)
+        deferred = defer_marks_if_first(conn, tenant_id, entity.name, starts_empty)
     stats = SyncStats(
         entity=entity.name,
         mode=mode,
