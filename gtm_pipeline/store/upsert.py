@@ -60,7 +60,9 @@ _staging_names = itertools.count(1)
 _encode_json = json.JSONEncoder(allow_nan=False).encode
 
 
-def upsert_records(conn: sa.Connection, table: sa.Table, rows: Rows) -> int:
+def upsert_records(
+    conn: sa.Connection, table: sa.Table, rows: Rows, *, written: WrittenKeys | None = None
+) -> int:
     """Insert or update `rows` in `table`; return how many rows were inserted or updated.
 
     Rows whose `system_modstamp` is older than the stored version are skipped and not counted.
@@ -68,8 +70,9 @@ def upsert_records(conn: sa.Connection, table: sa.Table, rows: Rows) -> int:
     deleted by sending just the key, `system_modstamp`, `is_deleted` and `deleted_at`.
     `synced_at` is filled with the current time when the rows do not carry it, and a key
     repeated within `rows` counts once (its newest version; see `rows.validate_rows`).
+    `written`: as `write_upsert` takes it.
     """
-    return write_upsert(conn, prepare_upsert(conn.dialect, table, rows))
+    return write_upsert(conn, prepare_upsert(conn.dialect, table, rows), written=written)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from gtm_pipeline.store import (
     get_cursor,
     prepare_upsert,
     save_cursor,
+    upsert_records,
     write_upsert,
 )
 from gtm_pipeline.store.cursors import later
@@ -186,7 +187,7 @@ def load_deletions(
     )
     table = owned.table
     with _twins_kept(conn, table, tenant_id, rows["external_id"].tolist(), mark_twins):
-        loaded = write_upsert(conn, prepare_upsert(conn.dialect, table, rows), written=written)
+        loaded = upsert_records(conn, table, rows, written=written)
     forget_failures(conn, tenant_id, entity.name, rows["external_id"].tolist())
     reached = page_cursor(rows)
     if hold_cursor:
