@@ -4,8 +4,10 @@ Run: `.venv/bin/python -m benchmarks.store_upsert [--rows N] [--page-size N] [--
 
 For SQLite (a temporary file) and PostgreSQL (a temporary database created on the server at
 `--postgres-url` and dropped afterwards) it migrates an empty store, then upserts `--rows`
-persons in pages of `--page-size`, one transaction per page, twice: first as inserts, then as
-updates carrying a newer `system_modstamp`. Pages are generated before the clock starts, so
+persons in pages of `--page-size`, one transaction per page, three times: as inserts, as a
+second tenant's first full sync would insert them (`write_upsert` with the sync's
+`WrittenKeys`: on PostgreSQL copied straight into the table), and as updates of the first
+tenant's rows carrying a newer `system_modstamp`. Pages are generated before the clock starts, so
 the figures measure `upsert_records` (validation, batching, SQL) plus the commit.
 """
 
@@ -31,19 +33,29 @@ from benchmarks import (
     write_results,
 )
 from gtm_pipeline.store import make_engine, persons, upgrade, upsert_records
+from gtm_pipeline.store.written_keys import WrittenKeys
 
 NAME = "store_upsert"
+PASSES = (
+    ("insert", "bench", 0, False),
+    ("first sync", "first", 0, True),
+    ("update", "bench", 1, False),
+)
+"""Each pass: its name, the tenant it writes, the version of the rows, and whether it writes
+through a first full sync's `WrittenKeys`."""
 BASE_MODSTAMP = datetime(2024, 1, 1, tzinfo=UTC)
 TITLES = np.array(["CEO", "CTO", "VP Sales", "Head of Data", "Engineer", "Analyst", None], object)
 
 
-def person_pages(rows: int, page_size: int, version: int, seed: int = 7) -> list[pd.DataFrame]:
-    """Deterministic pages of persons for tenant `bench`; `version` shifts stamps and values."""
+def person_pages(
+    rows: int, page_size: int, version: int, seed: int = 7, tenant: str = "bench"
+) -> list[pd.DataFrame]:
+    """Deterministic pages of persons for `tenant`; `version` shifts stamps and values."""
     rng = np.random.default_rng(seed + version)
     ids = np.arange(rows)
     frame = pd.DataFrame(
         {
-            "tenant_id": "bench",
+            "tenant_id": tenant,
             "external_id": [f"003BENCH{i:010d}" for i in ids],
             "email": [f"person{i}.v{version}@example.com" for i in ids],
             "first_name": [f"First{i}" for i in ids],
@@ -61,13 +73,16 @@ def person_pages(rows: int, page_size: int, version: int, seed: int = 7) -> list
     return [frame.iloc[start : start + page_size] for start in range(0, rows, page_size)]
 
 
-def run_pass(engine: sa.Engine, pages: list[pd.DataFrame]) -> tuple[int, float]:
-    """Upsert every page in its own transaction; return rows applied and seconds taken."""
+def run_pass(
+    engine: sa.Engine, pages: list[pd.DataFrame], written: WrittenKeys | None = None
+) -> tuple[int, float]:
+    """Upsert every page in its own transaction (through `written`, a first sync's keys, when
+    given); return rows applied and seconds taken."""
     applied = 0
     started = time.perf_counter()
     for page in pages:
         with engine.begin() as conn:
-            applied += upsert_records(conn, persons, page)
+            applied += upsert_records(conn, persons, page, written=written)
     return applied, time.perf_counter() - started
 
 
@@ -76,9 +91,10 @@ def bench_database(label: str, url: str, rows: int, page_size: int) -> list[dict
     results = []
     try:
         upgrade(engine)
-        for pass_name, version in (("insert", 0), ("update", 1)):
-            pages = person_pages(rows, page_size, version)
-            applied, seconds = run_pass(engine, pages)
+        for pass_name, tenant, version, first_sync in PASSES:
+            pages = person_pages(rows, page_size, version, tenant=tenant)
+            written = WrittenKeys() if first_sync else None
+            applied, seconds = run_pass(engine, pages, written)
             if applied != rows:
                 raise RuntimeError(f"{label} {pass_name}: {applied} rows applied, expected {rows}")
             results.append(
@@ -92,7 +108,7 @@ def bench_database(label: str, url: str, rows: int, page_size: int) -> list[dict
                 }
             )
             print(
-                f"{label:<10} {pass_name:<7} {rows:>9,} rows {seconds:8.2f} s "
+                f"{label:<10} {pass_name:<10} {rows:>9,} rows {seconds:8.2f} s "
                 f"{rows / seconds:>10,.0f} rows/s"
             )
         with engine.connect() as conn:
@@ -100,8 +116,9 @@ def bench_database(label: str, url: str, rows: int, page_size: int) -> list[dict
             server = conn.exec_driver_sql(
                 "SELECT sqlite_version()" if label == "sqlite" else "SHOW server_version"
             ).scalar_one()
-        if stored != rows:
-            raise RuntimeError(f"{label}: {stored} rows stored, expected {rows}")
+        expected = rows * len({tenant for _, tenant, _, _ in PASSES})
+        if stored != expected:
+            raise RuntimeError(f"{label}: {stored} rows stored, expected {expected}")
         for result in results:
             result["server_version"] = server
     finally:
@@ -129,8 +146,10 @@ def render_markdown(payload: dict[str, Any]) -> str:
     return (
         "# Store upsert benchmark\n\n"
         f"{payload['rows']:,} persons upserted in pages of {payload['page_size']:,}, one "
-        "transaction per page: a first pass of inserts, then a pass of updates with newer "
-        "`system_modstamp`s. Command: `.venv/bin/python -m benchmarks.store_upsert`.\n\n"
+        "transaction per page: a pass of inserts, a second tenant's rows inserted as its first "
+        "full sync writes them (PostgreSQL: copied in), then a pass of updates of the first "
+        "tenant's rows with newer `system_modstamp`s. "
+        "Command: `.venv/bin/python -m benchmarks.store_upsert`.\n\n"
         f"{table}\n\n"
         f"Machine: {machine['platform']}, {machine['cpu_count']} CPUs, "
         f"Python {machine['python']}. Recorded {payload['recorded_at']}.\n"

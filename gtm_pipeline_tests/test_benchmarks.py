@@ -26,7 +26,9 @@ def test_store_upsert_benchmark_runs_on_both_databases():
     before = (RESULTS_DIR / "store_upsert.json").read_text()
     payload = store_upsert.main(["--rows", "1000", "--page-size", "250", "--no-write"])
     passes = {(r["database"], r["pass"]) for r in payload["results"]}
-    assert passes == {(db, p) for db in ("sqlite", "postgresql") for p in ("insert", "update")}
+    assert passes == {
+        (db, p) for db in ("sqlite", "postgresql") for p in ("insert", "first sync", "update")
+    }
     assert all(r["rows"] == 1000 and r["rows_per_second"] > 0 for r in payload["results"])
     assert (RESULTS_DIR / "store_upsert.json").read_text() == before
 
